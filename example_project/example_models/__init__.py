@@ -1,0 +1,1 @@
+"""Example models for pytest-cnnbudget's budget gate."""

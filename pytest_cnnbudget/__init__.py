@@ -1,0 +1,45 @@
+"""pytest-cnnbudget: parameter budgets for PyTorch models, checked by pytest.
+
+Importing this package must stay cheap: pytest imports it at start-up through the `pytest11`
+entry point, and a suite that does not ask for `--cnn-budget` must not pay for torch. The public
+names below are therefore resolved on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .errors import CnnBudgetError, ConfigError, CountError, ModelBuildError, SnapshotError
+from .results import LayerRow, ParameterCount
+
+if TYPE_CHECKING:
+    from .counting import count_parameters
+    from .loading import build_model
+    from .render_terminal import format_table
+
+__all__ = [
+    "CnnBudgetError",
+    "ConfigError",
+    "CountError",
+    "LayerRow",
+    "ModelBuildError",
+    "ParameterCount",
+    "SnapshotError",
+    "build_model",
+    "count_parameters",
+    "format_table",
+]
+
+_LAZY = {
+    "count_parameters": ".counting",
+    "build_model": ".loading",
+    "format_table": ".render_terminal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module, __name__), name)

@@ -1,0 +1,242 @@
+"""`[tool.cnnbudget]` → frozen, validated settings.
+
+Everything is checked here, before any model is built, and every problem is reported at once with
+the file, the model and the key it concerns, so that a configuration mistake reads like a compiler
+error rather than a traceback from deep inside a test run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .units import parse_count
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+DEFAULT_SNAPSHOT = "cnnbudget.snapshot.json"
+DEVICES = ("meta", "cpu")
+
+
+class Level(str, Enum):
+    """What a failed check does: `error` fails the test, `warn` reports and passes."""
+
+    ERROR = "error"
+    WARN = "warn"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One configured model: how to build it and what it may cost."""
+
+    name: str
+    target: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_params: int | None = None
+    max_total_params: int | None = None
+    level: Level = Level.ERROR
+    device: str = "meta"
+    line: int | None = None  # where its table starts in the config file, for annotations
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole `[tool.cnnbudget]` table of one file."""
+
+    path: Path
+    snapshot: Path | None
+    device: str
+    models: tuple[ModelSpec, ...]
+
+    def model(self, name: str) -> ModelSpec:
+        """The spec configured under `name`."""
+        return next(m for m in self.models if m.name == name)
+
+
+_TOP_KEYS = ("snapshot", "device", "models")
+_MODEL_KEYS = ("target", "kwargs", "max_params", "max_total_params", "level", "device")
+
+
+class _Problems:
+    """Collects every problem in one file so a user fixes them all in one go."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, where: str, key: str | None, message: str) -> None:
+        location = f"{where} {key}" if key else where
+        self.messages.append(f"{location}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            details = "\n".join(f"  {m}" for m in self.messages)
+            raise ConfigError(f"{self.path}: invalid [tool.cnnbudget] configuration\n{details}")
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = (
+                f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+            )
+            out.append((key, f"unknown key{hint}"))
+    return out
+
+
+def _table_header(name: str) -> str:
+    bare = re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    return f"[tool.cnnbudget.models.{name if bare else repr(name)}]"
+
+
+def _find_line(text: str, name: str | None) -> int | None:
+    """The 1-based line where `[tool.cnnbudget.models.<name>]` (or `[tool.cnnbudget]`) starts."""
+    if name is None:
+        pattern = r"^\s*\[\s*tool\s*\.\s*cnnbudget\s*\]"
+    else:
+        quoted = "|".join(re.escape(q) for q in (name, f'"{name}"', f"'{name}'"))
+        pattern = rf"^\s*\[\s*tool\s*\.\s*cnnbudget\s*\.\s*models\s*\.\s*(?:{quoted})\s*\]"
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(pattern, line):
+            return number
+    return None
+
+
+def _get(
+    problems: _Problems,
+    where: str,
+    table: Mapping[str, Any],
+    key: str,
+    convert: Callable[[Any], Any],
+    default: Any = None,
+) -> Any:
+    if key not in table:
+        return default
+    try:
+        return convert(table[key])
+    except (TypeError, ValueError) as e:
+        problems.add(where, key, str(e))
+        return default
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _string(value)
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {text!r}")
+        return text
+
+    return convert
+
+
+def _target(value: Any) -> str:
+    text = _string(value)
+    module, sep, attr = text.partition(":")
+    if not (sep and module and attr):
+        raise ValueError(f"{text!r} is not of the form 'package.module:ClassOrFactory'")
+    return text
+
+
+def _kwargs(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a table of keyword arguments, got {type(value).__name__}")
+    return dict(value)
+
+
+def _snapshot(value: Any) -> str | None:
+    if value is False:
+        return None
+    if value is True:
+        return DEFAULT_SNAPSHOT
+    return _string(value)
+
+
+_LEVEL = _choice(tuple(level.value for level in Level))
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate `[tool.cnnbudget]` from `path`; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from e
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: malformed TOML: {e}") from e
+    tool = document.get("tool", {})
+    section = tool.get("cnnbudget") if isinstance(tool, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{path}: no [tool.cnnbudget] table; add one with at least one "
+            "[tool.cnnbudget.models.<name>] entry (see the README), or point "
+            "--cnn-budget-config at the file that has it"
+        )
+    return parse_settings(section, path, text)
+
+
+def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Settings:
+    """Validate an already-parsed `[tool.cnnbudget]` table that came from `path`."""
+    problems = _Problems(path)
+    top = "[tool.cnnbudget]"
+    for key, message in _unknown_keys(section, _TOP_KEYS):
+        problems.add(top, key, message)
+    snapshot_name = _get(problems, top, section, "snapshot", _snapshot, DEFAULT_SNAPSHOT)
+    device = _get(problems, top, section, "device", _choice(DEVICES), "meta")
+    models_table = section.get("models", {})
+    if not isinstance(models_table, dict):
+        problems.add(top, "models", f"expected a table, got {type(models_table).__name__}")
+        models_table = {}
+    if not models_table:
+        problems.add(top, None, "no models configured; add a [tool.cnnbudget.models.<name>] table")
+
+    models = []
+    for name, table in models_table.items():
+        where = _table_header(name)
+        if not isinstance(table, dict):
+            problems.add(where, None, f"expected a table, got {type(table).__name__}")
+            continue
+        for key, message in _unknown_keys(table, _MODEL_KEYS):
+            problems.add(where, key, message)
+        target = _get(problems, where, table, "target", _target)
+        if "target" not in table:
+            problems.add(where, "target", "missing; give 'package.module:ClassOrFactory'")
+        max_params = _get(problems, where, table, "max_params", parse_count)
+        max_total = _get(problems, where, table, "max_total_params", parse_count)
+        if "max_params" not in table and "max_total_params" not in table:
+            problems.add(where, "max_params", "missing; every model needs a budget")
+        models.append(
+            ModelSpec(
+                name=name,
+                target=target or "",
+                kwargs=_get(problems, where, table, "kwargs", _kwargs, {}),
+                max_params=max_params,
+                max_total_params=max_total,
+                level=Level(
+                    _get(problems, where, table, "level", _choice(("error", "warn")), "error")
+                ),
+                device=_get(problems, where, table, "device", _choice(DEVICES), device),
+                line=_find_line(text, name) or _find_line(text, None),
+            )
+        )
+    problems.raise_if_any()
+    snapshot = (path.parent / snapshot_name) if snapshot_name is not None else None
+    return Settings(path=path, snapshot=snapshot, device=device, models=tuple(models))

@@ -1,0 +1,107 @@
+"""Module → per-layer parameter rows. Pure: no I/O, no pytest.
+
+Totals come from `model.parameters()`, which yields each tensor once, so tied weights count once.
+Rows attribute each tensor to the first module (in `named_modules()` order) that owns it, which
+makes the rows sum to exactly that total.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from math import prod
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+from .errors import CountError, FormulaMismatchWarning
+from .formulas import formula_for
+from .results import LayerRow, ParameterCount
+
+ROOT_NAME = "(root)"
+
+ModelLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
+
+
+def as_module(model: ModelLike) -> nn.Module:
+    """A module as is; a layer list or a name → layer mapping wrapped like `nn.Sequential`."""
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, Mapping):
+        return nn.Sequential(OrderedDict(model))
+    layers = list(model)
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer {i} is a {type(layer).__name__}, not an nn.Module")
+    return nn.Sequential(*layers)
+
+
+def _numel(t: torch.Tensor) -> int:
+    # prod(shape) rather than numel(): identical, but also defined for meta tensors of any
+    # subclass and cheap to reason about.
+    return prod(int(d) for d in t.shape)
+
+
+def count_parameters(model: ModelLike) -> ParameterCount:
+    """Count `model`'s parameters per layer, with textbook formulas, cumulative sums and shares."""
+    module = as_module(model)
+    owner: dict[int, str] = {}
+    drafts: list[tuple[str, str, int, int, str, int]] = []
+    for mod_name, mod in module.named_modules():
+        counted: list[tuple[str, torch.Tensor]] = []
+        shared: list[tuple[str, str]] = []
+        for p_name, p in mod.named_parameters(recurse=False):
+            qualified = f"{mod_name}.{p_name}" if mod_name else p_name
+            if is_lazy(p):
+                raise CountError(
+                    f"{qualified} is an uninitialized lazy parameter of {type(mod).__name__}; "
+                    "run one forward pass (give the model an input_shape) before counting"
+                )
+            if id(p) in owner:
+                shared.append((p_name, owner[id(p)]))
+                continue
+            owner[id(p)] = qualified
+            counted.append((p_name, p))
+        if not counted and not shared:
+            continue
+        row_name = mod_name or ROOT_NAME
+        params = sum(_numel(p) for _, p in counted)
+        trainable = sum(_numel(p) for _, p in counted if p.requires_grad)
+        if counted:
+            formula = formula_for(mod, counted)
+            text, value = formula.text, formula.value
+        else:
+            text, value = "", 0
+        # A tied tensor is shown where it is reused, so the row never looks like it lost weights.
+        notes = [f"{name} shared with {first}" for name, first in shared]
+        text = "; ".join(part for part in (text, *notes) if part)
+        if value != params:
+            warnings.warn(
+                f"{row_name} ({type(mod).__name__}): formula {text} gives {value:,} "
+                f"but numel() gives {params:,}",
+                FormulaMismatchWarning,
+                stacklevel=2,
+            )
+        drafts.append((row_name, type(mod).__name__, params, trainable, text, value))
+
+    params_list = list(module.parameters())
+    buffers_list = list(module.buffers())
+    total = sum(_numel(p) for p in params_list)
+    trainable_total = sum(_numel(p) for p in params_list if p.requires_grad)
+    rows: list[LayerRow] = []
+    cumulative = 0
+    for name, type_name, params, trainable, text, value in drafts:
+        cumulative += params
+        share = params / total if total else 0.0
+        rows.append(LayerRow(name, type_name, params, trainable, text, value, cumulative, share))
+    return ParameterCount(
+        total=total,
+        trainable=trainable_total,
+        frozen=total - trainable_total,
+        buffers=sum(_numel(b) for b in buffers_list),
+        layers=tuple(rows),
+        param_bytes=sum(_numel(p) * p.element_size() for p in params_list),
+        buffer_bytes=sum(_numel(b) * b.element_size() for b in buffers_list),
+    )

@@ -1,0 +1,144 @@
+"""One model's check: build → count → compare with budgets and snapshot → a ModelResult.
+
+Takes plain values and returns plain data; it never sees pytest, so it runs the same in a worker
+process, in the command line tool and in tests.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from .config import Level, ModelSpec
+from .counting import count_parameters
+from .errors import CountError, ModelBuildError
+from .loading import build_model
+from .results import (
+    BudgetCheck,
+    LayerChange,
+    ModelResult,
+    Outcome,
+    ParameterCount,
+    SnapshotDiff,
+    SnapshotEntry,
+    SnapshotStatus,
+    TotalChange,
+)
+
+_WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
+_PACKAGE_DIR = str(Path(__file__).parent)
+
+
+def budget_checks(spec: ModelSpec, count: ParameterCount) -> tuple[BudgetCheck, ...]:
+    """Every budget `spec` sets, measured against `count`."""
+    checks = []
+    if spec.max_params is not None:
+        checks.append(
+            BudgetCheck("max_params", "trainable parameters", count.trainable, spec.max_params)
+        )
+    if spec.max_total_params is not None:
+        checks.append(
+            BudgetCheck("max_total_params", "total parameters", count.total, spec.max_total_params)
+        )
+    return tuple(checks)
+
+
+def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
+    """Changed, added and removed layers (in module order), and the model totals."""
+    old = {layer.name: layer for layer in before.layers}
+    new_names = {layer.name for layer in after.layers}
+    changes = []
+    for layer in after.layers:
+        prior = old.get(layer.name)
+        if prior is None:
+            changes.append(LayerChange(layer.name, layer.type, None, layer.params, layer.formula))
+        elif prior != layer:
+            changes.append(
+                LayerChange(layer.name, layer.type, prior.params, layer.params, layer.formula)
+            )
+    changes += [
+        LayerChange(layer.name, layer.type, layer.params, None, layer.formula)
+        for layer in before.layers
+        if layer.name not in new_names
+    ]
+    totals = [TotalChange("total", before.total, after.total)]
+    for label in ("trainable", "frozen", "buffers"):
+        b, a = getattr(before, label), getattr(after, label)
+        if a != b:
+            totals.append(TotalChange(label, b, a))
+    return SnapshotDiff(tuple(changes), tuple(totals))
+
+
+def describe_build_error(error: Exception) -> str:
+    """The error's message plus the innermost frames of user code that raised it."""
+    lines = [str(error)]
+    cause = error.__cause__
+    if cause is not None and cause.__traceback__ is not None:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(cause.__traceback__)
+            if not frame.filename.startswith(_PACKAGE_DIR) and "importlib" not in frame.filename
+        ]
+        if frames:
+            lines.append("raised at (innermost last):")
+            lines += [
+                line.rstrip("\n") for line in traceback.format_list(frames[-4:]) for line in [line]
+            ]
+    return "\n".join(lines)
+
+
+def check_model(
+    spec: ModelSpec,
+    stored: SnapshotEntry | None,
+    *,
+    snapshot_enabled: bool,
+    update: bool,
+) -> ModelResult:
+    """Build, count and judge one model; never raises for a problem with the model itself."""
+    try:
+        model = build_model(spec.target, spec.kwargs, device=spec.device)
+        count = count_parameters(model)
+    except (ModelBuildError, CountError) as e:
+        return ModelResult(
+            name=spec.name,
+            target=spec.target,
+            level=spec.level.value,
+            outcome=Outcome.ERROR,
+            snapshot=SnapshotStatus.UNKNOWN,
+            error=describe_build_error(e),
+        )
+
+    budgets = budget_checks(spec, count)
+    over = any(b.over for b in budgets)
+    entry = SnapshotEntry.from_count(count)
+    diff = diff_entries(stored, entry) if stored is not None and stored != entry else None
+    if not snapshot_enabled:
+        status, diff = SnapshotStatus.OFF, None
+    elif update and over and spec.level is Level.ERROR:
+        # The snapshot only ever holds accepted states; an over-budget model is not one.
+        status = SnapshotStatus.REJECTED
+    elif stored is None:
+        status = SnapshotStatus.ADDED if update else SnapshotStatus.MISSING
+    elif diff is None:
+        status = SnapshotStatus.MATCH
+    else:
+        status = SnapshotStatus.UPDATED if update else SnapshotStatus.CHANGED
+
+    failing = over or status in (SnapshotStatus.CHANGED, SnapshotStatus.MISSING)
+    if not failing:
+        outcome = Outcome.PASSED
+    else:
+        outcome = Outcome.WARNED if spec.level is Level.WARN else Outcome.FAILED
+    return ModelResult(
+        name=spec.name,
+        target=spec.target,
+        level=spec.level.value,
+        outcome=outcome,
+        snapshot=status,
+        count=count,
+        budgets=budgets,
+        diff=diff,
+        entry=entry
+        if status in (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
+        else None,
+    )

@@ -1,0 +1,119 @@
+"""`"package.module:attr"` + kwargs → an `nn.Module`, built on the meta device by default.
+
+On meta, parameters and buffers have shapes and dtypes but no storage, so a 7-billion-parameter
+model counts in a few hundred megabytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+from .errors import ModelBuildError
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    """Import `"package.module:attr"` (attr may be dotted) and return the callable it names."""
+    module_name, sep, attr_path = target.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise ModelBuildError(
+            f"target {target!r} is not of the form 'package.module:attr' (e.g. 'models.cifar:Net')"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:
+        raise ModelBuildError(
+            f"cannot import module {module_name!r} for target {target!r}: {type(e).__name__}: {e}"
+        ) from e
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            raise ModelBuildError(
+                f"module {module_name!r} has no attribute {attr_path!r} (target {target!r})"
+            ) from e
+    if not callable(obj):
+        raise ModelBuildError(
+            f"target {target!r} is a {type(obj).__name__}, not a class or factory"
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _registered_on_meta() -> Iterator[None]:
+    """Move every parameter and buffer to meta the moment a module registers it.
+
+    Tensors the constructor makes for its own arithmetic stay real, so code that reads values
+    back (`.tolist()`, `.item()`) works. Layer weights come from `torch.empty`, whose pages are
+    never touched before they move, so no full-size allocation reaches resident memory.
+    """
+
+    def param_hook(module: nn.Module, name: str, param: Any) -> Any:
+        if param is None or is_lazy(param) or param.device.type == "meta":
+            return None
+        return type(param)(param.to("meta"), requires_grad=param.requires_grad)
+
+    def buffer_hook(module: nn.Module, name: str, buffer: Any) -> Any:
+        if buffer is None or buffer.device.type == "meta":
+            return None
+        return buffer.to("meta")
+
+    from torch.nn.modules import module as module_mod
+
+    handles = [
+        module_mod.register_module_parameter_registration_hook(param_hook),
+        module_mod.register_module_buffer_registration_hook(buffer_hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _call(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    return factory(**kwargs)
+
+
+def build_model(
+    target: str | Callable[..., Any],
+    kwargs: Mapping[str, Any] | None = None,
+    device: str = "meta",
+) -> nn.Module:
+    """Build the model that `target` names, allocating no weights unless `device="cpu"`."""
+    factory = resolve_target(target) if isinstance(target, str) else target
+    name = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
+    kwargs = dict(kwargs or {})
+    if device not in ("meta", "cpu"):
+        raise ModelBuildError(f"device must be 'meta' or 'cpu', not {device!r}")
+    try:
+        if device == "cpu":
+            model = _call(factory, kwargs)
+        else:
+            try:
+                with torch.device("meta"):
+                    model = _call(factory, kwargs)
+            except Exception:
+                # Some constructors compute widths with tensor ops and read them back, which
+                # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with real
+                # arithmetic but weights moved to meta as they are registered. A constructor
+                # that is simply broken fails here too, and that error is the one to show.
+                with _registered_on_meta():
+                    model = _call(factory, kwargs)
+    except Exception as e:
+        raise ModelBuildError(
+            f"building {name}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(model, nn.Module):
+        raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

@@ -1,0 +1,267 @@
+"""pytest hooks and options: wiring and printing only.
+
+Without `--cnn-budget` this module registers three options and a marker, and nothing else: the
+hooks that do work live on `BudgetSession`, which is only registered when the flag is given, and
+torch is only imported when a budget item runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .config import ModelSpec, Settings
+    from .results import ModelResult, SnapshotEntry
+
+_SESSION_KEY = pytest.StashKey["BudgetSession"]()
+_REPORT_ATTR = "cnn_budget"  # travels with the test report, through xdist, to the controller
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cnn-budget", "parameter budgets for PyTorch models")
+    group.addoption(
+        "--cnn-budget",
+        action="store_true",
+        help="check the models in [tool.cnnbudget] against their budgets and snapshot",
+    )
+    group.addoption(
+        "--cnn-budget-update",
+        action="store_true",
+        help="like --cnn-budget, and write the selected models' passing counts to the snapshot",
+    )
+    group.addoption(
+        "--cnn-budget-config",
+        metavar="PATH",
+        help="the TOML file with [tool.cnnbudget] (default: pyproject.toml in the rootdir)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cnn_budget: a parameter-budget check of a configured model")
+    if not (config.option.cnn_budget or config.option.cnn_budget_update):
+        return
+    session = BudgetSession.start(config)
+    config.stash[_SESSION_KEY] = session
+    config.pluginmanager.register(session, "cnnbudget-session")
+
+
+class BudgetFailure(Exception):
+    """Raised by a budget item; carries the rendered table shown instead of a traceback."""
+
+
+class BudgetSession:
+    """State and hooks of one `--cnn-budget` run, registered only when the flag is given."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        stored: dict[str, SnapshotEntry],
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.stored = stored
+        self.update: bool = config.option.cnn_budget_update
+        self.results: dict[str, ModelResult] = {}
+
+    @classmethod
+    def start(cls, config: pytest.Config) -> BudgetSession:
+        """Load and validate everything before any model is built; UsageError if anything is off."""
+        from .config import load_settings
+        from .errors import CnnBudgetError
+        from .snapshot import read_snapshot
+
+        option = config.option.cnn_budget_config
+        path = (
+            Path(config.invocation_params.dir, option)
+            if option
+            else config.rootpath / "pyproject.toml"
+        )
+        path = path.resolve()
+        if not path.is_file():
+            where = "--cnn-budget-config" if option else "pytest's rootdir"
+            raise pytest.UsageError(
+                f"--cnn-budget: no configuration file at {path} ({where}); add "
+                "[tool.cnnbudget] to pyproject.toml there, or pass --cnn-budget-config PATH"
+            )
+        try:
+            settings = load_settings(path)
+            stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
+        except CnnBudgetError as e:
+            raise pytest.UsageError(str(e)) from None
+        # Targets are "package.module:attr" relative to the project, like a console script's.
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
+        _ensure_collected(config, path)
+        return cls(config, settings, stored)
+
+    @property
+    def is_worker(self) -> bool:
+        """True inside a pytest-xdist worker, which must leave writing to the controller."""
+        return hasattr(self.config, "workerinput")
+
+    def check(self, spec: ModelSpec) -> ModelResult:
+        """Run one model's check (called by its item, possibly in a worker)."""
+        from .gate import check_model
+
+        return check_model(
+            spec,
+            self.stored.get(spec.name),
+            snapshot_enabled=self.settings.snapshot is not None,
+            update=self.update,
+        )
+
+    def failure_text(self, result: ModelResult) -> str:
+        """The rendered failure of one model."""
+        from .render_terminal import failure_lines
+
+        return "\n".join(failure_lines(result, self.settings.path.name, self._snapshot_name))
+
+    @property
+    def _snapshot_name(self) -> str:
+        snapshot = self.settings.snapshot
+        if snapshot is None:
+            return "(no snapshot)"
+        try:
+            return str(snapshot.relative_to(self.config.rootpath))
+        except ValueError:
+            return str(snapshot)
+
+    @property
+    def stale(self) -> list[str]:
+        """Snapshot entries whose model is no longer configured."""
+        configured = {m.name for m in self.settings.models}
+        return sorted(name for name in self.stored if name not in configured)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+        if file_path.resolve() == self.settings.path:
+            return BudgetFile.from_parent(parent, path=file_path)
+        return None
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        result = getattr(item, "result", None)
+        if isinstance(item, BudgetItem) and call.when == "call" and result is not None:
+            from .render_json import result_to_json
+
+            setattr(outcome.get_result(), _REPORT_ATTR, result_to_json(result))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, _REPORT_ATTR, None)
+        if data is not None:
+            from .render_json import result_from_json
+
+            result = result_from_json(data)
+            self.results[result.name] = result
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_runtest_metadata(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> dict[str, Any]:
+        result = getattr(item, "result", None)
+        if not isinstance(item, BudgetItem) or call.when != "call" or result is None:
+            return {}
+        from .render_json import metadata
+
+        return metadata(result)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.update or self.settings.snapshot is None:
+            return
+        from .results import SnapshotStatus
+        from .snapshot import dumps, write_snapshot
+
+        entries = dict(self.stored)
+        for result in self.results.values():
+            if result.entry is not None and result.snapshot in (
+                SnapshotStatus.ADDED,
+                SnapshotStatus.UPDATED,
+            ):
+                entries[result.name] = result.entry
+        # Removing an entry is only safe when every configured model ran: a partial run (-k, -m,
+        # node ids) cannot tell "no longer configured" from "not selected".
+        if {m.name for m in self.settings.models} <= set(self.results):
+            for name in self.stale:
+                del entries[name]
+        path = self.settings.snapshot
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != dumps(entries):
+            write_snapshot(path, entries)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        from .render_terminal import summary_lines, update_lines, warning_lines
+
+        verbose = self.config.option.verbose > 0
+        results = list(self.results.values())
+        stale = self.stale
+        if self.update and self.settings.snapshot is not None:
+            complete = {m.name for m in self.settings.models} <= set(self.results)
+            lines = update_lines(results, stale if complete else [], self._snapshot_name)
+        else:
+            lines = []
+        lines += summary_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
+        terminalreporter.section("cnn-budget")
+        for line in lines:
+            terminalreporter.write_line(line)
+        warned = warning_lines(results, self.settings.path.name, self._snapshot_name)
+        if warned:
+            terminalreporter.section('cnn-budget warnings (level = "warn")', yellow=True)
+            for line in warned:
+                terminalreporter.write_line(line)
+
+
+def _ensure_collected(config: pytest.Config, path: Path) -> None:
+    """Add the config file to what pytest collects, unless an argument already covers it."""
+    for arg in config.args:
+        target = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if target == path or (target.is_dir() and path.is_relative_to(target)):
+            return
+    config.args.append(str(path))
+
+
+class BudgetFile(pytest.File):
+    """The configuration file, collected as the container of one item per model."""
+
+    def collect(self) -> Iterator[BudgetItem]:
+        session: BudgetSession = self.config.stash[_SESSION_KEY]
+        for spec in session.settings.models:
+            yield BudgetItem.from_parent(self, name=f"cnn_budget[{spec.name}]", spec=spec)
+
+
+class BudgetItem(pytest.Item):
+    """One configured model's budget and snapshot check."""
+
+    def __init__(self, *, spec: ModelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.result: ModelResult | None = None
+        self.add_marker("cnn_budget")
+
+    def runtest(self) -> None:
+        from .results import Outcome
+
+        session: BudgetSession = self.config.stash[_SESSION_KEY]
+        self.result = session.check(self.spec)
+        if self.result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            raise BudgetFailure(session.failure_text(self.result))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, BudgetFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.spec.line - 1 if self.spec.line else None
+        return self.path, line, f"cnn_budget[{self.spec.name}] {self.spec.target}"

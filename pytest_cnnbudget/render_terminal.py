@@ -1,0 +1,242 @@
+"""Results → plain text lines for the terminal. No I/O: callers print what these return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .results import ModelResult, Outcome, ParameterCount, SnapshotStatus
+
+
+def thousands(n: int) -> str:
+    """`545098` → `545,098`."""
+    return f"{n:,}"
+
+
+def signed(n: int) -> str:
+    """`1234` → `+1,234`; `-5` → `-5`; `0` → `0`."""
+    return f"{n:+,}" if n else "0"
+
+
+def percent(fraction: float) -> str:
+    """`0.1234` → `12.3%`."""
+    return f"{fraction * 100:.1f}%"
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
+) -> list[str]:
+    """Align `rows` under `headers`; columns flagged in `right` are right-aligned (numbers)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(w) if r else cell.ljust(w)
+            for cell, w, r in zip(cells, widths, right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def totals_line(result: ParameterCount) -> str:
+    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`."""
+    return (
+        f"total {thousands(result.total)} · trainable {thousands(result.trainable)} · "
+        f"frozen {thousands(result.frozen)} · buffers {thousands(result.buffers)}"
+    )
+
+
+def format_table(result: ParameterCount) -> str:
+    """The per-layer table: name, type, formula, params, cumulative, share, then the totals."""
+    rows = [
+        [
+            row.name,
+            row.type,
+            row.formula,
+            thousands(row.params),
+            thousands(row.cumulative),
+            percent(row.share),
+        ]
+        for row in result.layers
+    ]
+    lines = table(
+        ["layer", "type", "formula", "params", "cumulative", "share"],
+        rows,
+        [False, False, False, True, True, True],
+    )
+    return "\n".join([*lines, totals_line(result)])
+
+
+LARGEST_LAYERS = 5
+UPDATE_COMMAND = "pytest --cnn-budget-update"
+
+
+def budget_lines(result: ModelResult, config_name: str) -> list[str]:
+    """Why a model is over budget, its largest layers, and where the budget is set."""
+    lines: list[str] = []
+    for check in result.budgets:
+        if not check.over:
+            continue
+        lines.append(
+            f"{result.name}: {check.label} over budget by {thousands(check.excess)} "
+            f"(+{check.excess / check.limit * 100:.1f}%)"
+        )
+        lines += [
+            f"  {check.label:<22} {thousands(check.actual):>15}",
+            f"  {check.key + ' (budget)':<22} {thousands(check.limit):>15}",
+            f"  {'excess':<22} {signed(check.excess):>15}",
+        ]
+    if lines and result.count is not None:
+        lines.append("largest layers:")
+        rows = [
+            [r.name, r.type, r.formula, thousands(r.params), percent(r.share)]
+            for r in result.count.largest(LARGEST_LAYERS)
+        ]
+        lines += indent(
+            table(["layer", "type", "formula", "params", "share"], rows, [False] * 3 + [True] * 2)
+        )
+        keys = ", ".join(c.key for c in result.budgets if c.over)
+        lines.append(
+            f"Shrink the model, or raise {keys} under {model_table(result.name)} in {config_name}."
+        )
+    return lines
+
+
+def model_table(name: str) -> str:
+    """`[tool.cnnbudget.models.name]`, quoting keys that TOML would need quoted."""
+    bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
+    return f"[tool.cnnbudget.models.{name if bare else repr(name)}]"
+
+
+def indent(lines: Sequence[str], prefix: str = "  ") -> list[str]:
+    """Prefix every line."""
+    return [prefix + line for line in lines]
+
+
+def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
+    """The snapshot diff table: changed, added, removed layers and totals, then the fix."""
+    if result.snapshot is SnapshotStatus.MISSING:
+        return [
+            f"{result.name}: no snapshot entry in {snapshot_name}",
+            f"Record it with: {UPDATE_COMMAND}",
+        ]
+    diff = result.diff
+    if diff is None or result.snapshot is not SnapshotStatus.CHANGED:
+        return []
+    rows = [
+        [
+            change.name,
+            change.type,
+            "-" if change.before is None else thousands(change.before),
+            "-" if change.after is None else thousands(change.after),
+            signed(change.delta),
+            "(removed)" if change.after is None else change.formula,
+        ]
+        for change in diff.layers
+    ]
+    rows += [
+        [t.label, "", thousands(t.before), thousands(t.after), signed(t.after - t.before), ""]
+        for t in diff.totals
+    ]
+    headers = ["layer", "type", "snapshot", "now", "delta", "formula (now)"]
+    right = [False, False, True, True, True, False]
+    return [
+        f"{result.name}: parameter layout differs from the snapshot in {snapshot_name}",
+        *indent(table(headers, rows, right)),
+        f"If this change is intended, accept it with: {UPDATE_COMMAND}",
+    ]
+
+
+def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
+    """Everything a reviewer needs about one failing model, traceback-free."""
+    if result.outcome is Outcome.ERROR:
+        return [
+            f"{result.name}: could not build {result.target}",
+            *indent((result.error or "").splitlines()),
+        ]
+    budget = budget_lines(result, config_name)
+    diff = diff_lines(result, snapshot_name)
+    return [*budget, *([""] if budget and diff else []), *diff]
+
+
+def _status(result: ModelResult) -> str:
+    if result.outcome is Outcome.ERROR:
+        return "ERROR"
+    over = any(b.over for b in result.budgets)
+    word = {Outcome.PASSED: "ok", Outcome.FAILED: "FAILED", Outcome.WARNED: "WARN"}[result.outcome]
+    return f"{word} (over budget)" if over else word
+
+
+def summary_lines(
+    results: Sequence[ModelResult],
+    stale: Sequence[str],
+    verbose: bool = False,
+    max_rows: int = 50,
+) -> list[str]:
+    """One line per model (failures first past `max_rows`), stale entries, and with `verbose`
+    each model's full per-layer table."""
+    ordered = sorted(results, key=lambda r: r.name)
+    shown = ordered
+    hidden = 0
+    if len(ordered) > max_rows:
+        # Past a screenful, only what needs attention is listed, so failures are not buried.
+        shown = [r for r in ordered if r.failed][:max_rows]
+        hidden = len(ordered) - len(shown)
+    rows = []
+    for r in shown:
+        budget = r.primary_budget
+        rows.append(
+            [
+                r.name,
+                thousands(r.count.trainable) if r.count else "-",
+                thousands(budget.limit) if budget else "-",
+                percent(budget.used) if budget else "-",
+                r.snapshot.value,
+                _status(r),
+            ]
+        )
+    headers = ["model", "trainable", "budget", "used", "snapshot", "status"]
+    lines = table(headers, rows, [False, True, True, True, False, False]) if rows else []
+    if hidden:
+        passed = sum(1 for r in ordered if not r.failed)
+        lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
+    if stale:
+        lines.append(
+            f"stale snapshot entries (no longer configured): {', '.join(sorted(stale))}; "
+            f"a full {UPDATE_COMMAND} run removes them"
+        )
+    if verbose:
+        for r in ordered:
+            if r.count is not None:
+                lines += ["", f"{r.name} ({r.target})", *format_table(r.count).splitlines()]
+    return lines
+
+
+def update_lines(
+    results: Sequence[ModelResult], removed: Sequence[str], snapshot_name: str
+) -> list[str]:
+    """What `--cnn-budget-update` did to each model's entry."""
+    lines = []
+    for r in sorted(results, key=lambda r: r.name):
+        if r.snapshot is SnapshotStatus.ADDED:
+            lines.append(f"{snapshot_name}: added {r.name}")
+        elif r.snapshot is SnapshotStatus.UPDATED and r.diff is not None:
+            changes = ", ".join(f"{c.name} {signed(c.delta)}" for c in r.diff.layers) or "totals"
+            lines.append(f"{snapshot_name}: updated {r.name} ({changes})")
+        elif r.snapshot is SnapshotStatus.REJECTED:
+            lines.append(f"{snapshot_name}: NOT updated {r.name}: it is over budget")
+    lines += [f"{snapshot_name}: removed stale {name}" for name in removed]
+    return lines
+
+
+def warning_lines(
+    results: Sequence[ModelResult], config_name: str, snapshot_name: str
+) -> list[str]:
+    """The failure tables of models configured with level = "warn"."""
+    lines: list[str] = []
+    for r in sorted(results, key=lambda r: r.name):
+        if r.outcome is Outcome.WARNED:
+            lines += [*failure_lines(r, config_name, snapshot_name), ""]
+    return lines[:-1]

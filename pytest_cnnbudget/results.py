@@ -1,0 +1,184 @@
+"""Frozen values shared by the engine, the gate and the renderers. Imports nothing heavy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module that directly owns parameters, with its count and how it was derived."""
+
+    name: str
+    type: str
+    params: int
+    trainable: int
+    formula: str
+    formula_params: int
+    cumulative: int
+    share: float
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Per-layer breakdown of a model; the rows sum to `total`."""
+
+    total: int
+    trainable: int
+    frozen: int
+    buffers: int
+    layers: tuple[LayerRow, ...]
+    param_bytes: int = 0
+    buffer_bytes: int = 0
+
+    def largest(self, n: int) -> tuple[LayerRow, ...]:
+        """The `n` layers with the most parameters, largest first (ties keep module order)."""
+        return tuple(sorted(self.layers, key=lambda r: -r.params)[:n])
+
+
+@dataclass(frozen=True)
+class SnapshotLayer:
+    """One stored layer row."""
+
+    name: str
+    type: str
+    params: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    """One model's accepted state, as the snapshot file stores it."""
+
+    trainable: int
+    total: int
+    frozen: int
+    buffers: int
+    layers: tuple[SnapshotLayer, ...]
+
+    @classmethod
+    def from_count(cls, count: ParameterCount) -> SnapshotEntry:
+        """The entry that would accept `count` as it is."""
+        return cls(
+            trainable=count.trainable,
+            total=count.total,
+            frozen=count.frozen,
+            buffers=count.buffers,
+            layers=tuple(SnapshotLayer(r.name, r.type, r.params, r.formula) for r in count.layers),
+        )
+
+
+class Outcome(str, Enum):
+    """How one model's check ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNED = "warned"  # a check failed on a model configured with level = "warn"
+    ERROR = "error"  # the model could not be imported, built or counted
+
+
+class SnapshotStatus(str, Enum):
+    """How the model compares with its stored snapshot entry."""
+
+    MATCH = "ok"
+    CHANGED = "changed"
+    MISSING = "missing"
+    ADDED = "added"  # --cnn-budget-update wrote a new entry
+    UPDATED = "updated"  # --cnn-budget-update replaced a different entry
+    REJECTED = "not written"  # --cnn-budget-update refused: the model is over budget
+    OFF = "off"  # snapshot = false
+    UNKNOWN = "-"  # the model could not be counted
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One budget from the config against the measured figure."""
+
+    key: str  # the config key, e.g. "max_params"
+    label: str  # what is measured, e.g. "trainable parameters"
+    actual: int
+    limit: int
+
+    @property
+    def over(self) -> bool:
+        """True when the figure exceeds the budget."""
+        return self.actual > self.limit
+
+    @property
+    def excess(self) -> int:
+        """How far above the budget (negative: headroom)."""
+        return self.actual - self.limit
+
+    @property
+    def used(self) -> float:
+        """The figure as a fraction of the budget."""
+        return self.actual / self.limit
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """A layer that differs from the snapshot; `before`/`after` is None when added/removed."""
+
+    name: str
+    type: str
+    before: int | None
+    after: int | None
+    formula: str
+
+    @property
+    def delta(self) -> int:
+        """Signed change in parameters."""
+        return (self.after or 0) - (self.before or 0)
+
+
+@dataclass(frozen=True)
+class TotalChange:
+    """A model-level figure (total, trainable, …) in the snapshot and now."""
+
+    label: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    """What differs between the stored entry and the model as it is now."""
+
+    layers: tuple[LayerChange, ...]
+    totals: tuple[TotalChange, ...]
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A place in a source file a reviewer should look at."""
+
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """Everything one model's check found; plain data, so it can cross process boundaries."""
+
+    name: str
+    target: str
+    level: str
+    outcome: Outcome
+    snapshot: SnapshotStatus
+    count: ParameterCount | None = None
+    budgets: tuple[BudgetCheck, ...] = ()
+    diff: SnapshotDiff | None = None
+    entry: SnapshotEntry | None = None  # the entry --cnn-budget-update may write
+    error: str | None = None
+    source: SourceLocation | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when the check failed, whatever the level."""
+        return self.outcome is not Outcome.PASSED
+
+    @property
+    def primary_budget(self) -> BudgetCheck | None:
+        """The budget shown in one-line summaries: the one most used."""
+        return max(self.budgets, key=lambda b: b.used, default=None)
