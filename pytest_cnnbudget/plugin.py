@@ -94,9 +94,11 @@ class BudgetSession:
             stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
         except CnnBudgetError as e:
             raise pytest.UsageError(str(e)) from None
-        # Targets are "package.module:attr" relative to the project, like a console script's.
-        if str(path.parent) not in sys.path:
-            sys.path.append(str(path.parent))
+        # Targets are "package.module:attr" relative to the project, like a console script's;
+        # appended, so an installed package of the same name still wins.
+        for folder in (config.rootpath, path.parent):
+            if str(folder) not in sys.path:
+                sys.path.append(str(folder))
         _ensure_collected(config, path)
         return cls(config, settings, stored)
 
@@ -179,7 +181,7 @@ class BudgetSession:
         if self.is_worker or not self.update or self.settings.snapshot is None:
             return
         from .results import SnapshotStatus
-        from .snapshot import dumps, write_snapshot
+        from .snapshot import write_snapshot
 
         entries = dict(self.stored)
         for result in self.results.values():
@@ -193,10 +195,10 @@ class BudgetSession:
         if {m.name for m in self.settings.models} <= set(self.results):
             for name in self.stale:
                 del entries[name]
-        path = self.settings.snapshot
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != dumps(entries):
-            write_snapshot(path, entries)
+        # Only what changed is written: an update that accepts nothing leaves the file (and its
+        # absence) alone.
+        if entries != self.stored:
+            write_snapshot(self.settings.snapshot, entries)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:

@@ -83,10 +83,11 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
             f"{result.name}: {check.label} over budget by {thousands(check.excess)} "
             f"(+{check.excess / check.limit * 100:.1f}%)"
         )
+        width = max(len(check.label), len(check.key) + 9)
         lines += [
-            f"  {check.label:<22} {thousands(check.actual):>15}",
-            f"  {check.key + ' (budget)':<22} {thousands(check.limit):>15}",
-            f"  {'excess':<22} {signed(check.excess):>15}",
+            f"  {check.label:<{width}}  {thousands(check.actual):>15}",
+            f"  {check.key + ' (budget)':<{width}}  {thousands(check.limit):>15}",
+            f"  {'excess':<{width}}  {signed(check.excess):>15}",
         ]
     if lines and result.count is not None:
         lines.append("largest layers:")

@@ -1,0 +1,98 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import accumulate
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pytest_cnnbudget.counting import ModelLike
+    from pytest_cnnbudget.results import ParameterCount
+
+EXPECTED_DIR = Path(__file__).parent / "expected"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-expected",
+        action="store_true",
+        help="rewrite the stored expected output in tests/expected instead of comparing with it",
+    )
+
+
+@pytest.fixture
+def expected(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """Compare text with the stored file `tests/expected/<name>`, or rewrite it on request."""
+    regen = bool(request.config.getoption("--regen-expected"))
+
+    def check(name: str, actual: str) -> None:
+        path = EXPECTED_DIR / name
+        if regen:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual, encoding="utf-8")
+            return
+        if not path.exists():
+            pytest.fail(f"{path} does not exist; create it with: pytest --regen-expected")
+        assert actual == path.read_text(encoding="utf-8"), (
+            f"output differs from {path}; if the change is intended: pytest --regen-expected"
+        )
+
+    return check
+
+
+def _count_checked(model: ModelLike) -> ParameterCount:
+    """Count `model` and assert the invariants that hold for every model."""
+    # Imported here so that runs which never count a model do not pay for torch.
+    from pytest_cnnbudget.counting import as_module, count_parameters
+
+    count = count_parameters(model)
+    module = as_module(model)
+    params = list(module.parameters())
+    assert count.total == sum(p.numel() for p in params)
+    assert count.trainable == sum(p.numel() for p in params if p.requires_grad)
+    assert count.frozen == count.total - count.trainable
+    assert count.buffers == sum(b.numel() for b in module.buffers())
+    assert sum(row.params for row in count.layers) == count.total
+    assert sum(row.trainable for row in count.layers) == count.trainable
+    assert [row.cumulative for row in count.layers] == list(
+        accumulate(row.params for row in count.layers)
+    )
+    for row in count.layers:
+        assert row.formula_params == row.params, row
+    if count.total:
+        assert sum(row.share for row in count.layers) == pytest.approx(1.0)
+    return count
+
+
+def _fallback_rows(module: nn.Module, count: ParameterCount) -> set[str]:
+    """Names of the rows whose formula is not the text of their layer's textbook rule."""
+    from pytest_cnnbudget.counting import ROOT_NAME
+    from pytest_cnnbudget.formulas import rule_for
+
+    modules = dict(module.named_modules())
+    fallback = set()
+    for row in count.layers:
+        layer = modules["" if row.name == ROOT_NAME else row.name]
+        rule = rule_for(layer)
+        if rule is None or rule(layer).text != row.formula:
+            fallback.add(row.name)
+    return fallback
+
+
+# Session-scoped so that hypothesis tests can use them; they hold no state.
+@pytest.fixture(scope="session")
+def count_checked() -> Callable[[ModelLike], ParameterCount]:
+    """`count_parameters`, plus the invariants: rows add up, the total is the numel sum."""
+    return _count_checked
+
+
+@pytest.fixture(scope="session")
+def fallback_rows() -> Callable[[nn.Module, ParameterCount], set[str]]:
+    """The rows of a count that fell back to parameter shapes instead of a textbook rule."""
+    return _fallback_rows
