@@ -29,7 +29,7 @@ def accepted(pytester: pytest.Pytester, *args: str) -> None:
 
 
 def _models(pytester: pytest.Pytester) -> list[str]:
-    import tomllib
+    from pytest_cnnbudget.config import tomllib
 
     text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
     return list(tomllib.loads(text)["tool"]["cnnbudget"]["models"])
