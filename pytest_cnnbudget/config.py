@@ -8,6 +8,7 @@ error rather than a traceback from deep inside a test run.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -96,9 +97,10 @@ def _unknown_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tu
     return out
 
 
-def _table_header(name: str) -> str:
+def model_table(name: str) -> str:
+    """`[tool.cnnbudget.models.<name>]`, quoting the key as TOML would need it."""
     bare = re.fullmatch(r"[A-Za-z0-9_-]+", name)
-    return f"[tool.cnnbudget.models.{name if bare else repr(name)}]"
+    return f"[tool.cnnbudget.models.{name if bare else json.dumps(name, ensure_ascii=False)}]"
 
 
 def _find_line(text: str, name: str | None) -> int | None:
@@ -210,7 +212,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
 
     models = []
     for name, table in models_table.items():
-        where = _table_header(name)
+        where = model_table(name)
         if not isinstance(table, dict):
             problems.add(where, None, f"expected a table, got {type(table).__name__}")
             continue

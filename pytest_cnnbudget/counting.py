@@ -44,21 +44,32 @@ def _numel(t: torch.Tensor) -> int:
     return prod(int(d) for d in t.shape)
 
 
+def _check_materialized(mod_name: str, mod: nn.Module) -> None:
+    # Buffers too: LazyBatchNorm2d(affine=False) has no parameters, only lazy running stats.
+    tensors: list[tuple[str, str, torch.Tensor]] = [
+        *(("parameter", name, p) for name, p in mod.named_parameters(recurse=False)),
+        *(("buffer", name, b) for name, b in mod.named_buffers(recurse=False)),
+    ]
+    for kind, name, t in tensors:
+        if is_lazy(t):
+            qualified = f"{mod_name}.{name}" if mod_name else name
+            raise CountError(
+                f"{qualified} is an uninitialized lazy {kind} of {type(mod).__name__}; "
+                "run one forward pass (give the model an input_shape) before counting"
+            )
+
+
 def count_parameters(model: ModelLike) -> ParameterCount:
     """Count `model`'s parameters per layer, with textbook formulas, cumulative sums and shares."""
     module = as_module(model)
     owner: dict[int, str] = {}
     drafts: list[tuple[str, str, int, int, str, int]] = []
     for mod_name, mod in module.named_modules():
+        _check_materialized(mod_name, mod)
         counted: list[tuple[str, torch.Tensor]] = []
         shared: list[tuple[str, str]] = []
         for p_name, p in mod.named_parameters(recurse=False):
             qualified = f"{mod_name}.{p_name}" if mod_name else p_name
-            if is_lazy(p):
-                raise CountError(
-                    f"{qualified} is an uninitialized lazy parameter of {type(mod).__name__}; "
-                    "run one forward pass (give the model an input_shape) before counting"
-                )
             if id(p) in owner:
                 shared.append((p_name, owner[id(p)]))
                 continue

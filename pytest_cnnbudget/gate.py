@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Level, ModelSpec
 from .counting import count_parameters
 from .errors import CountError, ModelBuildError
-from .loading import build_model
+from .loading import build_model, resolve_target
+from .locate import definition_source, error_source, layer_source
 from .results import (
     BudgetCheck,
     LayerChange,
@@ -22,8 +24,12 @@ from .results import (
     SnapshotDiff,
     SnapshotEntry,
     SnapshotStatus,
+    SourceLocation,
     TotalChange,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
 _PACKAGE_DIR = str(Path(__file__).parent)
@@ -106,6 +112,7 @@ def check_model(
             outcome=Outcome.ERROR,
             snapshot=SnapshotStatus.UNKNOWN,
             error=describe_build_error(e),
+            source=error_source(e) or _target_source(spec.target),
         )
 
     budgets = budget_checks(spec, count)
@@ -138,7 +145,29 @@ def check_model(
         count=count,
         budgets=budgets,
         diff=diff,
-        entry=entry
-        if status in (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
-        else None,
+        entry=entry if status in _WRITABLE else None,
+        source=None if outcome is Outcome.PASSED else _failure_source(model, spec, count, diff),
     )
+
+
+def _target_source(target: str) -> SourceLocation | None:
+    try:
+        return definition_source(resolve_target(target))
+    except ModelBuildError:
+        return None
+
+
+def _failure_source(
+    model: nn.Module, spec: ModelSpec, count: ParameterCount, diff: SnapshotDiff | None
+) -> SourceLocation | None:
+    """The line a reviewer should read first: the layer that changed most, else the largest
+    layer, else the model's class or factory."""
+    present = {row.name for row in count.layers}
+    changed = [c for c in diff.layers if c.name in present] if diff is not None else []
+    if changed:
+        layer = max(changed, key=lambda c: abs(c.delta)).name
+    elif count.layers:
+        layer = count.largest(1)[0].name
+    else:
+        layer = ""
+    return layer_source(model, layer) or _target_source(spec.target)

@@ -7,6 +7,8 @@ torch is only imported when a budget item runs.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -38,6 +40,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--cnn-budget-config",
         metavar="PATH",
         help="the TOML file with [tool.cnnbudget] (default: pyproject.toml in the rootdir)",
+    )
+    group.addoption(
+        "--cnn-budget-github",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="GitHub Actions annotations and job summary (auto: when GITHUB_ACTIONS=true)",
+    )
+    group.addoption(
+        "--cnn-budget-json",
+        metavar="PATH",
+        help="also write a JSON report of every model's counts and checks to PATH",
     )
 
 
@@ -120,9 +133,11 @@ class BudgetSession:
 
     def failure_text(self, result: ModelResult) -> str:
         """The rendered failure of one model."""
+        from .render_github import neutralize
         from .render_terminal import failure_lines
 
-        return "\n".join(failure_lines(result, self.settings.path.name, self._snapshot_name))
+        lines = failure_lines(result, self.settings.path.name, self._snapshot_name)
+        return "\n".join(neutralize(line) for line in lines)
 
     @property
     def _snapshot_name(self) -> str:
@@ -152,11 +167,21 @@ class BudgetSession:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Any, None]:
         outcome = yield
-        result = getattr(item, "result", None)
-        if isinstance(item, BudgetItem) and call.when == "call" and result is not None:
+        if not isinstance(item, BudgetItem):
+            return
+        from .render_github import neutralize
+
+        report = outcome.get_result()
+        # What a model's constructor printed is shown with its failure; keep it from starting
+        # workflow commands in the CI log.
+        report.sections = [
+            (title, "\n".join(neutralize(line) for line in content.split("\n")))
+            for title, content in report.sections
+        ]
+        if call.when == "call" and item.result is not None:
             from .render_json import result_to_json
 
-            setattr(outcome.get_result(), _REPORT_ATTR, result_to_json(result))
+            setattr(report, _REPORT_ATTR, result_to_json(item.result))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _REPORT_ATTR, None)
@@ -177,9 +202,43 @@ class BudgetSession:
 
         return metadata(result)
 
+    @property
+    def github(self) -> bool:
+        """Whether to emit GitHub Actions annotations and the job summary."""
+        mode = self.config.option.cnn_budget_github
+        return mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true")
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        other = self.config.pluginmanager.get_plugin("annotate_errors")
+        if self.github and other is not None and not self.is_worker:
+            # pytest-github-actions-annotate-failures annotates every failed report; a model
+            # already gets a better-placed annotation from us, so pass it only the others.
+            self.config.pluginmanager.unregister(other)
+            self.config.pluginmanager.register(_SkipBudgetReports(other), "annotate_errors")
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not self.update or self.settings.snapshot is None:
+        if self.is_worker:
             return
+        results = list(self.results.values())
+        if self.config.option.cnn_budget_json:
+            from .render_json import run_report
+
+            path = Path(self.config.invocation_params.dir, self.config.option.cnn_budget_json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(run_report(results, self.stale), indent=2, sort_keys=True)
+            path.write_text(text + "\n", encoding="utf-8")
+        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+        if self.github and summary_file and results:
+            from .render_github import summary_markdown
+
+            markdown = summary_markdown(results, self.settings.path.name, self._snapshot_name)
+            with open(summary_file, "a", encoding="utf-8") as handle:
+                handle.write(markdown)
+        if self.update and self.settings.snapshot is not None:
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        assert self.settings.snapshot is not None
         from .results import SnapshotStatus
         from .snapshot import write_snapshot
 
@@ -214,14 +273,33 @@ class BudgetSession:
         else:
             lines = []
         lines += summary_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
+        from .render_github import neutralize
+
         terminalreporter.section("cnn-budget")
         for line in lines:
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(neutralize(line))
         warned = warning_lines(results, self.settings.path.name, self._snapshot_name)
         if warned:
             terminalreporter.section('cnn-budget warnings (level = "warn")', yellow=True)
             for line in warned:
+                terminalreporter.write_line(neutralize(line))
+        if self.github:
+            for line in self._annotations(results):
                 terminalreporter.write_line(line)
+
+    def _annotations(self, results: list[ModelResult]) -> list[str]:
+        from .render_github import Anchor, annotation_lines, relative_to_workspace
+
+        workspace = os.environ.get("GITHUB_WORKSPACE")
+        anchors = {}
+        for result in results:
+            line: int | None
+            if result.source is not None:
+                path, line = result.source.path, result.source.line
+            else:
+                path, line = str(self.settings.path), self.settings.model(result.name).line
+            anchors[result.name] = Anchor(relative_to_workspace(path, workspace), line)
+        return annotation_lines(results, anchors, self.settings.path.name, self._snapshot_name)
 
 
 def _ensure_collected(config: pytest.Config, path: Path) -> None:
@@ -233,13 +311,28 @@ def _ensure_collected(config: pytest.Config, path: Path) -> None:
     config.args.append(str(path))
 
 
+class _SkipBudgetReports:
+    """Forwards test reports to another annotating plugin, except the budget items' own."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, _REPORT_ATTR, None) is None:
+            self.inner.pytest_runtest_logreport(report)
+
+
 class BudgetFile(pytest.File):
     """The configuration file, collected as the container of one item per model."""
 
     def collect(self) -> Iterator[BudgetItem]:
+        from .render_terminal import printable
+
         session: BudgetSession = self.config.stash[_SESSION_KEY]
         for spec in session.settings.models:
-            yield BudgetItem.from_parent(self, name=f"cnn_budget[{spec.name}]", spec=spec)
+            name = f"cnn_budget[{printable(spec.name)}]"
+            yield BudgetItem.from_parent(self, name=name, spec=spec)
 
 
 class BudgetItem(pytest.Item):
@@ -266,4 +359,4 @@ class BudgetItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.spec.line - 1 if self.spec.line else None
-        return self.path, line, f"cnn_budget[{self.spec.name}] {self.spec.target}"
+        return self.path, line, f"{self.name} {self.spec.target}"

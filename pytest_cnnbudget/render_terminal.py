@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .config import model_table
 from .results import ModelResult, Outcome, ParameterCount, SnapshotStatus
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (a newline in a quoted TOML key) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def thousands(n: int) -> str:
@@ -52,7 +58,7 @@ def format_table(result: ParameterCount) -> str:
     """The per-layer table: name, type, formula, params, cumulative, share, then the totals."""
     rows = [
         [
-            row.name,
+            printable(row.name),
             row.type,
             row.formula,
             thousands(row.params),
@@ -80,7 +86,7 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
         if not check.over:
             continue
         lines.append(
-            f"{result.name}: {check.label} over budget by {thousands(check.excess)} "
+            f"{printable(result.name)}: {check.label} over budget by {thousands(check.excess)} "
             f"(+{check.excess / check.limit * 100:.1f}%)"
         )
         width = max(len(check.label), len(check.key) + 9)
@@ -92,7 +98,7 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
     if lines and result.count is not None:
         lines.append("largest layers:")
         rows = [
-            [r.name, r.type, r.formula, thousands(r.params), percent(r.share)]
+            [printable(r.name), r.type, r.formula, thousands(r.params), percent(r.share)]
             for r in result.count.largest(LARGEST_LAYERS)
         ]
         lines += indent(
@@ -105,12 +111,6 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
     return lines
 
 
-def model_table(name: str) -> str:
-    """`[tool.cnnbudget.models.name]`, quoting keys that TOML would need quoted."""
-    bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
-    return f"[tool.cnnbudget.models.{name if bare else repr(name)}]"
-
-
 def indent(lines: Sequence[str], prefix: str = "  ") -> list[str]:
     """Prefix every line."""
     return [prefix + line for line in lines]
@@ -120,7 +120,7 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     """The snapshot diff table: changed, added, removed layers and totals, then the fix."""
     if result.snapshot is SnapshotStatus.MISSING:
         return [
-            f"{result.name}: no snapshot entry in {snapshot_name}",
+            f"{printable(result.name)}: no snapshot entry in {snapshot_name}",
             f"Record it with: {UPDATE_COMMAND}",
         ]
     diff = result.diff
@@ -128,7 +128,7 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
         return []
     rows = [
         [
-            change.name,
+            printable(change.name),
             change.type,
             "-" if change.before is None else thousands(change.before),
             "-" if change.after is None else thousands(change.after),
@@ -144,7 +144,7 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     headers = ["layer", "type", "snapshot", "now", "delta", "formula (now)"]
     right = [False, False, True, True, True, False]
     return [
-        f"{result.name}: parameter layout differs from the snapshot in {snapshot_name}",
+        f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}",
         *indent(table(headers, rows, right)),
         f"If this change is intended, accept it with: {UPDATE_COMMAND}",
     ]
@@ -154,7 +154,7 @@ def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> 
     """Everything a reviewer needs about one failing model, traceback-free."""
     if result.outcome is Outcome.ERROR:
         return [
-            f"{result.name}: could not build {result.target}",
+            f"{printable(result.name)}: could not build {result.target}",
             *indent((result.error or "").splitlines()),
         ]
     budget = budget_lines(result, config_name)
@@ -190,7 +190,7 @@ def summary_lines(
         budget = r.primary_budget
         rows.append(
             [
-                r.name,
+                printable(r.name),
                 thousands(r.count.trainable) if r.count else "-",
                 thousands(budget.limit) if budget else "-",
                 percent(budget.used) if budget else "-",
@@ -205,13 +205,18 @@ def summary_lines(
         lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
     if stale:
         lines.append(
-            f"stale snapshot entries (no longer configured): {', '.join(sorted(stale))}; "
+            "stale snapshot entries (no longer configured): "
+            f"{', '.join(printable(n) for n in sorted(stale))}; "
             f"a full {UPDATE_COMMAND} run removes them"
         )
     if verbose:
         for r in ordered:
             if r.count is not None:
-                lines += ["", f"{r.name} ({r.target})", *format_table(r.count).splitlines()]
+                lines += [
+                    "",
+                    f"{printable(r.name)} ({r.target})",
+                    *format_table(r.count).splitlines(),
+                ]
     return lines
 
 
@@ -222,13 +227,16 @@ def update_lines(
     lines = []
     for r in sorted(results, key=lambda r: r.name):
         if r.snapshot is SnapshotStatus.ADDED:
-            lines.append(f"{snapshot_name}: added {r.name}")
+            lines.append(f"{snapshot_name}: added {printable(r.name)}")
         elif r.snapshot is SnapshotStatus.UPDATED and r.diff is not None:
-            changes = ", ".join(f"{c.name} {signed(c.delta)}" for c in r.diff.layers) or "totals"
-            lines.append(f"{snapshot_name}: updated {r.name} ({changes})")
+            changes = (
+                ", ".join(f"{printable(c.name)} {signed(c.delta)}" for c in r.diff.layers)
+                or "totals"
+            )
+            lines.append(f"{snapshot_name}: updated {printable(r.name)} ({changes})")
         elif r.snapshot is SnapshotStatus.REJECTED:
-            lines.append(f"{snapshot_name}: NOT updated {r.name}: it is over budget")
-    lines += [f"{snapshot_name}: removed stale {name}" for name in removed]
+            lines.append(f"{snapshot_name}: NOT updated {printable(r.name)}: it is over budget")
+    lines += [f"{snapshot_name}: removed stale {printable(name)}" for name in removed]
     return lines
 
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import pytest
 
 # One module of small models, configured differently per test through kwargs in pyproject.toml.
-NETS = '''
+NETS = """
 import torch
 from torch import nn
 
@@ -41,7 +41,7 @@ def exploding(**kwargs):
 
 def not_a_module():
     return 42
-'''
+"""
 
 CIFAR = """
 [tool.cnnbudget.models.cifar]
@@ -65,7 +65,9 @@ def make_project(pytester: pytest.Pytester, *tables: str, top: str = "") -> None
 
 def failure_section(lines: list[str], model: str) -> list[str]:
     """The lines pytest printed for `model`'s failure, without its `___ header ___` line."""
-    start = next(i for i, line in enumerate(lines) if f" cnn_budget[{model}] " in line and "_" in line)
+    start = next(
+        i for i, line in enumerate(lines) if f" cnn_budget[{model}] " in line and "_" in line
+    )
     end = start + 1
     while end < len(lines) and not lines[end].startswith(("____", "====")):
         end += 1

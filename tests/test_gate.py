@@ -29,7 +29,7 @@ def accepted(pytester: pytest.Pytester, *args: str) -> None:
 
 
 def _models(pytester: pytest.Pytester) -> list[str]:
-    from pytest_cnnbudget.config import tomllib
+    from pytest_cnnbudget.config import tomllib  # type: ignore[attr-defined]
 
     text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
     return list(tomllib.loads(text)["tool"]["cnnbudget"]["models"])
@@ -489,7 +489,9 @@ def test_constructor_error_shows_where_it_was_raised(pytester: pytest.Pytester) 
         ),
         (
             "[tool.cnnbudget]\nsnapshot = false\n",
-            ["*[[]tool.cnnbudget[]]: no models configured; add a [[]tool.cnnbudget.models.<name>[]]*"],
+            [
+                "*[[]tool.cnnbudget[]]: no models configured; add a [[]tool.cnnbudget.models.<name>[]]*"
+            ],
         ),
         ("[tool.other]\nx = 1\n", ["*pyproject.toml: no [[]tool.cnnbudget[]] table*"]),
     ],

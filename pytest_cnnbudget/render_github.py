@@ -1,0 +1,193 @@
+"""Results → GitHub Actions workflow commands and a job-summary Markdown report. No I/O.
+
+The runner reads every line of a step's output, strips leading white space, and executes any line
+that starts with `::`. Everything here that carries user text (model keys, layer names, exception
+messages) is therefore escaped exactly as GitHub's own toolkit (`@actions/core`) escapes it, and
+lines printed elsewhere go through `neutralize`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .render_terminal import UPDATE_COMMAND, failure_lines, percent, signed, thousands
+from .results import ModelResult, Outcome
+
+MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
+SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary above 1 MiB
+_SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # headroom for what other steps appended
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped like `@actions/core`'s escapeData."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value, escaped like `@actions/core`'s escapeProperty."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(command: str, message: str, **properties: str | int | None) -> str:
+    """`::command key=value,…::message`, properties in the order given."""
+    props = ",".join(
+        f"{key}={escape_property(str(value))}"
+        for key, value in properties.items()
+        if value is not None
+    )
+    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def neutralize(line: str) -> str:
+    """Keep a line of user text from being read as a workflow command by the runner."""
+    return f"| {line}" if line.lstrip().startswith("::") else line
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where an annotation points: a path relative to the workspace and a 1-based line."""
+
+    path: str
+    line: int | None
+
+
+def relative_to_workspace(path: str, workspace: str | None) -> str:
+    """`path` relative to GITHUB_WORKSPACE when it lies inside it, else unchanged."""
+    if not workspace:
+        return path
+    try:
+        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(workspace))
+    except ValueError:  # different drives on Windows
+        return path
+    return path if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def _title(result: ModelResult) -> str:
+    if result.outcome is Outcome.ERROR:
+        return f"cnn-budget: {result.name} could not be built"
+    problems = []
+    if any(b.over for b in result.budgets):
+        problems.append("over budget")
+    if result.diff is not None and result.snapshot.value == "changed":
+        problems.append("layout changed")
+    if result.snapshot.value == "missing":
+        problems.append("no snapshot entry")
+    return f"cnn-budget: {result.name} {', '.join(problems) or 'failed'}"
+
+
+def annotation_lines(
+    results: Sequence[ModelResult],
+    anchors: dict[str, Anchor],
+    config_name: str,
+    snapshot_name: str,
+) -> list[str]:
+    """One `::error` (or `::warning` for level = "warn") per failing model, within GitHub's
+    limits: the first 10 of each kind, then one `::notice` counting the rest."""
+    lines: list[str] = []
+    dropped = 0
+    emitted = {"error": 0, "warning": 0}
+    for result in sorted(results, key=lambda r: r.name):
+        if not result.failed:
+            continue
+        kind = "warning" if result.outcome is Outcome.WARNED else "error"
+        if emitted[kind] >= MAX_ANNOTATIONS:
+            dropped += 1
+            continue
+        emitted[kind] += 1
+        anchor = anchors.get(result.name)
+        message = "\n".join(failure_lines(result, config_name, snapshot_name))
+        lines.append(
+            workflow_command(
+                kind,
+                message,
+                title=_title(result),
+                file=anchor.path if anchor else None,
+                line=anchor.line if anchor else None,
+            )
+        )
+    if dropped:
+        lines.append(
+            workflow_command(
+                "notice",
+                f"{dropped} more cnn-budget failures are not annotated (GitHub shows at most "
+                f"{MAX_ANNOTATIONS} per step); see the job summary or the log",
+                title="cnn-budget: more failures",
+            )
+        )
+    return lines
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return html.escape(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def usage_bar(fraction: float, width: int = 10) -> str:
+    """A unicode bar of `width` cells for `fraction` of the budget (full at 100% and beyond)."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (_BLOCKS[rest] if rest else "")).ljust(width, "·")
+
+
+def _status(result: ModelResult) -> str:
+    if result.outcome is Outcome.ERROR:
+        return "❌ error"
+    if result.outcome is Outcome.PASSED:
+        return "✅ ok"
+    icon = "⚠️" if result.outcome is Outcome.WARNED else "❌"
+    return f"{icon} {_title(result).split(' ', 2)[-1]}"
+
+
+def _delta(result: ModelResult) -> str:
+    if result.diff is None:
+        return "new" if result.snapshot.value in ("missing", "added") else "0"
+    total = next((t for t in result.diff.totals if t.label == "total"), None)
+    change = total.after - total.before if total else 0
+    arrow = "🔺 " if change > 0 else "🔽 " if change < 0 else ""
+    return f"{arrow}{signed(change)}"
+
+
+def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_name: str) -> str:
+    """The job summary: a table of every model and, per failure, its tables in <details>."""
+    # Failures first: they are what the reader came for, and what truncation must keep.
+    ordered = sorted(results, key=lambda r: (not r.failed, r.name))
+    failed = [r for r in ordered if r.failed]
+    head = f"## cnn-budget: {len(failed)} of {len(ordered)} models need attention"
+    if not failed:
+        head = f"## cnn-budget: all {len(ordered)} models within budget"
+    rows = [
+        "| model | trainable | budget | used | Δ vs snapshot | status |",
+        "|---|---:|---:|---|---:|---|",
+    ]
+    for r in ordered:
+        budget = r.primary_budget
+        used = f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-"
+        rows.append(
+            f"| {_md(r.name)} | {thousands(r.count.trainable) if r.count else '-'} | "
+            f"{thousands(budget.limit) if budget else '-'} | {used} | {_delta(r)} | {_status(r)} |"
+        )
+    details = []
+    for r in failed:
+        body = "\n".join(failure_lines(r, config_name, snapshot_name)).replace("```", "ˋˋˋ")
+        details.append(
+            f"<details><summary>{html.escape(r.name)}: {html.escape(_title(r))}</summary>\n\n"
+            f"```text\n{body}\n```\n\n</details>"
+        )
+    footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failed else ""
+    parts = [head, "", *rows, "", *details, footer]
+    text = "\n".join(parts).rstrip() + "\n"
+    if len(text.encode("utf-8")) <= _SUMMARY_BUDGET:
+        return text
+    # Too big for GitHub: keep the table, drop the detail blocks (the log has them all).
+    note = "_Details omitted: the report exceeds GitHub's 1 MiB summary limit; see the job log._"
+    text = "\n".join([head, "", *rows, "", note, footer]).rstrip() + "\n"
+    while len(text.encode("utf-8")) > _SUMMARY_BUDGET and len(rows) > 2:
+        rows.pop()
+        text = "\n".join([head, "", *rows, "", "_…table truncated._", note]).rstrip() + "\n"
+    return text

@@ -1,0 +1,309 @@
+"""Building models from `"package.module:attr"` targets, on meta by default, without allocating."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_cnnbudget import ModelBuildError, build_model, count_parameters
+
+PACKAGE = "cnnbudget_zoo"
+MODELS = f"{PACKAGE}.models"
+TESTS_DIR = Path(__file__).parent
+GIB = 1024**3
+
+ZOO = '''
+import torch
+from torch import nn
+
+WIDTH = 8
+
+
+class Net(nn.Module):
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        self.width = width
+        self.conv = nn.Conv2d(3, width, 3)
+        self.norm = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, classes)
+
+
+def make_net(width=8):
+    return Net(width=width)
+
+
+class Outer:
+    @staticmethod
+    def factory(width=8):
+        return Net(width=width)
+
+
+def make_dict():
+    return {"not": "a module"}
+
+
+def exploding(width=8):
+    raise ValueError("width must be even")
+
+
+class Stages(nn.Module):
+    """Widths computed with tensor ops and read back, as torchvision's RegNet does."""
+
+    def __init__(self, depth=4):
+        super().__init__()
+        self.widths = (torch.arange(depth) * 16 + 16).tolist()
+        self.stem = nn.Conv2d(3, self.widths[0], 3)
+        self.stages = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(self.widths, self.widths[1:])
+        )
+        self.norm = nn.BatchNorm1d(self.widths[-1])
+        self.scale = nn.Parameter(torch.ones(self.widths[-1]), requires_grad=False)
+'''
+
+# Net(width=16): conv 3·3·3·16 + 16, norm 2·16, fc 16·10 + 10.
+NET_16 = 448 + 32 + 170
+# Stages(): widths 16, 32, 48, 64; stem, three Linear layers, norm, and the frozen scale.
+STAGES = 448 + (16 * 32 + 32) + (32 * 48 + 48) + (48 * 64 + 64) + 2 * 64 + 64
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A package of models, importable as `cnnbudget_zoo` for the duration of one test."""
+    package = tmp_path / PACKAGE
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "models.py").write_text(ZOO, encoding="utf-8")
+    (package / "broken.py").write_text('raise RuntimeError("broken at import")\n', "utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    yield
+    # Each test writes its own copy; a module cached by an earlier test would shadow it.
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(f"{PACKAGE}.")]:
+        del sys.modules[name]
+
+
+def devices(model: nn.Module) -> set[str]:
+    return {t.device.type for t in [*model.parameters(), *model.buffers()]}
+
+
+# -- targets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("zoo")
+@pytest.mark.parametrize("attr", ["Net", "make_net", "Outer.factory"])
+def test_target_forms(attr: str) -> None:
+    model = build_model(f"{MODELS}:{attr}", {"width": 16})
+    assert type(model).__name__ == "Net"
+    assert model.width == 16
+    assert devices(model) == {"meta"}
+    assert count_parameters(model).total == NET_16
+
+
+@pytest.mark.usefixtures("zoo")
+def test_callable_target() -> None:
+    net = importlib.import_module(MODELS).Net
+    model = build_model(net, {"width": 16})
+    assert devices(model) == {"meta"}
+    assert count_parameters(model).total == NET_16
+
+
+@pytest.mark.usefixtures("zoo")
+def test_cpu_builds_real_tensors() -> None:
+    model = build_model(f"{MODELS}:Net", {"width": 16}, device="cpu")
+    assert devices(model) == {"cpu"}
+    # Reading values back only works on tensors with storage.
+    assert model.get_parameter("norm.weight").tolist() == [1.0] * 16
+    assert count_parameters(model).total == NET_16
+
+
+# -- the fallback for constructors that compute on tensors --------------------------------------
+
+
+@pytest.mark.usefixtures("zoo")
+def test_fallback_for_constructors_that_read_tensors_back() -> None:
+    stages = importlib.import_module(MODELS).Stages
+    with pytest.raises(NotImplementedError, match="meta"), torch.device("meta"):
+        stages()
+
+    model = build_model(f"{MODELS}:Stages")
+    assert model.widths == [16, 32, 48, 64]
+    assert devices(model) == {"meta"}
+    count = count_parameters(model)
+    assert count.total == STAGES == count_parameters(stages()).total
+    # Moving a parameter to meta must not thaw it.
+    assert (count.trainable, count.frozen) == (STAGES - 64, 64)
+    assert count.buffers == 64 + 64 + 1
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("zoo")
+@pytest.mark.parametrize(
+    ("target", "kwargs", "fragments", "cause"),
+    [
+        pytest.param(
+            f"{PACKAGE}.missing:Net",
+            {},
+            [f"cannot import module '{PACKAGE}.missing'", "ModuleNotFoundError"],
+            ModuleNotFoundError,
+            id="missing-module",
+        ),
+        pytest.param(
+            f"{PACKAGE}.broken:Net",
+            {},
+            [f"cannot import module '{PACKAGE}.broken'", "RuntimeError: broken at import"],
+            RuntimeError,
+            id="module-raises-on-import",
+        ),
+        pytest.param(
+            f"{MODELS}:Nope",
+            {},
+            [f"module '{MODELS}' has no attribute 'Nope'"],
+            AttributeError,
+            id="missing-attribute",
+        ),
+        pytest.param(
+            f"{MODELS}:Outer.nope",
+            {},
+            [f"module '{MODELS}' has no attribute 'Outer.nope'"],
+            AttributeError,
+            id="missing-nested-attribute",
+        ),
+        pytest.param(
+            f"{MODELS}:Net",
+            {"depth": 3},
+            ["(depth=3) raised TypeError", "unexpected keyword argument 'depth'"],
+            TypeError,
+            id="bad-kwarg",
+        ),
+        pytest.param(
+            f"{MODELS}:exploding",
+            {},
+            ["raised ValueError: width must be even"],
+            ValueError,
+            id="constructor-raises",
+        ),
+        pytest.param(
+            f"{MODELS}:make_dict",
+            {},
+            ["returned a dict, not a torch.nn.Module"],
+            None,
+            id="not-a-module",
+        ),
+        pytest.param(
+            f"{MODELS}:WIDTH",
+            {},
+            ["is a int, not a class or factory"],
+            None,
+            id="not-callable",
+        ),
+        pytest.param(
+            f"{MODELS}.Net",
+            {},
+            ["is not of the form 'package.module:attr'"],
+            None,
+            id="no-colon",
+        ),
+        pytest.param(":Net", {}, ["is not of the form"], None, id="no-module"),
+        pytest.param(f"{MODELS}:", {}, ["is not of the form"], None, id="no-attribute"),
+    ],
+)
+def test_build_errors(
+    target: str,
+    kwargs: dict[str, Any],
+    fragments: list[str],
+    cause: type[BaseException] | None,
+) -> None:
+    with pytest.raises(ModelBuildError) as info:
+        build_model(target, kwargs)
+    message = str(info.value)
+    assert target in message
+    for fragment in fragments:
+        assert fragment in message
+    if cause is None:
+        assert info.value.__cause__ is None
+    else:
+        assert type(info.value.__cause__) is cause
+
+
+@pytest.mark.usefixtures("zoo")
+def test_unknown_device() -> None:
+    with pytest.raises(ModelBuildError, match="device must be 'meta' or 'cpu', not 'cuda'"):
+        build_model(f"{MODELS}:Net", device="cuda")
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def build_in_subprocess(target: str, *path: Path) -> dict[str, Any]:
+    """Build and count `target` in a fresh interpreter; its total, devices and peak RSS."""
+    code = textwrap.dedent(
+        f"""
+        import json, resource, sys
+        sys.path[:0] = sys.argv[1:]
+        from pytest_cnnbudget import build_model, count_parameters
+        model = build_model({target!r})
+        total = count_parameters(model).total
+        # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak *= 1 if sys.platform == "darwin" else 1024
+        devices = sorted({{p.device.type for p in model.parameters()}})
+        print(json.dumps({{"total": total, "peak": peak, "devices": devices}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,  # only so that a hang fails instead of stalling the run
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return report
+
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="the resource module is POSIX-only")
+
+
+@posix_only
+def test_llama_7b_builds_without_allocating() -> None:
+    report = build_in_subprocess("architectures:llama", TESTS_DIR)
+    assert report["total"] == 6_738_415_616
+    assert report["devices"] == ["meta"]
+    # As float32 the weights alone would take 27 GB; importing torch takes a few hundred MB.
+    assert report["peak"] < GIB
+
+
+HUGE = """
+import torch
+from torch import nn
+
+
+class Huge(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.widths = (torch.arange(4) * 16 + 16).tolist()
+        self.fc = nn.Linear(20000, 20000)
+"""
+
+
+@posix_only
+def test_fallback_builds_without_allocating(tmp_path: Path) -> None:
+    (tmp_path / "huge_model.py").write_text(HUGE, encoding="utf-8")
+    report = build_in_subprocess("huge_model:Huge", tmp_path)
+    assert report["total"] == 20000 * 20000 + 20000
+    assert report["devices"] == ["meta"]
+    # The fallback builds on cpu and moves each weight to meta as it is registered; the 1.6 GB
+    # float32 weight must never become resident.
+    assert report["peak"] < GIB
