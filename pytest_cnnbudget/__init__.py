@@ -16,25 +16,60 @@ from .results import LayerRow, ParameterCount
 if TYPE_CHECKING:
     from .counting import count_parameters
     from .loading import build_model
+    from .memory import MemoryUse, memory_use
+    from .plot import PlotUnavailableError, save_plot
     from .render_terminal import format_table
+    from .shapes import (
+        InputSpec,
+        ModuleProfile,
+        Profile,
+        ProfileError,
+        ShapeMismatchError,
+        parse_input_shape,
+        profile,
+    )
 
 __all__ = [
     "CnnBudgetError",
     "ConfigError",
     "CountError",
+    "InputSpec",
     "LayerRow",
+    "MemoryUse",
     "ModelBuildError",
+    "ModuleProfile",
     "ParameterCount",
+    "PlotUnavailableError",
+    "Profile",
+    "ProfileError",
+    "ShapeMismatchError",
     "SnapshotError",
     "build_model",
     "count_parameters",
     "format_table",
+    "memory_use",
+    "parse_input_shape",
+    "profile",
+    "save_plot",
 ]
 
 _LAZY = {
     "count_parameters": ".counting",
     "build_model": ".loading",
     "format_table": ".render_terminal",
+    "InputSpec": ".shapes",
+    "ModuleProfile": ".shapes",
+    "Profile": ".shapes",
+    "ProfileError": ".shapes",
+    "ShapeMismatchError": ".shapes",
+    "parse_input_shape": ".shapes",
+    "profile": ".shapes",
+    "MemoryUse": ".memory",
+    "memory_use": ".memory",
+    "PlotUnavailableError": ".plot",
+    "save_plot": ".plot",
+    # `plot` itself is not re-exported: importing the submodule `pytest_cnnbudget.plot` binds
+    # that name on the package, so the function would turn into the module after first use.
 }
 
 

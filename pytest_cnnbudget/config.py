@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .units import parse_count
+from .shapes import InputSpec, parse_input_shape
+from .units import parse_bytes, parse_count
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,10 @@ class ModelSpec:
     level: Level = Level.ERROR
     device: str = "meta"
     line: int | None = None  # where its table starts in the config file, for annotations
+    input_shape: InputSpec | None = None
+    max_macs: int | None = None
+    max_flops: int | None = None
+    max_param_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,19 @@ class Settings:
 
 
 _TOP_KEYS = ("snapshot", "device", "models")
-_MODEL_KEYS = ("target", "kwargs", "max_params", "max_total_params", "level", "device")
+_MODEL_KEYS = (
+    "target",
+    "kwargs",
+    "max_params",
+    "max_total_params",
+    "level",
+    "device",
+    "input_shape",
+    "max_macs",
+    "max_flops",
+    "max_param_bytes",
+)
+_BUDGET_KEYS = ("max_params", "max_total_params", "max_macs", "max_flops", "max_param_bytes")
 
 
 class _Problems:
@@ -223,8 +240,12 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
             problems.add(where, "target", "missing; give 'package.module:ClassOrFactory'")
         max_params = _get(problems, where, table, "max_params", parse_count)
         max_total = _get(problems, where, table, "max_total_params", parse_count)
-        if "max_params" not in table and "max_total_params" not in table:
+        if not any(key in table for key in _BUDGET_KEYS):
             problems.add(where, "max_params", "missing; every model needs a budget")
+        input_shape = _get(problems, where, table, "input_shape", parse_input_shape)
+        for key in ("max_macs", "max_flops"):
+            if key in table and "input_shape" not in table:
+                problems.add(where, key, "needs input_shape: compute depends on the input size")
         models.append(
             ModelSpec(
                 name=name,
@@ -237,6 +258,10 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 ),
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),
                 line=_find_line(text, name) or _find_line(text, None),
+                input_shape=input_shape,
+                max_macs=_get(problems, where, table, "max_macs", parse_count),
+                max_flops=_get(problems, where, table, "max_flops", parse_count),
+                max_param_bytes=_get(problems, where, table, "max_param_bytes", parse_bytes),
             )
         )
     problems.raise_if_any()

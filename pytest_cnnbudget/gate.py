@@ -7,14 +7,14 @@ process, in the command line tool and in tests.
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .config import Level, ModelSpec
 from .counting import count_parameters
 from .errors import CountError, ModelBuildError
 from .loading import build_model, resolve_target
-from .locate import definition_source, error_source, layer_source
+from .locate import definition_source, error_source, layer_source, user_frames
 from .results import (
     BudgetCheck,
     LayerChange,
@@ -27,12 +27,12 @@ from .results import (
     SourceLocation,
     TotalChange,
 )
+from .shapes import Profile, ProfileError, profile
 
 if TYPE_CHECKING:
     from torch import nn
 
 _WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
-_PACKAGE_DIR = str(Path(__file__).parent)
 
 
 def budget_checks(spec: ModelSpec, count: ParameterCount) -> tuple[BudgetCheck, ...]:
@@ -46,7 +46,36 @@ def budget_checks(spec: ModelSpec, count: ParameterCount) -> tuple[BudgetCheck, 
         checks.append(
             BudgetCheck("max_total_params", "total parameters", count.total, spec.max_total_params)
         )
+    if spec.max_macs is not None and count.macs is not None:
+        checks.append(BudgetCheck("max_macs", "multiply-adds (MACs)", count.macs, spec.max_macs))
+    if spec.max_flops is not None and count.flops is not None:
+        checks.append(BudgetCheck("max_flops", "FLOPs", count.flops, spec.max_flops))
+    if spec.max_param_bytes is not None:
+        checks.append(
+            BudgetCheck(
+                "max_param_bytes", "parameter bytes", count.param_bytes, spec.max_param_bytes
+            )
+        )
     return tuple(checks)
+
+
+def with_profile(count: ParameterCount, profile: Profile) -> ParameterCount:
+    """`count` with each row's output shape and own MACs, and the model's totals."""
+    modules = {m.name: m for m in profile.modules}
+    rows = []
+    for row in count.layers:
+        seen = modules.get(row.name)
+        if seen is None or not seen.calls:
+            rows.append(row)
+        else:
+            rows.append(replace(row, output_shape=seen.output_shape, macs=seen.self_macs))
+    return replace(
+        count,
+        layers=tuple(rows),
+        macs=profile.macs,
+        flops=profile.flops,
+        input_shape=profile.inputs.describe(),
+    )
 
 
 def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
@@ -68,28 +97,20 @@ def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
         if layer.name not in new_names
     ]
     totals = [TotalChange("total", before.total, after.total)]
-    for label in ("trainable", "frozen", "buffers"):
+    for label in ("trainable", "frozen", "buffers", "macs"):
         b, a = getattr(before, label), getattr(after, label)
         if a != b:
-            totals.append(TotalChange(label, b, a))
+            totals.append(TotalChange("MACs" if label == "macs" else label, b or 0, a or 0))
     return SnapshotDiff(tuple(changes), tuple(totals))
 
 
 def describe_build_error(error: Exception) -> str:
     """The error's message plus the innermost frames of user code that raised it."""
     lines = [str(error)]
-    cause = error.__cause__
-    if cause is not None and cause.__traceback__ is not None:
-        frames = [
-            frame
-            for frame in traceback.extract_tb(cause.__traceback__)
-            if not frame.filename.startswith(_PACKAGE_DIR) and "importlib" not in frame.filename
-        ]
-        if frames:
-            lines.append("raised at (innermost last):")
-            lines += [
-                line.rstrip("\n") for line in traceback.format_list(frames[-4:]) for line in [line]
-            ]
+    frames = user_frames(error)
+    if frames:
+        lines.append("raised at (innermost last):")
+        lines += [line.rstrip("\n") for line in traceback.format_list(frames[-4:])]
     return "\n".join(lines)
 
 
@@ -103,8 +124,12 @@ def check_model(
     """Build, count and judge one model; never raises for a problem with the model itself."""
     try:
         model = build_model(spec.target, spec.kwargs, device=spec.device)
+        # The forward pass comes first: it is what materializes lazy modules.
+        measured = profile(model, spec.input_shape) if spec.input_shape is not None else None
         count = count_parameters(model)
-    except (ModelBuildError, CountError) as e:
+        if measured is not None:
+            count = with_profile(count, measured)
+    except (ModelBuildError, CountError, ProfileError) as e:
         return ModelResult(
             name=spec.name,
             target=spec.target,
@@ -112,6 +137,7 @@ def check_model(
             outcome=Outcome.ERROR,
             snapshot=SnapshotStatus.UNKNOWN,
             error=describe_build_error(e),
+            error_stage="forward" if isinstance(e, ProfileError) else "build",
             source=error_source(e) or _target_source(spec.target),
         )
 

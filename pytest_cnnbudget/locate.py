@@ -4,6 +4,7 @@ class or factory, or the line a constructor raised on. Best effort: None when it
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import traceback
 from pathlib import Path
@@ -66,17 +67,22 @@ def definition_source(obj: Any) -> SourceLocation | None:
     return SourceLocation(path, max(line, 1)) if path else None
 
 
-def error_source(error: BaseException) -> SourceLocation | None:
-    """The innermost frame of user code in the traceback of `error` (or its cause)."""
+def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of the user's own code in the traceback of `error`'s cause (or `error`)."""
     cause = error.__cause__ or error
-    frames = [
+    return [
         frame
         for frame in traceback.extract_tb(cause.__traceback__)
         if not frame.filename.startswith(_PACKAGE_DIR)
         and "importlib" not in frame.filename
-        and "/torch/" not in frame.filename
+        and f"{os.sep}torch{os.sep}" not in frame.filename
         and not frame.filename.startswith("<")
     ]
+
+
+def error_source(error: BaseException) -> SourceLocation | None:
+    """The innermost frame of user code in the traceback of `error` (or its cause)."""
+    frames = user_frames(error)
     if not frames or frames[-1].lineno is None:
         return None
     return SourceLocation(frames[-1].filename, frames[-1].lineno)

@@ -48,6 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="GitHub Actions annotations and job summary (auto: when GITHUB_ACTIONS=true)",
     )
     group.addoption(
+        "--cnn-budget-plot",
+        metavar="DIR",
+        help="write each model's per-layer share chart to DIR as SVG and PNG (needs matplotlib)",
+    )
+    group.addoption(
         "--cnn-budget-json",
         metavar="PATH",
         help="also write a JSON report of every model's counts and checks to PATH",
@@ -112,6 +117,13 @@ class BudgetSession:
         for folder in (config.rootpath, path.parent):
             if str(folder) not in sys.path:
                 sys.path.append(str(folder))
+        if config.option.cnn_budget_plot:
+            import importlib.util
+
+            if importlib.util.find_spec("matplotlib") is None:
+                raise pytest.UsageError(
+                    "--cnn-budget-plot needs matplotlib: pip install 'pytest-cnnbudget[plot]'"
+                )
         _ensure_collected(config, path)
         return cls(config, settings, stored)
 
@@ -234,8 +246,21 @@ class BudgetSession:
             markdown = summary_markdown(results, self.settings.path.name, self._snapshot_name)
             with open(summary_file, "a", encoding="utf-8") as handle:
                 handle.write(markdown)
+        if self.config.option.cnn_budget_plot:
+            self._write_plots(results)
         if self.update and self.settings.snapshot is not None:
             self._write_snapshot()
+
+    def _write_plots(self, results: list[ModelResult]) -> None:
+        import re
+
+        from .plot import save_plot
+
+        directory = Path(self.config.invocation_params.dir, self.config.option.cnn_budget_plot)
+        for result in results:
+            if result.count is not None:
+                stem = re.sub(r"[^A-Za-z0-9_.-]", "_", result.name)
+                save_plot(result.count, directory, stem, title=f"{result.name} ({result.target})")
 
     def _write_snapshot(self) -> None:
         assert self.settings.snapshot is not None

@@ -55,18 +55,25 @@ def result_from_json(data: dict[str, Any]) -> ModelResult:
         else None,
         entry=SnapshotEntry(
             **{k: v for k, v in entry.items() if k != "layers"},
-            layers=tuple(SnapshotLayer(**x) for x in entry["layers"]),
+            layers=tuple(SnapshotLayer(**_shaped(x)) for x in entry["layers"]),
         )
         if entry is not None
         else None,
         error=data.get("error"),
+        error_stage=data.get("error_stage", "build"),
         source=SourceLocation(**source) if source is not None else None,
     )
 
 
 def _count(data: dict[str, Any]) -> ParameterCount:
     fields = {k: v for k, v in data.items() if k != "layers"}
-    return ParameterCount(layers=tuple(LayerRow(**row) for row in data["layers"]), **fields)
+    return ParameterCount(layers=tuple(LayerRow(**_shaped(r)) for r in data["layers"]), **fields)
+
+
+def _shaped(row: dict[str, Any]) -> dict[str, Any]:
+    # Shapes are tuples in the dataclasses; a JSON round trip may have made them lists.
+    shape = row.get("output_shape")
+    return {**row, "output_shape": tuple(shape)} if shape is not None else row
 
 
 def metadata(result: ModelResult) -> dict[str, Any]:
@@ -86,8 +93,15 @@ def metadata(result: ModelResult) -> dict[str, Any]:
             "budget": budget.limit if budget else None,
             "budgets": {b.key: {"limit": b.limit, "actual": b.actual} for b in result.budgets},
             "snapshot": result.snapshot.value,
+            "macs": count.macs if count else None,
+            "flops": count.flops if count else None,
+            "input_shape": count.input_shape if count else None,
+            "param_bytes": count.param_bytes if count else None,
+            "buffer_bytes": count.buffer_bytes if count else None,
             "layers": [
                 {
+                    "output_shape": list(r.output_shape) if r.output_shape else None,
+                    "macs": r.macs,
                     "name": r.name,
                     "type": r.type,
                     "params": r.params,

@@ -47,17 +47,31 @@ def table(
 
 
 def totals_line(result: ParameterCount) -> str:
-    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`."""
-    return (
+    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`, plus compute when measured."""
+    line = (
         f"total {thousands(result.total)} · trainable {thousands(result.trainable)} · "
         f"frozen {thousands(result.frozen)} · buffers {thousands(result.buffers)}"
     )
+    if result.macs is not None:
+        line += (
+            f" · MACs {thousands(result.macs)} · FLOPs {thousands(result.flops or 0)}"
+            f" at {result.input_shape} (1 MAC = 2 FLOPs)"
+        )
+    return line
 
 
 def format_table(result: ParameterCount) -> str:
-    """The per-layer table: name, type, formula, params, cumulative, share, then the totals."""
-    rows = [
-        [
+    """The per-layer table: name, type, formula, params, cumulative, share (and output shape and
+    MACs when the model ran forward), then the totals."""
+    shaped = result.macs is not None
+    headers = ["layer", "type", "formula", "params", "cumulative", "share"]
+    right = [False, False, False, True, True, True]
+    if shaped:
+        headers += ["output", "MACs"]
+        right += [False, True]
+    rows = []
+    for row in result.layers:
+        cells = [
             printable(row.name),
             row.type,
             row.formula,
@@ -65,14 +79,11 @@ def format_table(result: ParameterCount) -> str:
             thousands(row.cumulative),
             percent(row.share),
         ]
-        for row in result.layers
-    ]
-    lines = table(
-        ["layer", "type", "formula", "params", "cumulative", "share"],
-        rows,
-        [False, False, False, True, True, True],
-    )
-    return "\n".join([*lines, totals_line(result)])
+        if shaped:
+            shape = "×".join(map(str, row.output_shape)) if row.output_shape else "-"
+            cells += [shape, "-" if row.macs is None else thousands(row.macs)]
+        rows.append(cells)
+    return "\n".join([*table(headers, rows, right), totals_line(result)])
 
 
 LARGEST_LAYERS = 5
@@ -153,10 +164,9 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
 def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
     """Everything a reviewer needs about one failing model, traceback-free."""
     if result.outcome is Outcome.ERROR:
-        return [
-            f"{printable(result.name)}: could not build {result.target}",
-            *indent((result.error or "").splitlines()),
-        ]
+        what = "run forward" if result.error_stage == "forward" else "build"
+        heading = f"{printable(result.name)}: could not {what} {result.target}"
+        return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name)
     diff = diff_lines(result, snapshot_name)
     return [*budget, *([""] if budget and diff else []), *diff]

@@ -18,6 +18,9 @@ class LayerRow:
     formula_params: int
     cumulative: int
     share: float
+    # Filled in when the model ran forward on an input shape; None otherwise.
+    output_shape: tuple[int, ...] | None = None
+    macs: int | None = None  # multiply-adds of this module's own forward, outside submodules
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ParameterCount:
     layers: tuple[LayerRow, ...]
     param_bytes: int = 0
     buffer_bytes: int = 0
+    macs: int | None = None  # whole model, when it ran forward on an input shape
+    flops: int | None = None
+    input_shape: str | None = None  # e.g. "1×3×32×32"
 
     def largest(self, n: int) -> tuple[LayerRow, ...]:
         """The `n` layers with the most parameters, largest first (ties keep module order)."""
@@ -45,6 +51,8 @@ class SnapshotLayer:
     type: str
     params: int
     formula: str
+    output_shape: tuple[int, ...] | None = None
+    macs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class SnapshotEntry:
     frozen: int
     buffers: int
     layers: tuple[SnapshotLayer, ...]
+    macs: int | None = None
+    flops: int | None = None
+    input_shape: str | None = None
 
     @classmethod
     def from_count(cls, count: ParameterCount) -> SnapshotEntry:
@@ -65,7 +76,13 @@ class SnapshotEntry:
             total=count.total,
             frozen=count.frozen,
             buffers=count.buffers,
-            layers=tuple(SnapshotLayer(r.name, r.type, r.params, r.formula) for r in count.layers),
+            layers=tuple(
+                SnapshotLayer(r.name, r.type, r.params, r.formula, r.output_shape, r.macs)
+                for r in count.layers
+            ),
+            macs=count.macs,
+            flops=count.flops,
+            input_shape=count.input_shape,
         )
 
 
@@ -171,6 +188,7 @@ class ModelResult:
     diff: SnapshotDiff | None = None
     entry: SnapshotEntry | None = None  # the entry --cnn-budget-update may write
     error: str | None = None
+    error_stage: str = "build"  # "build" (import, construct, count) or "forward" (input_shape)
     source: SourceLocation | None = None
 
     @property

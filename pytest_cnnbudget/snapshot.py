@@ -23,17 +23,31 @@ _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
 
 
 def entry_to_json(entry: SnapshotEntry) -> dict[str, Any]:
-    """The entry as stored in the file."""
-    return {
+    """The entry as stored in the file; compute figures only when the model has an input."""
+    data: dict[str, Any] = {
         "trainable": entry.trainable,
         "total": entry.total,
         "frozen": entry.frozen,
         "buffers": entry.buffers,
-        "layers": [
-            {"name": x.name, "type": x.type, "params": x.params, "formula": x.formula}
-            for x in entry.layers
-        ],
+        "layers": [_layer_to_json(x) for x in entry.layers],
     }
+    if entry.macs is not None:
+        data.update(macs=entry.macs, flops=entry.flops, input_shape=entry.input_shape)
+    return data
+
+
+def _layer_to_json(layer: SnapshotLayer) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": layer.name,
+        "type": layer.type,
+        "params": layer.params,
+        "formula": layer.formula,
+    }
+    if layer.output_shape is not None:
+        data["output_shape"] = list(layer.output_shape)
+    if layer.macs is not None:
+        data["macs"] = layer.macs
+    return data
 
 
 def entry_from_json(data: Any, where: str) -> SnapshotEntry:
@@ -49,15 +63,25 @@ def entry_from_json(data: Any, where: str) -> SnapshotEntry:
         at = f"{where}.layers[{i}]"
         if not isinstance(layer, dict):
             raise ValueError(f"{at} is not an object")
+        shape = layer.get("output_shape")
         rows.append(
             SnapshotLayer(
                 name=_str(layer, "name", at),
                 type=_str(layer, "type", at),
                 params=_int(layer, "params", at),
                 formula=_str(layer, "formula", at),
+                output_shape=tuple(int(d) for d in shape) if isinstance(shape, list) else None,
+                macs=_int(layer, "macs", at) if "macs" in layer else None,
             )
         )
-    return SnapshotEntry(layers=tuple(rows), **counts)
+    has_compute = "macs" in data
+    return SnapshotEntry(
+        layers=tuple(rows),
+        **counts,
+        macs=_int(data, "macs", where) if has_compute else None,
+        flops=_int(data, "flops", where) if has_compute else None,
+        input_shape=_str(data, "input_shape", where) if has_compute else None,
+    )
 
 
 def _int(data: Mapping[str, Any], key: str, where: str) -> int:

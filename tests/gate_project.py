@@ -8,6 +8,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
+
+def preload_torch() -> None:
+    """Import everything a gate run imports, before the first in-process pytester run.
+
+    pytester restores sys.modules after each in-process run, and parts of torch cannot be
+    imported twice in one process (C extensions, operator registrations). Loading them here,
+    once, keeps them out of what each run adds and removes.
+    """
+    import torch
+    from torch import nn
+
+    from pytest_cnnbudget.counting import count_parameters
+    from pytest_cnnbudget.shapes import parse_input_shape, profile
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(1, 1))
+    profile(model, parse_input_shape([1, 1, 1, 1]))
+    count_parameters(model)
+
+
+preload_torch()
+
 # One module of small models, configured differently per test through kwargs in pyproject.toml.
 NETS = """
 import torch

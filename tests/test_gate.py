@@ -552,3 +552,70 @@ def test_example_project_passes(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--cnn-budget", "-m", "cnn_budget", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["cifar_net*545,098*600,000*90.8%*ok*ok"])
+
+
+# -- shapes, compute and charts in the gate -----------------------------------------------
+
+
+def test_input_shape_adds_shapes_and_macs_and_a_macs_budget(pytester: pytest.Pytester) -> None:
+    make_project(
+        pytester,
+        CIFAR.replace('"600k"', '"600k"\ninput_shape = [1, 3, 32, 32]\nmax_macs = "6M"'),
+    )
+    result = pytester.runpytest("--cnn-budget-update", "-v")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cifar: multiply-adds (MACs) over budget by 128,896 (+2.1%)",
+            "*conv1*Conv2d*3×3×3/1×32 + 32*896*1×32×32×32*884,736",
+            "*fc1*Linear*4096×128 + 128*524,416*1×128*524,288",
+            "total 545,098 · trainable 545,098 · frozen 0 · buffers 0 · MACs 6,128,896 · "
+            "FLOPs 12,257,792 at 1×3×32×32 (1 MAC = 2 FLOPs)",
+        ]
+    )
+    set_model_kwargs(pytester, "cifar", "{}")
+    text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
+    (pytester.path / "pyproject.toml").write_text(text.replace('"6M"', '"7M"'), encoding="utf-8")
+    pytester.runpytest("--cnn-budget-update").assert_outcomes(passed=1)
+    entry = snapshot_of(pytester)["models"]["cifar"]  # type: ignore[index]
+    assert (entry["macs"], entry["flops"], entry["input_shape"]) == (
+        6_128_896,
+        12_257_792,
+        "1×3×32×32",
+    )
+    assert entry["layers"][2]["output_shape"] == [1, 128]
+
+
+def test_wrong_fc_width_names_the_layer_and_the_arithmetic(pytester: pytest.Pytester) -> None:
+    make_project(pytester, CIFAR.replace('"600k"', '"600k"\ninput_shape = [1, 3, 64, 64]'))
+    result = pytester.runpytest("--cnn-budget")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "cifar: could not run forward nets:Cifar",
+            "*fc1 (Linear) expects 4096 input features = 64·8·8 but receives 16384 = 64·16·16*",
+            "*conv1: ⌊(64 + 2·1 − 1·(3−1) − 1)/1⌋ + 1 = 64",
+        ]
+    )
+
+
+def test_macs_budget_needs_an_input_shape(pytester: pytest.Pytester) -> None:
+    make_project(pytester, CIFAR.replace('"600k"', '"600k"\nmax_macs = "1M"'))
+    result = pytester.runpytest("--cnn-budget")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cifar[]] max_macs: needs input_shape*"])
+
+
+def test_param_bytes_budget(pytester: pytest.Pytester) -> None:
+    make_project(pytester, CIFAR.replace('"600k"', '"600k"\nmax_param_bytes = "2MB"'))
+    result = pytester.runpytest("--cnn-budget", "--cnn-budget-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["cifar: parameter bytes over budget by 180,392 (+9.0%)"])
+
+
+def test_plot_option_writes_charts(pytester: pytest.Pytester) -> None:
+    make_project(pytester, CIFAR, TINY, top="snapshot = false\n")
+    pytester.runpytest("--cnn-budget", "--cnn-budget-plot", "charts").assert_outcomes(passed=2)
+    written = sorted(p.name for p in (pytester.path / "charts").iterdir())
+    assert written == ["cifar.png", "cifar.svg", "tiny.png", "tiny.svg"]
+    assert (pytester.path / "charts" / "cifar.png").stat().st_size > 1000

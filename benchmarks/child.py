@@ -1,0 +1,196 @@
+"""What one benchmark subprocess does; `run.py` starts a fresh interpreter for each measurement.
+
+Every command ends by printing one `BENCH-REPORT {json}` line with the timings it took from the
+inside, so that the parent can split a wall time into import, build and count. Peak memory is
+not measured here: the parent reads it from the kernel when it reaps the process.
+
+    python benchmarks/child.py count TOOL DEVICE MODELS_JSON
+    python benchmarks/child.py foundation TARGET
+    python benchmarks/child.py import-torch
+    python benchmarks/child.py warmup TARGET embedding|arithmetic
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPORT_PREFIX = "BENCH-REPORT "
+TOOLS = ("numel", "cnnbudget", "torchinfo", "fvcore")
+DEVICES = ("meta", "cpu")
+
+
+def report(**values: float) -> None:
+    """Hand the inside timings to the parent (the last line of stdout)."""
+    print(REPORT_PREFIX + json.dumps(values), flush=True)
+
+
+class Clock:
+    """Accumulates named intervals, so that per-model work adds up across a model list."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+
+def count(tool: str, device: str, models_json: str) -> None:
+    """Build every listed model on `device` and count it with `tool`, timing each phase."""
+    if tool not in TOOLS or device not in DEVICES:
+        raise SystemExit(f"tool must be one of {TOOLS} and device one of {DEVICES}")
+    specs: list[dict[str, Any]] = json.loads(Path(models_json).read_text(encoding="utf-8"))
+    clock = Clock()
+    with clock.time("import_torch"):
+        import torch
+    with clock.time("import_tool"):
+        import models
+
+        counter = _counter(tool)
+    total = 0
+    for spec in specs:
+        factory: Callable[..., torch.nn.Module] = getattr(models, spec["factory"])
+        kwargs: dict[str, Any] = spec["kwargs"]
+        if tool == "cnnbudget":
+            # The gate's own path: a "module:attr" string resolved by the package.
+            from pytest_cnnbudget import build_model
+
+            with clock.time("build"):
+                model = build_model(f"models:{spec['factory']}", kwargs, device=device)
+        else:
+            # The way the peers' documentation builds a model, optionally under meta.
+            with clock.time("build"):
+                if device == "meta":
+                    with torch.device("meta"):
+                        model = factory(**kwargs)
+                else:
+                    # No device context on cpu: it would put a Python mode in front of every op.
+                    model = factory(**kwargs)
+        with clock.time("count"):
+            params = counter(model)
+        if params != spec["params"]:
+            raise SystemExit(
+                f"{tool} counted {params:,} for {spec['name']}, not {spec['params']:,}"
+            )
+        total += params
+        del model
+    report(total=total, **clock.totals)
+
+
+def _counter(tool: str) -> Callable[[Any], int]:
+    """The counting call of `tool`, returning the total it reports."""
+    if tool == "numel":
+        return lambda model: sum(p.numel() for p in model.parameters())
+    if tool == "cnnbudget":
+        from pytest_cnnbudget import count_parameters, format_table
+
+        def cnnbudget(model: Any) -> int:
+            result = count_parameters(model)
+            format_table(result)  # the per-layer table is what the peers produce too
+            return result.total
+
+        return cnnbudget
+    if tool == "torchinfo":
+        from torchinfo import summary
+
+        return lambda model: int(summary(model, verbose=0).total_params)
+    # fvcore ships no type information.
+    from fvcore.nn import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        parameter_count,
+        parameter_count_table,
+    )
+
+    def fvcore(model: Any) -> int:
+        parameter_count_table(model)
+        # The table rounds its figures; the exact total comes from the dict it was built from.
+        return int(parameter_count(model)[""])
+
+    return fvcore
+
+
+def foundation(target: str) -> None:
+    """`build_model` + `count_parameters` of one model, timed from just after `import torch`."""
+    clock = Clock()
+    with clock.time("import_torch"):
+        import torch  # noqa: F401
+    with clock.time("after_import_torch"):
+        from pytest_cnnbudget import build_model, count_parameters
+
+        with clock.time("build"):
+            model = build_model(target)
+        with clock.time("count"):
+            result = count_parameters(model)
+    report(total=result.total, **clock.totals)
+
+
+def import_torch() -> None:
+    """The memory and time floor every torch-using process starts from."""
+    clock = Clock()
+    with clock.time("import_torch"):
+        import torch  # noqa: F401
+    report(**clock.totals)
+
+
+def warmup(target: str, trigger: str) -> None:
+    """Separate the one-time cost of the first meta-device build from the per-model cost.
+
+    A Linear only needs `uniform_`, which has a C++ meta kernel. `normal_` (an Embedding's
+    init) and elementwise arithmetic (`torch.ones(n) * scale`, as in ConvNeXt's layer scale)
+    run Python reference implementations on meta, and the first of those imports
+    `torch._dynamo`. `trigger` picks which of the two pays; building `target` twice afterwards
+    shows what a build costs once that has been paid.
+    """
+    clock = Clock()
+    with clock.time("import_torch"):
+        import torch
+        from torch import nn
+    from pytest_cnnbudget import build_model
+
+    with clock.time("first_linear"), torch.device("meta"):
+        nn.Linear(4, 4)
+    dynamo_after_linear = "torch._dynamo" in sys.modules
+    with clock.time("trigger"), torch.device("meta"):
+        if trigger == "embedding":
+            nn.Embedding(4, 4)
+        elif trigger == "arithmetic":
+            torch.ones(4) * 2.0
+        else:
+            raise SystemExit(f"trigger must be 'embedding' or 'arithmetic', not {trigger!r}")
+    dynamo_after_trigger = "torch._dynamo" in sys.modules
+    with clock.time("build_1"):
+        model = build_model(target)
+    del model
+    with clock.time("build_2"):
+        build_model(target)
+    report(
+        dynamo_after_linear=float(dynamo_after_linear),
+        dynamo_after_trigger=float(dynamo_after_trigger),
+        **clock.totals,
+    )
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch to one command; see the module docstring."""
+    commands: dict[str, Callable[..., None]] = {
+        "count": count,
+        "foundation": foundation,
+        "import-torch": import_torch,
+        "warmup": warmup,
+    }
+    if not argv or argv[0] not in commands:
+        raise SystemExit(__doc__)
+    commands[argv[0]](*argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

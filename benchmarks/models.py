@@ -1,0 +1,155 @@
+"""Models the benchmarks build: the reference architectures, a LLaMA-2-70B shape, tiny nets.
+
+The image models and the 7B decoder come from `tests/architectures.py`, so the benchmarks and
+the tests measure the same code. That file's decoder has no grouped-query attention, which the
+70B shape needs (8 key/value heads for 64 query heads), so that one is defined here.
+
+Benchmark projects import this file through a one-line shim (see `run.py`), which is why it
+puts `tests/` on `sys.path` itself instead of relying on the caller.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+# When mypy checks tests/ and benchmarks/ together it finds the module; alone it does not.
+from architectures import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+    PUBLISHED_PARAMS,
+    convnext_tiny,
+    efficientnet_b0,
+    llama,
+    mobilenet_v2,
+    resnet18,
+    resnet50,
+    vgg16,
+    vit_b_16,
+)
+
+__all__ = [
+    "LLAMA2_70B_PARAMS",
+    "PUBLISHED_PARAMS",
+    "convnext_tiny",
+    "efficientnet_b0",
+    "llama",
+    "llama2_70b",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet50",
+    "tiny_net",
+    "vgg16",
+    "vit_b_16",
+]
+
+# Published total of LLaMA-2-70B (Meta's model card rounds it; this is the exact numel sum).
+LLAMA2_70B_PARAMS = 68_976_648_192
+
+
+class GQAttention(nn.Module):
+    """Causal self-attention with grouped key/value heads, bias-free, as in LLaMA-2-70B."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int) -> None:
+        super().__init__()
+        if dim % n_heads or n_heads % n_kv_heads:
+            raise ValueError(f"dim={dim}, n_heads={n_heads}, n_kv_heads={n_kv_heads} do not divide")
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = dim // n_heads
+        kv_dim = n_kv_heads * self.head_dim
+        self.wq = nn.Linear(dim, dim, bias=False)
+        self.wk = nn.Linear(dim, kv_dim, bias=False)
+        self.wv = nn.Linear(dim, kv_dim, bias=False)
+        self.wo = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend causally over a (B, T, dim) input; each K/V head serves a group of Q heads."""
+        b, t, _ = x.shape
+        q = self.wq(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        # Rotary positions are left out: they hold no parameters and the benchmark only counts.
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return self.wo(out.transpose(1, 2).reshape(b, t, -1))  # type: ignore[no-any-return]
+
+
+class GQABlock(nn.Module):
+    """Pre-norm decoder block: grouped-query attention and a SwiGLU MLP, RMSNorm before each."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, hidden: int) -> None:
+        super().__init__()
+        self.attention = GQAttention(dim, n_heads, n_kv_heads)
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.attention_norm = nn.RMSNorm(dim, eps=1e-5)
+        self.ffn_norm = nn.RMSNorm(dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention then MLP, each with its own residual."""
+        h: torch.Tensor = x + self.attention(self.attention_norm(x))
+        y = self.ffn_norm(h)
+        return h + self.w2(F.silu(self.w1(y)) * self.w3(y))  # type: ignore[no-any-return]
+
+
+class GQADecoder(nn.Module):
+    """Decoder-only language model with grouped-query attention and untied embeddings."""
+
+    def __init__(
+        self, vocab: int, dim: int, n_layers: int, hidden: int, n_heads: int, n_kv_heads: int
+    ) -> None:
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList(
+            GQABlock(dim, n_heads, n_kv_heads, hidden) for _ in range(n_layers)
+        )
+        self.norm = nn.RMSNorm(dim, eps=1e-5)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits of shape (B, T, vocab)."""
+        h: torch.Tensor = self.tok_embeddings(tokens)
+        for layer in self.layers:
+            h = layer(h)
+        return self.lm_head(self.norm(h))  # type: ignore[no-any-return]
+
+
+def llama2_70b(
+    vocab: int = 32000,
+    dim: int = 8192,
+    n_layers: int = 80,
+    hidden: int = 28672,
+    n_heads: int = 64,
+    n_kv_heads: int = 8,
+) -> nn.Module:
+    """LLaMA-2-70B shape: 68,976,648,192 parameters (about 276 GB as float32: build on meta)."""
+    return GQADecoder(vocab, dim, n_layers, hidden, n_heads, n_kv_heads)
+
+
+class TinyNet(nn.Module):
+    """A small conv + linear classifier whose size follows its arguments."""
+
+    def __init__(self, width: int = 8, depth: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width)]
+        for _ in range(depth - 1):
+            layers += [nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width)]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N, num_classes)."""
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.fc(torch.flatten(x, 1))  # type: ignore[no-any-return]
+
+
+def tiny_net(width: int = 8, depth: int = 1, num_classes: int = 10) -> nn.Module:
+    """A `TinyNet`; the scale benchmark configures hundreds of them with different kwargs."""
+    return TinyNet(width, depth, num_classes)

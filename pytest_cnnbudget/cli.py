@@ -1,0 +1,202 @@
+"""`cnnbudget summary|plot TARGET`: the gate's engine from the command line, without pytest.
+
+    python -m pytest_cnnbudget summary pkg.module:Model [--kwargs JSON] [--input-shape 1,3,32,32]
+                                       [--depth N] [--format table|json|markdown]
+    python -m pytest_cnnbudget plot pkg.module:Model [--kwargs JSON] [--top N] [--out DIR]
+
+Errors the user can fix (a bad target, kwargs or shape, a model that does not build, a shape
+mismatch) print one message to stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CnnBudgetError, CountError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .results import ParameterCount
+    from .shapes import InputSpec, Profile
+
+PROG = "cnnbudget"
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used; the message names the option."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Count a PyTorch model's parameters per layer, with the textbook formulas.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("target", help='the model, as "package.module:attr" (class or factory)')
+        sub.add_argument(
+            "--kwargs",
+            default="{}",
+            metavar="JSON",
+            help="keyword arguments, e.g. '{\"num_classes\": 10}'",
+        )
+        sub.add_argument(
+            "--input-shape",
+            metavar="SHAPE",
+            help="run one forward pass on meta tensors of this shape: 1,3,32,32 (several "
+            "inputs: 1,3,32,32;1,10; keyword inputs: x=1,3,32,32;mask=1,32; or JSON)",
+        )
+        sub.add_argument(
+            "--device",
+            choices=("meta", "cpu"),
+            default="meta",
+            help="where the model is built (default: meta, which allocates no weights)",
+        )
+
+    summary = commands.add_parser(
+        "summary",
+        help="print the per-layer table",
+        description="Print the per-layer parameter table; with --input-shape also output "
+        "shapes and multiply-adds.",
+    )
+    model_options(summary)
+    summary.add_argument(
+        "--depth",
+        type=_positive,
+        metavar="N",
+        help="group rows by the first N levels of the module name (layer1.0.conv1 → layer1)",
+    )
+    summary.add_argument(
+        "--format", choices=("table", "json", "markdown"), default="table", help="output format"
+    )
+
+    plot = commands.add_parser(
+        "plot",
+        help="write a bar chart of the largest layers (SVG and PNG)",
+        description="Write <name>.svg and <name>.png: each layer's share of the parameters.",
+    )
+    model_options(plot)
+    plot.add_argument("--top", type=_positive, default=10, metavar="N", help="bars (default 10)")
+    plot.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
+    plot.add_argument("--name", help="file name without extension (default: the attr's name)")
+    plot.add_argument("--title", help="chart title (default: the parameter total)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status: 0, or 2 for an error the user can fix."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already printed
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
+    # A console script does not put the working directory on sys.path as `python -m` does;
+    # targets in the current project should import either way.
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return _run(args)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "summary":
+            print(_summary(args))
+        else:
+            for path in _plot(args):
+                print(path)
+    except (CnnBudgetError, UsageError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except BrokenPipeError:
+        # `cnnbudget summary … | head` closed the pipe early: nothing left to say. Point stdout
+        # at devnull so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def _kwargs(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--kwargs is not valid JSON ({e}): {text}") from e
+    if not isinstance(value, dict):
+        raise UsageError(
+            f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {text}"
+        )
+    return value
+
+
+def _input_spec(text: str | None) -> InputSpec | None:
+    if text is None:
+        return None
+    from .shapes import parse_input_shape
+
+    try:
+        return parse_input_shape(text)
+    except ValueError as e:
+        raise UsageError(f"--input-shape {text!r}: {e}") from e
+
+
+def _build(args: argparse.Namespace) -> tuple[nn.Module, ParameterCount, Profile | None]:
+    """Build, profile (when a shape is given, which also materializes lazy modules), count."""
+    from .counting import count_parameters
+    from .loading import build_model
+    from .shapes import profile
+
+    kwargs = _kwargs(args.kwargs)
+    spec = _input_spec(args.input_shape)
+    model = build_model(args.target, kwargs, device=args.device)
+    result = profile(model, spec) if spec is not None else None
+    try:
+        count = count_parameters(model)
+    except CountError as e:
+        raise CountError(f"{e} (--input-shape)" if spec is None else str(e)) from e
+    return model, count, result
+
+
+def _summary(args: argparse.Namespace) -> str:
+    from .render_summary import summary_dict, summary_markdown, summary_text
+    from .summary import summarize
+
+    model, count, result = _build(args)
+    summary = summarize(model, count, result, depth=args.depth)
+    if args.format == "json":
+        document = {"target": args.target, "kwargs": _kwargs(args.kwargs), **summary_dict(summary)}
+        return json.dumps(document, indent=2, ensure_ascii=False)
+    if args.format == "markdown":
+        return summary_markdown(summary)
+    return summary_text(summary)
+
+
+def _plot(args: argparse.Namespace) -> list[Path]:
+    from .plot import save_plot
+
+    _, count, _ = _build(args)
+    name = args.name or args.target.rpartition(":")[2].rpartition(".")[2] or "model"
+    return save_plot(count, args.out, name, top=args.top, title=args.title)

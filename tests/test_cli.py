@@ -1,0 +1,320 @@
+"""`cnnbudget summary|plot`: every format, grouping by depth, profiling, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import architectures
+import pytest
+import torch
+
+from pytest_cnnbudget import count_parameters
+from pytest_cnnbudget.cli import main
+from pytest_cnnbudget.shapes import parse_input_shape, profile
+from pytest_cnnbudget.summary import group_name, summarize
+
+Expected = Callable[[str, str], None]
+
+# The project a user would run the command in: a module of models next to the shell.
+NETS = """
+import torch
+from torch import nn
+
+
+class CifarNet(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(64 * 8 * 8, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def lazy_net():
+    return nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.LazyLinear(10))
+
+
+def exploding(**kwargs):
+    raise ValueError("constructor exploded: width must be even")
+"""
+
+# A name no other test's project uses: an imported module stays in sys.modules.
+NETS_MODULE = "cli_nets"
+CIFAR = f"{NETS_MODULE}:CifarNet"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder with the models module, as the working directory and importable."""
+    (tmp_path / f"{NETS_MODULE}.py").write_text(NETS, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop(NETS_MODULE, None)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("cli_summary.txt", ()),
+        ("cli_summary_shapes.txt", ("--input-shape", "1,3,32,32")),
+        ("cli_summary_shapes.md", ("--input-shape", "1,3,32,32", "--format", "markdown")),
+        ("cli_summary_shapes.json", ("--input-shape", "1,3,32,32", "--format", "json")),
+    ],
+)
+def test_summary_formats(
+    capsys: pytest.CaptureFixture[str], expected: Expected, name: str, options: tuple[str, ...]
+) -> None:
+    status, out, err = run(capsys, "summary", CIFAR, "--kwargs", '{"num_classes": 10}', *options)
+    assert (status, err) == (0, "")
+    expected(name, out)
+
+
+@pytest.mark.usefixtures("project")
+def test_summary_json_structure(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "summary", CIFAR, "--input-shape", "1x3x32x32", "--format", "json")
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["target"] == CIFAR
+    assert doc["version"] == 1
+    assert doc["totals"] == {
+        "params": 545_098,
+        "trainable": 545_098,
+        "frozen": 0,
+        "buffers": 0,
+        "param_bytes": 4 * 545_098,
+        "buffer_bytes": 0,
+    }
+    assert doc["bytes_by_dtype"] == {
+        "float32": {"params": 545_098, "param_bytes": 4 * 545_098, "buffers": 0, "buffer_bytes": 0}
+    }
+    assert doc["compute"] == {
+        "inputs": {"args": [[1, 3, 32, 32]], "kwargs": {}},
+        "output_shape": [1, 10],
+        "macs": 6_128_896,
+        "flops": 12_257_792,
+    }
+    layers = doc["layers"]
+    assert [(r["name"], r["output_shape"], r["macs"]) for r in layers] == [
+        ("conv1", [1, 32, 32, 32], 884_736),
+        ("conv2", [1, 64, 16, 16], 4_718_592),
+        ("fc1", [1, 128], 524_288),
+        ("fc2", [1, 10], 1_280),
+    ]
+    assert sum(r["params"] for r in layers) == doc["totals"]["params"]
+    assert sum(r["macs"] for r in layers) == doc["compute"]["macs"]
+
+
+def test_summary_depth_groups_by_module_name(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        "summary",
+        "architectures:resnet18",
+        "--depth",
+        "1",
+        "--input-shape",
+        "1,3,224,224",
+        "--format",
+        "json",
+    )
+    assert status == 0
+    doc = json.loads(out)
+    rows = {r["name"]: r for r in doc["layers"]}
+    assert list(rows) == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert (rows["layer1"]["type"], rows["layer1"]["formula"]) == ("Sequential", "8 layers")
+    assert rows["layer2"]["formula"] == "10 layers"  # with the downsample conv and norm
+    assert rows["layer1"]["params"] == 147_968
+    assert rows["layer4"]["output_shape"] == [1, 512, 7, 7]
+    assert rows["fc"]["formula"] == "512×1000 + 1000"
+    assert sum(r["params"] for r in rows.values()) == architectures.PUBLISHED_PARAMS["resnet18"]
+    assert sum(r["macs"] for r in rows.values()) == doc["compute"]["macs"]
+    assert doc["compute"]["macs"] == pytest.approx(1.814e9, rel=0.01)
+
+
+def test_summary_depth_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "summary", "architectures:vit_b_16", "--depth", "1")
+    assert status == 0
+    assert out.splitlines()[:6] == [
+        "layer      type               formula                  params  cumulative  share",
+        "---------  -----------------  -------------------  ----------  ----------  -----",
+        "(root)     VisionTransformer  class_token 1×1×768         768         768   0.0%",
+        "conv_proj  Conv2d             16×16×3/1×768 + 768     590,592     591,360   0.7%",
+        # The encoder's own position embedding, 12 blocks of 6 layers, the final norm.
+        "encoder    Encoder            74 layers            85,207,296  85,798,656  98.4%",
+        "heads      Sequential         1 layer                 769,000  86,567,656   0.9%",
+    ]
+
+
+def test_summarize_adds_rows_for_compute_in_modules_without_parameters() -> None:
+    with torch.device("meta"):
+        model = architectures.llama(vocab=100, dim=32, n_layers=2, hidden=64, n_heads=2)
+    result = profile(model, parse_input_shape([1, 16]))
+    summary = summarize(model, count_parameters(model), result)
+    rows = {r.name: r for r in summary.rows}
+    attention = rows["layers.0.attention"]
+    # Scores and weighted sum: two (16×16)·16 products per head, done in the module itself.
+    assert (attention.params, attention.formula, attention.macs) == (0, "no parameters", 16_384)
+    assert rows["layers.0.attention.wq"].macs == 16 * 32 * 32
+    assert sum(r.macs or 0 for r in summary.rows) == result.macs
+    assert sum(r.params for r in summary.rows) == summary.count.total
+    grouped = summarize(model, count_parameters(model), result, depth=2)
+    assert [r.name for r in grouped.rows] == [
+        "tok_embeddings",
+        "layers.0",
+        "layers.1",
+        "norm",
+        "lm_head",
+    ]
+    assert sum(r.macs or 0 for r in grouped.rows) == result.macs
+    with pytest.raises(ValueError, match="depth must be at least 1"):
+        summarize(model, count_parameters(model), depth=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "group"),
+    [("layer1.0.conv1", 1, "layer1"), ("layer1.0.conv1", 2, "layer1.0"), ("fc", 3, "fc")],
+)
+def test_group_name(name: str, depth: int, group: str) -> None:
+    assert group_name(name, depth) == group
+    assert group_name("(root)", depth) == "(root)"
+    assert group_name(name, None) == name
+
+
+@pytest.mark.usefixtures("project")
+def test_summary_of_a_lazy_model_needs_an_input_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "summary", f"{NETS_MODULE}:lazy_net")
+    assert status == 2
+    assert "uninitialized lazy parameter" in err
+    assert err.rstrip().endswith("(--input-shape)")
+    status, out, _ = run(capsys, "summary", f"{NETS_MODULE}:lazy_net", "--input-shape", "1,3,10,10")
+    assert status == 0
+    assert "3×3×3/1×8 + 8" in out
+    assert "512×10 + 10" in out  # 8 channels of 8×8 after the 3×3 conv without padding
+
+
+# -- errors: one message, status 2, no traceback ------------------------------------------------
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["summary", NETS_MODULE], f"target '{NETS_MODULE}' is not of the form 'package.module:"),
+        (["summary", "no_such_module:Net"], "cannot import module 'no_such_module'"),
+        (["summary", f"{NETS_MODULE}:Missing"], f"module '{NETS_MODULE}' has no attribute"),
+        (["summary", CIFAR, "--kwargs", "{num_classes: 10}"], "--kwargs is not valid JSON"),
+        (["summary", CIFAR, "--kwargs", "[10]"], "--kwargs must be a JSON object"),
+        (
+            ["summary", CIFAR, "--kwargs", '{"width": 3}'],
+            "unexpected keyword argument 'width'",
+        ),
+        (["summary", f"{NETS_MODULE}:exploding"], "constructor exploded: width must be even"),
+        (["summary", CIFAR, "--input-shape", "1,3,a"], "--input-shape '1,3,a': cannot read"),
+        (["plot", CIFAR, "--input-shape", "1,0"], "dimension 1 of [1, 0] is 0"),
+        (
+            ["summary", CIFAR, "--input-shape", "1,3,64,64"],
+            "fc1 (Linear) expects 4096 input features = 64·8·8 but receives 16384 = 64·16·16",
+        ),
+    ],
+)
+def test_errors_are_one_clean_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("cnnbudget: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["summary", CIFAR, "--format", "yaml"], "invalid choice: 'yaml'"),
+        (["summary", CIFAR, "--depth", "0"], "0 must be at least 1"),
+        (["plot", CIFAR, "--top", "many"], "'many' is not a whole number"),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert message in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "summary", "--help")
+    assert status == 0
+    assert "--input-shape" in out
+
+
+# -- plot --------------------------------------------------------------------------------------
+
+
+def test_plot_writes_svg_and_png(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "plot", CIFAR, "--top", "2", "--out", "charts")
+    assert status == 0
+    paths = [project / "charts" / "CifarNet.svg", project / "charts" / "CifarNet.png"]
+    assert out.splitlines() == [str(Path("charts") / p.name) for p in paths]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+# -- as users run it ---------------------------------------------------------------------------
+
+
+def test_python_dash_m_in_a_project_folder(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["summary", CIFAR, "--input-shape", "1,3,32,32", "--format", "markdown"]
+    run_m = subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", *argv],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (run_m.returncode, run_m.stderr) == (0, "")
+    assert run(capsys, *argv)[1] == run_m.stdout
+
+
+def test_console_script_imports_from_the_working_directory(project: Path) -> None:
+    script = Path(sys.executable).with_name("cnnbudget")
+    if not script.exists():
+        pytest.skip("the cnnbudget console script is not installed next to this interpreter")
+    failed = subprocess.run(
+        [str(script), "summary", CIFAR, "--input-shape", "1,3,64,64"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    assert failed.stderr.startswith(
+        "cnnbudget: error: fc1 (Linear) expects 4096 input features = 64·8·8"
+    )
+    assert "Traceback" not in failed.stderr
+    assert len(failed.stderr.splitlines()) == 7  # the message, the arithmetic, the fix
