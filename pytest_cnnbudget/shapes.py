@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from .errors import CnnBudgetError
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
 
     from .counting import ModelLike
 
@@ -248,7 +250,12 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
     """
     import torch
     from torch.nn.parameter import is_lazy
-    from torch.utils.flop_counter import FlopCounterMode
+
+    with warnings.catch_warnings():
+        # torch warns once, on first import of its tensor subclasses, when NumPy is absent;
+        # counting never needs NumPy, and projects running with -W error must not fail on it.
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+        from torch.utils.flop_counter import FlopCounterMode
 
     from .counting import as_module
 
@@ -267,11 +274,13 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
     args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
     kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
 
-    recorder = _Recorder(names={id(m): name or ROOT_NAME for name, m in module.named_modules()})
+    # named_modules() yields a shared module once, under the name counting gives its row.
+    named = [(name or ROOT_NAME, m) for name, m in module.named_modules()]
+    recorder = _Recorder(names={id(m): name for name, m in named})
     counter = FlopCounterMode(display=False)
     training = {m: m.training for m in module.modules()}
     handles = []
-    for m in module.modules():
+    for _, m in named:
         handles.append(m.register_forward_pre_hook(_pre_hook(recorder, counter), with_kwargs=True))
         handles.append(m.register_forward_hook(_post_hook(recorder, counter)))
     try:
@@ -289,12 +298,12 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
             m.training = flag
 
     modules = []
-    for name in dict.fromkeys(recorder.names.values()):
+    for name, m in named:
         tally = recorder.tallies.get(name, _Tally())
         modules.append(
             ModuleProfile(
                 name=name,
-                type=type(_module_named(module, name)).__name__,
+                type=type(m).__name__,  # after materialization: Linear, not LazyLinear
                 calls=tally.calls,
                 output_shape=tally.output_shape,
                 macs=tally.flops // 2,
@@ -325,17 +334,13 @@ def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
     return functional_call(module, stand_ins, args, kwargs)
 
 
-def _module_named(root: nn.Module, name: str) -> nn.Module:
-    return root if name == ROOT_NAME else root.get_submodule(name)
-
-
-def _pre_hook(recorder: _Recorder, counter: Any) -> Any:
+def _pre_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., Any]:
     from torch import nn
 
     def hook(
         module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        name = recorder.names.get(id(module), type(module).__name__)
+        name = recorder.names[id(module)]
         changed = None
         if isinstance(module, nn.Embedding | nn.EmbeddingBag) and args:
             first = args[0]
@@ -351,8 +356,7 @@ def _pre_hook(recorder: _Recorder, counter: Any) -> Any:
     return hook
 
 
-def _post_hook(recorder: _Recorder, counter: Any) -> Any:
-
+def _post_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., Any]:
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         # A model that catches an exception from a submodule leaves that frame behind;
         # unwind to this module's own frame.
