@@ -90,6 +90,7 @@ GATE_CONFIGS: tuple[tuple[str, int], ...] = (
     ("vit_b_16", 21843),
 )
 OVERHEAD_TESTS = 200
+IDLE_BUSY = 0.15  # a run starts once others use at most this share of the CPU (or on time-out)
 TRACE_IMPORTS = ("-X", "importtime")
 # pytest options that go with it. `-s`: pytest captures fd 2 while a test runs, so the log of
 # the imports made there (torch's, in a budget item) would land in the captured output.
@@ -152,7 +153,9 @@ class Sample:
     """One run of a job."""
 
     wall: float
+    cpu: float  # user + system seconds: far less sensitive than wall to a busy machine
     rss_mb: float
+    busy: float  # share of the machine's CPU others used just before the run, 0 to 1
     inside: dict[str, float]
     stdout: str
     stderr: str
@@ -169,8 +172,16 @@ class Stats:
         return statistics.median(s.wall for s in self.samples)
 
     @property
+    def cpu(self) -> float:
+        return statistics.median(s.cpu for s in self.samples)
+
+    @property
     def rss(self) -> float:
         return statistics.median(s.rss_mb for s in self.samples)
+
+    @property
+    def busy(self) -> float:
+        return max(s.busy for s in self.samples)
 
     @property
     def spread(self) -> str:
@@ -184,13 +195,29 @@ class Stats:
 class Runner:
     """Starts, times, checks and (on timeout) kills benchmark subprocesses."""
 
-    def __init__(self, env: dict[str, str], timeout: float, warmup: bool) -> None:
+    def __init__(self, env: dict[str, str], timeout: float, warmup: bool, idle_wait: float) -> None:
         self.env = env
         self.timeout = timeout
         self.warmup = warmup
+        self.idle_wait = idle_wait
+
+    def wait_for_idle(self) -> float:
+        """Wait (at most `idle_wait` s) until others leave most of the CPU; their last share.
+
+        On a shared machine a concurrent test run can double a wall time. Waiting for a quiet
+        moment keeps most samples clean, and the share is reported so that the rest can be
+        judged; CPU time is reported next to wall time for the same reason.
+        """
+        deadline = time.monotonic() + self.idle_wait
+        while True:
+            busy = cpu_busy(0.5)
+            if busy <= IDLE_BUSY or time.monotonic() >= deadline:
+                return busy
+            time.sleep(1.0)
 
     def once(self, job: Job) -> Sample:
         """Run `job` to completion; its wall time, peak RSS and the numbers it reported."""
+        busy = self.wait_for_idle() if self.idle_wait > 0 else cpu_busy(0.2)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             timed_out = threading.Event()
             start = time.perf_counter()
@@ -245,7 +272,8 @@ class Runner:
         for line in stdout.splitlines():
             if line.startswith(REPORT_PREFIX):
                 inside = json.loads(line[len(REPORT_PREFIX) :])
-        return Sample(wall, usage.ru_maxrss / 1024, inside, stdout, stderr)
+        cpu = usage.ru_utime + usage.ru_stime
+        return Sample(wall, cpu, usage.ru_maxrss / 1024, busy, inside, stdout, stderr)
 
     def measure(self, jobs: Sequence[Job], repeat: int) -> dict[str, Stats]:
         """Median-ready samples of each job, interleaved, in a rotating order."""
@@ -263,9 +291,27 @@ class Runner:
                 samples[job.label].append(sample)
                 _log(
                     f"  {round_ + 1}/{repeat}  {job.label}: "
-                    f"{sample.wall:.3f} s, {sample.rss_mb:.0f} MB"
+                    f"{sample.wall:.3f} s wall, {sample.cpu:.3f} s CPU, {sample.rss_mb:.0f} MB, "
+                    f"machine {sample.busy:.0%} busy before"
                 )
         return {label: Stats(tuple(runs)) for label, runs in samples.items()}
+
+
+def cpu_busy(interval: float) -> float:
+    """The share of all cores that was not idle during the next `interval` seconds."""
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(interval)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return 0.0  # not Linux: no figure, and no waiting
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -507,6 +553,34 @@ class Context:
     walls: dict[str, float] = field(default_factory=dict)  # medians other sections reuse
 
 
+def runs_table(
+    stats: dict[str, Stats], extra: dict[str, Callable[[str, Stats], str]] | None = None
+) -> list[str]:
+    """The usual columns for a set of measured jobs, plus `extra` ones (given the job's label
+    and figures), and the load note."""
+    extra = extra or {}
+    headers = ["run", "wall (median)", "min–max", "CPU (median)", "peak RSS", *extra]
+    rows = [
+        [
+            label,
+            sec(s.wall),
+            s.spread,
+            sec(s.cpu),
+            mb(s.rss),
+            *(f(label, s) for f in extra.values()),
+        ]
+        for label, s in stats.items()
+    ]
+    runs = {len(s.samples) for s in stats.values()}
+    busy = max(s.busy for s in stats.values())
+    return [
+        *table(headers, rows, right=(1, 3, 4)),
+        "",
+        f"{'/'.join(map(str, sorted(runs)))} timed runs each; other processes kept the CPU up "
+        f"to {busy:.0%} busy just before a run.",
+    ]
+
+
 def bench_overhead(ctx: Context) -> Section:
     """1. Plugin installed vs. disabled, on a suite that never passes --cnn-budget."""
     section = Section("1. Overhead without --cnn-budget")
@@ -523,25 +597,24 @@ def bench_overhead(ctx: Context) -> Section:
         reject=(PLUGIN_IN_HEADER,),
     )
     stats = ctx.runner.measure([on, off], ctx.overhead_repeat)
-    value = stats[on.label].wall / stats[off.label].wall
-    section.rows.append(
+    a, b = stats[on.label], stats[off.label]
+    section.rows += [
         Row(
             "1",
             f"pytest on {OVERHEAD_TESTS} trivial tests, plugin installed / disabled",
-            f"{ratio(value)} ({sec(stats[on.label].wall)} / {sec(stats[off.label].wall)})",
+            f"{ratio(a.wall / b.wall)} wall ({sec(a.wall)} / {sec(b.wall)}), "
+            f"{ratio(a.cpu / b.cpu)} CPU",
             f"≤ {OVERHEAD_TARGET:.2f}×",
-            value <= OVERHEAD_TARGET,
-        )
-    )
-    section.rows.append(
+            a.wall / b.wall <= OVERHEAD_TARGET,
+        ),
         Row(
             "1",
             "torch imported without the flag",
             "no (test_torch_not_imported passed in every run)",
             "never",
             True,
-        )
-    )
+        ),
+    ]
     # The wall ratio is at the mercy of noise; -X importtime measures the plugin's import alone.
     traced = ctx.runner.once(
         Job(
@@ -552,22 +625,19 @@ def bench_overhead(ctx: Context) -> Section:
         )
     )
     entries = parse_importtime(traced.stderr)
-    plugin_us = sum(
-        e.cumulative for e in entries if e.level == 0 and e.name.startswith("pytest_cnnbudget")
+    plugin = [e for e in entries if e.level == 0 and e.name.startswith("pytest_cnnbudget")]
+    plugin_s = sum(e.cumulative for e in plugin) / 1e6
+    modules = ", ".join(
+        f"`{e.name}` {e.own / 1000:.1f} ms"
+        for e in sorted(entries, key=lambda e: -e.own)
+        if e.name.startswith("pytest_cnnbudget")
     )
-    section.lines += table(
-        ["run", "wall (median)", "min–max", "peak RSS", "runs"],
-        [
-            [label, sec(s.wall), s.spread, mb(s.rss), str(len(s.samples))]
-            for label, s in stats.items()
-        ],
-        right=(1, 3, 4),
-    )
+    section.lines += runs_table(stats)
     section.lines += [
         "",
-        f"Importing the plugin inside that pytest process (`-X importtime`, pytest_cnnbudget "
-        f"and what it pulls in): {plugin_us / 1000:.1f} ms, "
-        f"{plugin_us / 1e6 / stats[off.label].wall:.1%} of the run.",
+        f"Importing the plugin inside that pytest process (`-X importtime`, one run): "
+        f"{plugin_s * 1000:.1f} ms, {plugin_s / b.wall:.1%} of the run without it; by module "
+        f"(own time): {modules}.",
     ]
     return section
 
@@ -604,37 +674,36 @@ def bench_gate(ctx: Context) -> Section:
     )
     stats = ctx.runner.measure([gate, nosnap, floor, bare], ctx.repeat)
     ctx.walls["gate"] = stats[gate.label].wall
-    g, f, b = stats[gate.label].wall, stats[floor.label].wall, stats[bare.label].wall
+    g, ns, f, b = (stats[job.label] for job in (gate, nosnap, floor, bare))
     section.rows += [
         Row(
             "2",
             f"gate / pytest floor ({n} models)",
-            f"{ratio(g / f)} ({sec(g)} / {sec(f)})",
+            f"{ratio(g.wall / f.wall)} wall ({sec(g.wall)} / {sec(f.wall)}), "
+            f"{ratio(g.cpu / f.cpu)} CPU",
             f"≤ {GATE_TARGET:.2f}×",
-            g / f <= GATE_TARGET,
+            g.wall / f.wall <= GATE_TARGET,
         ),
         Row(
             "2",
             "gate (snapshot = false) / pytest floor",
-            ratio(stats[nosnap.label].wall / f),
+            f"{ratio(ns.wall / f.wall)} wall, {ratio(ns.cpu / f.cpu)} CPU",
             f"≤ {GATE_TARGET:.2f}×",
-            stats[nosnap.label].wall / f <= GATE_TARGET,
+            ns.wall / f.wall <= GATE_TARGET,
         ),
-        Row("2", "gate / bare-Python floor", f"{ratio(g / b)} ({sec(g)} / {sec(b)})", "—", None),
+        Row(
+            "2",
+            "gate / bare-Python floor",
+            f"{ratio(g.wall / b.wall)} wall ({sec(g.wall)} / {sec(b.wall)})",
+            "—",
+            None,
+        ),
     ]
-    section.lines += table(
-        ["run", "wall (median)", "min–max", "× pytest floor", "peak RSS"],
-        [
-            [label, sec(s.wall), s.spread, ratio(s.wall / f), mb(s.rss)]
-            for label, s in stats.items()
-        ],
-        right=(1, 3, 4),
-    )
-    inside = stats[bare.label]
+    section.lines += runs_table(stats, {"× pytest floor": lambda _, s: ratio(s.wall / f.wall)})
     section.lines += [
         "",
-        f"Inside the bare-Python floor: import torch {sec(inside.inside('import_torch'))}, "
-        f"build {sec(inside.inside('build'))}, numel {sec(inside.inside('count'))}.",
+        f"Inside the bare-Python floor: import torch {sec(b.inside('import_torch'))}, "
+        f"build {sec(b.inside('build'))}, numel {sec(b.inside('count'))}.",
     ]
     return section
 
@@ -649,64 +718,44 @@ def bench_peers(ctx: Context) -> Section:
     jobs: list[Job] = []
     missing: list[str] = []
     for tool in ("numel", "cnnbudget", "torchinfo", "fvcore"):
-        module = "pytest_cnnbudget" if tool == "numel" else tool
-        if tool in ("torchinfo", "fvcore") and importlib.util.find_spec(module) is None:
+        if tool in ("torchinfo", "fvcore") and importlib.util.find_spec(tool) is None:
             missing.append(tool)
             continue
-        for device in devices:
-            jobs.append(
-                Job(f"{tool} {device}", child_argv("count", tool, device, models_json), folder)
-            )
+        jobs += [
+            Job(f"{tool} {device}", child_argv("count", tool, device, models_json), folder)
+            for device in devices
+        ]
     stats = ctx.runner.measure(jobs, ctx.repeat)
     base = stats["cnnbudget meta"]
-    rows = []
-    for job in jobs:
-        s = stats[job.label]
-        tool, device = job.label.split()
-        rows.append(
-            [
-                tool,
-                device,
-                sec(s.wall),
-                ratio(s.wall / base.wall),
-                mb(s.rss),
-                sec(s.inside("import_tool")),
-                sec(s.inside("build")),
-                sec(s.inside("count")),
-            ]
-        )
-    section.lines += table(
-        [
-            "tool",
-            "built on",
-            "wall",
-            "× cnnbudget meta",
-            "peak RSS",
-            "import tool",
-            "build",
-            "count + table",
-        ],
-        rows,
-        right=(2, 3, 4, 5, 6, 7),
+    section.lines += runs_table(
+        stats,
+        {
+            "× cnnbudget meta": lambda _, s: ratio(s.wall / base.wall),
+            "import tool": lambda _, s: sec(s.inside("import_tool")),
+            "build": lambda _, s: sec(s.inside("build")),
+            "count + table": lambda _, s: sec(s.inside("count")),
+        },
     )
     section.lines += [
         "",
         "`numel` is `sum(p.numel() for p in model.parameters())`; `cnnbudget` is `build_model` + "
         "`count_parameters` + `format_table`; `torchinfo` is `summary(model, verbose=0)`; "
-        "`fvcore` is `parameter_count_table(model)`. Each run checks every model's total against "
-        "the published count. All times include `import torch` "
+        "`fvcore` is `parameter_count_table(model)`. On cpu the models are built the way the "
+        "peers' documentation shows, with real weights. Each run checks every model's total "
+        "against the published count. Wall times include `import torch` "
         f"({sec(base.inside('import_torch'))}).",
     ]
     if missing:
         section.lines.append(f"Not installed, so not measured: {', '.join(missing)}.")
     for tool in ("torchinfo", "fvcore"):
         if tool not in missing and "cpu" in devices:
-            cpu, meta = stats[f"{tool} cpu"], stats["cnnbudget meta"]
+            peer = stats[f"{tool} cpu"]
             section.rows.append(
                 Row(
                     "3",
                     f"{tool} (cpu, as documented) / cnnbudget (meta)",
-                    f"{ratio(cpu.wall / meta.wall)} time, {ratio(cpu.rss / meta.rss)} memory",
+                    f"{ratio(peer.wall / base.wall)} time, {ratio(peer.rss / base.rss)} memory "
+                    f"({sec(peer.wall)}, {mb(peer.rss)})",
                     "—",
                     None,
                 )
@@ -718,28 +767,28 @@ def bench_scale(ctx: Context) -> Section:
     """4. Wall time and memory as the number of configured models grows."""
     sizes = (10, 30, 60) if ctx.quick else (10, 100, 500)
     section = Section(f"4. Scale: {', '.join(map(str, sizes))} small models")
-    jobs = []
-    for n in sizes:
-        folder = ctx.projects.gate(f"scale_{n}", tiny_models(n))
-        jobs.append(
-            Job(
-                f"{n} models",
-                pytest_argv("--cnn-budget", "pyproject.toml"),
-                folder,
-                expect=(f"{n} passed",),
-            )
+    jobs = [
+        Job(
+            f"{n} models",
+            pytest_argv("--cnn-budget", "pyproject.toml"),
+            ctx.projects.gate(f"scale_{n}", tiny_models(n)),
+            expect=(f"{n} passed",),
         )
+        for n in sizes
+    ]
     stats = ctx.runner.measure(jobs, ctx.repeat)
     (n0, s0), (n1, s1), (n2, s2) = [(n, stats[f"{n} models"]) for n in sizes]
     slope = (s2.wall - s1.wall) / (n2 - n1) * 1000
     slope_small = (s1.wall - s0.wall) / (n1 - n0) * 1000
+    cpu_slope = (s2.cpu - s1.cpu) / (n2 - n1) * 1000
+    # Growth that speeds up with n (slope_small < slope) is what a quadratic step looks like.
     growth = slope_small / slope if slope > 0 else float("inf")
     rss_slope = (s2.rss - s1.rss) / (n2 - n1) * 1024
     section.rows += [
         Row(
             "4",
             f"cost per additional model ({n1}→{n2})",
-            f"{slope:.1f} ms, {rss_slope:.0f} KB",
+            f"{slope:.1f} ms wall, {cpu_slope:.1f} ms CPU, {rss_slope:.0f} KB",
             f"≤ {PER_MODEL_TARGET_MS:.0f} ms",
             slope <= PER_MODEL_TARGET_MS,
         ),
@@ -751,19 +800,9 @@ def bench_scale(ctx: Context) -> Section:
             LINEAR_BAND[0] <= growth <= LINEAR_BAND[1],
         ),
     ]
-    section.lines += table(
-        ["configured models", "wall (median)", "min–max", "peak RSS", "wall per model"],
-        [
-            [
-                str(n),
-                sec(stats[f"{n} models"].wall),
-                stats[f"{n} models"].spread,
-                mb(stats[f"{n} models"].rss),
-                f"{stats[f'{n} models'].wall / n * 1000:.1f} ms",
-            ]
-            for n in sizes
-        ],
-        right=(0, 1, 3, 4),
+    count = {f"{n} models": n for n in sizes}
+    section.lines += runs_table(
+        stats, {"wall per model": lambda label, s: f"{s.wall / count[label] * 1000:.1f} ms"}
     )
     return section
 
@@ -809,7 +848,7 @@ def bench_size(ctx: Context) -> Section:
             Row(
                 "5",
                 f"{label} gate: wall",
-                sec(gate.wall),
+                f"{sec(gate.wall)} ({sec(gate.cpu)} CPU)",
                 f"< {SIZE_WALL_TARGET:.0f} s",
                 gate.wall < SIZE_WALL_TARGET,
             ),
@@ -840,18 +879,17 @@ def bench_size(ctx: Context) -> Section:
                     delta <= FOUNDATION_RSS_TARGET_MB,
                 ),
             ]
-    rows = []
-    for label, s in stats.items():
-        inner = (
+
+    def inside(_: str, s: Stats) -> str:
+        if "build" not in s.samples[0].inside:
+            return ""
+        return (
+            f"after import torch {sec(s.inside('after_import_torch'))}: "
             f"build {sec(s.inside('build'))}, count {sec(s.inside('count'))}"
-            if "build" in s.samples[0].inside
-            else ""
         )
-        rows.append([label, sec(s.wall), s.spread, mb(s.rss), f"+{mb(s.rss - base.rss)}", inner])
-    section.lines += table(
-        ["run", "wall (median)", "min–max", "peak RSS", "above import torch", "inside"],
-        rows,
-        right=(1, 3, 4),
+
+    section.lines += runs_table(
+        stats, {"RSS above import torch": lambda _, s: f"+{mb(s.rss - base.rss)}", "inside": inside}
     )
     return section
 
@@ -947,7 +985,7 @@ class Profile:
 
 def _where(filename: str, line: int, name: str) -> str:
     path = filename.replace(os.sep, "/")
-    for marker in ("site-packages/", "/work/main/", "lib/python"):
+    for marker in ("site-packages/", f"{REPO.as_posix()}/", "lib/python"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -974,10 +1012,12 @@ def bench_profile(ctx: Context) -> Section:
     splits: dict[str, ImportSplit] = {}
     profiles: dict[str, Profile] = {}
     walls: dict[str, float] = {}
-    for label, folder in runs.items():
-        args = ("--cnn-budget", "pyproject.toml")
-        plain = ctx.runner.once(Job(label, pytest_argv(*args), folder, expect=("passed",)))
-        walls[label] = ctx.walls.get("size 7B" if label == "7B gate" else "gate", plain.wall)
+    args = ("--cnn-budget", "pyproject.toml")
+    for (label, folder), key in zip(runs.items(), ("size 7B", "gate"), strict=True):
+        if key not in ctx.walls:  # this section runs alone: measure the plain wall here
+            job = Job(label, pytest_argv(*args), folder, expect=("passed",))
+            ctx.walls[key] = ctx.runner.measure([job], ctx.repeat)[label].wall
+        walls[label] = ctx.walls[key]
         traced = ctx.runner.once(
             Job(
                 f"{label} importtime",
@@ -1030,35 +1070,35 @@ def bench_profile(ctx: Context) -> Section:
     rows = [
         ["wall, no instrumentation (median)", *both(lambda k: walls[k])],
         ["**imports** (`-X importtime`, all modules)", *both(lambda k: splits[k].total)],
-        ["  import torch", *both(lambda k: splits[k].torch)],
+        ["– import torch", *both(lambda k: splits[k].torch)],
         [
-            "  torch._dynamo, imported by the first `normal_` on meta",
+            "– torch._dynamo, imported by the first Python-implemented op on meta",
             *both(lambda k: splits[k].dynamo),
         ],
-        ["  pytest_cnnbudget's own modules", *both(lambda k: splits[k].ours)],
+        ["– pytest_cnnbudget's own modules", *both(lambda k: splits[k].ours)],
         [
-            "  everything else (pytest, plugins, stdlib, model code)",
+            "– everything else (pytest, plugins, stdlib, model code)",
             *both(lambda k: splits[k].total - splits[k].torch - splits[k].dynamo - splits[k].ours),
         ],
         ["**run** (cProfile, inflated by tracing)", *both(lambda k: profiles[k].total)],
-        ["  check_model: build_model, minus the torch._dynamo import", *both(build_net)],
+        ["– check_model: build_model, minus the torch._dynamo import", *both(build_net)],
         [
-            "  check_model: count_parameters (formulas included)",
+            "– check_model: count_parameters (formulas included)",
             *both(lambda k: prof(k, "pytest_cnnbudget/counting.py", "count_parameters")),
         ],
-        ["  check_model: budgets, snapshot diff", *both(check_rest)],
+        ["– check_model: budgets, snapshot diff", *both(check_rest)],
         [
-            "  BudgetSession.start: config + snapshot read",
+            "– BudgetSession.start: config + snapshot read",
             *both(lambda k: prof(k, "pytest_cnnbudget/plugin.py", "start")),
         ],
-        ["  result → JSON → result, summary rendering", *both(reporting)],
-        ["  lines of pytest_cnnbudget itself (self time)", *both(lambda k: profiles[k].own_code())],
+        ["– result → JSON → result, summary rendering", *both(reporting)],
+        ["– lines of pytest_cnnbudget itself (self time)", *both(lambda k: profiles[k].own_code())],
         [
-            "  pytest: assertion rewriting (test files, plugin distributions)",
+            "– pytest: assertion rewriting (test files, plugin distributions)",
             *both(lambda k: prof(k, "_pytest/assertion/rewrite.py", "_rewrite_test")),
         ],
         [
-            "  pytest: gc.collect at exit (unraisableexception plugin)",
+            "– pytest: gc.collect at exit (unraisableexception plugin)",
             *both(lambda k: prof(k, "_pytest/unraisableexception.py", "gc_collect_harder")),
         ],
     ]
@@ -1273,6 +1313,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"where to write the report (default {RESULTS.relative_to(REPO)})",
     )
     parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=20.0,
+        help="seconds to wait before each run for other processes to leave the CPU idle "
+        "(default 20; 0 disables; quick runs never wait)",
+    )
+    parser.add_argument(
         "--no-bytecode-cache",
         action="store_true",
         help="run every process with PYTHONDONTWRITEBYTECODE=1 (recompiling on each run)",
@@ -1293,7 +1340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="cnnbudget-bench-"))
     pycache = None if args.no_bytecode_cache else root / "pycache"
-    runner = Runner(child_env(args.package, pycache), args.timeout, warmup=not args.quick)
+    runner = Runner(
+        child_env(args.package, pycache),
+        args.timeout,
+        warmup=not args.quick,
+        idle_wait=0.0 if args.quick else args.idle_wait,
+    )
     ctx = Context(runner, Projects(root, runner), args.repeat, args.overhead_repeat, args.quick)
     sections: list[Section] = []
     errors: dict[str, str] = {}
