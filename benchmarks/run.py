@@ -571,13 +571,13 @@ def runs_table(
         ]
         for label, s in stats.items()
     ]
-    runs = {len(s.samples) for s in stats.values()}
+    runs = "/".join(str(n) for n in sorted({len(s.samples) for s in stats.values()}))
     busy = max(s.busy for s in stats.values())
     return [
-        *table(headers, rows, right=(1, 3, 4)),
+        *table(headers, rows, right=(1, 3, 4, *range(5, len(headers)))),
         "",
-        f"{'/'.join(map(str, sorted(runs)))} timed runs each; other processes kept the CPU up "
-        f"to {busy:.0%} busy just before a run.",
+        f"Timed runs per job: {runs}. Other processes kept the CPU up to {busy:.0%} busy just "
+        "before a run.",
     ]
 
 
