@@ -6,7 +6,10 @@ not measured here: the parent reads it from the kernel when it reaps the process
 
     python benchmarks/child.py count TOOL DEVICE MODELS_JSON
     python benchmarks/child.py foundation TARGET
+    python benchmarks/child.py gc-pytest PYTEST_ARGS...
     python benchmarks/child.py import-torch
+    python benchmarks/child.py load-config PYPROJECT
+    python benchmarks/child.py plugin-import
     python benchmarks/child.py warmup TARGET embedding|arithmetic
 """
 
@@ -133,6 +136,60 @@ def foundation(target: str) -> None:
     report(total=result.total, **clock.totals)
 
 
+def plugin_import() -> None:
+    """What loading the `pytest11` entry point costs, in a process that already has pytest."""
+    import importlib
+
+    import pytest  # noqa: F401
+
+    clock = Clock()
+    with clock.time("package"):
+        importlib.import_module("pytest_cnnbudget")
+    with clock.time("plugin"):
+        importlib.import_module("pytest_cnnbudget.plugin")
+    report(torch_imported=float("torch" in sys.modules), **clock.totals)
+
+
+def gc_pytest(*args: str) -> None:
+    """Run pytest with `args`, timing every cyclic garbage collection the process makes."""
+    import gc
+    import runpy
+
+    started = [0.0]
+    spent = [0.0]
+    full = [0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - started[0]
+            full[0] += info["generation"] == 2
+
+    gc.callbacks.append(callback)
+    sys.argv = ["pytest", *args]
+    try:
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+    finally:
+        # After pytest's own exit-time collections, which are part of what is measured.
+        gc.callbacks.remove(callback)
+        report(gc=spent[0], full_collections=float(full[0]))
+
+
+def load_config(path: str) -> None:
+    """Read and validate `[tool.cnnbudget]` and its snapshot, the steps that see every model."""
+    from pytest_cnnbudget.config import load_settings
+    from pytest_cnnbudget.snapshot import read_snapshot
+
+    clock = Clock()
+    with clock.time("config"):
+        settings = load_settings(Path(path).resolve())
+    with clock.time("snapshot"):
+        if settings.snapshot is not None:
+            read_snapshot(settings.snapshot)
+    report(models=float(len(settings.models)), **clock.totals)
+
+
 def import_torch() -> None:
     """The memory and time floor every torch-using process starts from."""
     clock = Clock()
@@ -184,7 +241,10 @@ def main(argv: list[str]) -> None:
     commands: dict[str, Callable[..., None]] = {
         "count": count,
         "foundation": foundation,
+        "gc-pytest": gc_pytest,
         "import-torch": import_torch,
+        "load-config": load_config,
+        "plugin-import": plugin_import,
         "warmup": warmup,
     }
     if not argv or argv[0] not in commands:
