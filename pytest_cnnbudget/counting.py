@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from math import prod
 
 import torch
 from torch import nn
@@ -39,9 +38,7 @@ def as_module(model: ModelLike) -> nn.Module:
 
 
 def _numel(t: torch.Tensor) -> int:
-    # prod(shape) rather than numel(): identical, but also defined for meta tensors of any
-    # subclass and cheap to reason about.
-    return prod(int(d) for d in t.shape)
+    return t.numel()
 
 
 def _check_materialized(mod_name: str, mod: nn.Module) -> None:

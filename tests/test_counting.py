@@ -264,18 +264,7 @@ def bare_parameter_rows(name: str, model: nn.Module) -> set[str]:
     return set()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "resnet18",
-        "resnet50",
-        "vgg16",
-        "mobilenet_v2",
-        "efficientnet_b0",
-        "convnext_tiny",
-        "vit_b_16",
-    ],
-)
+@pytest.mark.parametrize("name", list(architectures.PUBLISHED_GMACS))  # the image models
 def test_reference_architecture(
     name: str, count_checked: CountChecked, fallback_rows: FallbackRows
 ) -> None:
