@@ -2,7 +2,8 @@
 
 Importing this package must stay cheap: pytest imports it at start-up through the `pytest11`
 entry point, and a suite that does not ask for `--cnn-budget` must not pay for torch. The public
-names below are therefore resolved on first use.
+names below are therefore resolved on first use, even the light ones: defining a handful of
+dataclasses costs a few milliseconds, which is most of what the plugin adds to a run without it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import CnnBudgetError, ConfigError, CountError, ModelBuildError, SnapshotError
-from .results import LayerRow, ParameterCount
-
 if TYPE_CHECKING:
     from .counting import count_parameters
+    from .errors import CnnBudgetError, ConfigError, CountError, ModelBuildError, SnapshotError
     from .loading import build_model
     from .memory import MemoryUse, memory_use
     from .plot import PlotUnavailableError, save_plot
     from .render_terminal import format_table
+    from .results import LayerRow, ParameterCount
     from .shapes import (
         InputSpec,
         ModuleProfile,
@@ -54,6 +54,13 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CnnBudgetError": ".errors",
+    "ConfigError": ".errors",
+    "CountError": ".errors",
+    "ModelBuildError": ".errors",
+    "SnapshotError": ".errors",
+    "LayerRow": ".results",
+    "ParameterCount": ".results",
     "count_parameters": ".counting",
     "build_model": ".loading",
     "format_table": ".render_terminal",

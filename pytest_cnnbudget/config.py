@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,12 @@ class Settings:
 
     def model(self, name: str) -> ModelSpec:
         """The spec configured under `name`."""
-        return next(m for m in self.models if m.name == name)
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, ModelSpec]:
+        # Looked up once per failing model; a scan each time would be quadratic in big configs.
+        return {m.name: m for m in self.models}
 
 
 _TOP_KEYS = ("snapshot", "device", "models")
@@ -120,17 +126,49 @@ def model_table(name: str) -> str:
     return f"[tool.cnnbudget.models.{name if bare else json.dumps(name, ensure_ascii=False)}]"
 
 
-def _find_line(text: str, name: str | None) -> int | None:
-    """The 1-based line where `[tool.cnnbudget.models.<name>]` (or `[tool.cnnbudget]`) starts."""
-    if name is None:
-        pattern = r"^\s*\[\s*tool\s*\.\s*cnnbudget\s*\]"
-    else:
-        quoted = "|".join(re.escape(q) for q in (name, f'"{name}"', f"'{name}'"))
-        pattern = rf"^\s*\[\s*tool\s*\.\s*cnnbudget\s*\.\s*models\s*\.\s*(?:{quoted})\s*\]"
+# A table header such as `[tool.cnnbudget]`, `[tool.cnnbudget.models]` or
+# `[ tool . cnnbudget . models . "my net" ]`; the key after `models.` is captured bare or quoted.
+_HEADER = re.compile(
+    r"""^\s*\[\s*tool\s*\.\s*cnnbudget\s*(\.\s*models\s*(?:\.\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*)?)?\]"""
+)
+# Any table header; a line inside a multi-line array (`  [1, 2],`) is not one.
+_ANY_HEADER = re.compile(r"""^\s*\[\[?[\w\s."'-]+\]\]?\s*(?:#.*)?$""")
+# `name = {...}` inside `[tool.cnnbudget.models]` (the inline-table style).
+_INLINE_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def _model_lines(text: str) -> tuple[int | None, dict[str, int]]:
+    """Where `[tool.cnnbudget]` starts, and the 1-based line each model's table starts on.
+
+    One pass over the file: a per-model search would make reading a config with a thousand
+    models quadratic. Quoted keys are unquoted without resolving escapes, which is enough to
+    point an annotation at the right line.
+    """
+    top: int | None = None
+    lines: dict[str, int] = {}
+    in_models_table = False
     for number, line in enumerate(text.splitlines(), start=1):
-        if re.match(pattern, line):
-            return number
-    return None
+        if _ANY_HEADER.match(line):
+            header = _HEADER.match(line)
+            in_models_table = False
+            if header is None:
+                continue
+            models, key = header.groups()
+            if key is not None:
+                lines.setdefault(_unquote(key), number)
+            elif models is not None:
+                in_models_table = True
+            elif top is None:
+                top = number
+        elif in_models_table:
+            inline = _INLINE_KEY.match(line)
+            if inline is not None:
+                lines.setdefault(_unquote(inline.group(1)), number)
+    return top, lines
+
+
+def _unquote(key: str) -> str:
+    return key[1:-1] if key[:1] in "\"'" and len(key) >= 2 else key
 
 
 def _get(
@@ -227,6 +265,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
     if not models_table:
         problems.add(top, None, "no models configured; add a [tool.cnnbudget.models.<name>] table")
 
+    top_line, model_lines = _model_lines(text)
     models = []
     for name, table in models_table.items():
         where = model_table(name)
@@ -257,7 +296,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                     _get(problems, where, table, "level", _choice(("error", "warn")), "error")
                 ),
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),
-                line=_find_line(text, name) or _find_line(text, None),
+                line=model_lines.get(name, top_line),
                 input_shape=input_shape,
                 max_macs=_get(problems, where, table, "max_macs", parse_count),
                 max_flops=_get(problems, where, table, "max_flops", parse_count),

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parameter import is_lazy
+from torch.overrides import TorchFunctionMode
 
 from .errors import ModelBuildError
 
@@ -43,6 +44,49 @@ def resolve_target(target: str) -> Callable[..., Any]:
             f"target {target!r} is a {type(obj).__name__}, not a class or factory"
         )
     return obj  # type: ignore[no-any-return]
+
+
+# In-place random fills that initializers call. On meta they have nothing to fill, yet several
+# (normal_ and the other non-uniform distributions) have only a Python meta implementation, and
+# the first call of any such implementation imports torch._dynamo: about 0.8 s, more than
+# building a 7B model takes. Skipping them leaves exactly the tensor that was there.
+_FILLS = frozenset(
+    {
+        Tensor.normal_,
+        Tensor.log_normal_,
+        Tensor.exponential_,
+        Tensor.cauchy_,
+        Tensor.geometric_,
+        Tensor.random_,
+        Tensor.bernoulli_,
+        Tensor.uniform_,
+        # The initializers that dispatch on their own: inside them no mode sees the fill.
+        nn.init.normal_,
+        nn.init.uniform_,
+        nn.init.kaiming_uniform_,
+    }
+)
+
+
+class _SkipFillsOnMeta(TorchFunctionMode):
+    """Return meta tensors unchanged from random fills and from `torch.eye(out=t)` (`eye_`)."""
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func in _FILLS:
+            tensor = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(tensor, Tensor) and tensor.is_meta:
+                return tensor
+        out = kwargs.get("out")
+        if func is torch.eye and isinstance(out, Tensor) and out.is_meta:
+            return out
+        return func(*args, **kwargs)
 
 
 @contextmanager
@@ -97,14 +141,14 @@ def build_model(
             model = _call(factory, kwargs)
         else:
             try:
-                with torch.device("meta"):
+                with torch.device("meta"), _SkipFillsOnMeta():
                     model = _call(factory, kwargs)
             except Exception:
                 # Some constructors compute widths with tensor ops and read them back, which
                 # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with real
                 # arithmetic but weights moved to meta as they are registered. A constructor
                 # that is simply broken fails here too, and that error is the one to show.
-                with _registered_on_meta():
+                with _registered_on_meta(), _SkipFillsOnMeta():
                     model = _call(factory, kwargs)
     except Exception as e:
         raise ModelBuildError(

@@ -258,7 +258,8 @@ def build_in_subprocess(target: str, *path: Path) -> dict[str, Any]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak *= 1 if sys.platform == "darwin" else 1024
         devices = sorted({{p.device.type for p in model.parameters()}})
-        print(json.dumps({{"total": total, "peak": peak, "devices": devices}}))
+        dynamo = "torch._dynamo" in sys.modules
+        print(json.dumps({{"total": total, "peak": peak, "devices": devices, "dynamo": dynamo}}))
         """
     )
     result = subprocess.run(
@@ -283,6 +284,49 @@ def test_llama_7b_builds_without_allocating() -> None:
     assert report["devices"] == ["meta"]
     # As float32 the weights alone would take 27 GB; importing torch takes a few hundred MB.
     assert report["peak"] < GIB
+    # nn.Embedding initializes with normal_, whose meta kernel would import torch._dynamo.
+    assert report["dynamo"] is False
+
+
+INITIALIZED = """
+from torch import nn
+
+
+class Initialized(nn.Module):
+    def __init__(self, fallback=False):
+        super().__init__()
+        if fallback:
+            self.widths = __import__("torch").arange(3).tolist()  # meta cannot do this
+        self.embed = nn.Embedding(100, 16)
+        self.a = nn.Linear(16, 16)
+        self.b = nn.Linear(16, 16)
+        self.c = nn.Linear(16, 16)
+        nn.init.trunc_normal_(self.a.weight, std=0.02)
+        nn.init.kaiming_normal_(self.a.weight)
+        nn.init.normal_(tensor=self.b.weight, std=0.02)
+        nn.init.xavier_normal_(self.b.weight)
+        nn.init.eye_(self.c.weight)
+        self.b.bias.data.log_normal_()
+"""
+
+
+@pytest.mark.parametrize("target", ["init_model:Initialized", "init_model:fallback"])
+def test_initializers_on_meta_are_skipped(tmp_path: Path, target: str) -> None:
+    source = INITIALIZED + "\n\ndef fallback():\n    return Initialized(fallback=True)\n"
+    (tmp_path / "init_model.py").write_text(source, encoding="utf-8")
+    report = build_in_subprocess(target, tmp_path)
+    assert report["total"] == 100 * 16 + 3 * (16 * 16 + 16)
+    assert report["devices"] == ["meta"]
+    assert report["dynamo"] is False
+
+
+def test_initializers_still_run_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "init_model.py").write_text(INITIALIZED, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    model = build_model("init_model:Initialized", device="cpu")
+    weights = dict(model.named_parameters())
+    assert torch.equal(weights["c.weight"], torch.eye(16))
+    assert 0.5 < float(weights["embed.weight"].detach().std()) < 1.5
 
 
 HUGE = """
