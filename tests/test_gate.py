@@ -81,6 +81,33 @@ def test_without_the_flag_nothing_is_collected_and_torch_is_not_imported(
     assert "cnn-budget" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("user_disabled_gc", [False, True])
+def test_torch_is_imported_once_and_frozen_out_of_later_collections(
+    pytester: pytest.Pytester, user_disabled_gc: bool
+) -> None:
+    shaped = CIFAR.replace('"600k"', '"600k"\ninput_shape = [1, 3, 32, 32]')
+    make_project(pytester, shaped, top="snapshot = false\n")
+    pytester.makeconftest(
+        f"""
+        import gc, sys
+
+        if {user_disabled_gc}:
+            gc.disable()
+
+        def pytest_sessionfinish():
+            import torch, torch._dynamo
+            print("\\nfrozen", gc.get_freeze_count(), "enabled", gc.isenabled())
+        """
+    )
+    result = pytester.runpytest_subprocess("--cnn-budget", "-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    [line] = [line for line in result.outlines if line.startswith("frozen ")]
+    _, frozen, _, enabled = line.split()
+    # Importing torch and torch._dynamo makes several hundred thousand long-lived objects.
+    assert int(frozen) > 100_000
+    assert enabled == str(not user_disabled_gc)
+
+
 def test_reportinfo_names_model_and_target(pytester: pytest.Pytester) -> None:
     make_project(pytester, CIFAR)
     result = pytester.runpytest("--cnn-budget")
