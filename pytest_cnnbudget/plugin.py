@@ -7,10 +7,12 @@ torch is only imported when a budget item runs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,29 +70,49 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "cnnbudget-session")
 
 
-def _import_paused(*names: str) -> None:
-    """Import `names` with the cycle collector paused, then freeze what is alive.
+# torch, and torch._dynamo which the first Python-written meta kernel imports, create about a
+# million objects that live as long as the process. Left to the cycle collector, every full
+# collection walks them all again: in a run that checks one 7B model that was 0.8 s of its 2 s,
+# more than the check itself. Frozen objects (gc.freeze) are skipped by every later collection.
 
-    torch and torch._dynamo create about a million objects that live as long as the process.
-    Left to the collector, each full collection walks all of them again: in a run that checks
-    one 7B model that is 0.8 s of its 2 s, more than the check itself. Frozen objects are
-    skipped by every later collection. The collection first keeps garbage out of the frozen
-    set; objects allocated later are collected as usual.
-    """
+
+def _import_frozen(name: str) -> None:
+    """Import `name` with the collector paused, then freeze everything alive."""
     import gc
-    import importlib
 
-    missing = [name for name in names if name not in sys.modules]
-    if not missing:
+    if name in sys.modules:
         return
     enabled = gc.isenabled()
-    gc.collect()
+    gc.collect()  # cheap before torch is loaded, and keeps garbage out of the frozen set
     gc.disable()
     try:
-        for name in missing:
-            importlib.import_module(name)
+        importlib.import_module(name)
     finally:
+        # Without a second collection, which would walk all of torch once: an import leaves
+        # next to no garbage.
         gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the collector; if modules were imported meanwhile, freeze what they left.
+
+    Collecting first keeps the model just checked, and any garbage, out of the frozen set; what
+    later checks allocate is collected as usual, and a user's `gc.disable()` is kept.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    modules = len(sys.modules)
+    gc.disable()
+    try:
+        yield
+    finally:
+        if len(sys.modules) > modules:
+            gc.collect()
+            gc.freeze()
         if enabled:
             gc.enable()
 
@@ -161,17 +183,16 @@ class BudgetSession:
 
     def check(self, spec: ModelSpec) -> ModelResult:
         """Run one model's check (called by its item, possibly in a worker)."""
-        # A forward pass on meta runs ops whose meta kernels are written in Python, and the
-        # first of those imports torch._dynamo; bring it in with the rest, under one pause.
-        _import_paused("pytest_cnnbudget.gate", *(("torch._dynamo",) if spec.input_shape else ()))
+        _import_frozen("pytest_cnnbudget.gate")
         from .gate import check_model
 
-        return check_model(
-            spec,
-            self.stored.get(spec.name),
-            snapshot_enabled=self.settings.snapshot is not None,
-            update=self.update,
-        )
+        with _collector_paused():
+            return check_model(
+                spec,
+                self.stored.get(spec.name),
+                snapshot_enabled=self.settings.snapshot is not None,
+                update=self.update,
+            )
 
     def failure_text(self, result: ModelResult) -> str:
         """The rendered failure of one model."""

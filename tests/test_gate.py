@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,30 +82,54 @@ def test_without_the_flag_nothing_is_collected_and_torch_is_not_imported(
     assert "cnn-budget" not in result.stdout.str()
 
 
+CYCLIC = """
+import weakref
+
+from torch import nn
+
+BUILT = weakref.WeakSet()
+
+
+class Cyclic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1000, 1000)
+        self.me = [self]  # a reference cycle: only the cycle collector can free this model
+        BUILT.add(self)
+"""
+
+
 @pytest.mark.parametrize("user_disabled_gc", [False, True])
-def test_torch_is_imported_once_and_frozen_out_of_later_collections(
+def test_torch_is_frozen_out_of_later_collections_and_models_are_not(
     pytester: pytest.Pytester, user_disabled_gc: bool
 ) -> None:
     shaped = CIFAR.replace('"600k"', '"600k"\ninput_shape = [1, 3, 32, 32]')
-    make_project(pytester, shaped, top="snapshot = false\n")
+    cyclic = '[tool.cnnbudget.models.cyclic]\ntarget = "cyclic:Cyclic"\nmax_params = "2M"\n'
+    make_project(pytester, shaped, cyclic + 'device = "cpu"\n', top="snapshot = false\n")
+    pytester.makepyfile(cyclic=CYCLIC)
     pytester.makeconftest(
         f"""
-        import gc, sys
+        import gc
 
         if {user_disabled_gc}:
             gc.disable()
 
         def pytest_sessionfinish():
-            import torch, torch._dynamo
-            print("\\nfrozen", gc.get_freeze_count(), "enabled", gc.isenabled())
+            import cyclic
+
+            enabled = gc.isenabled()
+            gc.collect()
+            print("\\nfrozen", gc.get_freeze_count(), "enabled", enabled, "alive", len(cyclic.BUILT))
         """
     )
     result = pytester.runpytest_subprocess("--cnn-budget", "-s", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     [line] = [line for line in result.outlines if line.startswith("frozen ")]
-    _, frozen, _, enabled = line.split()
+    _, frozen, _, enabled, _, alive = line.split()
     # Importing torch and torch._dynamo makes several hundred thousand long-lived objects.
     assert int(frozen) > 100_000
+    # The models checked are garbage afterwards, and still collectable: never frozen.
+    assert alive == "0"
     assert enabled == str(not user_disabled_gc)
 
 
@@ -130,6 +155,23 @@ def test_passing_run_prints_summary(pytester: pytest.Pytester) -> None:
             "tiny*72*1,000*7.2%*ok*ok",
         ]
     )
+
+
+def test_long_summary_lists_failures_and_counts_the_rest(pytester: pytest.Pytester) -> None:
+    tables = [TINY.replace("tiny", f"tiny{i:02d}") for i in range(60)]
+    # Two of sixty over budget: 72 parameters against 50.
+    tables[17] = tables[17].replace("max_params = 1000", "max_params = 50")
+    tables[42] = tables[42].replace("max_params = 1000", "max_params = 50")
+    make_project(pytester, *tables, top="snapshot = false\n")
+    result = pytester.runpytest("--cnn-budget")
+    result.assert_outcomes(passed=58, failed=2)
+    start = next(i for i, line in enumerate(result.outlines) if "= cnn-budget =" in line)
+    summary = result.outlines[start:]
+    rows = [line for line in summary if line.startswith("tiny")]
+    assert [row.split()[0] for row in rows] == ["tiny17", "tiny42"]
+    assert "… and 58 more (58 passed in all); -v lists every model" in summary
+    verbose = pytester.runpytest("--cnn-budget", "-v")
+    assert sum(1 for line in verbose.outlines if re.match(r"tiny\d\d +72 ", line)) == 60
 
 
 def test_verbose_prints_per_layer_tables(pytester: pytest.Pytester) -> None:
