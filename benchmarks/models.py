@@ -1,8 +1,10 @@
 """Models the benchmarks build: the reference architectures, a LLaMA-2-70B shape, tiny nets.
 
-The image models and the 7B decoder come from `tests/architectures.py`, so the benchmarks and
-the tests measure the same code. That file's decoder has no grouped-query attention, which the
-70B shape needs (8 key/value heads for 64 query heads), so that one is defined here.
+The image models are torchvision's when torchvision imports beside this torch, and otherwise,
+like the 7B decoder, the `torch.nn` definitions in `tests/architectures.py` that the tests check
+against the same published counts. `image_models()` says which were used. That file's decoder
+has no grouped-query attention, which the 70B shape needs (8 key/value heads for 64 query
+heads), so that one is defined here.
 
 Benchmark projects import this file through a one-line shim (see `run.py`), which is why it
 puts `tests/` on `sys.path` itself instead of relying on the caller.
@@ -10,8 +12,11 @@ puts `tests/` on `sys.path` itself instead of relying on the caller.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +27,10 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 # When mypy checks tests/ and benchmarks/ together it finds the module; alone it does not.
+import architectures  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 from architectures import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
     PUBLISHED_PARAMS,
-    convnext_tiny,
-    efficientnet_b0,
     llama,
-    mobilenet_v2,
-    resnet18,
-    resnet50,
-    vgg16,
-    vit_b_16,
 )
 
 __all__ = [
@@ -39,6 +38,7 @@ __all__ = [
     "PUBLISHED_PARAMS",
     "convnext_tiny",
     "efficientnet_b0",
+    "image_models",
     "llama",
     "llama2_70b",
     "mobilenet_v2",
@@ -48,6 +48,64 @@ __all__ = [
     "vgg16",
     "vit_b_16",
 ]
+
+
+@functools.cache
+def _torchvision() -> ModuleType | None:
+    """`torchvision.models`, or None when it is absent or does not import beside this torch."""
+    try:
+        import torchvision.models  # type: ignore[import-not-found,unused-ignore]
+    except Exception:  # a torchvision built for another torch fails in many ways
+        return None
+    return torchvision.models  # type: ignore[no-any-return,unused-ignore]
+
+
+def image_models() -> str:
+    """Where the image models come from, for the report."""
+    if _torchvision() is not None:
+        return f"torchvision {importlib.metadata.version('torchvision')}"
+    return "torch.nn definitions in tests/architectures.py (torchvision not importable)"
+
+
+def _image(name: str, num_classes: int) -> nn.Module:
+    source = _torchvision() or architectures
+    return getattr(source, name)(num_classes=num_classes)  # type: ignore[no-any-return]
+
+
+def resnet18(num_classes: int = 1000) -> nn.Module:
+    """ResNet-18, 11,689,512 parameters at 1000 classes."""
+    return _image("resnet18", num_classes)
+
+
+def resnet50(num_classes: int = 1000) -> nn.Module:
+    """ResNet-50, 25,557,032 parameters at 1000 classes."""
+    return _image("resnet50", num_classes)
+
+
+def vgg16(num_classes: int = 1000) -> nn.Module:
+    """VGG-16, 138,357,544 parameters at 1000 classes."""
+    return _image("vgg16", num_classes)
+
+
+def mobilenet_v2(num_classes: int = 1000) -> nn.Module:
+    """MobileNetV2, 3,504,872 parameters at 1000 classes."""
+    return _image("mobilenet_v2", num_classes)
+
+
+def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
+    """EfficientNet-B0, 5,288,548 parameters at 1000 classes."""
+    return _image("efficientnet_b0", num_classes)
+
+
+def convnext_tiny(num_classes: int = 1000) -> nn.Module:
+    """ConvNeXt-T, 28,589,128 parameters at 1000 classes."""
+    return _image("convnext_tiny", num_classes)
+
+
+def vit_b_16(num_classes: int = 1000) -> nn.Module:
+    """ViT-B/16, 86,567,656 parameters at 1000 classes."""
+    return _image("vit_b_16", num_classes)
+
 
 # Published total of LLaMA-2-70B (Meta's model card rounds it; this is the exact numel sum).
 LLAMA2_70B_PARAMS = 68_976_648_192

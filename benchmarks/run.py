@@ -1126,7 +1126,7 @@ def bench_profile(ctx: Context) -> Section:
             *both(lambda k: gc_time[k].inside("gc")),
         ],
         [
-            "– full (generation 2) collections, each walking every object torch created",
+            "– full (generation 2) collections",
             *[f"{gc_time[k].inside('full_collections'):.0f}" for k in runs],
         ],
         ["**run** (cProfile, inflated by tracing)", *both(lambda k: profiles[k].total)],
@@ -1193,6 +1193,14 @@ def bench_profile(ctx: Context) -> Section:
         ],
         right=(1, 3, 4),
     )
+    section.lines += [
+        "",
+        "These are plain torch calls. `build_model` returns meta tensors unchanged from random "
+        "fills (`normal_` and the like), so a constructor that only initializes weights never "
+        "imports torch._dynamo; arithmetic on meta tensors in a constructor or a forward pass "
+        "still does. The gate imports torch with the cycle collector paused and freezes "
+        "(`gc.freeze`) what each import leaves, so later collections skip those objects.",
+    ]
     for label in runs:
         largest = ", ".join(f"`{name}` {sec(t)}" for name, t in splits[label].largest)
         section.lines += ["", f"Largest top-level imports, {label}: {largest}."]
@@ -1246,7 +1254,21 @@ def machine(package: str) -> list[str]:
         f"torch {version('torch')}; pytest {version('pytest')}; "
         f"torchinfo {version('torchinfo')}; fvcore {version('fvcore')}",
         f"- package measured: {package}",
+        f"- image models: {image_models()}",
     ]
+
+
+def image_models() -> str:
+    """What benchmarks/models.py builds the image models from, asked of a fresh interpreter."""
+    done = subprocess.run(
+        [python(), "-c", "import models; print(models.image_models())"],
+        cwd=BENCH_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return done.stdout.strip() or f"unknown ({done.stderr.strip().splitlines()[-1:]})"
 
 
 def package_description(override: Path | None) -> str:
@@ -1336,7 +1358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--overhead-repeat",
         type=int,
-        help="runs per side of the overhead ratio (default 5 × --repeat: a 2%% effect needs them)",
+        help="runs per side of the overhead ratio "
+        "(default 15 × --repeat: with fewer, a 2%% effect hides in the noise)",
     )
     parser.add_argument(
         "--quick",
@@ -1381,7 +1404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.repeat = 1
     if args.overhead_repeat is None:
-        args.overhead_repeat = 3 if args.quick else 5 * args.repeat
+        args.overhead_repeat = 3 if args.quick else 15 * args.repeat
     if args.package is not None:
         args.package = args.package.resolve()
         if not (args.package / "pytest_cnnbudget" / "__init__.py").is_file():
