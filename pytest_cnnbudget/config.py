@@ -133,8 +133,8 @@ _HEADER = re.compile(
 )
 # Any table header; a line inside a multi-line array (`  [1, 2],`) is not one.
 _ANY_HEADER = re.compile(r"""^\s*\[\[?[\w\s."'-]+\]\]?\s*(?:#.*)?$""")
-# `name = {...}` inside `[tool.cnnbudget.models]` (the inline-table style).
-_INLINE_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+# `name = {...}` or `name.target = ...` inside `[tool.cnnbudget.models]`.
+_INLINE_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
 
 
 def _model_lines(text: str) -> tuple[int | None, dict[str, int]]:

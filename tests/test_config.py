@@ -29,6 +29,8 @@ PYPROJECT = textwrap.dedent(
     [tool.cnnbudget.models]
     inline = { target = "nets:C", max_params = 10 }
     'quoted inline' = { target = "nets:D", max_params = 10 }
+    dotted.target = "nets:E"
+    dotted.max_params = 10
 
     [[tool.other]]
     inline2 = 1
@@ -49,6 +51,7 @@ def test_each_model_points_at_the_line_that_declares_it(tmp_path: Path) -> None:
         "with space": numbered['[ tool . cnnbudget . models . "with space" ]'],
         "inline": numbered['inline = { target = "nets:C", max_params = 10 }'],
         "quoted inline": numbered["'quoted inline' = { target = \"nets:D\", max_params = 10 }"],
+        "dotted": numbered['dotted.target = "nets:E"'],
     }
 
 
