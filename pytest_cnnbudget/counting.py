@@ -59,6 +59,11 @@ def _check_materialized(mod_name: str, mod: nn.Module) -> None:
 def count_parameters(model: ModelLike) -> ParameterCount:
     """Count `model`'s parameters per layer, with textbook formulas, cumulative sums and shares."""
     module = as_module(model)
+    # named_modules() yields a module once, under its first name; the other names it is
+    # registered under are noted on its row, so no layer of the model seems to be missing.
+    names: dict[int, list[str]] = {}
+    for mod_name, mod in module.named_modules(remove_duplicate=False):
+        names.setdefault(id(mod), []).append(mod_name)
     owner: dict[int, str] = {}
     drafts: list[tuple[str, str, int, int, str, int]] = []
     for mod_name, mod in module.named_modules():
@@ -84,6 +89,9 @@ def count_parameters(model: ModelLike) -> ParameterCount:
             text, value = "", 0
         # A tied tensor is shown where it is reused, so the row never looks like it lost weights.
         notes = [f"{name} shared with {first}" for name, first in shared]
+        aliases = [name for name in names[id(mod)] if name != mod_name]
+        if aliases:
+            notes.append(f"also registered as {', '.join(aliases)}")
         text = "; ".join(part for part in (text, *notes) if part)
         if value != params:
             warnings.warn(

@@ -135,8 +135,23 @@ def test_module_registered_under_two_names(count_checked: CountChecked) -> None:
     model.second = shared
     count = count_checked(model)
     # named_modules() yields a module once, under its first name, so it gets a single row.
-    assert [(r.name, r.params) for r in count.layers] == [("first", 20), ("other", 10)]
+    assert [(r.name, r.params, r.formula) for r in count.layers] == [
+        ("first", 20, "4×4 + 4; also registered as second"),
+        ("other", 10, "4×2 + 2"),
+    ]
     assert count.total == 30
+
+
+def test_shared_block_notes_each_of_its_layers(count_checked: CountChecked) -> None:
+    block = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    model = nn.Sequential(block, nn.Linear(4, 4), block)
+    count = count_checked(model)
+    assert [(r.name, r.formula) for r in count.layers] == [
+        ("0.0", "4×4 + 4; also registered as 2.0"),
+        ("0.2", "4×4 + 4; also registered as 2.2"),
+        ("1", "4×4 + 4"),
+    ]
+    assert count.total == 3 * 20
 
 
 # -- where parameters live ---------------------------------------------------------------------
