@@ -7,16 +7,18 @@ torch is only imported when a budget item runs.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+# Imported up front, though tiny, so that it outlives pytester's restoring of sys.modules: it
+# remembers whether it froze anything.
+from . import collector
 
 if TYPE_CHECKING:
     from .config import ModelSpec, Settings
@@ -62,59 +64,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Objects an earlier session in this process froze (pytest.main called again, pytester)
+    # go back to the collector now: at the end of a session, it would have to walk all of
+    # torch again, several times, on every command-line run.
+    collector.thaw()
     config.addinivalue_line("markers", "cnn_budget: a parameter-budget check of a configured model")
     if not (config.option.cnn_budget or config.option.cnn_budget_update):
         return
     session = BudgetSession.start(config)
     config.stash[_SESSION_KEY] = session
     config.pluginmanager.register(session, "cnnbudget-session")
-
-
-# torch, and torch._dynamo which the first Python-written meta kernel imports, create about a
-# million objects that live as long as the process. Left to the cycle collector, every full
-# collection walks them all again: in a run that checks one 7B model that was 0.8 s of its 2 s,
-# more than the check itself. Frozen objects (gc.freeze) are skipped by every later collection.
-
-
-def _import_frozen(name: str) -> None:
-    """Import `name` with the collector paused, then freeze everything alive."""
-    import gc
-
-    if name in sys.modules:
-        return
-    enabled = gc.isenabled()
-    gc.collect()  # cheap before torch is loaded, and keeps garbage out of the frozen set
-    gc.disable()
-    try:
-        importlib.import_module(name)
-    finally:
-        # Without a second collection, which would walk all of torch once: an import leaves
-        # next to no garbage.
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the collector; if modules were imported meanwhile, freeze what they left.
-
-    Collecting first keeps the model just checked, and any garbage, out of the frozen set; what
-    later checks allocate is collected as usual, and a user's `gc.disable()` is kept.
-    """
-    import gc
-
-    enabled = gc.isenabled()
-    modules = len(sys.modules)
-    gc.disable()
-    try:
-        yield
-    finally:
-        if len(sys.modules) > modules:
-            gc.collect()
-            gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 class BudgetFailure(Exception):
@@ -183,16 +142,14 @@ class BudgetSession:
 
     def check(self, spec: ModelSpec) -> ModelResult:
         """Run one model's check (called by its item, possibly in a worker)."""
-        _import_frozen("pytest_cnnbudget.gate")
         from .gate import check_model
 
-        with _collector_paused():
-            return check_model(
-                spec,
-                self.stored.get(spec.name),
-                snapshot_enabled=self.settings.snapshot is not None,
-                update=self.update,
-            )
+        return check_model(
+            spec,
+            self.stored.get(spec.name),
+            snapshot_enabled=self.settings.snapshot is not None,
+            update=self.update,
+        )
 
     def failure_text(self, result: ModelResult) -> str:
         """The rendered failure of one model."""
@@ -224,6 +181,24 @@ class BudgetSession:
         if file_path.resolve() == self.settings.path:
             return BudgetFile.from_parent(parent, path=file_path)
         return None
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
+        # Here, not in the first item: see collector.py for why freezing waits for a shallow
+        # stack. The xdist controller collects no items, so it never imports torch.
+        if not session.config.option.collectonly and any(
+            isinstance(item, BudgetItem) for item in session.items
+        ):
+            collector.import_frozen("pytest_cnnbudget.gate")
+        yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
+        if not isinstance(item, BudgetItem):
+            yield
+            return
+        with collector.paused():
+            yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(
