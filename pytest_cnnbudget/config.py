@@ -132,7 +132,7 @@ _HEADER = re.compile(
     r"""^\s*\[\s*tool\s*\.\s*cnnbudget\s*(\.\s*models\s*(?:\.\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*)?)?\]"""
 )
 # Any table header; a line inside a multi-line array (`  [1, 2],`) is not one.
-_ANY_HEADER = re.compile(r"""^\s*\[\[?[\w\s."'-]+\]\]?\s*(?:#.*)?$""")
+_ANY_HEADER = re.compile(r"""^\s*\[\[?(?:[\w\s.-]|"[^"]*"|'[^']*')+\]\]?\s*(?:#.*)?$""")
 # `name = {...}` or `name.target = ...` inside `[tool.cnnbudget.models]`.
 _INLINE_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
 

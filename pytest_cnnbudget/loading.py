@@ -46,10 +46,10 @@ def resolve_target(target: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-# In-place random fills that initializers call. On meta they have nothing to fill, yet several
-# (normal_ and the other non-uniform distributions) have only a Python meta implementation, and
-# the first call of any such implementation imports torch._dynamo: about 0.8 s, more than
-# building a 7B model takes. Skipping them leaves exactly the tensor that was there.
+# In-place random fills that initializers call and whose meta kernel is written in Python. The
+# first call of such a kernel in a process imports torch._dynamo: about 0.8 s, more than
+# building a 7B model takes. On meta there is nothing to fill, so the fill is skipped; the same
+# call on a one-element cpu tensor (C++ kernels) still rejects what a real build would reject.
 _FILLS = frozenset(
     {
         Tensor.normal_,
@@ -57,13 +57,8 @@ _FILLS = frozenset(
         Tensor.exponential_,
         Tensor.cauchy_,
         Tensor.geometric_,
-        Tensor.random_,
-        Tensor.bernoulli_,
-        Tensor.uniform_,
-        # The initializers that dispatch on their own: inside them no mode sees the fill.
+        # Dispatches on its own, so the mode would not see the normal_ inside it.
         nn.init.normal_,
-        nn.init.uniform_,
-        nn.init.kaiming_uniform_,
     }
 )
 
@@ -78,14 +73,24 @@ class _SkipFillsOnMeta(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
+        kwargs = dict(kwargs or {})
         if func in _FILLS:
-            tensor = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
-            if isinstance(tensor, Tensor) and tensor.is_meta:
+            key = "tensor" if "tensor" in kwargs else "self"
+            tensor = args[0] if args else kwargs.get(key)
+            if isinstance(tensor, Tensor) and tensor.is_meta and not is_lazy(tensor):
+                kwargs.pop("generator", None)  # a real generator must not advance
+                stand_in = torch.empty(1, dtype=tensor.dtype, device="cpu")
+                if args:
+                    func(stand_in, *args[1:], **kwargs)
+                else:
+                    func(**{**kwargs, key: stand_in})
                 return tensor
-        out = kwargs.get("out")
-        if func is torch.eye and isinstance(out, Tensor) and out.is_meta:
-            return out
+        if func is torch.eye:
+            out = kwargs.get("out")
+            rows = args[0] if args else kwargs.get("n")
+            cols = args[1] if len(args) > 1 else kwargs.get("m", rows)
+            if isinstance(out, Tensor) and out.is_meta and tuple(out.shape) == (rows, cols):
+                return out
         return func(*args, **kwargs)
 
 

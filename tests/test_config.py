@@ -19,6 +19,10 @@ PYPROJECT = textwrap.dedent(
     target = "nets:A"
     max_params = 10
 
+    [tool.cnnbudget.models."resnet/50 (small)"]
+    target = "nets:R"
+    max_params = 10
+
     [ tool . cnnbudget . models . "with space" ]
     target = "nets:B"
     kwargs = { widths = [
@@ -48,6 +52,7 @@ def test_each_model_points_at_the_line_that_declares_it(tmp_path: Path) -> None:
     numbered = {line: n for n, line in enumerate(PYPROJECT.splitlines(), start=1)}
     assert lines_of(tmp_path, PYPROJECT) == {
         "plain": numbered["[tool.cnnbudget.models.plain]"],
+        "resnet/50 (small)": numbered['[tool.cnnbudget.models."resnet/50 (small)"]'],
         "with space": numbered['[ tool . cnnbudget . models . "with space" ]'],
         "inline": numbered['inline = { target = "nets:C", max_params = 10 }'],
         "quoted inline": numbered["'quoted inline' = { target = \"nets:D\", max_params = 10 }"],

@@ -320,6 +320,84 @@ def test_initializers_on_meta_are_skipped(tmp_path: Path, target: str) -> None:
     assert report["dynamo"] is False
 
 
+BROKEN_INITS = """
+import torch
+from torch import nn
+
+
+class NegativeStd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(10, 10))
+        nn.init.normal_(self.w, std=-1.0)
+
+
+class OneDimKaiming(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Parameter(torch.empty(10))
+        nn.init.kaiming_normal_(self.b)
+
+
+class IntegerNormal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("idx", torch.empty(10, dtype=torch.long))
+        self.idx.normal_()
+
+
+class LazyNormal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(8)
+        nn.init.normal_(self.fc.weight)
+"""
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        ("NegativeStd", "normal expects std >= 0.0"),
+        ("OneDimKaiming", "Fan in and fan out can not be computed"),
+        ("IntegerNormal", "not implemented for 'Long'"),
+        ("LazyNormal", "uninitialized parameter"),
+    ],
+)
+def test_skipped_initializers_still_reject_what_cpu_rejects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: str, message: str
+) -> None:
+    (tmp_path / "broken_inits.py").write_text(BROKEN_INITS, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    for device in ("meta", "cpu"):
+        with pytest.raises(ModelBuildError, match=message):
+            build_model(f"broken_inits:{cls}", device=device)
+
+
+EYE_OUT = """
+import torch
+from torch import nn
+
+
+class EyeOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("identity", torch.empty(0))
+        torch.eye(8, out=self.identity)  # resizes its output
+        self.w = nn.Parameter(torch.empty(self.identity.shape[0], 4))
+"""
+
+
+def test_eye_into_a_buffer_of_another_shape_still_resizes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "eye_out.py").write_text(EYE_OUT, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    for device in ("meta", "cpu"):
+        model = build_model("eye_out:EyeOut", device=device)
+        assert count_parameters(model).total == 32
+        assert count_parameters(model).buffers == 64
+
+
 def test_initializers_still_run_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "init_model.py").write_text(INITIALIZED, encoding="utf-8")
     monkeypatch.syspath_prepend(tmp_path)
