@@ -155,6 +155,15 @@ def test_torch_is_frozen_out_of_later_collections_and_models_are_not(
         assert int(frozen) > 100_000
 
 
+def test_a_broken_torch_fails_the_items_not_the_run(pytester: pytest.Pytester) -> None:
+    make_project(pytester, CIFAR, top="snapshot = false\n")
+    pytester.makeconftest('import sys\n\nsys.modules["torch"] = None  # as if torch were broken\n')
+    result = pytester.runpytest_subprocess("--cnn-budget", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ModuleNotFoundError: import of torch halted*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_in_process_runs_thaw_what_earlier_runs_froze(pytester: pytest.Pytester) -> None:
     make_project(pytester, CIFAR, top="snapshot = false\n")
     script = """
