@@ -13,7 +13,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .render_terminal import UPDATE_COMMAND, failure_lines, percent, signed, thousands
+from .render_terminal import (
+    UPDATE_COMMAND,
+    budget_text,
+    failure_lines,
+    percent,
+    signed,
+    thousands,
+)
 from .results import ModelResult, Outcome
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
@@ -177,7 +184,7 @@ def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_
             macs = f" {thousands(value) if value is not None else '-'} |"
         rows.append(
             f"| {_md(r.name)} | {thousands(r.count.trainable) if r.count else '-'} | "
-            f"{thousands(budget.limit) if budget else '-'} | {used} |{macs} {_delta(r)} | "
+            f"{budget_text(budget)} | {used} |{macs} {_delta(r)} | "
             f"{_status(r)} |"
         )
     details = []

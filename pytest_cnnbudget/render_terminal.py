@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .config import model_table
-from .results import ModelResult, Outcome, ParameterCount, SnapshotStatus
+from .results import BudgetCheck, ModelResult, Outcome, ParameterCount, SnapshotStatus
 
 
 def printable(text: str) -> str:
@@ -26,6 +26,24 @@ def signed(n: int) -> str:
 def percent(fraction: float) -> str:
     """`0.1234` → `12.3%`."""
     return f"{fraction * 100:.1f}%"
+
+
+# What a budget other than max_params counts, shown after its limit in one-line summaries, where
+# the count next to it is the trainable one.
+_BUDGET_UNITS = {
+    "max_total_params": "total",
+    "max_macs": "MACs",
+    "max_flops": "FLOPs",
+    "max_param_bytes": "bytes",
+}
+
+
+def budget_text(check: BudgetCheck | None) -> str:
+    """`600,000`, or `1,200,000 total` for a budget that is not on trainable parameters."""
+    if check is None:
+        return "-"
+    unit = _BUDGET_UNITS.get(check.key)
+    return f"{thousands(check.limit)} {unit}" if unit else thousands(check.limit)
 
 
 def table(
@@ -106,15 +124,33 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
             f"  {check.key + ' (budget)':<{width}}  {thousands(check.limit):>15}",
             f"  {'excess':<{width}}  {signed(check.excess):>15}",
         ]
-    if lines and result.count is not None:
-        lines.append("largest layers:")
-        rows = [
-            [printable(r.name), r.type, r.formula, thousands(r.params), percent(r.share)]
-            for r in result.count.largest(LARGEST_LAYERS)
-        ]
-        lines += indent(
-            table(["layer", "type", "formula", "params", "share"], rows, [False] * 3 + [True] * 2)
-        )
+    count = result.count
+    if lines and count is not None:
+        over = [c.key for c in result.budgets if c.over]
+        if over == ["max_params"] and count.frozen:
+            # Only trainable parameters broke the budget: frozen layers, however large, are not
+            # where to look.
+            lines.append("largest trainable layers:")
+            trainable = sorted((r for r in count.layers if r.trainable), key=lambda r: -r.trainable)
+            rows = [
+                [
+                    printable(r.name),
+                    r.type,
+                    r.formula,
+                    thousands(r.trainable),
+                    percent(r.trainable / count.trainable),
+                ]
+                for r in trainable[:LARGEST_LAYERS]
+            ]
+            headers = ["layer", "type", "formula", "trainable", "share"]
+        else:
+            lines.append("largest layers:")
+            rows = [
+                [printable(r.name), r.type, r.formula, thousands(r.params), percent(r.share)]
+                for r in count.largest(LARGEST_LAYERS)
+            ]
+            headers = ["layer", "type", "formula", "params", "share"]
+        lines += indent(table(headers, rows, [False] * 3 + [True] * 2))
         keys = ", ".join(c.key for c in result.budgets if c.over)
         lines.append(
             f"Shrink the model, or raise {keys} under {model_table(result.name)} in {config_name}."
@@ -157,8 +193,19 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     return [
         f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}",
         *indent(table(headers, rows, right)),
-        f"If this change is intended, accept it with: {UPDATE_COMMAND}",
+        _accept_hint(result),
     ]
+
+
+def _accept_hint(result: ModelResult) -> str:
+    over = [c.key for c in result.budgets if c.over]
+    if over and result.level == "error":
+        # The update refuses models over budget, so the order matters.
+        return (
+            f"If this change is intended, raise {', '.join(over)} first, "
+            f"then accept it with: {UPDATE_COMMAND}"
+        )
+    return f"If this change is intended, accept it with: {UPDATE_COMMAND}"
 
 
 def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
@@ -202,7 +249,7 @@ def summary_lines(
             [
                 printable(r.name),
                 thousands(r.count.trainable) if r.count else "-",
-                thousands(budget.limit) if budget else "-",
+                budget_text(budget),
                 percent(budget.used) if budget else "-",
                 r.snapshot.value,
                 _status(r),

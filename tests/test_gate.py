@@ -294,6 +294,46 @@ def test_total_budget_counts_frozen_parameters(pytester: pytest.Pytester) -> Non
         ]
     )
     assert "trainable parameters over budget" not in result.stdout.str()
+    # The summary shows the trainable count; the budget says what it counts.
+    result.stdout.fnmatch_lines(["ft *202  10,000 total  103.0%*FAILED (over budget)"])
+
+
+def test_trainable_budget_lists_the_largest_trainable_layers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        frozen="""
+        from torch import nn
+
+        def make():
+            m = nn.Sequential(nn.Linear(100, 100), nn.Linear(100, 20), nn.Linear(20, 2))
+            m[0].requires_grad_(False)
+            return m
+        """
+    )
+    pytester.makefile(
+        ".toml",
+        pyproject="""
+        [tool.cnnbudget]
+        snapshot = false
+        [tool.cnnbudget.models.ft]
+        target = "frozen:make"
+        max_params = 2000
+        """,
+    )
+    result = pytester.runpytest("--cnn-budget")
+    result.assert_outcomes(failed=1)
+    # The frozen 10,100-parameter layer is the largest, but not what broke a trainable budget.
+    result.stdout.fnmatch_lines(["ft: trainable parameters over budget by 62 (+3.1%)"])
+    result.stdout.fnmatch_lines(
+        [
+            "largest trainable layers:",
+            "  layer  type    formula      trainable  share",
+            "  -----  ------  -----------  ---------  -----",
+            "  1      Linear  100×20 + 20      2,020  98.0%",
+            "  2      Linear  20×2 + 2            42   2.0%",
+            "Shrink the model, or raise max_params under [[]tool.cnnbudget.models.ft[]]*",
+        ],
+        consecutive=True,
+    )
 
 
 def test_warn_level_reports_without_failing(pytester: pytest.Pytester) -> None:
