@@ -19,6 +19,7 @@ def preload_torch() -> None:
     import torch
     from torch import nn
 
+    import pytest_cnnbudget.gate  # noqa: F401 - else each run collects all of torch to freeze it
     from pytest_cnnbudget.counting import count_parameters
     from pytest_cnnbudget.shapes import parse_input_shape, profile
 
