@@ -21,6 +21,8 @@ import pytest
 from . import collector
 
 if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
     from .config import ModelSpec, Settings
     from .results import ModelResult, SnapshotEntry
 
@@ -403,10 +405,14 @@ class BudgetItem(pytest.Item):
         if self.result.outcome in (Outcome.FAILED, Outcome.ERROR):
             raise BudgetFailure(session.failure_text(self.result))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, BudgetFailure):
             return str(excinfo.value)
-        return str(super().repr_failure(excinfo, style=style))
+        # pytest's own representation, not its text: the short summary takes the crash line
+        # from it.
+        return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.spec.line - 1 if self.spec.line else None

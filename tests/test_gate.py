@@ -161,6 +161,7 @@ def test_a_broken_torch_fails_the_items_not_the_run(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("--cnn-budget", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ModuleNotFoundError: import of torch halted*"])
+    result.stdout.fnmatch_lines(["FAILED *cnn_budget[[]cifar[]] - ModuleNotFoundError: import of*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
