@@ -76,7 +76,7 @@ def _title(result: ModelResult) -> str:
     if result.outcome is Outcome.ERROR:
         return f"cnn-budget: {result.name} could not be built"
     problems = []
-    if any(b.over for b in result.budgets):
+    if result.exceeded:
         problems.append("over budget")
     if result.diff is not None and result.snapshot.value == "changed":
         problems.append("layout changed")

@@ -111,9 +111,7 @@ UPDATE_COMMAND = "pytest --cnn-budget-update"
 def budget_lines(result: ModelResult, config_name: str) -> list[str]:
     """Why a model is over budget, its largest layers, and where the budget is set."""
     lines: list[str] = []
-    for check in result.budgets:
-        if not check.over:
-            continue
+    for check in result.exceeded:
         lines.append(
             f"{printable(result.name)}: {check.label} over budget by {thousands(check.excess)} "
             f"(+{check.excess / check.limit * 100:.1f}%)"
@@ -126,34 +124,26 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
         ]
     count = result.count
     if lines and count is not None:
-        over = [c.key for c in result.budgets if c.over]
-        if over == ["max_params"] and count.frozen:
-            # Only trainable parameters broke the budget: frozen layers, however large, are not
-            # where to look.
-            lines.append("largest trainable layers:")
-            trainable = sorted((r for r in count.layers if r.trainable), key=lambda r: -r.trainable)
-            rows = [
-                [
-                    printable(r.name),
-                    r.type,
-                    r.formula,
-                    thousands(r.trainable),
-                    percent(r.trainable / count.trainable),
-                ]
-                for r in trainable[:LARGEST_LAYERS]
+        keys = [c.key for c in result.exceeded]
+        # When only trainable parameters broke the budget, frozen layers, however large, are not
+        # where to look.
+        trainable = keys == ["max_params"] and count.frozen > 0
+        lines.append("largest trainable layers:" if trainable else "largest layers:")
+        rows = [
+            [
+                printable(r.name),
+                r.type,
+                r.formula,
+                thousands(r.trainable if trainable else r.params),
+                percent(r.trainable / count.trainable if trainable else r.share),
             ]
-            headers = ["layer", "type", "formula", "trainable", "share"]
-        else:
-            lines.append("largest layers:")
-            rows = [
-                [printable(r.name), r.type, r.formula, thousands(r.params), percent(r.share)]
-                for r in count.largest(LARGEST_LAYERS)
-            ]
-            headers = ["layer", "type", "formula", "params", "share"]
+            for r in count.largest(LARGEST_LAYERS, trainable=trainable)
+        ]
+        headers = ["layer", "type", "formula", "trainable" if trainable else "params", "share"]
         lines += indent(table(headers, rows, [False] * 3 + [True] * 2))
-        keys = ", ".join(c.key for c in result.budgets if c.over)
         lines.append(
-            f"Shrink the model, or raise {keys} under {model_table(result.name)} in {config_name}."
+            f"Shrink the model, or raise {', '.join(keys)} under {model_table(result.name)} in "
+            f"{config_name}."
         )
     return lines
 
@@ -198,12 +188,11 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
 
 
 def _accept_hint(result: ModelResult) -> str:
-    over = [c.key for c in result.budgets if c.over]
-    if over and result.level == "error":
+    if result.exceeded and result.level == "error":
         # The update refuses models over budget, so the order matters.
+        keys = ", ".join(c.key for c in result.exceeded)
         return (
-            f"If this change is intended, raise {', '.join(over)} first, "
-            f"then accept it with: {UPDATE_COMMAND}"
+            f"If this change is intended, raise {keys} first, then accept it with: {UPDATE_COMMAND}"
         )
     return f"If this change is intended, accept it with: {UPDATE_COMMAND}"
 
@@ -222,7 +211,7 @@ def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> 
 def _status(result: ModelResult) -> str:
     if result.outcome is Outcome.ERROR:
         return "ERROR"
-    over = any(b.over for b in result.budgets)
+    over = bool(result.exceeded)
     word = {Outcome.PASSED: "ok", Outcome.FAILED: "FAILED", Outcome.WARNED: "WARN"}[result.outcome]
     return f"{word} (over budget)" if over else word
 

@@ -38,8 +38,12 @@ class ParameterCount:
     flops: int | None = None
     input_shape: str | None = None  # e.g. "1×3×32×32"
 
-    def largest(self, n: int) -> tuple[LayerRow, ...]:
-        """The `n` layers with the most parameters, largest first (ties keep module order)."""
+    def largest(self, n: int, trainable: bool = False) -> tuple[LayerRow, ...]:
+        """The `n` layers with the most parameters (or trainable ones), largest first (ties keep
+        module order); with `trainable`, layers that have none are left out."""
+        if trainable:
+            rows = [r for r in self.layers if r.trainable]
+            return tuple(sorted(rows, key=lambda r: -r.trainable)[:n])
         return tuple(sorted(self.layers, key=lambda r: -r.params)[:n])
 
 
@@ -195,6 +199,11 @@ class ModelResult:
     def failed(self) -> bool:
         """True when the check failed, whatever the level."""
         return self.outcome is not Outcome.PASSED
+
+    @property
+    def exceeded(self) -> tuple[BudgetCheck, ...]:
+        """The budgets this model is over."""
+        return tuple(b for b in self.budgets if b.over)
 
     @property
     def primary_budget(self) -> BudgetCheck | None:

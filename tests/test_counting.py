@@ -97,6 +97,9 @@ def test_frozen_layers(count_checked: CountChecked) -> None:
         ("norm", 16, 8),
         ("head", 18, 18),
     ]
+    # By trainable parameters the frozen backbone drops out and the head leads.
+    assert [r.name for r in count.largest(3, trainable=True)] == ["head", "norm"]
+    assert [r.name for r in count.largest(3)] == ["backbone", "head", "norm"]
 
 
 # -- sharing -----------------------------------------------------------------------------------
