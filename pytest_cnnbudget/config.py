@@ -120,21 +120,24 @@ def _unknown_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tu
     return out
 
 
+# A TOML key as written: bare, or quoted (escapes are not resolved; see _model_lines).
+_BARE_KEY = r"[A-Za-z0-9_-]+"
+_KEY = rf"""("[^"]*"|'[^']*'|{_BARE_KEY})"""
+
+
 def model_table(name: str) -> str:
     """`[tool.cnnbudget.models.<name>]`, quoting the key as TOML would need it."""
-    bare = re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    bare = re.fullmatch(_BARE_KEY, name)
     return f"[tool.cnnbudget.models.{name if bare else json.dumps(name, ensure_ascii=False)}]"
 
 
 # A table header such as `[tool.cnnbudget]`, `[tool.cnnbudget.models]` or
 # `[ tool . cnnbudget . models . "my net" ]`; the key after `models.` is captured bare or quoted.
-_HEADER = re.compile(
-    r"""^\s*\[\s*tool\s*\.\s*cnnbudget\s*(\.\s*models\s*(?:\.\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*)?)?\]"""
-)
+_HEADER = re.compile(rf"^\s*\[\s*tool\s*\.\s*cnnbudget\s*(\.\s*models\s*(?:\.\s*{_KEY}\s*)?)?\]")
 # Any table header; a line inside a multi-line array (`  [1, 2],`) is not one.
 _ANY_HEADER = re.compile(r"""^\s*\[\[?(?:[\w\s.-]|"[^"]*"|'[^']*')+\]\]?\s*(?:#.*)?$""")
 # `name = {...}` or `name.target = ...` inside `[tool.cnnbudget.models]`.
-_INLINE_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
+_INLINE_KEY = re.compile(rf"^\s*{_KEY}\s*[.=]")
 
 
 def _model_lines(text: str) -> tuple[int | None, dict[str, int]]:
