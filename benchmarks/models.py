@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -67,44 +68,25 @@ def image_models() -> str:
     return "torch.nn definitions in tests/architectures.py (torchvision not importable)"
 
 
-def _image(name: str, num_classes: int) -> nn.Module:
-    source = _torchvision() or architectures
-    return getattr(source, name)(num_classes=num_classes)  # type: ignore[no-any-return]
+def _image(name: str) -> Callable[..., nn.Module]:
+    """The factory `name(num_classes=1000)`, from torchvision when it imports."""
+
+    def build(num_classes: int = 1000) -> nn.Module:
+        source = _torchvision() or architectures
+        return getattr(source, name)(num_classes=num_classes)  # type: ignore[no-any-return]
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{name}: {PUBLISHED_PARAMS[name]:,} parameters at 1000 classes."
+    return build
 
 
-def resnet18(num_classes: int = 1000) -> nn.Module:
-    """ResNet-18, 11,689,512 parameters at 1000 classes."""
-    return _image("resnet18", num_classes)
-
-
-def resnet50(num_classes: int = 1000) -> nn.Module:
-    """ResNet-50, 25,557,032 parameters at 1000 classes."""
-    return _image("resnet50", num_classes)
-
-
-def vgg16(num_classes: int = 1000) -> nn.Module:
-    """VGG-16, 138,357,544 parameters at 1000 classes."""
-    return _image("vgg16", num_classes)
-
-
-def mobilenet_v2(num_classes: int = 1000) -> nn.Module:
-    """MobileNetV2, 3,504,872 parameters at 1000 classes."""
-    return _image("mobilenet_v2", num_classes)
-
-
-def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
-    """EfficientNet-B0, 5,288,548 parameters at 1000 classes."""
-    return _image("efficientnet_b0", num_classes)
-
-
-def convnext_tiny(num_classes: int = 1000) -> nn.Module:
-    """ConvNeXt-T, 28,589,128 parameters at 1000 classes."""
-    return _image("convnext_tiny", num_classes)
-
-
-def vit_b_16(num_classes: int = 1000) -> nn.Module:
-    """ViT-B/16, 86,567,656 parameters at 1000 classes."""
-    return _image("vit_b_16", num_classes)
+resnet18 = _image("resnet18")
+resnet50 = _image("resnet50")
+vgg16 = _image("vgg16")
+mobilenet_v2 = _image("mobilenet_v2")
+efficientnet_b0 = _image("efficientnet_b0")
+convnext_tiny = _image("convnext_tiny")
+vit_b_16 = _image("vit_b_16")
 
 
 # Published total of LLaMA-2-70B (Meta's model card rounds it; this is the exact numel sum).
