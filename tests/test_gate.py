@@ -267,27 +267,32 @@ def test_over_budget_fails_with_table(
     result.stdout.fnmatch_lines(["*NOT updated cifar: it is over budget*"])
 
 
-def test_total_budget_counts_frozen_parameters(pytester: pytest.Pytester) -> None:
+def fine_tuned_project(pytester: pytest.Pytester, layers: str, budgets: str) -> None:
+    """Model `ft`: `nn.Sequential(<layers>)` with its first layer frozen, under `budgets`."""
     pytester.makepyfile(
-        frozen="""
+        frozen=f"""
         from torch import nn
 
         def make():
-            m = nn.Sequential(nn.Linear(100, 100), nn.Linear(100, 2))
+            m = nn.Sequential({layers})
             m[0].requires_grad_(False)
             return m
         """
     )
     pytester.makefile(
         ".toml",
-        pyproject="""
-        [tool.cnnbudget]
-        snapshot = false
-        [tool.cnnbudget.models.ft]
-        target = "frozen:make"
-        max_params = 300
-        max_total_params = 10_000
-        """,
+        pyproject=(
+            "[tool.cnnbudget]\nsnapshot = false\n"
+            f'[tool.cnnbudget.models.ft]\ntarget = "frozen:make"\n{budgets}'
+        ),
+    )
+
+
+def test_total_budget_counts_frozen_parameters(pytester: pytest.Pytester) -> None:
+    fine_tuned_project(
+        pytester,
+        "nn.Linear(100, 100), nn.Linear(100, 2)",
+        "max_params = 300\nmax_total_params = 10_000\n",
     )
     result = pytester.runpytest("--cnn-budget")
     result.assert_outcomes(failed=1)
@@ -305,25 +310,8 @@ def test_total_budget_counts_frozen_parameters(pytester: pytest.Pytester) -> Non
 
 
 def test_trainable_budget_lists_the_largest_trainable_layers(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        frozen="""
-        from torch import nn
-
-        def make():
-            m = nn.Sequential(nn.Linear(100, 100), nn.Linear(100, 20), nn.Linear(20, 2))
-            m[0].requires_grad_(False)
-            return m
-        """
-    )
-    pytester.makefile(
-        ".toml",
-        pyproject="""
-        [tool.cnnbudget]
-        snapshot = false
-        [tool.cnnbudget.models.ft]
-        target = "frozen:make"
-        max_params = 2000
-        """,
+    fine_tuned_project(
+        pytester, "nn.Linear(100, 100), nn.Linear(100, 20), nn.Linear(20, 2)", "max_params = 2000\n"
     )
     result = pytester.runpytest("--cnn-budget")
     result.assert_outcomes(failed=1)
