@@ -13,29 +13,32 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .counting import count_parameters
-    from .errors import CnnBudgetError, ConfigError, CountError, ModelBuildError, SnapshotError
-    from .loading import build_model
-    from .memory import MemoryUse, memory_use
-    from .plot import PlotUnavailableError, save_plot
-    from .render_terminal import format_table
-    from .results import LayerRow, ParameterCount
-    from .shapes import (
-        InputSpec,
-        ModuleProfile,
-        Profile,
+    from .errors import (
+        CnnBudgetError,
+        ConfigError,
+        CountError,
+        ModelBuildError,
+        PlotUnavailableError,
         ProfileError,
         ShapeMismatchError,
-        parse_input_shape,
-        profile,
+        SnapshotError,
     )
+    from .inputs import InputSpec, parse_input_shape
+    from .loading import build_model
+    from .measurement import measure
+    from .plot import save_plot
+    from .profiler import ModuleProfile, Profile, profile
+    from .render_terminal import format_table
+    from .results import Compute, DtypeBytes, LayerRow, ParameterCount
 
 __all__ = [
     "CnnBudgetError",
+    "Compute",
     "ConfigError",
     "CountError",
+    "DtypeBytes",
     "InputSpec",
     "LayerRow",
-    "MemoryUse",
     "ModelBuildError",
     "ModuleProfile",
     "ParameterCount",
@@ -47,7 +50,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "format_table",
-    "memory_use",
+    "measure",
     "parse_input_shape",
     "profile",
     "save_plot",
@@ -59,21 +62,22 @@ _LAZY = {
     "CountError": ".errors",
     "ModelBuildError": ".errors",
     "SnapshotError": ".errors",
+    "ProfileError": ".errors",
+    "ShapeMismatchError": ".errors",
+    "PlotUnavailableError": ".errors",
+    "Compute": ".results",
+    "DtypeBytes": ".results",
     "LayerRow": ".results",
     "ParameterCount": ".results",
     "count_parameters": ".counting",
+    "measure": ".measurement",
     "build_model": ".loading",
     "format_table": ".render_terminal",
-    "InputSpec": ".shapes",
-    "ModuleProfile": ".shapes",
-    "Profile": ".shapes",
-    "ProfileError": ".shapes",
-    "ShapeMismatchError": ".shapes",
-    "parse_input_shape": ".shapes",
-    "profile": ".shapes",
-    "MemoryUse": ".memory",
-    "memory_use": ".memory",
-    "PlotUnavailableError": ".plot",
+    "InputSpec": ".inputs",
+    "parse_input_shape": ".inputs",
+    "ModuleProfile": ".profiler",
+    "Profile": ".profiler",
+    "profile": ".profiler",
     "save_plot": ".plot",
     # `plot` itself is not re-exported: importing the submodule `pytest_cnnbudget.plot` binds
     # that name on the package, so the function would turn into the module after first use.

@@ -18,20 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CnnBudgetError, CountError
+from .constants import DEVICES
+from .errors import CnnBudgetError, CountError, UsageError
 
 if TYPE_CHECKING:
-    from torch import nn
-
+    from .inputs import InputSpec
     from .results import ParameterCount
-    from .shapes import InputSpec, Profile
 
 PROG = "cnnbudget"
 USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """A command-line value that cannot be used; the message names the option."""
 
 
 def _positive(text: str) -> int:
@@ -67,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--device",
-            choices=("meta", "cpu"),
+            choices=DEVICES,
             default="meta",
             help="where the model is built (default: meta, which allocates no weights)",
         )
@@ -129,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             for path in _plot(args):
                 print(path)
-    except (CnnBudgetError, UsageError) as e:
+    except CnnBudgetError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except BrokenPipeError:
@@ -155,7 +150,7 @@ def _kwargs(text: str) -> dict[str, Any]:
 def _input_spec(text: str | None) -> InputSpec | None:
     if text is None:
         return None
-    from .shapes import parse_input_shape
+    from .inputs import parse_input_shape
 
     try:
         return parse_input_shape(text)
@@ -163,40 +158,36 @@ def _input_spec(text: str | None) -> InputSpec | None:
         raise UsageError(f"--input-shape {text!r}: {e}") from e
 
 
-def _build(args: argparse.Namespace) -> tuple[nn.Module, ParameterCount, Profile | None]:
-    """Build, profile (when a shape is given, which also materializes lazy modules), count."""
-    from .counting import count_parameters
+def _measure(args: argparse.Namespace, depth: int | None = None) -> ParameterCount:
+    """Build and measure the model the arguments name."""
     from .loading import build_model
-    from .shapes import profile
+    from .measurement import measure
 
     kwargs = _kwargs(args.kwargs)
     spec = _input_spec(args.input_shape)
     model = build_model(args.target, kwargs, device=args.device)
-    result = profile(model, spec) if spec is not None else None
     try:
-        count = count_parameters(model)
+        return measure(model, spec, depth=depth)
     except CountError as e:
         raise CountError(f"{e} (--input-shape)" if spec is None else str(e)) from e
-    return model, count, result
 
 
 def _summary(args: argparse.Namespace) -> str:
-    from .render_summary import summary_dict, summary_markdown, summary_text
-    from .summary import summarize
+    from .render_json import summary_dict
+    from .render_terminal import layer_report
+    from .tables import Style
 
-    model, count, result = _build(args)
-    summary = summarize(model, count, result, depth=args.depth)
+    count = _measure(args, depth=args.depth)
     if args.format == "json":
-        document = {"target": args.target, "kwargs": _kwargs(args.kwargs), **summary_dict(summary)}
+        document = {"target": args.target, "kwargs": _kwargs(args.kwargs), **summary_dict(count)}
         return json.dumps(document, indent=2, ensure_ascii=False)
-    if args.format == "markdown":
-        return summary_markdown(summary)
-    return summary_text(summary)
+    style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
+    return "\n".join(layer_report(count, style))
 
 
 def _plot(args: argparse.Namespace) -> list[Path]:
     from .plot import save_plot
 
-    _, count, _ = _build(args)
+    count = _measure(args)
     name = args.name or args.target.rpartition(":")[2].rpartition(".")[2] or "model"
     return save_plot(count, args.out, name, top=args.top, title=args.title)

@@ -14,21 +14,18 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .budgets import BUDGETS, KEYS
+from .constants import DEFAULT_SNAPSHOT, DEVICES
 from .errors import ConfigError
-from .shapes import InputSpec, parse_input_shape
-from .units import parse_bytes, parse_count
+from .inputs import InputSpec, parse_input_shape
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
-
-DEFAULT_SNAPSHOT = "cnnbudget.snapshot.json"
-DEVICES = ("meta", "cpu")
 
 
 class Level(str, Enum):
@@ -45,15 +42,11 @@ class ModelSpec:
     name: str
     target: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
-    max_params: int | None = None
-    max_total_params: int | None = None
+    budgets: Mapping[str, int] = field(default_factory=dict)  # budget key → limit, see budgets.py
     level: Level = Level.ERROR
     device: str = "meta"
     line: int | None = None  # where its table starts in the config file, for annotations
     input_shape: InputSpec | None = None
-    max_macs: int | None = None
-    max_flops: int | None = None
-    max_param_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,30 +58,18 @@ class Settings:
     device: str
     models: tuple[ModelSpec, ...]
 
-    def model(self, name: str) -> ModelSpec:
-        """The spec configured under `name`."""
-        return self._by_name[name]
-
-    @cached_property
-    def _by_name(self) -> dict[str, ModelSpec]:
-        # Looked up once per failing model; a scan each time would be quadratic in big configs.
-        return {m.name: m for m in self.models}
+    def snapshot_name(self, rootdir: Path) -> str:
+        """The snapshot file as failures name it: relative to pytest's rootdir when inside it."""
+        if self.snapshot is None:
+            return "(no snapshot)"
+        try:
+            return str(self.snapshot.relative_to(rootdir))
+        except ValueError:
+            return str(self.snapshot)
 
 
 _TOP_KEYS = ("snapshot", "device", "models")
-_MODEL_KEYS = (
-    "target",
-    "kwargs",
-    "max_params",
-    "max_total_params",
-    "level",
-    "device",
-    "input_shape",
-    "max_macs",
-    "max_flops",
-    "max_param_bytes",
-)
-_BUDGET_KEYS = ("max_params", "max_total_params", "max_macs", "max_flops", "max_param_bytes")
+_MODEL_KEYS = ("target", "kwargs", "level", "device", "input_shape", *KEYS)
 
 
 class _Problems:
@@ -232,6 +213,19 @@ def _snapshot(value: Any) -> str | None:
 _LEVEL = _choice(tuple(level.value for level in Level))
 
 
+def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path:
+    """The config file a run uses: `--cnn-budget-config` (relative to where pytest was started)
+    or pyproject.toml in pytest's rootdir; ConfigError says where it looked."""
+    path = (Path(invocation_dir, option) if option else rootdir / "pyproject.toml").resolve()
+    if not path.is_file():
+        where = "--cnn-budget-config" if option else "pytest's rootdir"
+        raise ConfigError(
+            f"--cnn-budget: no configuration file at {path} ({where}); add "
+            "[tool.cnnbudget] to pyproject.toml there, or pass --cnn-budget-config PATH"
+        )
+    return path
+
+
 def load_settings(path: Path) -> Settings:
     """Read and validate `[tool.cnnbudget]` from `path`; raise ConfigError listing every problem."""
     try:
@@ -280,30 +274,27 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
         target = _get(problems, where, table, "target", _target)
         if "target" not in table:
             problems.add(where, "target", "missing; give 'package.module:ClassOrFactory'")
-        max_params = _get(problems, where, table, "max_params", parse_count)
-        max_total = _get(problems, where, table, "max_total_params", parse_count)
-        if not any(key in table for key in _BUDGET_KEYS):
-            problems.add(where, "max_params", "missing; every model needs a budget")
-        input_shape = _get(problems, where, table, "input_shape", parse_input_shape)
-        for key in ("max_macs", "max_flops"):
-            if key in table and "input_shape" not in table:
-                problems.add(where, key, "needs input_shape: compute depends on the input size")
+        budgets = {}
+        for kind in BUDGETS:
+            limit = _get(problems, where, table, kind.key, kind.parse)
+            if limit is not None:
+                budgets[kind.key] = limit
+            if kind.key in table and kind.needs_input_shape and "input_shape" not in table:
+                problems.add(
+                    where, kind.key, "needs input_shape: compute depends on the input size"
+                )
+        if not any(kind.key in table for kind in BUDGETS):
+            problems.add(where, BUDGETS[0].key, "missing; every model needs a budget")
         models.append(
             ModelSpec(
                 name=name,
                 target=target or "",
                 kwargs=_get(problems, where, table, "kwargs", _kwargs, {}),
-                max_params=max_params,
-                max_total_params=max_total,
-                level=Level(
-                    _get(problems, where, table, "level", _choice(("error", "warn")), "error")
-                ),
+                budgets=budgets,
+                level=Level(_get(problems, where, table, "level", _LEVEL, "error")),
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),
                 line=model_lines.get(name, top_line),
-                input_shape=input_shape,
-                max_macs=_get(problems, where, table, "max_macs", parse_count),
-                max_flops=_get(problems, where, table, "max_flops", parse_count),
-                max_param_bytes=_get(problems, where, table, "max_param_bytes", parse_bytes),
+                input_shape=_get(problems, where, table, "input_shape", parse_input_shape),
             )
         )
     problems.raise_if_any()

@@ -2,7 +2,8 @@
 
 Totals come from `model.parameters()`, which yields each tensor once, so tied weights count once.
 Rows attribute each tensor to the first module (in `named_modules()` order) that owns it, which
-makes the rows sum to exactly that total.
+makes the rows sum to exactly that total. Bytes come from `element_size()`, a property of the
+dtype, so a model built on meta reports exactly what it would weigh once loaded.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from .constants import ROOT_NAME
 from .errors import CountError, FormulaMismatchWarning
 from .formulas import formula_for
-from .results import LayerRow, ParameterCount
-
-ROOT_NAME = "(root)"
+from .results import DtypeBytes, LayerRow, ParameterCount
 
 ModelLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
 
@@ -112,12 +112,34 @@ def count_parameters(model: ModelLike) -> ParameterCount:
         cumulative += params
         share = params / total if total else 0.0
         rows.append(LayerRow(name, type_name, params, trainable, text, value, cumulative, share))
+    dtypes = _by_dtype(params_list, buffers_list)
     return ParameterCount(
         total=total,
         trainable=trainable_total,
         frozen=total - trainable_total,
         buffers=sum(_numel(b) for b in buffers_list),
         layers=tuple(rows),
-        param_bytes=sum(_numel(p) * p.element_size() for p in params_list),
-        buffer_bytes=sum(_numel(b) * b.element_size() for b in buffers_list),
+        param_bytes=sum(d.param_bytes for d in dtypes),
+        buffer_bytes=sum(d.buffer_bytes for d in dtypes),
+        dtypes=dtypes,
     )
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` → `"bfloat16"`."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _by_dtype(
+    params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor]
+) -> tuple[DtypeBytes, ...]:
+    """Elements and bytes per dtype, largest first; a tied tensor counts once."""
+    tally: dict[str, list[int]] = {}  # dtype → [params, param bytes, buffers, buffer bytes]
+    for offset, tensors in ((0, params), (2, buffers)):
+        for t in tensors:
+            n = _numel(t)
+            counts = tally.setdefault(dtype_name(t.dtype), [0, 0, 0, 0])
+            counts[offset] += n
+            counts[offset + 1] += n * t.element_size()
+    rows = [DtypeBytes(name, *counts) for name, counts in sorted(tally.items())]
+    return tuple(sorted(rows, key=lambda d: -d.bytes))

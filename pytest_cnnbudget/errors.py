@@ -1,4 +1,4 @@
-"""Exceptions and warnings of pytest-cnnbudget. Imports nothing from the package."""
+"""Every exception and warning of pytest-cnnbudget. Imports nothing from the package."""
 
 from __future__ import annotations
 
@@ -19,8 +19,24 @@ class CountError(CnnBudgetError):
     """A model cannot be counted as it is (for example, lazy parameters not materialized)."""
 
 
+class ProfileError(CnnBudgetError):
+    """The forward pass on meta tensors failed; the message names the layer and its input."""
+
+
+class ShapeMismatchError(ProfileError):
+    """A layer received a tensor of a size it was not built for (the classic wrong FC width)."""
+
+
 class SnapshotError(CnnBudgetError):
     """The snapshot file cannot be read or written; the message names the file and the reason."""
+
+
+class PlotUnavailableError(CnnBudgetError):
+    """matplotlib, which draws the charts, is not installed."""
+
+
+class UsageError(CnnBudgetError):
+    """A command-line value that cannot be used; the message names the option."""
 
 
 class FormulaMismatchWarning(UserWarning):

@@ -7,16 +7,15 @@ process, in the command line tool and in tests.
 from __future__ import annotations
 
 import traceback
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .budgets import check_budgets
 from .config import Level, ModelSpec
-from .counting import count_parameters
-from .errors import CountError, ModelBuildError
+from .errors import CountError, ModelBuildError, ProfileError
 from .loading import build_model, resolve_target
 from .locate import definition_source, error_source, layer_source, user_frames
+from .measurement import measure
 from .results import (
-    BudgetCheck,
     LayerChange,
     ModelResult,
     Outcome,
@@ -27,55 +26,11 @@ from .results import (
     SourceLocation,
     TotalChange,
 )
-from .shapes import Profile, ProfileError, profile
 
 if TYPE_CHECKING:
     from torch import nn
 
 _WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
-
-
-def budget_checks(spec: ModelSpec, count: ParameterCount) -> tuple[BudgetCheck, ...]:
-    """Every budget `spec` sets, measured against `count`."""
-    checks = []
-    if spec.max_params is not None:
-        checks.append(
-            BudgetCheck("max_params", "trainable parameters", count.trainable, spec.max_params)
-        )
-    if spec.max_total_params is not None:
-        checks.append(
-            BudgetCheck("max_total_params", "total parameters", count.total, spec.max_total_params)
-        )
-    if spec.max_macs is not None and count.macs is not None:
-        checks.append(BudgetCheck("max_macs", "multiply-adds (MACs)", count.macs, spec.max_macs))
-    if spec.max_flops is not None and count.flops is not None:
-        checks.append(BudgetCheck("max_flops", "FLOPs", count.flops, spec.max_flops))
-    if spec.max_param_bytes is not None:
-        checks.append(
-            BudgetCheck(
-                "max_param_bytes", "parameter bytes", count.param_bytes, spec.max_param_bytes
-            )
-        )
-    return tuple(checks)
-
-
-def with_profile(count: ParameterCount, profile: Profile) -> ParameterCount:
-    """`count` with each row's output shape and own MACs, and the model's totals."""
-    modules = {m.name: m for m in profile.modules}
-    rows = []
-    for row in count.layers:
-        seen = modules.get(row.name)
-        if seen is None or not seen.calls:
-            rows.append(row)
-        else:
-            rows.append(replace(row, output_shape=seen.output_shape, macs=seen.self_macs))
-    return replace(
-        count,
-        layers=tuple(rows),
-        macs=profile.macs,
-        flops=profile.flops,
-        input_shape=profile.inputs.describe(),
-    )
 
 
 def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
@@ -124,11 +79,7 @@ def check_model(
     """Build, count and judge one model; never raises for a problem with the model itself."""
     try:
         model = build_model(spec.target, spec.kwargs, device=spec.device)
-        # The forward pass comes first: it is what materializes lazy modules.
-        measured = profile(model, spec.input_shape) if spec.input_shape is not None else None
-        count = count_parameters(model)
-        if measured is not None:
-            count = with_profile(count, measured)
+        count = measure(model, spec.input_shape)
     except (ModelBuildError, CountError, ProfileError) as e:
         return ModelResult(
             name=spec.name,
@@ -141,7 +92,7 @@ def check_model(
             source=error_source(e) or _target_source(spec.target),
         )
 
-    budgets = budget_checks(spec, count)
+    budgets = check_budgets(spec.budgets, count)
     over = any(b.over for b in budgets)
     entry = SnapshotEntry.from_count(count)
     diff = diff_entries(stored, entry) if stored is not None and stored != entry else None
@@ -188,11 +139,11 @@ def _failure_source(
 ) -> SourceLocation | None:
     """The line a reviewer should read first: the layer that changed most, else the largest
     layer, else the model's class or factory."""
-    present = {row.name for row in count.layers}
+    present = {row.name for row in count.parameter_rows}
     changed = [c for c in diff.layers if c.name in present] if diff is not None else []
     if changed:
         layer = max(changed, key=lambda c: abs(c.delta)).name
-    elif count.layers:
+    elif count.parameter_rows:
         layer = count.largest(1)[0].name
     else:
         layer = ""

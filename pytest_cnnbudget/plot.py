@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CnnBudgetError
+from .errors import PlotUnavailableError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -25,10 +25,6 @@ MIN_HEIGHT = 2.0
 PNG_DPI = 150
 BAR_COLOR = "#4c72b0"
 REST_COLOR = "#a0a0a0"
-
-
-class PlotUnavailableError(CnnBudgetError):
-    """matplotlib, which draws the charts, is not installed."""
 
 
 def _figure_class() -> type[Figure]:
@@ -45,9 +41,9 @@ def _bars(result: ParameterCount, top: int) -> list[tuple[str, int, float, bool]
     """(label, params, share, is_rest): the `top` largest layers, largest first, then the rest."""
     largest: tuple[LayerRow, ...] = result.largest(top)
     bars = [(f"{r.name} ({r.type})", r.params, r.share, False) for r in largest]
-    rest = len(result.layers) - len(largest)
+    rest = len(result.parameter_rows) - len(largest)
     if rest:
-        params = sum(r.params for r in result.layers) - sum(r.params for r in largest)
+        params = result.total - sum(r.params for r in largest)
         share = params / result.total if result.total else 0.0
         bars.append((f"rest ({rest} layer{'s' if rest != 1 else ''})", params, share, True))
     return bars

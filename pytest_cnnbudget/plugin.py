@@ -1,16 +1,22 @@
-"""pytest hooks and options: wiring and printing only.
+"""pytest hooks and options: wiring, printing rendered lines, exit status. No logic of its own.
 
-Without `--cnn-budget` this module registers three options and a marker, and nothing else: the
-hooks that do work live on `BudgetSession`, which is only registered when the flag is given, and
-torch is only imported when a budget item runs.
+Without `--cnn-budget` this module registers its options and a marker, and nothing else; torch
+is only imported when a budget item runs. With it, one session object is registered, of the
+class that fits the process:
+
+- `LocalSession`: a run without pytest-xdist. Items check their models and hand the results
+  straight to the session, which reports them and writes the files.
+- `WorkerSession`: an xdist worker. Items check their models; each result travels to the
+  controller in its test report (see wire.py). A worker writes nothing.
+- `ControllerSession`: the xdist controller. It runs no items; it reads the results out of the
+  workers' reports, then reports them and writes the files like a local run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +30,11 @@ if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
     from .config import ModelSpec, Settings
+    from .merge import Merge
     from .results import ModelResult, SnapshotEntry
 
 _SESSION_KEY = pytest.StashKey["BudgetSession"]()
-_REPORT_ATTR = "cnn_budget"  # travels with the test report, through xdist, to the controller
+_REPORT_ATTR = "cnn_budget"  # on a budget item's call report; through xdist, the result itself
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,9 +80,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cnn_budget: a parameter-budget check of a configured model")
     if not (config.option.cnn_budget or config.option.cnn_budget_update):
         return
-    session = BudgetSession.start(config)
+    session = _session_class(config).start(config)
     config.stash[_SESSION_KEY] = session
     config.pluginmanager.register(session, "cnnbudget-session")
+
+
+def _session_class(config: pytest.Config) -> type[BudgetSession]:
+    if hasattr(config, "workerinput"):
+        return WorkerSession
+    # pytest-xdist turns -n N into a distribution mode before plugins are configured; with
+    # --collect-only it starts no workers and the run stays local.
+    distributed = getattr(config.option, "dist", "no") != "no"
+    if distributed and not config.option.collectonly:
+        return ControllerSession
+    return LocalSession
 
 
 class BudgetFailure(Exception):
@@ -83,41 +101,27 @@ class BudgetFailure(Exception):
 
 
 class BudgetSession:
-    """State and hooks of one `--cnn-budget` run, registered only when the flag is given."""
+    """What every process of a `--cnn-budget` run shares: settings, snapshot, items."""
 
     def __init__(
-        self,
-        config: pytest.Config,
-        settings: Settings,
-        stored: dict[str, SnapshotEntry],
+        self, config: pytest.Config, settings: Settings, stored: dict[str, SnapshotEntry]
     ) -> None:
         self.config = config
         self.settings = settings
         self.stored = stored
         self.update: bool = config.option.cnn_budget_update
-        self.results: dict[str, ModelResult] = {}
 
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
-        from .config import load_settings
+        from .config import find_config, load_settings
         from .errors import CnnBudgetError
         from .snapshot import read_snapshot
 
-        option = config.option.cnn_budget_config
-        path = (
-            Path(config.invocation_params.dir, option)
-            if option
-            else config.rootpath / "pyproject.toml"
-        )
-        path = path.resolve()
-        if not path.is_file():
-            where = "--cnn-budget-config" if option else "pytest's rootdir"
-            raise pytest.UsageError(
-                f"--cnn-budget: no configuration file at {path} ({where}); add "
-                "[tool.cnnbudget] to pyproject.toml there, or pass --cnn-budget-config PATH"
-            )
         try:
+            path = find_config(
+                config.rootpath, config.invocation_params.dir, config.option.cnn_budget_config
+            )
             settings = load_settings(path)
             stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
         except CnnBudgetError as e:
@@ -137,45 +141,37 @@ class BudgetSession:
         _ensure_collected(config, path)
         return cls(config, settings, stored)
 
-    @property
-    def is_worker(self) -> bool:
-        """True inside a pytest-xdist worker, which must leave writing to the controller."""
-        return hasattr(self.config, "workerinput")
-
     def check(self, spec: ModelSpec) -> ModelResult:
-        """Run one model's check (called by its item, possibly in a worker)."""
+        """Run one model's check (called by its item)."""
         from .gate import check_model
 
-        return check_model(
+        result = check_model(
             spec,
             self.stored.get(spec.name),
             snapshot_enabled=self.settings.snapshot is not None,
             update=self.update,
         )
+        self.record(result)
+        return result
+
+    def record(self, result: ModelResult) -> None:
+        """Keep a result for the end of the run; only a process that reports keeps them."""
+
+    def report_payload(self, result: ModelResult) -> Any:
+        """What a budget item's call report carries (see _REPORT_ATTR)."""
+        return True
 
     def failure_text(self, result: ModelResult) -> str:
-        """The rendered failure of one model."""
-        from .render_github import neutralize
+        """The rendered failure of one model, safe to print in a CI log."""
+        from .render_github import neutralize_text
         from .render_terminal import failure_lines
 
-        lines = failure_lines(result, self.settings.path.name, self._snapshot_name)
-        return "\n".join(neutralize(line) for line in lines)
+        return neutralize_text("\n".join(failure_lines(result, *self.names)))
 
     @property
-    def _snapshot_name(self) -> str:
-        snapshot = self.settings.snapshot
-        if snapshot is None:
-            return "(no snapshot)"
-        try:
-            return str(snapshot.relative_to(self.config.rootpath))
-        except ValueError:
-            return str(snapshot)
-
-    @property
-    def stale(self) -> list[str]:
-        """Snapshot entries whose model is no longer configured."""
-        configured = {m.name for m in self.settings.models}
-        return sorted(name for name in self.stored if name not in configured)
+    def names(self) -> tuple[str, str]:
+        """How failures name the config file and the snapshot."""
+        return self.settings.path.name, self.settings.snapshot_name(self.config.rootpath)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -187,7 +183,7 @@ class BudgetSession:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
         # Here, not in the first item: see collector.py for why freezing waits for a shallow
-        # stack. The xdist controller collects no items, so it never imports torch.
+        # stack. The xdist controller runs no items, so it never imports torch.
         if not session.config.option.collectonly and any(
             isinstance(item, BudgetItem) for item in session.items
         ):
@@ -209,27 +205,14 @@ class BudgetSession:
         outcome = yield
         if not isinstance(item, BudgetItem):
             return
-        from .render_github import neutralize
+        from .render_github import neutralize_text
 
         report = outcome.get_result()
         # What a model's constructor printed is shown with its failure; keep it from starting
         # workflow commands in the CI log.
-        report.sections = [
-            (title, "\n".join(neutralize(line) for line in content.split("\n")))
-            for title, content in report.sections
-        ]
+        report.sections = [(title, neutralize_text(text)) for title, text in report.sections]
         if call.when == "call" and item.result is not None:
-            from .render_json import result_to_json
-
-            setattr(report, _REPORT_ATTR, result_to_json(item.result))
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, _REPORT_ATTR, None)
-        if data is not None:
-            from .render_json import result_from_json
-
-            result = result_from_json(data)
-            self.results[result.name] = result
+            setattr(report, _REPORT_ATTR, self.report_payload(item.result))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_runtest_metadata(
@@ -242,6 +225,35 @@ class BudgetSession:
 
         return metadata(result)
 
+
+class WorkerSession(BudgetSession):
+    """An xdist worker: checks its share of the models and ships each result in its report."""
+
+    def report_payload(self, result: ModelResult) -> Any:
+        from .wire import encode
+
+        return encode(result)
+
+
+class ReportingSession(BudgetSession):
+    """A process that sees every result: it prints the summary and writes the files."""
+
+    def __init__(
+        self, config: pytest.Config, settings: Settings, stored: dict[str, SnapshotEntry]
+    ) -> None:
+        super().__init__(config, settings, stored)
+        self.results: dict[str, ModelResult] = {}
+
+    def record(self, result: ModelResult) -> None:
+        self.results[result.name] = result
+
+    def merge(self) -> Merge:
+        """What the snapshot should hold after this run, and why."""
+        from .merge import merge_snapshot
+
+        configured = (m.name for m in self.settings.models)
+        return merge_snapshot(self.stored, self.results.values(), configured)
+
     @property
     def github(self) -> bool:
         """Whether to emit GitHub Actions annotations and the job summary."""
@@ -250,109 +262,93 @@ class BudgetSession:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         other = self.config.pluginmanager.get_plugin("annotate_errors")
-        if self.github and other is not None and not self.is_worker:
+        if self.github and other is not None:
             # pytest-github-actions-annotate-failures annotates every failed report; a model
             # already gets a better-placed annotation from us, so pass it only the others.
             self.config.pluginmanager.unregister(other)
             self.config.pluginmanager.register(_SkipBudgetReports(other), "annotate_errors")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker:
-            return
-        results = list(self.results.values())
+        from . import outputs
+
+        results = sorted(self.results.values(), key=lambda r: r.name)
+        # The snapshot first: an accepted update must not depend on the other files.
+        merge = self.merge()
+        if self.update and self.settings.snapshot is not None and merge.changed:
+            from .snapshot import write_snapshot
+
+            write_snapshot(self.settings.snapshot, merge.entries)
+        where = self.config.invocation_params.dir
         if self.config.option.cnn_budget_json:
             from .render_json import run_report
 
-            path = Path(self.config.invocation_params.dir, self.config.option.cnn_budget_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(run_report(results, self.stale), indent=2, sort_keys=True)
-            path.write_text(text + "\n", encoding="utf-8")
+            path = Path(where, self.config.option.cnn_budget_json)
+            outputs.write_json(path, run_report(results, merge.stale))
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
             from .render_github import summary_markdown
 
-            markdown = summary_markdown(results, self.settings.path.name, self._snapshot_name)
-            with open(summary_file, "a", encoding="utf-8") as handle:
-                handle.write(markdown)
+            outputs.append_text(Path(summary_file), summary_markdown(results, *self.names))
         if self.config.option.cnn_budget_plot:
-            self._write_plots(results)
-        if self.update and self.settings.snapshot is not None:
-            self._write_snapshot()
-
-    def _write_plots(self, results: list[ModelResult]) -> None:
-        import re
-
-        from .plot import save_plot
-
-        directory = Path(self.config.invocation_params.dir, self.config.option.cnn_budget_plot)
-        for result in results:
-            if result.count is not None:
-                stem = re.sub(r"[^A-Za-z0-9_.-]", "_", result.name)
-                save_plot(result.count, directory, stem, title=f"{result.name} ({result.target})")
-
-    def _write_snapshot(self) -> None:
-        assert self.settings.snapshot is not None
-        from .results import SnapshotStatus
-        from .snapshot import write_snapshot
-
-        entries = dict(self.stored)
-        for result in self.results.values():
-            if result.entry is not None and result.snapshot in (
-                SnapshotStatus.ADDED,
-                SnapshotStatus.UPDATED,
-            ):
-                entries[result.name] = result.entry
-        # Removing an entry is only safe when every configured model ran: a partial run (-k, -m,
-        # node ids) cannot tell "no longer configured" from "not selected".
-        if {m.name for m in self.settings.models} <= set(self.results):
-            for name in self.stale:
-                del entries[name]
-        # Only what changed is written: an update that accepts nothing leaves the file (and its
-        # absence) alone.
-        if entries != self.stored:
-            write_snapshot(self.settings.snapshot, entries)
+            outputs.write_charts(Path(where, self.config.option.cnn_budget_plot), results)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker:
-            return
-        from .render_terminal import summary_lines, update_lines, warning_lines
+        from .render_github import anchors, annotation_lines
+        from .render_terminal import overview_lines, update_lines, warning_lines
 
-        verbose = self.config.option.verbose > 0
+        terminal = _Terminal(terminalreporter)
         results = list(self.results.values())
-        stale = self.stale
+        merge = self.merge()
+        verbose = self.config.option.verbose > 0
+        lines = []
         if self.update and self.settings.snapshot is not None:
-            complete = {m.name for m in self.settings.models} <= set(self.results)
-            lines = update_lines(results, stale if complete else [], self._snapshot_name)
-        else:
-            lines = []
-        lines += summary_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
+            lines += update_lines(results, merge, self.names[1])
+        lines += overview_lines(
+            results, merge.stale, verbose=verbose, max_rows=10**9 if verbose else 50
+        )
+        terminal.section("cnn-budget", lines)
+        warned = warning_lines(results, *self.names)
+        if warned:
+            terminal.section('cnn-budget warnings (level = "warn")', warned, yellow=True)
+        if self.github:
+            lines_of = {m.name: m.line for m in self.settings.models}
+            workspace = os.environ.get("GITHUB_WORKSPACE")
+            where = anchors(results, self.settings.path, lines_of, workspace)
+            terminal.commands(annotation_lines(results, where, *self.names))
+
+
+class LocalSession(ReportingSession):
+    """A run without xdist: items hand their results straight to the session."""
+
+
+class ControllerSession(ReportingSession):
+    """The xdist controller: results arrive inside the workers' test reports."""
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, _REPORT_ATTR, None)
+        if isinstance(data, dict):
+            from .wire import decode
+
+            self.record(decode(data))
+
+
+class _Terminal:
+    """The one way lines reach the terminal: user text is neutralized, commands are not."""
+
+    def __init__(self, reporter: Any) -> None:
+        self.reporter = reporter
+
+    def section(self, title: str, lines: Iterable[str], **markup: bool) -> None:
         from .render_github import neutralize
 
-        terminalreporter.section("cnn-budget")
+        self.reporter.section(title, **markup)
         for line in lines:
-            terminalreporter.write_line(neutralize(line))
-        warned = warning_lines(results, self.settings.path.name, self._snapshot_name)
-        if warned:
-            terminalreporter.section('cnn-budget warnings (level = "warn")', yellow=True)
-            for line in warned:
-                terminalreporter.write_line(neutralize(line))
-        if self.github:
-            for line in self._annotations(results):
-                terminalreporter.write_line(line)
+            self.reporter.write_line(neutralize(line))
 
-    def _annotations(self, results: list[ModelResult]) -> list[str]:
-        from .render_github import Anchor, annotation_lines, relative_to_workspace
-
-        workspace = os.environ.get("GITHUB_WORKSPACE")
-        anchors = {}
-        for result in results:
-            line: int | None
-            if result.source is not None:
-                path, line = result.source.path, result.source.line
-            else:
-                path, line = str(self.settings.path), self.settings.model(result.name).line
-            anchors[result.name] = Anchor(relative_to_workspace(path, workspace), line)
-        return annotation_lines(results, anchors, self.settings.path.name, self._snapshot_name)
+    def commands(self, lines: Iterable[str]) -> None:
+        """Workflow commands, escaped where they were made (render_github.workflow_command)."""
+        for line in lines:
+            self.reporter.write_line(line)
 
 
 def _ensure_collected(config: pytest.Config, path: Path) -> None:
@@ -380,7 +376,7 @@ class BudgetFile(pytest.File):
     """The configuration file, collected as the container of one item per model."""
 
     def collect(self) -> Iterator[BudgetItem]:
-        from .render_terminal import printable
+        from .tables import printable
 
         session: BudgetSession = self.config.stash[_SESSION_KEY]
         for spec in session.settings.models:

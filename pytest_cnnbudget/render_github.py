@@ -8,20 +8,17 @@ lines printed elsewhere go through `neutralize`.
 
 from __future__ import annotations
 
-import html
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from .render_terminal import (
-    UPDATE_COMMAND,
-    budget_text,
-    failure_lines,
-    percent,
-    signed,
-    thousands,
-)
-from .results import ModelResult, Outcome
+from .budgets import budget_text
+from .constants import UPDATE_COMMAND
+from .render_terminal import failure_lines
+from .results import ModelResult, Outcome, SourceLocation
+from .tables import Style, grid, markdown_escape
+from .units import percent, signed, thousands
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary above 1 MiB
@@ -53,6 +50,11 @@ def neutralize(line: str) -> str:
     return f"| {line}" if line.lstrip().startswith("::") else line
 
 
+def neutralize_text(text: str) -> str:
+    """`neutralize` applied to every line of `text`."""
+    return "\n".join(neutralize(line) for line in text.split("\n"))
+
+
 @dataclass(frozen=True)
 class Anchor:
     """Where an annotation points: a path relative to the workspace and a 1-based line."""
@@ -70,6 +72,22 @@ def relative_to_workspace(path: str, workspace: str | None) -> str:
     except ValueError:  # different drives on Windows
         return path
     return path if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def anchors(
+    results: Iterable[ModelResult],
+    config_path: Path,
+    config_lines: Mapping[str, int | None],
+    workspace: str | None,
+) -> dict[str, Anchor]:
+    """Where each model's annotation points: the source line its failure names, else the line
+    of the config file that declares the model."""
+    out = {}
+    for result in results:
+        source = result.source or SourceLocation(str(config_path), 0)
+        line = source.line if result.source is not None else config_lines.get(result.name)
+        out[result.name] = Anchor(relative_to_workspace(source.path, workspace), line)
+    return out
 
 
 def _title(result: ModelResult) -> str:
@@ -127,11 +145,6 @@ def annotation_lines(
     return lines
 
 
-def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return html.escape(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
-
-
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -170,29 +183,29 @@ def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_
         head = f"## cnn-budget: all {len(ordered)} models within budget"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
-    macs_head, macs_rule = (" MACs |", "---:|") if compute else ("", "")
-    rows = [
-        f"| model | trainable | budget | used |{macs_head} Δ vs snapshot | status |",
-        f"|---|---:|---:|---|{macs_rule}---:|---|",
-    ]
+    headers = ["model", "trainable", "budget", "used", *(["MACs"] if compute else [])]
+    headers += ["Δ vs snapshot", "status"]
+    cells = []
     for r in ordered:
         budget = r.primary_budget
-        used = f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-"
-        macs = ""
+        row = [
+            r.name,
+            thousands(r.count.trainable) if r.count else "-",
+            budget_text(budget),
+            f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-",
+        ]
         if compute:
             value = r.count.macs if r.count is not None else None
-            macs = f" {thousands(value) if value is not None else '-'} |"
-        rows.append(
-            f"| {_md(r.name)} | {thousands(r.count.trainable) if r.count else '-'} | "
-            f"{budget_text(budget)} | {used} |{macs} {_delta(r)} | "
-            f"{_status(r)} |"
-        )
+            row.append(thousands(value) if value is not None else "-")
+        cells.append([*row, _delta(r), _status(r)])
+    right = [False, True, True, False, *([True] if compute else []), True, False]
+    rows = grid(headers, cells, right, Style.MARKDOWN)
     details = []
     for r in failed:
         body = "\n".join(failure_lines(r, config_name, snapshot_name)).replace("```", "ˋˋˋ")
+        summary = markdown_escape(f"{r.name}: {_title(r)}", cell=False)
         details.append(
-            f"<details><summary>{html.escape(r.name)}: {html.escape(_title(r))}</summary>\n\n"
-            f"```text\n{body}\n```\n\n</details>"
+            f"<details><summary>{summary}</summary>\n\n```text\n{body}\n```\n\n</details>"
         )
     footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failed else ""
     parts = [head, "", *rows, "", *details, footer]

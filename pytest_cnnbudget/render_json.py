@@ -1,79 +1,39 @@
-"""Results ↔ JSON-ready dicts: for pytest-json-report, `--cnn-budget-json`, and for carrying a
-result from an xdist worker to the controller inside a test report. No I/O."""
+"""Results → JSON-ready dicts: pytest-json-report's per-test metadata, `--cnn-budget-json`, and
+`cnnbudget summary --format json`. No I/O.
+
+The summary's JSON form (`summary_dict`) is stable; `version` changes if a key is renamed or
+removed:
+
+```text
+{
+  "version": 1,
+  "depth": null | int,                      # rows grouped to this many name levels
+  "totals": {"params", "trainable", "frozen", "buffers", "param_bytes", "buffer_bytes"},
+  "bytes_by_dtype": {"float32": {"params", "param_bytes", "buffers", "buffer_bytes"}, ...},
+  "compute": null | {                       # null unless the model was profiled
+    "inputs": {"args": [[1, 3, 32, 32]], "kwargs": {"mask": [1, 32]}},
+    "output_shape": [1, 10] | null,
+    "macs": int, "flops": int               # 1 MAC = 2 FLOPs
+  },
+  "layers": [{"name", "type", "formula", "params", "trainable", "cumulative", "share",
+              "layers", "output_shape", "macs", "flops"}, ...]
+}
+```
+
+Element counts are integers, `share` a fraction of the total parameters, shapes lists of ints;
+`output_shape`, `macs` and `flops` of a row are null when the model was not profiled or the
+module never ran.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict
 from typing import Any
 
-from .results import (
-    BudgetCheck,
-    LayerChange,
-    LayerRow,
-    ModelResult,
-    Outcome,
-    ParameterCount,
-    SnapshotDiff,
-    SnapshotEntry,
-    SnapshotLayer,
-    SnapshotStatus,
-    SourceLocation,
-    TotalChange,
-)
+from .results import ModelResult, Outcome, ParameterCount
 
 FORMAT_VERSION = 1
-
-
-def result_to_json(result: ModelResult) -> dict[str, Any]:
-    """A lossless, JSON-serializable form of `result`."""
-    data = asdict(result)
-    data["outcome"] = result.outcome.value
-    data["snapshot"] = result.snapshot.value
-    return data
-
-
-def result_from_json(data: dict[str, Any]) -> ModelResult:
-    """Inverse of `result_to_json`."""
-    count = data.get("count")
-    diff = data.get("diff")
-    entry = data.get("entry")
-    source = data.get("source")
-    return ModelResult(
-        name=data["name"],
-        target=data["target"],
-        level=data["level"],
-        outcome=Outcome(data["outcome"]),
-        snapshot=SnapshotStatus(data["snapshot"]),
-        count=_count(count) if count is not None else None,
-        budgets=tuple(BudgetCheck(**b) for b in data.get("budgets", ())),
-        diff=SnapshotDiff(
-            layers=tuple(LayerChange(**c) for c in diff["layers"]),
-            totals=tuple(TotalChange(**t) for t in diff["totals"]),
-        )
-        if diff is not None
-        else None,
-        entry=SnapshotEntry(
-            **{k: v for k, v in entry.items() if k != "layers"},
-            layers=tuple(SnapshotLayer(**_shaped(x)) for x in entry["layers"]),
-        )
-        if entry is not None
-        else None,
-        error=data.get("error"),
-        error_stage=data.get("error_stage", "build"),
-        source=SourceLocation(**source) if source is not None else None,
-    )
-
-
-def _count(data: dict[str, Any]) -> ParameterCount:
-    fields = {k: v for k, v in data.items() if k != "layers"}
-    return ParameterCount(layers=tuple(LayerRow(**_shaped(r)) for r in data["layers"]), **fields)
-
-
-def _shaped(row: dict[str, Any]) -> dict[str, Any]:
-    # Shapes are tuples in the dataclasses; a JSON round trip may have made them lists.
-    shape = row.get("output_shape")
-    return {**row, "output_shape": tuple(shape)} if shape is not None else row
+SUMMARY_VERSION = 1
 
 
 def metadata(result: ModelResult) -> dict[str, Any]:
@@ -100,7 +60,7 @@ def metadata(result: ModelResult) -> dict[str, Any]:
             "buffer_bytes": count.buffer_bytes if count else None,
             "layers": [
                 {
-                    "output_shape": list(r.output_shape) if r.output_shape else None,
+                    "output_shape": _list(r.output_shape),
                     "macs": r.macs,
                     "name": r.name,
                     "type": r.type,
@@ -108,7 +68,7 @@ def metadata(result: ModelResult) -> dict[str, Any]:
                     "trainable": r.trainable,
                     "formula": r.formula,
                 }
-                for r in (count.layers if count else ())
+                for r in (count.parameter_rows if count else ())
             ],
             "error": result.error,
         }
@@ -124,3 +84,61 @@ def run_report(results: Iterable[ModelResult], stale: Iterable[str]) -> dict[str
         "models": {r.name: metadata(r)["cnn_budget"] for r in ordered},
         "stale": sorted(stale),
     }
+
+
+def summary_dict(count: ParameterCount) -> dict[str, Any]:
+    """The documented JSON structure of one measurement (see the module docstring)."""
+    compute = None
+    if count.compute is not None:
+        inputs = count.compute.inputs
+        compute = {
+            "inputs": {
+                "args": [list(s) for s in inputs.args],
+                "kwargs": {name: list(s) for name, s in inputs.kwargs},
+            },
+            "output_shape": _list(count.compute.output_shape),
+            "macs": count.compute.macs,
+            "flops": count.compute.flops,
+        }
+    return {
+        "version": SUMMARY_VERSION,
+        "depth": count.depth,
+        "totals": {
+            "params": count.total,
+            "trainable": count.trainable,
+            "frozen": count.frozen,
+            "buffers": count.buffers,
+            "param_bytes": count.param_bytes,
+            "buffer_bytes": count.buffer_bytes,
+        },
+        "bytes_by_dtype": {
+            d.dtype: {
+                "params": d.params,
+                "param_bytes": d.param_bytes,
+                "buffers": d.buffers,
+                "buffer_bytes": d.buffer_bytes,
+            }
+            for d in count.dtypes
+        },
+        "compute": compute,
+        "layers": [
+            {
+                "name": r.name,
+                "type": r.type,
+                "formula": r.formula,
+                "params": r.params,
+                "trainable": r.trainable,
+                "cumulative": r.cumulative,
+                "share": r.share,
+                "layers": r.layers,
+                "output_shape": _list(r.output_shape),
+                "macs": r.macs,
+                "flops": r.flops,
+            }
+            for r in count.layers
+        ],
+    }
+
+
+def _list(shape: tuple[int, ...] | None) -> list[int] | None:
+    return list(shape) if shape is not None else None

@@ -1,111 +1,104 @@
-"""Results → plain text lines for the terminal. No I/O: callers print what these return."""
+"""Results → plain text lines for the terminal and the command line. No I/O: callers print
+what these return."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .budgets import budget_text, ranks_trainable
 from .config import model_table
-from .results import BudgetCheck, ModelResult, Outcome, ParameterCount, SnapshotStatus
+from .constants import UPDATE_COMMAND
+from .inputs import format_shape
+from .merge import Merge
+from .results import LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
+from .tables import Column, Style, grid, indent, markdown_escape, printable, render
+from .units import human_bytes, human_count, percent, signed, thousands
+
+LARGEST_LAYERS = 5
 
 
-def printable(text: str) -> str:
-    """`text` on one line: control characters (a newline in a quoted TOML key) are escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def thousands(n: int) -> str:
-    """`545098` → `545,098`."""
-    return f"{n:,}"
-
-
-def signed(n: int) -> str:
-    """`1234` → `+1,234`; `-5` → `-5`; `0` → `0`."""
-    return f"{n:+,}" if n else "0"
-
-
-def percent(fraction: float) -> str:
-    """`0.1234` → `12.3%`."""
-    return f"{fraction * 100:.1f}%"
-
-
-# What a budget other than max_params counts, shown after its limit in one-line summaries, where
-# the count next to it is the trainable one.
-_BUDGET_UNITS = {
-    "max_total_params": "total",
-    "max_macs": "MACs",
-    "max_flops": "FLOPs",
-    "max_param_bytes": "bytes",
-}
-
-
-def budget_text(check: BudgetCheck | None) -> str:
-    """`600,000`, or `1,200,000 total` for a budget that is not on trainable parameters."""
-    if check is None:
-        return "-"
-    unit = _BUDGET_UNITS.get(check.key)
-    return f"{thousands(check.limit)} {unit}" if unit else thousands(check.limit)
-
-
-def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]
-) -> list[str]:
-    """Align `rows` under `headers`; columns flagged in `right` are right-aligned (numbers)."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(w) if r else cell.ljust(w)
-            for cell, w, r in zip(cells, widths, right, strict=True)
+def layer_columns(count: ParameterCount) -> list[Column[LayerRow]]:
+    """name, type, formula, params, cumulative, share; output shape and MACs when it ran."""
+    columns: list[Column[LayerRow]] = [
+        Column("layer", lambda r: printable(r.name)),
+        Column("type", lambda r: r.type),
+        Column("formula", lambda r: r.formula),
+        Column("params", lambda r: thousands(r.params), right=True),
+        Column("cumulative", lambda r: thousands(r.cumulative), right=True),
+        Column("share", lambda r: percent(r.share), right=True),
+    ]
+    if count.compute is not None:
+        columns += [
+            Column("output", lambda r: format_shape(r.output_shape) if r.output_shape else "-"),
+            Column("MACs", lambda r: "-" if r.macs is None else thousands(r.macs), right=True),
         ]
-        return "  ".join(parts).rstrip()
-
-    return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    return columns
 
 
-def totals_line(result: ParameterCount) -> str:
-    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`, plus compute when measured."""
+def totals_line(count: ParameterCount, compute: bool = True) -> str:
+    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`, and with `compute` the MACs
+    when the model ran forward."""
     line = (
-        f"total {thousands(result.total)} · trainable {thousands(result.trainable)} · "
-        f"frozen {thousands(result.frozen)} · buffers {thousands(result.buffers)}"
+        f"total {thousands(count.total)} · trainable {thousands(count.trainable)} · "
+        f"frozen {thousands(count.frozen)} · buffers {thousands(count.buffers)}"
     )
-    if result.macs is not None:
+    if compute and count.compute is not None:
         line += (
-            f" · MACs {thousands(result.macs)} · FLOPs {thousands(result.flops or 0)}"
-            f" at {result.input_shape} (1 MAC = 2 FLOPs)"
+            f" · MACs {thousands(count.compute.macs)} · FLOPs {thousands(count.compute.flops)}"
+            f" at {count.input_shape} (1 MAC = 2 FLOPs)"
         )
     return line
 
 
-def format_table(result: ParameterCount) -> str:
+def memory_line(count: ParameterCount) -> str:
+    """`parameter memory 2.18 MB (float32) · buffer memory 0 B`, split by dtype when mixed."""
+
+    def part(label: str, total: int, by_dtype: dict[str, int]) -> str:
+        if len(by_dtype) == 1:
+            return f"{label} {human_bytes(total)} ({next(iter(by_dtype))})"
+        if by_dtype:
+            split = ", ".join(f"{name} {human_bytes(n)}" for name, n in by_dtype.items())
+            return f"{label} {human_bytes(total)} ({split})"
+        return f"{label} {human_bytes(total)}"
+
+    return " · ".join(
+        [
+            part("parameter memory", count.param_bytes, count.param_bytes_by_dtype()),
+            part("buffer memory", count.buffer_bytes, count.buffer_bytes_by_dtype()),
+        ]
+    )
+
+
+def compute_line(count: ParameterCount) -> str | None:
+    """`input 1×3×32×32 → output 1×10 · MACs 6,128,896 (6.13M) · FLOPs 12,257,792 (12.26M)`."""
+    compute = count.compute
+    if compute is None:
+        return None
+    output = format_shape(compute.output_shape) if compute.output_shape is not None else "-"
+    return (
+        f"input {compute.inputs.describe()} → output {output} · "
+        f"MACs {thousands(compute.macs)} ({human_count(compute.macs)}) · "
+        f"FLOPs {thousands(compute.flops)} ({human_count(compute.flops)})"
+    )
+
+
+def format_table(count: ParameterCount) -> str:
     """The per-layer table: name, type, formula, params, cumulative, share (and output shape and
     MACs when the model ran forward), then the totals."""
-    shaped = result.macs is not None
-    headers = ["layer", "type", "formula", "params", "cumulative", "share"]
-    right = [False, False, False, True, True, True]
-    if shaped:
-        headers += ["output", "MACs"]
-        right += [False, True]
-    rows = []
-    for row in result.layers:
-        cells = [
-            printable(row.name),
-            row.type,
-            row.formula,
-            thousands(row.params),
-            thousands(row.cumulative),
-            percent(row.share),
-        ]
-        if shaped:
-            shape = "×".join(map(str, row.output_shape)) if row.output_shape else "-"
-            cells += [shape, "-" if row.macs is None else thousands(row.macs)]
-        rows.append(cells)
-    return "\n".join([*table(headers, rows, right), totals_line(result)])
+    return "\n".join([*render(layer_columns(count), count.layers), totals_line(count)])
 
 
-LARGEST_LAYERS = 5
-UPDATE_COMMAND = "pytest --cnn-budget-update"
+def layer_report(count: ParameterCount, style: Style = Style.TEXT) -> list[str]:
+    """What `cnnbudget summary` prints: the per-layer table, then the totals, memory and
+    compute lines (a list under the table in Markdown)."""
+    table = render(layer_columns(count), count.layers, style)
+    footer = [totals_line(count, compute=False), memory_line(count)]
+    compute = compute_line(count)
+    if compute is not None:
+        footer.append(compute)
+    if style is Style.TEXT:
+        return [*table, *footer]
+    return [*table, "", *(f"- {markdown_escape(line)}" for line in footer)]
 
 
 def budget_lines(result: ModelResult, config_name: str) -> list[str]:
@@ -127,7 +120,7 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
         keys = [c.key for c in result.exceeded]
         # When only trainable parameters broke the budget, frozen layers, however large, are not
         # where to look.
-        trainable = keys == ["max_params"] and count.frozen > 0
+        trainable = ranks_trainable(result.exceeded) and count.frozen > 0
         lines.append("largest trainable layers:" if trainable else "largest layers:")
         rows = [
             [
@@ -140,17 +133,12 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
             for r in count.largest(LARGEST_LAYERS, trainable=trainable)
         ]
         headers = ["layer", "type", "formula", "trainable" if trainable else "params", "share"]
-        lines += indent(table(headers, rows, [False] * 3 + [True] * 2))
+        lines += indent(grid(headers, rows, [False] * 3 + [True] * 2))
         lines.append(
             f"Shrink the model, or raise {', '.join(keys)} under {model_table(result.name)} in "
             f"{config_name}."
         )
     return lines
-
-
-def indent(lines: Sequence[str], prefix: str = "  ") -> list[str]:
-    """Prefix every line."""
-    return [prefix + line for line in lines]
 
 
 def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
@@ -182,7 +170,7 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     right = [False, False, True, True, True, False]
     return [
         f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}",
-        *indent(table(headers, rows, right)),
+        *indent(grid(headers, rows, right)),
         _accept_hint(result),
     ]
 
@@ -216,7 +204,7 @@ def _status(result: ModelResult) -> str:
     return f"{word} (over budget)" if over else word
 
 
-def summary_lines(
+def overview_lines(
     results: Sequence[ModelResult],
     stale: Sequence[str],
     verbose: bool = False,
@@ -245,7 +233,7 @@ def summary_lines(
             ]
         )
     headers = ["model", "trainable", "budget", "used", "snapshot", "status"]
-    lines = table(headers, rows, [False, True, True, True, False, False]) if rows else []
+    lines = grid(headers, rows, [False, True, True, True, False, False]) if rows else []
     if hidden:
         passed = sum(1 for r in ordered if not r.failed)
         lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
@@ -266,23 +254,24 @@ def summary_lines(
     return lines
 
 
-def update_lines(
-    results: Sequence[ModelResult], removed: Sequence[str], snapshot_name: str
-) -> list[str]:
-    """What `--cnn-budget-update` did to each model's entry."""
+def update_lines(results: Sequence[ModelResult], merge: Merge, snapshot_name: str) -> list[str]:
+    """What `--cnn-budget-update` did to each model's entry, as `merge` decided it."""
+    by_name = {r.name: r for r in results}
     lines = []
-    for r in sorted(results, key=lambda r: r.name):
-        if r.snapshot is SnapshotStatus.ADDED:
-            lines.append(f"{snapshot_name}: added {printable(r.name)}")
-        elif r.snapshot is SnapshotStatus.UPDATED and r.diff is not None:
+    for name in sorted({*merge.added, *merge.updated, *merge.rejected}):
+        if name in merge.added:
+            lines.append(f"{snapshot_name}: added {printable(name)}")
+        elif name in merge.rejected:
+            lines.append(f"{snapshot_name}: NOT updated {printable(name)}: it is over budget")
+        else:
+            diff = by_name[name].diff
             changes = (
-                ", ".join(f"{printable(c.name)} {signed(c.delta)}" for c in r.diff.layers)
-                or "totals"
-            )
-            lines.append(f"{snapshot_name}: updated {printable(r.name)} ({changes})")
-        elif r.snapshot is SnapshotStatus.REJECTED:
-            lines.append(f"{snapshot_name}: NOT updated {printable(r.name)}: it is over budget")
-    lines += [f"{snapshot_name}: removed stale {printable(name)}" for name in removed]
+                ", ".join(f"{printable(c.name)} {signed(c.delta)}" for c in diff.layers)
+                if diff is not None
+                else ""
+            ) or "totals"
+            lines.append(f"{snapshot_name}: updated {printable(name)} ({changes})")
+    lines += [f"{snapshot_name}: removed stale {printable(name)}" for name in merge.removed]
     return lines
 
 

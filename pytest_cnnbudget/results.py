@@ -1,14 +1,21 @@
-"""Frozen values shared by the engine, the gate and the renderers. Imports nothing heavy."""
+"""Frozen values shared by the engine, the gate and the renderers.
+
+Imports nothing from the package but `inputs` (itself a leaf), and nothing heavy: a result
+crosses process boundaries and is rendered where torch was never imported.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
 
+from .inputs import InputSpec, Shape
+
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One module that directly owns parameters, with its count and how it was derived."""
+    """One row of a model's per-layer table: a module that directly owns parameters; with a
+    depth, a group of them; with a forward pass, also a module that only computes."""
 
     name: str
     type: str
@@ -19,13 +26,44 @@ class LayerRow:
     cumulative: int
     share: float
     # Filled in when the model ran forward on an input shape; None otherwise.
-    output_shape: tuple[int, ...] | None = None
+    output_shape: Shape | None = None
     macs: int | None = None  # multiply-adds of this module's own forward, outside submodules
+    flops: int | None = None
+    # Parameter-owning modules in the row: 1 for a layer, more for a group, 0 for a module that
+    # owns none and is listed for its compute.
+    layers: int = 1
+
+
+@dataclass(frozen=True)
+class DtypeBytes:
+    """Elements and bytes of one dtype's parameters and buffers."""
+
+    dtype: str  # "float32", "bfloat16", "int8", … (torch's name without "torch.")
+    params: int
+    param_bytes: int
+    buffers: int
+    buffer_bytes: int
+
+    @property
+    def bytes(self) -> int:
+        """Parameters and buffers together."""
+        return self.param_bytes + self.buffer_bytes
+
+
+@dataclass(frozen=True)
+class Compute:
+    """What one forward pass on meta tensors measured for the whole model."""
+
+    inputs: InputSpec
+    output_shape: Shape | None
+    macs: int  # 1 MAC = 2 FLOPs
+    flops: int
 
 
 @dataclass(frozen=True)
 class ParameterCount:
-    """Per-layer breakdown of a model; the rows sum to `total`."""
+    """The one measurement of a model: counts, per-layer rows (summing to `total`), bytes by
+    dtype and, when it ran forward on an input shape, its compute."""
 
     total: int
     trainable: int
@@ -34,17 +72,45 @@ class ParameterCount:
     layers: tuple[LayerRow, ...]
     param_bytes: int = 0
     buffer_bytes: int = 0
-    macs: int | None = None  # whole model, when it ran forward on an input shape
-    flops: int | None = None
-    input_shape: str | None = None  # e.g. "1×3×32×32"
+    dtypes: tuple[DtypeBytes, ...] = ()  # largest first
+    compute: Compute | None = None
+    depth: int | None = None  # rows grouped to this many name levels; None: one per module
+
+    @property
+    def macs(self) -> int | None:
+        """Multiply-adds of the whole forward pass; None without an input shape."""
+        return self.compute.macs if self.compute is not None else None
+
+    @property
+    def flops(self) -> int | None:
+        """FLOPs of the whole forward pass; None without an input shape."""
+        return self.compute.flops if self.compute is not None else None
+
+    @property
+    def input_shape(self) -> str | None:
+        """The inputs it ran forward on, e.g. `1×3×32×32`; None without an input shape."""
+        return self.compute.inputs.describe() if self.compute is not None else None
+
+    @property
+    def parameter_rows(self) -> tuple[LayerRow, ...]:
+        """The rows that own parameters: what the snapshot stores and the charts show."""
+        return tuple(r for r in self.layers if r.layers)
 
     def largest(self, n: int, trainable: bool = False) -> tuple[LayerRow, ...]:
         """The `n` layers with the most parameters (or trainable ones), largest first (ties keep
         module order); with `trainable`, layers that have none are left out."""
         if trainable:
-            rows = [r for r in self.layers if r.trainable]
+            rows = [r for r in self.parameter_rows if r.trainable]
             return tuple(sorted(rows, key=lambda r: -r.trainable)[:n])
-        return tuple(sorted(self.layers, key=lambda r: -r.params)[:n])
+        return tuple(sorted(self.parameter_rows, key=lambda r: -r.params)[:n])
+
+    def param_bytes_by_dtype(self) -> dict[str, int]:
+        """`{"float32": 2180392}`: parameter bytes per dtype, dtypes without parameters left out."""
+        return {d.dtype: d.param_bytes for d in self.dtypes if d.params}
+
+    def buffer_bytes_by_dtype(self) -> dict[str, int]:
+        """Buffer bytes per dtype, dtypes without buffers left out."""
+        return {d.dtype: d.buffer_bytes for d in self.dtypes if d.buffers}
 
 
 @dataclass(frozen=True)
@@ -55,7 +121,7 @@ class SnapshotLayer:
     type: str
     params: int
     formula: str
-    output_shape: tuple[int, ...] | None = None
+    output_shape: Shape | None = None
     macs: int | None = None
 
 
@@ -82,7 +148,7 @@ class SnapshotEntry:
             buffers=count.buffers,
             layers=tuple(
                 SnapshotLayer(r.name, r.type, r.params, r.formula, r.output_shape, r.macs)
-                for r in count.layers
+                for r in count.parameter_rows
             ),
             macs=count.macs,
             flops=count.flops,

@@ -1,4 +1,4 @@
-"""Parsing and printing of human quantities: `"1.5M"` parameters, `"100MB"` of memory. Pure."""
+"""Parsing and printing of quantities: `"1.5M"` parameters, `"100MB"` of memory, `545,098`. Pure."""
 
 from __future__ import annotations
 
@@ -70,3 +70,18 @@ def human_bytes(n: float) -> str:
         if abs(n) >= threshold:
             return f"{n / threshold:.2f} {suffix}"
     return f"{n:.0f} B"
+
+
+def thousands(n: int) -> str:
+    """`545098` → `545,098`."""
+    return f"{n:,}"
+
+
+def signed(n: int) -> str:
+    """`1234` → `+1,234`; `-5` → `-5`; `0` → `0`."""
+    return f"{n:+,}" if n else "0"
+
+
+def percent(fraction: float) -> str:
+    """`0.1234` → `12.3%`."""
+    return f"{fraction * 100:.1f}%"

@@ -72,7 +72,7 @@ def _count_checked(model: ModelLike) -> ParameterCount:
 
 def _fallback_rows(module: nn.Module, count: ParameterCount) -> set[str]:
     """Names of the rows whose formula is not the text of their layer's textbook rule."""
-    from pytest_cnnbudget.counting import ROOT_NAME
+    from pytest_cnnbudget.constants import ROOT_NAME
     from pytest_cnnbudget.formulas import rule_for
 
     modules = dict(module.named_modules())

@@ -20,13 +20,12 @@ def preload_torch() -> None:
     from torch import nn
 
     import pytest_cnnbudget.gate  # noqa: F401 - else each run collects all of torch to freeze it
-    from pytest_cnnbudget.counting import count_parameters
-    from pytest_cnnbudget.shapes import parse_input_shape, profile
+    from pytest_cnnbudget.inputs import parse_input_shape
+    from pytest_cnnbudget.measurement import measure
 
     with torch.device("meta"):
         model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(1, 1))
-    profile(model, parse_input_shape([1, 1, 1, 1]))
-    count_parameters(model)
+    measure(model, parse_input_shape([1, 1, 1, 1]))
 
 
 preload_torch()

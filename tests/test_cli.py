@@ -12,10 +12,9 @@ import architectures
 import pytest
 import torch
 
-from pytest_cnnbudget import count_parameters
 from pytest_cnnbudget.cli import main
-from pytest_cnnbudget.shapes import parse_input_shape, profile
-from pytest_cnnbudget.summary import group_name, summarize
+from pytest_cnnbudget.inputs import parse_input_shape
+from pytest_cnnbudget.measurement import group_name, measure
 
 Expected = Callable[[str, str], None]
 
@@ -165,29 +164,30 @@ def test_summary_depth_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
-def test_summarize_adds_rows_for_compute_in_modules_without_parameters() -> None:
+def test_measure_adds_rows_for_compute_in_modules_without_parameters() -> None:
     with torch.device("meta"):
         model = architectures.llama(vocab=100, dim=32, n_layers=2, hidden=64, n_heads=2)
-    result = profile(model, parse_input_shape([1, 16]))
-    summary = summarize(model, count_parameters(model), result)
-    rows = {r.name: r for r in summary.rows}
+    summary = measure(model, parse_input_shape([1, 16]))
+    assert summary.compute is not None
+    rows = {r.name: r for r in summary.layers}
     attention = rows["layers.0.attention"]
     # Scores and weighted sum: two (16×16)·16 products per head, done in the module itself.
     assert (attention.params, attention.formula, attention.macs) == (0, "no parameters", 16_384)
     assert rows["layers.0.attention.wq"].macs == 16 * 32 * 32
-    assert sum(r.macs or 0 for r in summary.rows) == result.macs
-    assert sum(r.params for r in summary.rows) == summary.count.total
-    grouped = summarize(model, count_parameters(model), result, depth=2)
-    assert [r.name for r in grouped.rows] == [
+    assert sum(r.macs or 0 for r in summary.layers) == summary.compute.macs
+    assert sum(r.params for r in summary.layers) == summary.total
+    assert [r.name for r in summary.parameter_rows] == [r.name for r in summary.layers if r.params]
+    grouped = measure(model, parse_input_shape([1, 16]), depth=2)
+    assert [r.name for r in grouped.layers] == [
         "tok_embeddings",
         "layers.0",
         "layers.1",
         "norm",
         "lm_head",
     ]
-    assert sum(r.macs or 0 for r in grouped.rows) == result.macs
+    assert sum(r.macs or 0 for r in grouped.layers) == summary.compute.macs
     with pytest.raises(ValueError, match="depth must be at least 1"):
-        summarize(model, count_parameters(model), depth=0)
+        measure(model, depth=0)
 
 
 @pytest.mark.parametrize(

@@ -347,9 +347,11 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def test_job_summary_shows_macs_when_measured() -> None:
-    from pytest_cnnbudget.results import ParameterCount
+    from pytest_cnnbudget.inputs import InputSpec
+    from pytest_cnnbudget.results import Compute, ParameterCount
 
-    count = ParameterCount(total=10, trainable=10, frozen=0, buffers=0, layers=(), macs=6_128_896)
+    compute = Compute(InputSpec(args=((1, 3, 32, 32),)), (1, 10), 6_128_896, 2 * 6_128_896)
+    count = ParameterCount(total=10, trainable=10, frozen=0, buffers=0, layers=(), compute=compute)
     result = ModelResult(
         name="cifar",
         target="nets:Cifar",

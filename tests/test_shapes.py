@@ -13,14 +13,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pytest_cnnbudget import CnnBudgetError, CountError, count_parameters
-from pytest_cnnbudget.memory import memory_use
-from pytest_cnnbudget.shapes import (
-    InputSpec,
-    ProfileError,
-    ShapeMismatchError,
-    parse_input_shape,
-    profile,
-)
+from pytest_cnnbudget.errors import ProfileError, ShapeMismatchError
+from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
+from pytest_cnnbudget.profiler import profile
 
 
 class CifarNet(nn.Module):
@@ -257,8 +252,6 @@ def test_profile_materializes_lazy_modules_then_they_count_exactly(
     model = on_meta(lazy_net)
     with pytest.raises(CountError, match="uninitialized lazy parameter"):
         count_parameters(model)
-    with pytest.raises(CountError, match="lazy"):
-        memory_use(model)
     result = profile(model, parse_input_shape([1, 3, 8, 8]))
     assert [type(m).__name__ for m in model.children()] == ["Conv2d", "ReLU", "Flatten", "Linear"]
     count = count_checked(model)
@@ -365,12 +358,12 @@ def test_value_dependent_forward_explains_meta() -> None:
 
 def test_bytes_fp32_and_half_precision() -> None:
     model = on_meta(CifarNet)
-    fp32 = memory_use(model)
+    fp32 = count_parameters(model)
     assert fp32.param_bytes_by_dtype() == {"float32": 4 * 545_098}
-    assert fp32.param_bytes == count_parameters(model).param_bytes == 4 * 545_098
+    assert fp32.param_bytes == 4 * 545_098
     assert fp32.buffer_bytes_by_dtype() == {}
     for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
-        half = memory_use(on_meta(CifarNet).to(dtype))
+        half = count_parameters(on_meta(CifarNet).to(dtype))
         assert half.param_bytes_by_dtype() == {name: 2 * 545_098}
         assert half.param_bytes * 2 == fp32.param_bytes
 
@@ -388,7 +381,7 @@ class Mixed(nn.Module):
 
 def test_mixed_dtypes_are_reported_separately() -> None:
     model = on_meta(Mixed)
-    memory = memory_use(model)
+    memory = count_parameters(model)
     assert memory.param_bytes_by_dtype() == {
         "float16": 224 * 2,
         "float32": 16 * 4,
@@ -397,9 +390,8 @@ def test_mixed_dtypes_are_reported_separately() -> None:
     }
     assert memory.buffer_bytes_by_dtype() == {"float32": 16 * 4, "int64": 8}
     assert [d.dtype for d in memory.dtypes] == ["float16", "float32", "bfloat16", "int8", "int64"]
-    assert memory.param_bytes == count_parameters(model).param_bytes
-    assert memory.buffer_bytes == count_parameters(model).buffer_bytes
-    assert memory.total_bytes == 448 + 64 + 36 + 32 + 64 + 8
+    assert memory.param_bytes == sum(d.param_bytes for d in memory.dtypes) == 448 + 64 + 36 + 32
+    assert memory.buffer_bytes == sum(d.buffer_bytes for d in memory.dtypes) == 64 + 8
 
 
 class SharedHead(nn.Module):

@@ -1,0 +1,156 @@
+"""Every budget kind, declared once: the config key, what it measures, how it reads and prints.
+
+Config validation, the checks, the terminal and GitHub renderers, the JSON report and the
+README's table of budget keys all read `BUDGETS`. Adding a kind is one entry here, plus the
+figure it reads if the measurement does not have it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from .results import BudgetCheck, ParameterCount
+from .tables import Style, grid
+from .units import parse_bytes, parse_count
+
+
+class Unit(str, Enum):
+    """What a budget's figure is a number of."""
+
+    COUNT = "count"  # written 600_000, "600k", "1.5M", "7B"
+    BYTES = "bytes"  # written "100MB", "1.5GiB", 1048576
+
+    def parse(self, value: object) -> int:
+        """A config value → an exact positive integer; ValueError says how to write it."""
+        return parse_bytes(value) if self is Unit.BYTES else parse_count(value)
+
+
+@dataclass(frozen=True)
+class BudgetKind:
+    """One kind of budget a model may set."""
+
+    key: str  # the config key, e.g. "max_params"
+    label: str  # what is measured, in a failure's first line: "trainable parameters"
+    unit: Unit
+    # After the limit in one-line summaries, whose count column is the trainable one: "total"
+    # for max_total_params; "" for max_params, which is that column.
+    suffix: str
+    measure: Callable[[ParameterCount], int | None]  # None: not measured (no input_shape)
+    description: str  # for the README's table of keys
+    needs_input_shape: bool = False
+    # Whether the "largest layers" of a failure rank trainable parameters (a frozen backbone is
+    # not where to look when only the trainable ones broke the budget).
+    ranks_trainable: bool = False
+
+    def parse(self, value: object) -> int:
+        """The configured limit."""
+        return self.unit.parse(value)
+
+
+BUDGETS: tuple[BudgetKind, ...] = (
+    BudgetKind(
+        "max_params",
+        "trainable parameters",
+        Unit.COUNT,
+        "",
+        lambda m: m.trainable,
+        "trainable parameters (requires_grad), tied weights once",
+        ranks_trainable=True,
+    ),
+    BudgetKind(
+        "max_total_params",
+        "total parameters",
+        Unit.COUNT,
+        "total",
+        lambda m: m.total,
+        "all parameters, frozen ones included",
+    ),
+    BudgetKind(
+        "max_macs",
+        "multiply-adds (MACs)",
+        Unit.COUNT,
+        "MACs",
+        lambda m: m.macs,
+        "multiply-adds of one forward pass at input_shape",
+        needs_input_shape=True,
+    ),
+    BudgetKind(
+        "max_flops",
+        "FLOPs",
+        Unit.COUNT,
+        "FLOPs",
+        lambda m: m.flops,
+        "floating-point operations of one forward pass at input_shape (2 per MAC)",
+        needs_input_shape=True,
+    ),
+    BudgetKind(
+        "max_param_bytes",
+        "parameter bytes",
+        Unit.BYTES,
+        "bytes",
+        lambda m: m.param_bytes,
+        "bytes of the parameters at their dtypes",
+    ),
+    BudgetKind(
+        "max_buffers",
+        "buffer elements",
+        Unit.COUNT,
+        "buffers",
+        lambda m: m.buffers,
+        "elements of the buffers (BatchNorm's running statistics, masks, rotary tables)",
+    ),
+    BudgetKind(
+        "max_buffer_bytes",
+        "buffer bytes",
+        Unit.BYTES,
+        "buffer bytes",
+        lambda m: m.buffer_bytes,
+        "bytes of the buffers at their dtypes",
+    ),
+)
+
+KINDS: Mapping[str, BudgetKind] = {kind.key: kind for kind in BUDGETS}
+KEYS: tuple[str, ...] = tuple(KINDS)
+
+
+def check_budgets(limits: Mapping[str, int], count: ParameterCount) -> tuple[BudgetCheck, ...]:
+    """Every budget in `limits` (key → limit) against what `count` measured, in registry order;
+    a kind whose figure was not measured is left out."""
+    checks = []
+    for kind in BUDGETS:
+        limit = limits.get(kind.key)
+        actual = kind.measure(count) if limit is not None else None
+        if limit is not None and actual is not None:
+            checks.append(BudgetCheck(kind.key, kind.label, actual, limit))
+    return tuple(checks)
+
+
+def budget_text(check: BudgetCheck | None) -> str:
+    """`600,000`, or `1,200,000 total` for a budget that is not on trainable parameters."""
+    if check is None:
+        return "-"
+    suffix = KINDS[check.key].suffix if check.key in KINDS else check.key
+    return f"{check.limit:,} {suffix}" if suffix else f"{check.limit:,}"
+
+
+def ranks_trainable(checks: tuple[BudgetCheck, ...]) -> bool:
+    """Whether every one of `checks` counts trainable parameters only."""
+    return bool(checks) and all(KINDS[c.key].ranks_trainable for c in checks if c.key in KINDS)
+
+
+_WRITTEN = {Unit.COUNT: '600_000, "600k", "1.5M", "7B"', Unit.BYTES: '"100MB", "1.5GiB", 1048576'}
+
+
+def docs_table() -> list[str]:
+    """The README's table of budget keys, as Markdown lines."""
+    rows = [
+        [
+            kind.key,
+            kind.description + (" (needs input_shape)" if kind.needs_input_shape else ""),
+            _WRITTEN[kind.unit],
+        ]
+        for kind in BUDGETS
+    ]
+    return grid(["budget key", "limits", "written as"], rows, [False] * 3, Style.MARKDOWN)

@@ -1,0 +1,116 @@
+"""A built model (and optional input shapes) → its one measurement, a `ParameterCount`.
+
+The gate, `cnnbudget summary`, the charts and the Python API all measure through `measure`, so
+a row means the same thing wherever it is shown: its parameters from `count_parameters`, and,
+when the model ran forward, the output shape and the multiply-adds of that module's own
+operations. Modules that own no parameters but compute (a parent calling
+`F.scaled_dot_product_attention`) get a row of their own, so the MACs column adds up to the
+model's total as the params column does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .constants import ROOT_NAME
+from .counting import as_module, count_parameters
+from .profiler import profile
+from .results import Compute, LayerRow, ParameterCount
+
+if TYPE_CHECKING:
+    from .counting import ModelLike
+    from .inputs import InputSpec
+    from .profiler import ModuleProfile, Profile
+
+NO_PARAMETERS = "no parameters"
+
+
+def measure(
+    model: ModelLike, inputs: InputSpec | None = None, depth: int | None = None
+) -> ParameterCount:
+    """Count `model` per layer; with `inputs`, run it forward once on meta tensors of those
+    shapes first (which also materializes lazy modules); with `depth`, group the rows by the
+    first `depth` levels of their names (`layer1.0.conv1` → `layer1`)."""
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
+    module = as_module(model)
+    measured = profile(module, inputs) if inputs is not None else None
+    count = count_parameters(module)
+    types = {name or ROOT_NAME: type(m).__name__ for name, m in module.named_modules()}
+    return join(count, measured, types, depth)
+
+
+def group_name(name: str, depth: int | None) -> str:
+    """`layer1.0.conv1` at depth 1 → `layer1`; the root and `None` (no grouping) keep the name."""
+    if depth is None or name == ROOT_NAME:
+        return name
+    return ".".join(name.split(".")[:depth])
+
+
+def join(
+    count: ParameterCount,
+    measured: Profile | None,
+    types: dict[str, str],
+    depth: int | None = None,
+) -> ParameterCount:
+    """`count` with the profile's shapes and MACs on its rows, grouped to `depth` levels.
+
+    `types` maps every module name (in `named_modules()` order, the model as `(root)`) to its
+    class name; it orders the rows and names the type of a group.
+    """
+    order = {name: i for i, name in enumerate(types)}
+    groups: dict[str, list[LayerRow]] = {}
+    for row in count.layers:
+        groups.setdefault(group_name(row.name, depth), []).append(row)
+    ran: dict[str, ModuleProfile] = {}
+    compute: dict[str, tuple[int, int]] = {}  # group → (MACs, FLOPs) of its modules' own ops
+    if measured is not None:
+        for module in measured.modules:
+            if module.calls:
+                ran[module.name] = module
+            if module.self_flops:
+                key = group_name(module.name, depth)
+                groups.setdefault(key, [])
+                macs, flops = compute.get(key, (0, 0))
+                compute[key] = (macs + module.self_macs, flops + module.self_flops)
+
+    rows: list[LayerRow] = []
+    cumulative = 0
+    for key in sorted(groups, key=lambda k: order.get(k, len(order))):
+        members = groups[key]
+        params = sum(r.params for r in members)
+        cumulative += params
+        if len(members) == 1 and members[0].name == key:
+            formula = members[0].formula
+        elif members:
+            formula = f"{len(members)} layer{'s' if len(members) != 1 else ''}"
+        else:
+            formula = NO_PARAMETERS
+        entry = ran.get(key)
+        # A module that never ran has no MACs to show, which is not the same as zero.
+        profiled = measured is not None and (entry is not None or key in compute or depth)
+        macs, flops = compute.get(key, (0, 0))
+        rows.append(
+            LayerRow(
+                name=key,
+                type=types.get(key, members[0].type if members else ""),
+                params=params,
+                trainable=sum(r.trainable for r in members),
+                formula=formula,
+                formula_params=sum(r.formula_params for r in members),
+                cumulative=cumulative,
+                share=params / count.total if count.total else 0.0,
+                output_shape=entry.output_shape if entry is not None else None,
+                macs=macs if profiled else None,
+                flops=flops if profiled else None,
+                layers=len(members),
+            )
+        )
+    result = replace(count, layers=tuple(rows), depth=depth)
+    if measured is None:
+        return result
+    return replace(
+        result,
+        compute=Compute(measured.inputs, measured.output_shape, measured.macs, measured.flops),
+    )

@@ -1,0 +1,255 @@
+"""One forward pass on meta tensors: every module's output shape and multiply-adds. Pure.
+
+The pass runs on the meta device, so it computes nothing and allocates nothing: a 7B model
+profiles in about the time its constructor takes. Multiply-adds come from torch's own
+`FlopCounterMode`, which counts a matrix product of (m×k)·(k×n) as 2·m·k·n FLOPs, so
+MACs = FLOPs // 2 (the convention behind torchvision's published "GFLOPS", which count MACs).
+Only matrix products, convolutions and attention are counted; elementwise operations,
+normalization, activations and pooling count as zero, as in the published figures.
+
+Counts are attributed to modules by this module's own hooks, not by the names FlopCounterMode
+keys its table with: those are class-name paths (`ResNet.layer1.0.conv1`) assigned by
+traversal order, so a module shared by two parents, or one called without being registered,
+ends up under a name that `named_modules()` never yields.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .constants import ROOT_NAME
+from .errors import ProfileError
+from .explain import Call, Frame, explain_failure
+from .inputs import InputSpec, Shape
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .counting import ModelLike
+
+
+@dataclass(frozen=True)
+class ModuleProfile:
+    """What one module did in the forward pass.
+
+    `output_shape` is the shape of the first call's output. For tuple, list or dict outputs
+    (an LSTM's `(output, (h, c))`, attention's `(output, weights)`) it is the first tensor
+    found depth-first, which by PyTorch convention is the main output. `macs` and `flops`
+    include the module's submodules, over every call; `self_macs` and `self_flops` only count
+    the operations its own `forward` runs outside any submodule, so they add up to the total.
+    """
+
+    name: str
+    type: str
+    calls: int
+    output_shape: Shape | None
+    macs: int
+    flops: int
+    self_macs: int
+    self_flops: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Output shapes and multiply-adds of every module, in `named_modules()` order."""
+
+    inputs: InputSpec
+    output_shape: Shape | None
+    macs: int
+    flops: int
+    modules: tuple[ModuleProfile, ...]  # modules that never ran are listed with calls == 0
+
+    def module(self, name: str) -> ModuleProfile:
+        """The entry of the module with this qualified name (`"(root)"` for the model)."""
+        for entry in self.modules:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+
+@dataclass
+class _Tally:
+    calls: int = 0
+    output_shape: Shape | None = None
+    flops: int = 0
+    self_flops: int = 0
+
+
+@dataclass
+class _Recorder:
+    names: dict[int, str]
+    tallies: dict[str, _Tally] = field(default_factory=dict)
+    stack: list[Frame] = field(default_factory=list)
+    trail: list[Call] = field(default_factory=list)
+
+
+def profile(model: ModelLike, inputs: InputSpec) -> Profile:
+    """Run `model` once on meta tensors of the given shapes; record output shapes and MACs.
+
+    The model should be built on meta (`build_model` does that). A model on another device is
+    run with meta stand-ins for its parameters and buffers, so it is neither changed nor
+    copied. Lazy modules (`LazyLinear`, `LazyConv2d`, …) are materialized by this pass, on
+    meta, after which `count_parameters` can count them. Inputs are meta tensors of the
+    model's floating dtype; an `Embedding` that receives one gets it as int64, since token ids
+    are all an embedding takes. The pass runs in eval mode under `torch.no_grad()`; every
+    module's training flag is restored afterwards.
+    """
+    import torch
+    from torch.nn.parameter import is_lazy
+
+    with warnings.catch_warnings():
+        # torch warns once, on first import of its tensor subclasses, when NumPy is absent;
+        # counting never needs NumPy, and projects running with -W error must not fail on it.
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+        from torch.utils.flop_counter import FlopCounterMode
+
+    from .counting import as_module
+
+    module = as_module(model)
+    tensors = [*module.parameters(), *module.buffers()]
+    on_meta = all(t.device.type == "meta" for t in tensors)
+    if not on_meta and any(is_lazy(t) for t in tensors):
+        raise ProfileError(
+            "lazy modules are materialized only on the meta device here; "
+            "build the model with device='meta' to profile it"
+        )
+    dtype = next(
+        (t.dtype for t in tensors if t.is_floating_point() and not is_lazy(t)),
+        torch.get_default_dtype(),
+    )
+    args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
+    kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
+
+    # named_modules() yields a shared module once, under the name counting gives its row.
+    named = [(name or ROOT_NAME, m) for name, m in module.named_modules()]
+    recorder = _Recorder(names={id(m): name for name, m in named})
+    counter = FlopCounterMode(display=False)
+    training = {m: m.training for m in module.modules()}
+    handles = []
+    for _, m in named:
+        handles.append(m.register_forward_pre_hook(_pre_hook(recorder, counter), with_kwargs=True))
+        handles.append(m.register_forward_hook(_post_hook(recorder, counter)))
+    try:
+        module.eval()
+        # no_grad is safe for counting here: the fused attention kernels that FlopCounterMode
+        # has no formula for are only dispatched for CPU/CUDA tensors, never for meta ones.
+        with torch.no_grad(), counter:
+            output = module(*args, **kwargs) if on_meta else _call_on_meta(module, args, kwargs)
+    except Exception as e:
+        raise explain_failure(recorder.stack, recorder.trail, inputs, e) from e
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in training.items():
+            m.training = flag
+
+    modules = []
+    for name, m in named:
+        tally = recorder.tallies.get(name, _Tally())
+        modules.append(
+            ModuleProfile(
+                name=name,
+                type=type(m).__name__,  # after materialization: Linear, not LazyLinear
+                calls=tally.calls,
+                output_shape=tally.output_shape,
+                macs=tally.flops // 2,
+                flops=tally.flops,
+                self_macs=tally.self_flops // 2,
+                self_flops=tally.self_flops,
+            )
+        )
+    flops = counter.get_total_flops()
+    return Profile(
+        inputs=inputs,
+        output_shape=_first_shape(output),
+        macs=flops // 2,
+        flops=flops,
+        modules=tuple(modules),
+    )
+
+
+def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call a model that lives on cpu/cuda with meta stand-ins for its tensors."""
+    import torch
+    from torch.func import functional_call
+
+    stand_ins = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in (*module.named_parameters(), *module.named_buffers())
+    }
+    return functional_call(module, stand_ins, args, kwargs)
+
+
+def _pre_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., Any]:
+    from torch import nn
+
+    def hook(
+        module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        name = recorder.names[id(module)]
+        changed = None
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and args:
+            first = args[0]
+            if getattr(first, "is_floating_point", lambda: False)():
+                # The placeholder inputs are floating; token ids never are.
+                args = (first.long(), *args[1:])
+                changed = (args, kwargs)
+        recorder.stack.append(
+            Frame(
+                name,
+                module,
+                _first_shape((*args, *kwargs.values())),
+                counter.get_total_flops(),
+            )
+        )
+        return changed
+
+    return hook
+
+
+def _post_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., Any]:
+    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        # A model that catches an exception from a submodule leaves that frame behind;
+        # unwind to this module's own frame.
+        while recorder.stack and recorder.stack[-1].module is not module:
+            recorder.stack.pop()
+        if not recorder.stack:
+            return
+        frame = recorder.stack.pop()
+        flops = counter.get_total_flops() - frame.flops_at_entry
+        if recorder.stack:
+            recorder.stack[-1].child_flops += flops
+        tally = recorder.tallies.setdefault(frame.name, _Tally())
+        out_shape = _first_shape(output)
+        if tally.calls == 0:
+            tally.output_shape = out_shape
+        tally.calls += 1
+        tally.flops += flops
+        tally.self_flops += flops - frame.child_flops
+        recorder.trail.append(Call(frame.name, module, frame.input_shape, out_shape))
+
+    return hook
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Tensors in `value`, depth-first through tuples, lists and dict values."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def _first_shape(value: Any) -> Shape | None:
+    first = next(_tensors(value), None)
+    return None if first is None else tuple(int(d) for d in first.shape)

@@ -1,0 +1,97 @@
+"""A `ModelResult` ↔ JSON-ready data, to carry it from a pytest-xdist worker to the controller
+inside a test report. Only workers encode and only the controller decodes; in a run without
+xdist a result never leaves its process and never goes through here. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from .inputs import InputSpec
+from .results import (
+    BudgetCheck,
+    Compute,
+    DtypeBytes,
+    LayerChange,
+    LayerRow,
+    ModelResult,
+    Outcome,
+    ParameterCount,
+    SnapshotDiff,
+    SnapshotEntry,
+    SnapshotLayer,
+    SnapshotStatus,
+    SourceLocation,
+    TotalChange,
+)
+
+
+def encode(result: ModelResult) -> dict[str, Any]:
+    """A lossless, JSON-serializable form of `result`."""
+    data = asdict(result)
+    data["outcome"] = result.outcome.value
+    data["snapshot"] = result.snapshot.value
+    return data
+
+
+def decode(data: dict[str, Any]) -> ModelResult:
+    """Inverse of `encode`."""
+    count = data.get("count")
+    diff = data.get("diff")
+    entry = data.get("entry")
+    source = data.get("source")
+    return ModelResult(
+        name=data["name"],
+        target=data["target"],
+        level=data["level"],
+        outcome=Outcome(data["outcome"]),
+        snapshot=SnapshotStatus(data["snapshot"]),
+        count=_count(count) if count is not None else None,
+        budgets=tuple(BudgetCheck(**b) for b in data["budgets"]),
+        diff=SnapshotDiff(
+            layers=tuple(LayerChange(**c) for c in diff["layers"]),
+            totals=tuple(TotalChange(**t) for t in diff["totals"]),
+        )
+        if diff is not None
+        else None,
+        entry=SnapshotEntry(
+            **{k: v for k, v in entry.items() if k != "layers"},
+            layers=tuple(SnapshotLayer(**_shaped(x)) for x in entry["layers"]),
+        )
+        if entry is not None
+        else None,
+        error=data["error"],
+        error_stage=data["error_stage"],
+        source=SourceLocation(**source) if source is not None else None,
+    )
+
+
+def _count(data: dict[str, Any]) -> ParameterCount:
+    compute = data["compute"]
+    fields = {k: v for k, v in data.items() if k not in ("layers", "dtypes", "compute")}
+    return ParameterCount(
+        **fields,
+        layers=tuple(LayerRow(**_shaped(r)) for r in data["layers"]),
+        dtypes=tuple(DtypeBytes(**d) for d in data["dtypes"]),
+        compute=Compute(
+            inputs=InputSpec(
+                args=tuple(tuple(s) for s in compute["inputs"]["args"]),
+                kwargs=tuple((name, tuple(s)) for name, s in compute["inputs"]["kwargs"]),
+            ),
+            output_shape=_tuple(compute["output_shape"]),
+            macs=compute["macs"],
+            flops=compute["flops"],
+        )
+        if compute is not None
+        else None,
+    )
+
+
+def _tuple(shape: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(shape) if shape is not None else None
+
+
+def _shaped(row: dict[str, Any]) -> dict[str, Any]:
+    # Shapes are tuples in the dataclasses; the JSON transport makes them lists.
+    return {**row, "output_shape": _tuple(row.get("output_shape"))}
