@@ -6,7 +6,7 @@ against the same published counts. `image_models()` says which were used. That f
 has no grouped-query attention, which the 70B shape needs (8 key/value heads for 64 query
 heads), so that one is defined here.
 
-Benchmark projects import this file through a one-line shim (see `run.py`), which is why it
+Benchmark projects import this file through a one-line shim (see `projects.py`), which is why it
 puts `tests/` on `sys.path` itself instead of relying on the caller.
 """
 
@@ -33,6 +33,7 @@ from architectures import (  # type: ignore[import-not-found,unused-ignore]  # n
     PUBLISHED_PARAMS,
     llama,
 )
+from published import LLAMA2_70B_PARAMS  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 __all__ = [
     "LLAMA2_70B_PARAMS",
@@ -87,10 +88,6 @@ mobilenet_v2 = _image("mobilenet_v2")
 efficientnet_b0 = _image("efficientnet_b0")
 convnext_tiny = _image("convnext_tiny")
 vit_b_16 = _image("vit_b_16")
-
-
-# Published total of LLaMA-2-70B (Meta's model card rounds it; this is the exact numel sum).
-LLAMA2_70B_PARAMS = 68_976_648_192
 
 
 class GQAttention(nn.Module):

@@ -11,6 +11,7 @@ from pathlib import Path
 import architectures
 import pytest
 import torch
+from project import NETS_SOURCE
 
 from pytest_cnnbudget.cli import main
 from pytest_cnnbudget.inputs import parse_input_shape
@@ -18,44 +19,15 @@ from pytest_cnnbudget.measurement import group_name, measure
 
 Expected = Callable[[str, str], None]
 
-# The project a user would run the command in: a module of models next to the shell.
-NETS = """
-import torch
-from torch import nn
-
-
-class CifarNet(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(64 * 8 * 8, 128)
-        self.fc2 = nn.Linear(128, num_classes)
-
-    def forward(self, x):
-        x = self.pool(torch.relu(self.conv1(x)))
-        x = self.pool(torch.relu(self.conv2(x)))
-        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
-
-
-def lazy_net():
-    return nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.LazyLinear(10))
-
-
-def exploding(**kwargs):
-    raise ValueError("constructor exploded: width must be even")
-"""
-
 # A name no other test's project uses: an imported module stays in sys.modules.
 NETS_MODULE = "cli_nets"
-CIFAR = f"{NETS_MODULE}:CifarNet"
+CIFAR = f"{NETS_MODULE}:Cifar"
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A folder with the models module, as the working directory and importable."""
-    (tmp_path / f"{NETS_MODULE}.py").write_text(NETS, encoding="utf-8")
+    (tmp_path / f"{NETS_MODULE}.py").write_text(NETS_SOURCE, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
@@ -277,7 +249,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plot_writes_svg_and_png(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "plot", CIFAR, "--top", "2", "--out", "charts")
     assert status == 0
-    paths = [project / "charts" / "CifarNet.svg", project / "charts" / "CifarNet.png"]
+    paths = [project / "charts" / "Cifar.svg", project / "charts" / "Cifar.png"]
     assert out.splitlines() == [str(Path("charts") / p.name) for p in paths]
     assert all(p.stat().st_size > 1000 for p in paths)
 

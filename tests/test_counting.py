@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 
 import architectures
+import nets
 import pytest
 import torch
 from torch import nn
@@ -20,29 +21,11 @@ CountChecked = Callable[[ModelLike], ParameterCount]
 FallbackRows = Callable[[nn.Module, ParameterCount], set[str]]
 
 
-def cifar_net() -> nn.Module:
-    """The CIFAR-10 network of the formula notes: 545,098 parameters."""
-    return nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(3, 32, 3, padding=1),
-            relu1=nn.ReLU(),
-            pool1=nn.MaxPool2d(2),
-            conv2=nn.Conv2d(32, 64, 3, padding=1),
-            relu2=nn.ReLU(),
-            pool2=nn.MaxPool2d(2),
-            flatten=nn.Flatten(),
-            fc1=nn.Linear(64 * 8 * 8, 128),
-            relu3=nn.ReLU(),
-            fc2=nn.Linear(128, 10),
-        )
-    )
-
-
 # -- the seed example --------------------------------------------------------------------------
 
 
 def test_cifar_rows(count_checked: CountChecked) -> None:
-    count = count_checked(cifar_net())
+    count = count_checked(nets.Cifar())
     assert [(r.name, r.type, r.params, r.cumulative) for r in count.layers] == [
         ("conv1", "Conv2d", 896, 896),
         ("conv2", "Conv2d", 18_496, 19_392),
@@ -56,7 +39,7 @@ def test_cifar_rows(count_checked: CountChecked) -> None:
 
 
 def test_cifar_table() -> None:
-    assert format_table(count_parameters(cifar_net())) == (
+    assert format_table(count_parameters(nets.Cifar())) == (
         "layer  type    formula            params  cumulative  share\n"
         "-----  ------  ----------------  -------  ----------  -----\n"
         "conv1  Conv2d  3×3×3/1×32 + 32       896         896   0.2%\n"

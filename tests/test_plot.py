@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import architectures
+import nets
 import pytest
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
-from test_shapes import CifarNet
 
 from pytest_cnnbudget import count_parameters
 from pytest_cnnbudget.plot import PNG_DPI, plot, save_plot
@@ -24,7 +24,7 @@ from pytest_cnnbudget.results import ParameterCount
 
 def cifar_count() -> ParameterCount:
     with torch.device("meta"):
-        return count_parameters(CifarNet())
+        return count_parameters(nets.Cifar())
 
 
 def resnet18_count() -> ParameterCount:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import architectures
+import nets
 import pytest
 import torch
 from torch import nn
@@ -16,24 +17,6 @@ from pytest_cnnbudget import CnnBudgetError, CountError, count_parameters
 from pytest_cnnbudget.errors import ProfileError, ShapeMismatchError
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
 from pytest_cnnbudget.profiler import profile
-
-
-class CifarNet(nn.Module):
-    """The CIFAR-10 network of the formula notes; one pooling module used twice."""
-
-    def __init__(self, fc1_in: int = 64 * 8 * 8) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(fc1_in, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.relu(self.conv1(x)))
-        x = self.pool(torch.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        return self.fc2(torch.relu(self.fc1(x)))  # type: ignore[no-any-return]
 
 
 def on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -110,7 +93,7 @@ def test_input_spec_describe() -> None:
 
 
 def test_cifar_output_shapes_and_macs_by_hand() -> None:
-    result = profile(on_meta(CifarNet), CIFAR_INPUT)
+    result = profile(on_meta(nets.Cifar), CIFAR_INPUT)
     by_name = {m.name: m for m in result.modules}
     assert by_name["conv1"].output_shape == (1, 32, 32, 32)
     assert by_name["conv2"].output_shape == (1, 64, 16, 16)
@@ -130,7 +113,7 @@ def test_cifar_output_shapes_and_macs_by_hand() -> None:
     assert by_name["(root)"].self_macs == 0
     assert sum(m.self_macs for m in result.modules) == result.macs
     assert [m.name for m in result.modules] == ["(root)", "conv1", "conv2", "pool", "fc1", "fc2"]
-    assert [m.type for m in result.modules][:2] == ["CifarNet", "Conv2d"]
+    assert [m.type for m in result.modules][:2] == ["Cifar", "Conv2d"]
 
 
 def test_profile_agrees_with_flop_counter_mode_own_table() -> None:
@@ -210,9 +193,9 @@ def test_positional_and_keyword_inputs() -> None:
 
 def test_model_on_cpu_is_profiled_with_meta_stand_ins_and_left_untouched() -> None:
     torch.manual_seed(0)
-    model = CifarNet().train()
+    model = nets.Cifar().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert profile(model, CIFAR_INPUT) == profile(on_meta(CifarNet), CIFAR_INPUT)
+    assert profile(model, CIFAR_INPUT) == profile(on_meta(nets.Cifar), CIFAR_INPUT)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) and after[k].device.type == "cpu" for k in after)
 
@@ -233,7 +216,7 @@ def test_training_flags_and_hooks_are_restored() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_model_gets_inputs_of_its_dtype(dtype: torch.dtype) -> None:
-    model = on_meta(CifarNet).to(dtype)
+    model = on_meta(nets.Cifar).to(dtype)
     assert profile(model, CIFAR_INPUT).macs == 6_128_896
 
 
@@ -274,7 +257,7 @@ def test_lazy_model_off_meta_is_a_clear_error() -> None:
 
 def test_wrong_fc_width_names_the_layer_sizes_and_the_arithmetic() -> None:
     with pytest.raises(ShapeMismatchError) as info:
-        profile(on_meta(CifarNet), parse_input_shape([1, 3, 64, 64]))
+        profile(on_meta(nets.Cifar), parse_input_shape([1, 3, 64, 64]))
     assert isinstance(info.value, CnnBudgetError)
     assert str(info.value).splitlines() == [
         "fc1 (Linear) expects 4096 input features = 64·8·8 but receives 16384 = 64·16·16: "
@@ -293,7 +276,7 @@ def test_wrong_fc_width_names_the_layer_sizes_and_the_arithmetic() -> None:
 
 def test_non_square_input_keeps_both_sides() -> None:
     with pytest.raises(ShapeMismatchError) as info:
-        profile(on_meta(CifarNet), parse_input_shape([1, 3, 32, 64]))
+        profile(on_meta(nets.Cifar), parse_input_shape([1, 3, 32, 64]))
     first = str(info.value).splitlines()[0]
     assert first.startswith(
         "fc1 (Linear) expects 4096 input features = 64·8·8 but receives 8192 = 64·8·16: "
@@ -357,13 +340,13 @@ def test_value_dependent_forward_explains_meta() -> None:
 
 
 def test_bytes_fp32_and_half_precision() -> None:
-    model = on_meta(CifarNet)
+    model = on_meta(nets.Cifar)
     fp32 = count_parameters(model)
     assert fp32.param_bytes_by_dtype() == {"float32": 4 * 545_098}
     assert fp32.param_bytes == 4 * 545_098
     assert fp32.buffer_bytes_by_dtype() == {}
     for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
-        half = count_parameters(on_meta(CifarNet).to(dtype))
+        half = count_parameters(on_meta(nets.Cifar).to(dtype))
         assert half.param_bytes_by_dtype() == {name: 2 * 545_098}
         assert half.param_bytes * 2 == fp32.param_bytes
 

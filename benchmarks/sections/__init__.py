@@ -1,0 +1,24 @@
+"""The benchmarks, by the name `--only` takes, in the order they run and the report lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from context import Context
+from report import Section
+
+from sections.gate import bench_gate
+from sections.overhead import bench_overhead
+from sections.peers import bench_peers
+from sections.profile import bench_profile
+from sections.scale import bench_scale
+from sections.size import bench_size
+
+SECTIONS: dict[str, Callable[[Context], Section]] = {
+    "overhead": bench_overhead,
+    "gate": bench_gate,
+    "peers": bench_peers,
+    "scale": bench_scale,
+    "size": bench_size,
+    "profile": bench_profile,
+}
