@@ -82,7 +82,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         Unit.COUNT,
         "FLOPs",
         lambda m: m.flops,
-        "floating-point operations of one forward pass at input_shape (2 per MAC)",
+        "floating-point operations of one forward pass at input_shape, 2 per MAC",
         needs_input_shape=True,
     ),
     BudgetKind(

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .constants import UPDATE_COMMAND
 from .errors import SnapshotError
 from .results import SnapshotEntry, SnapshotLayer
 
 VERSION = 1
-UPDATE_COMMAND = "pytest --cnn-budget-update"
 _CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>", "|||||||")
 
 
