@@ -110,6 +110,7 @@ class BudgetSession:
         self.settings = settings
         self.stored = stored
         self.update: bool = config.option.cnn_budget_update
+        self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
 
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
@@ -157,6 +158,15 @@ class BudgetSession:
     def record(self, result: ModelResult) -> None:
         """Keep a result for the end of the run; only a process that reports keeps them."""
 
+    def failure_lines(self, result: ModelResult) -> list[str]:
+        """The rendered failure of one model, rendered on first use."""
+        lines = self.failed.get(result.name)
+        if lines is None:
+            from .render_terminal import failure_lines
+
+            lines = self.failed[result.name] = failure_lines(result, *self.names)
+        return lines
+
     def report_payload(self, result: ModelResult) -> Any:
         """What a budget item's call report carries (see _REPORT_ATTR)."""
         return True
@@ -164,9 +174,8 @@ class BudgetSession:
     def failure_text(self, result: ModelResult) -> str:
         """The rendered failure of one model, safe to print in a CI log."""
         from .render_github import neutralize_text
-        from .render_terminal import failure_lines
 
-        return neutralize_text("\n".join(failure_lines(result, *self.names)))
+        return neutralize_text("\n".join(self.failure_lines(result)))
 
     @property
     def names(self) -> tuple[str, str]:
@@ -246,6 +255,8 @@ class ReportingSession(BudgetSession):
 
     def record(self, result: ModelResult) -> None:
         self.results[result.name] = result
+        if result.failed:
+            self.failure_lines(result)
 
     def merge(self) -> Merge:
         """What the snapshot should hold after this run, and why."""
@@ -288,7 +299,7 @@ class ReportingSession(BudgetSession):
         if self.github and summary_file and results:
             from .render_github import summary_markdown
 
-            outputs.append_text(Path(summary_file), summary_markdown(results, *self.names))
+            outputs.append_text(Path(summary_file), summary_markdown(results, self.failed))
         if self.config.option.cnn_budget_plot:
             outputs.write_charts(Path(where, self.config.option.cnn_budget_plot), results)
 
@@ -307,14 +318,14 @@ class ReportingSession(BudgetSession):
             results, merge.stale, verbose=verbose, max_rows=10**9 if verbose else 50
         )
         terminal.section("cnn-budget", lines)
-        warned = warning_lines(results, *self.names)
+        warned = warning_lines(results, self.failed)
         if warned:
             terminal.section('cnn-budget warnings (level = "warn")', warned, yellow=True)
         if self.github:
             lines_of = {m.name: m.line for m in self.settings.models}
             workspace = os.environ.get("GITHUB_WORKSPACE")
             where = anchors(results, self.settings.path, lines_of, workspace)
-            terminal.commands(annotation_lines(results, where, *self.names))
+            terminal.commands(annotation_lines(results, where, self.failed))
 
 
 class LocalSession(ReportingSession):

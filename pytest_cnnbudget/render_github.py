@@ -9,17 +9,19 @@ lines printed elsewhere go through `neutralize`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .budgets import budget_text
 from .constants import UPDATE_COMMAND
-from .render_terminal import failure_lines
-from .results import ModelResult, Outcome, SourceLocation
+from .render_terminal import Failures
+from .results import ModelResult, Outcome, SnapshotStatus, SourceLocation
 from .tables import Style, grid, markdown_escape
 from .units import percent, signed, thousands
 
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary above 1 MiB
 _SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # headroom for what other steps appended
@@ -51,8 +53,11 @@ def neutralize(line: str) -> str:
 
 
 def neutralize_text(text: str) -> str:
-    """`neutralize` applied to every line of `text`."""
-    return "\n".join(neutralize(line) for line in text.split("\n"))
+    """`neutralize` applied to every line of `text`, its line breaks kept. The runner ends a
+    line at a lone `\r` too (it reads with .NET's `StreamReader.ReadLine`)."""
+    parts = _LINE_BREAK.split(text)
+    # Odd positions hold the breaks themselves.
+    return "".join(part if i % 2 else neutralize(part) for i, part in enumerate(parts))
 
 
 @dataclass(frozen=True)
@@ -90,24 +95,28 @@ def anchors(
     return out
 
 
-def _title(result: ModelResult) -> str:
+def _problems(result: ModelResult) -> str:
+    """`over budget, layout changed`: what is wrong with a failing model, in a few words."""
     if result.outcome is Outcome.ERROR:
-        return f"cnn-budget: {result.name} could not be built"
+        return "could not be built"
     problems = []
     if result.exceeded:
         problems.append("over budget")
-    if result.diff is not None and result.snapshot.value == "changed":
+    if result.diff is not None and result.snapshot is SnapshotStatus.CHANGED:
         problems.append("layout changed")
-    if result.snapshot.value == "missing":
+    if result.snapshot is SnapshotStatus.MISSING:
         problems.append("no snapshot entry")
-    return f"cnn-budget: {result.name} {', '.join(problems) or 'failed'}"
+    return ", ".join(problems) or "failed"
+
+
+def _title(result: ModelResult) -> str:
+    return f"cnn-budget: {result.name} {_problems(result)}"
 
 
 def annotation_lines(
     results: Sequence[ModelResult],
     anchors: dict[str, Anchor],
-    config_name: str,
-    snapshot_name: str,
+    failed: Failures,
 ) -> list[str]:
     """One `::error` (or `::warning` for level = "warn") per failing model, within GitHub's
     limits: the first 10 of each kind, then one `::notice` counting the rest."""
@@ -123,7 +132,7 @@ def annotation_lines(
             continue
         emitted[kind] += 1
         anchor = anchors.get(result.name)
-        message = "\n".join(failure_lines(result, config_name, snapshot_name))
+        message = "\n".join(failed[result.name])
         lines.append(
             workflow_command(
                 kind,
@@ -161,25 +170,27 @@ def _status(result: ModelResult) -> str:
     if result.outcome is Outcome.PASSED:
         return "✅ ok"
     icon = "⚠️" if result.outcome is Outcome.WARNED else "❌"
-    return f"{icon} {_title(result).split(' ', 2)[-1]}"
+    return f"{icon} {_problems(result)}"
 
 
 def _delta(result: ModelResult) -> str:
+    if result.snapshot in (SnapshotStatus.UNKNOWN, SnapshotStatus.OFF):
+        return "-"  # not counted, or no snapshot to compare with
     if result.diff is None:
-        return "new" if result.snapshot.value in ("missing", "added") else "0"
+        return "new" if result.snapshot in (SnapshotStatus.MISSING, SnapshotStatus.ADDED) else "0"
     total = next((t for t in result.diff.totals if t.label == "total"), None)
     change = total.after - total.before if total else 0
     arrow = "🔺 " if change > 0 else "🔽 " if change < 0 else ""
     return f"{arrow}{signed(change)}"
 
 
-def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_name: str) -> str:
+def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
     """The job summary: a table of every model and, per failure, its tables in <details>."""
     # Failures first: they are what the reader came for, and what truncation must keep.
     ordered = sorted(results, key=lambda r: (not r.failed, r.name))
-    failed = [r for r in ordered if r.failed]
-    head = f"## cnn-budget: {len(failed)} of {len(ordered)} models need attention"
-    if not failed:
+    failing = [r for r in ordered if r.failed]
+    head = f"## cnn-budget: {len(failing)} of {len(ordered)} models need attention"
+    if not failing:
         head = f"## cnn-budget: all {len(ordered)} models within budget"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
@@ -201,13 +212,13 @@ def summary_markdown(results: Sequence[ModelResult], config_name: str, snapshot_
     right = [False, True, True, False, *([True] if compute else []), True, False]
     rows = grid(headers, cells, right, Style.MARKDOWN)
     details = []
-    for r in failed:
-        body = "\n".join(failure_lines(r, config_name, snapshot_name)).replace("```", "ˋˋˋ")
+    for r in failing:
+        body = "\n".join(failed[r.name]).replace("```", "ˋˋˋ")
         summary = markdown_escape(f"{r.name}: {_title(r)}", cell=False)
         details.append(
             f"<details><summary>{summary}</summary>\n\n```text\n{body}\n```\n\n</details>"
         )
-    footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failed else ""
+    footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failing else ""
     parts = [head, "", *rows, "", *details, footer]
     text = "\n".join(parts).rstrip() + "\n"
     if len(text.encode("utf-8")) <= _SUMMARY_BUDGET:

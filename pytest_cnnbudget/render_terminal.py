@@ -3,7 +3,7 @@ what these return."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .budgets import budget_text, ranks_trainable
 from .config import model_table
@@ -275,12 +275,22 @@ def update_lines(results: Sequence[ModelResult], merge: Merge, snapshot_name: st
     return lines
 
 
-def warning_lines(
-    results: Sequence[ModelResult], config_name: str, snapshot_name: str
-) -> list[str]:
+# A failing model's lines, rendered once by `failure_lines` and shown by every report that needs
+# them: the item's failure, the warnings section, the annotation, the job summary.
+Failures = Mapping[str, Sequence[str]]
+
+
+def failures(
+    results: Iterable[ModelResult], config_name: str, snapshot_name: str
+) -> dict[str, list[str]]:
+    """`failure_lines` of every failing result, by model name."""
+    return {r.name: failure_lines(r, config_name, snapshot_name) for r in results if r.failed}
+
+
+def warning_lines(results: Sequence[ModelResult], failed: Failures) -> list[str]:
     """The failure tables of models configured with level = "warn"."""
     lines: list[str] = []
     for r in sorted(results, key=lambda r: r.name):
         if r.outcome is Outcome.WARNED:
-            lines += [*failure_lines(r, config_name, snapshot_name), ""]
+            lines += [*failed[r.name], ""]
     return lines[:-1]

@@ -81,6 +81,8 @@ def grid(
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
     if style is Style.MARKDOWN_PADDED:
+        # GitHub needs at least one hyphen in every cell of the rule, besides the colon.
+        widths = [max(w, 2) for w in widths]
 
         def padded(cells: Sequence[str]) -> str:
             parts = [

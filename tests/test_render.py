@@ -1,0 +1,764 @@
+"""The pure renderers, called directly: terminal failures and summaries, the job summary, the
+annotations, the table renderer, the JSON reports and the xdist wire format.
+
+Every result is made by the real check (`gate.check_model`) of a real model from nets.py, so the
+numbers in a table are the ones a run would print; the figures asserted outright are documented
+(`nets.CIFAR_PARAMS`) or summed from the model's own parameters. Whole outputs are compared with
+the stored files tests/expected/render_*.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import nets
+import pytest
+import torch
+from torch import nn
+
+from pytest_cnnbudget import render_json, wire
+from pytest_cnnbudget.config import Level, ModelSpec
+from pytest_cnnbudget.gate import check_model
+from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
+from pytest_cnnbudget.measurement import measure
+from pytest_cnnbudget.merge import merge_snapshot
+from pytest_cnnbudget.render_github import (
+    SUMMARY_LIMIT,
+    Anchor,
+    anchors,
+    annotation_lines,
+    neutralize,
+    neutralize_text,
+    summary_markdown,
+    usage_bar,
+    workflow_command,
+)
+from pytest_cnnbudget.render_terminal import (
+    budget_lines,
+    diff_lines,
+    failure_lines,
+    failures,
+    format_table,
+    layer_report,
+    overview_lines,
+    update_lines,
+    warning_lines,
+)
+from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
+from pytest_cnnbudget.tables import Column, Style, grid, markdown_escape, render
+
+Expected = Callable[[str, str], None]
+
+CONFIG = "pyproject.toml"
+SNAPSHOT = "cnnbudget.snapshot.json"
+NAMES = (CONFIG, SNAPSHOT)  # how failures name the two files
+NETS_PATH = Path(nets.__file__)
+AT_32 = parse_input_shape([1, 3, 32, 32])
+
+
+def check(
+    name: str = "cifar",
+    target: str = "nets:Cifar",
+    *,
+    stored: SnapshotEntry | None = None,
+    snapshot: bool = True,
+    update: bool = False,
+    **spec: Any,
+) -> ModelResult:
+    """One model's real check, as the gate runs it; `spec` is the rest of its ModelSpec."""
+    return check_model(
+        ModelSpec(name, target, **spec), stored, snapshot_enabled=snapshot, update=update
+    )
+
+
+def accepted(target: str = "nets:Cifar", **spec: Any) -> SnapshotEntry:
+    """The snapshot entry that accepts `target` as `spec` builds it."""
+    count = check("accepted", target, snapshot=False, **spec).count
+    assert count is not None
+    return SnapshotEntry.from_count(count)
+
+
+def params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def text(lines: Sequence[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def nets_line(fragment: str) -> int:
+    """The 1-based line of nets.py that holds `fragment`."""
+    lines = NETS_PATH.read_text(encoding="utf-8").splitlines()
+    return 1 + next(i for i, line in enumerate(lines) if fragment in line)
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_failure_lines_over_budget_list_every_exceeded_budget_and_the_largest_layers(
+    expected: Expected,
+) -> None:
+    result = check(budgets={"max_params": 500_000, "max_total_params": 540_000}, stored=accepted())
+    assert (result.outcome, result.snapshot) == (Outcome.FAILED, SnapshotStatus.MATCH)
+    lines = failure_lines(result, *NAMES)
+    expected("render_over_budget.txt", text(lines))
+    total = params(nets.Cifar())
+    assert total == nets.CIFAR_PARAMS
+    assert lines[0] == f"cifar: trainable parameters over budget by {total - 500_000:,} (+9.0%)"
+    # A total budget ranks every layer, not only trainable ones.
+    assert "largest layers:" in lines
+    assert lines[-1] == (
+        "Shrink the model, or raise max_params, max_total_params under "
+        "[tool.cnnbudget.models.cifar] in pyproject.toml."
+    )
+
+
+def test_failure_lines_layout_change_lists_added_and_removed_layers(expected: Expected) -> None:
+    result = check(
+        "grown",
+        "nets:growing",
+        kwargs={"extra": True, "drop": True},
+        budgets={"max_params": 100},
+        stored=accepted("nets:growing"),
+    )
+    assert (result.outcome, result.snapshot) == (Outcome.FAILED, SnapshotStatus.CHANGED)
+    lines = failure_lines(result, *NAMES)
+    expected("render_layout_changed.txt", text(lines))
+    added, removed = params(nn.Linear(2, 3)), params(nn.Linear(4, 4))
+    rows = [line.split() for line in lines[3:5]]
+    assert rows == [
+        ["2", "Linear", "-", str(added), f"+{added}", "2×3", "+", "3"],
+        ["0", "Linear", str(removed), "-", f"-{removed}", "(removed)"],
+    ]
+    assert lines[-1] == "If this change is intended, accept it with: pytest --cnn-budget-update"
+
+
+def test_failure_lines_over_budget_and_changed_say_to_raise_the_budget_first() -> None:
+    result = check(kwargs={"hidden": 256}, budgets={"max_params": 600_000}, stored=accepted())
+    lines = failure_lines(result, *NAMES)
+    # Both tables, one blank line between them.
+    assert lines == [*budget_lines(result, CONFIG), "", *diff_lines(result, SNAPSHOT)]
+    assert budget_lines(result, CONFIG)
+    assert diff_lines(result, SNAPSHOT)
+    # The update refuses a model over budget, so the order of the two steps matters.
+    assert lines[-1] == (
+        "If this change is intended, raise max_params first, then accept it with: "
+        "pytest --cnn-budget-update"
+    )
+
+
+def test_failure_lines_missing_entry_say_how_to_record_it() -> None:
+    result = check(budgets={"max_params": 600_000})
+    assert result.snapshot is SnapshotStatus.MISSING
+    assert failure_lines(result, *NAMES) == [
+        "cifar: no snapshot entry in cnnbudget.snapshot.json",
+        "Record it with: pytest --cnn-budget-update",
+    ]
+
+
+def test_failure_lines_of_build_and_forward_errors_indent_the_cause() -> None:
+    built = check("broken", "nets:exploding")
+    assert built.outcome is Outcome.ERROR
+    assert built.error is not None
+    lines = failure_lines(built, *NAMES)
+    assert lines[0] == "broken: could not build nets:exploding"
+    assert lines[1] == (
+        "  building nets:exploding() raised ValueError: constructor exploded: width must be even"
+    )
+    assert lines[1:] == [f"  {line}" for line in built.error.splitlines()]
+    # 16×16 inputs reach fc1 with a quarter of the features it was built for.
+    forward = check(input_shape=parse_input_shape([1, 3, 16, 16]))
+    assert forward.error_stage == "forward"
+    assert failure_lines(forward, *NAMES)[0] == "cifar: could not run forward nets:Cifar"
+
+
+def test_trainable_budget_ranks_only_the_trainable_layers(expected: Expected) -> None:
+    # fine_tuned: Linear(100, 100) frozen, then a trainable Linear(100, 2).
+    result = check("tuned", "nets:fine_tuned", budgets={"max_params": 100}, snapshot=False)
+    lines = failure_lines(result, *NAMES)
+    expected("render_trainable_over_budget.txt", text(lines))
+    model = nets.fine_tuned()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert lines[1].split()[-1] == f"{trainable:,}"
+    start = lines.index("largest trainable layers:")
+    # The frozen layer, though fifty times larger, is not where to look.
+    assert [line.split()[0] for line in lines[start + 3 : -1]] == ["1"]
+    total = check("tuned", "nets:fine_tuned", budgets={"max_total_params": 100}, snapshot=False)
+    total_lines = failure_lines(total, *NAMES)
+    start = total_lines.index("largest layers:")
+    assert [line.split()[0] for line in total_lines[start + 3 : -1]] == ["0", "1"]
+
+
+# -- summaries -----------------------------------------------------------------------------------
+
+
+def test_overview_lines_one_row_per_model_then_stale_entries(expected: Expected) -> None:
+    results = [
+        check("tiny", "nets:Tiny", budgets={"max_params": 10}, stored=accepted("nets:Tiny")),
+        check(budgets={"max_params": 600_000}, stored=accepted()),
+        check("warned", "nets:Tiny", level=Level.WARN, budgets={"max_params": 10}, snapshot=False),
+        check("broken", "nowhere:Net"),
+        check("fresh", "nets:Tiny", budgets={"max_total_params": 1000}),
+    ]
+    lines = overview_lines(results, stale=["zeta", "alpha"])
+    expected("render_overview.txt", text(lines))
+    assert [line.split()[0] for line in lines[2:-1]] == [
+        "broken",
+        "cifar",
+        "fresh",
+        "tiny",
+        "warned",
+    ]
+    verbose = overview_lines(results, stale=[], verbose=True)
+    # Every model that was counted gets its per-layer table, in name order; the broken one none.
+    counted = sorted((r for r in results if r.count is not None), key=lambda r: r.name)
+    tables = []
+    for r in counted:
+        assert r.count is not None
+        tables += ["", f"{r.name} ({r.target})", *format_table(r.count).splitlines()]
+    assert verbose == [*lines[:-1], *tables]
+
+
+def test_overview_lines_past_fifty_models_list_the_failures_and_count_the_rest() -> None:
+    # Tiny has 72 parameters: over a budget of 50, within one of 1,000.
+    results = [
+        check(
+            f"m{i:02d}",
+            "nets:Tiny",
+            budgets={"max_params": 50 if i in (7, 42) else 1000},
+            snapshot=False,
+        )
+        for i in range(53)
+    ]
+    lines = overview_lines(results, stale=[])
+    assert [line.split()[0] for line in lines[2:-1]] == ["m07", "m42"]
+    assert lines[-1] == "… and 51 more (51 passed in all); -v lists every model"
+    # Fifty is still a screenful: every model is listed.
+    assert len(overview_lines(results[:50], stale=[])) == 2 + 50
+    assert len(overview_lines(results, stale=[], max_rows=10**9)) == 2 + 53
+
+
+def test_update_lines_say_what_the_merge_wrote() -> None:
+    stored = {
+        "cifar": accepted(),
+        "tiny": accepted("nets:Tiny"),
+        "tuned": accepted("nets:fine_tuned", kwargs={"frozen": 0}),
+        "gone": accepted("nets:Tiny"),
+    }
+    results = [
+        check(kwargs={"hidden": 64}, stored=stored["cifar"], update=True),
+        check("tiny", "nets:Tiny", stored=stored["tiny"], update=True),
+        # Freezing a layer changes the totals and no layer's row.
+        check("tuned", "nets:fine_tuned", stored=stored["tuned"], update=True),
+        check("fat", "nets:Tiny", budgets={"max_params": 5}, update=True),
+        check("fresh", "nets:Tiny", update=True),
+    ]
+    fc1 = params(nn.Linear(4096, 64)) - params(nn.Linear(4096, 128))
+    fc2 = params(nn.Linear(64, 10)) - params(nn.Linear(128, 10))
+    full = merge_snapshot(stored, results, [r.name for r in results])
+    assert update_lines(results, full, SNAPSHOT) == [
+        f"cnnbudget.snapshot.json: updated cifar (fc1 {fc1:,}, fc2 {fc2:,})",
+        "cnnbudget.snapshot.json: NOT updated fat: it is over budget",
+        "cnnbudget.snapshot.json: added fresh",
+        "cnnbudget.snapshot.json: updated tuned (totals)",
+        "cnnbudget.snapshot.json: removed stale gone",
+    ]
+    # A partial run cannot tell a stale entry from an unselected model: nothing is removed.
+    partial = merge_snapshot(stored, results, [*(r.name for r in results), "unselected"])
+    assert update_lines(results, partial, SNAPSHOT) == update_lines(results, full, SNAPSHOT)[:-1]
+
+
+def test_warning_lines_are_the_failures_of_warn_level_models_only() -> None:
+    over = check("b_over", "nets:Tiny", level=Level.WARN, budgets={"max_params": 5}, snapshot=False)
+    missing = check("a_missing", "nets:Tiny", level=Level.WARN)
+    failed = check("error_level", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
+    assert (over.outcome, missing.outcome, failed.outcome) == (
+        Outcome.WARNED,
+        Outcome.WARNED,
+        Outcome.FAILED,
+    )
+    # In name order, one blank line between models and none after the last.
+    assert warning_lines([over, failed, missing], failures([over, failed, missing], *NAMES)) == [
+        *failure_lines(missing, *NAMES),
+        "",
+        *failure_lines(over, *NAMES),
+    ]
+    assert warning_lines([failed], failures([failed], *NAMES)) == []
+
+
+# -- per-layer tables ----------------------------------------------------------------------------
+
+
+def test_format_table_without_and_with_input_shapes(expected: Expected) -> None:
+    plain = check(snapshot=False).count
+    shaped = check(snapshot=False, input_shape=AT_32).count
+    assert plain is not None
+    assert shaped is not None
+    expected("render_table.txt", format_table(plain) + "\n")
+    expected("render_table_shapes.txt", format_table(shaped) + "\n")
+    cifar = f"{nets.CIFAR_PARAMS:,}"
+    totals = f"total {cifar} · trainable {cifar} · frozen 0 · buffers 0"
+    assert format_table(plain).splitlines()[-1] == totals
+    assert format_table(shaped).splitlines()[-1] == (
+        f"{totals} · MACs {nets.CIFAR_MACS:,} · FLOPs {2 * nets.CIFAR_MACS:,} at 1×3×32×32 "
+        "(1 MAC = 2 FLOPs)"
+    )
+    assert "output" not in format_table(plain).splitlines()[0]
+
+
+@pytest.mark.parametrize(("style", "ending"), [(Style.TEXT, "txt"), (Style.MARKDOWN, "md")])
+def test_layer_report_grouped_by_depth_with_input_shapes(
+    expected: Expected, style: Style, ending: str
+) -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(OrderedDict(backbone=nets.Cifar(), head=nn.Linear(10, 2)))
+    count = measure(model, AT_32, depth=1)
+    lines = layer_report(count, style)
+    expected(f"render_report_depth.{ending}", text(lines))
+    assert f"total {params(model):,} · " in "\n".join(lines)
+    assert [r.name for r in count.layers] == ["backbone", "head"]
+    assert count.layers[0].formula == "4 layers"
+
+
+@pytest.mark.parametrize(("style", "ending"), [(Style.TEXT, "txt"), (Style.MARKDOWN, "md")])
+def test_layer_report_of_buffers_mixed_dtypes_and_hostile_layer_names(
+    expected: Expected, style: Style, ending: str
+) -> None:
+    # Module names may hold anything but a dot: here a cell break, HTML, a backslash, a newline.
+    with torch.device("meta"):
+        model = nn.Sequential(OrderedDict([("norm|<b>", nets.Normed()), ("a\\b\nc", nets.Tiny())]))
+    model[0].bn.to(torch.bfloat16)
+    count = measure(model)
+    lines = layer_report(count, style)
+    expected(f"render_report_buffers.{ending}", text(lines))
+    buffers = sum(b.numel() for b in model.buffers())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
+    report = "\n".join(lines)
+    assert any(line.endswith(f" · buffers {buffers}") for line in lines)
+    assert f"buffer memory {buffer_bytes} B (bfloat16 " in report
+    if style is Style.MARKDOWN:
+        assert "| norm\\|&lt;b&gt;.conv |" in report
+        assert "| a\\\\b\\\\nc.fc |" in report  # printable's `\n`, its backslash escaped
+    else:
+        assert "a\\b\\nc.fc " in report
+
+
+# -- job summary ---------------------------------------------------------------------------------
+
+
+def test_summary_markdown_of_every_status(expected: Expected) -> None:
+    results = [
+        check(
+            "shrunk",
+            kwargs={"hidden": 64},
+            budgets={"max_params": 600_000},
+            input_shape=AT_32,
+            stored=accepted(input_shape=AT_32),
+        ),
+        check("grown", kwargs={"hidden": 256}, budgets={"max_params": 600_000}, stored=accepted()),
+        check("fresh", "nets:Tiny", budgets={"max_params": 1000}),
+        check(
+            "warned",
+            "nets:Tiny",
+            level=Level.WARN,
+            budgets={"max_params": 10},
+            stored=accepted("nets:Tiny"),
+        ),
+        check("broken", "nowhere:Net"),
+        check("ok|<script>alert(1)</script>", "nets:Tiny", stored=accepted("nets:Tiny")),
+    ]
+    markdown = summary_markdown(results, failures(results, *NAMES))
+    expected("render_job_summary.md", markdown)
+    lines = markdown.splitlines()
+    assert lines[0] == "## cnn-budget: 5 of 6 models need attention"
+    # Failures first, each in name order; the MACs column because one model ran forward.
+    assert [re.split(r" \| ", line)[0] for line in lines[4:10]] == [
+        "| broken",
+        "| fresh",
+        "| grown",
+        "| shrunk",
+        "| warned",
+        "| ok\\|&lt;script&gt;alert(1)&lt;/script&gt;",
+    ]
+    assert markdown.count("<details>") == 5
+    assert lines[-1] == "Accept intended changes with `pytest --cnn-budget-update`."
+
+
+def test_summary_markdown_when_every_model_passes() -> None:
+    results = [
+        check(budgets={"max_params": 600_000}, snapshot=False),
+        check("tiny", "nets:Tiny", snapshot=False),
+    ]
+    assert [r.outcome for r in results] == [Outcome.PASSED, Outcome.PASSED]
+    markdown = summary_markdown(results, failures(results, *NAMES))
+    assert markdown.splitlines()[0] == "## cnn-budget: all 2 models within budget"
+    assert "<details>" not in markdown
+    assert "Accept" not in markdown
+
+
+def test_summary_markdown_keeps_user_text_inert() -> None:
+    # What a constructor raised goes into a fenced block; a fence in it must not close the block,
+    # and the model key in <summary> must not open HTML.
+    broken = check("x<script>|y", "nowhere:Net")
+    broken = replace(broken, error="boom\n```\n</details>\n<script>alert(1)</script>")
+    markdown = summary_markdown([broken], failures([broken], *NAMES))
+    assert (
+        "<summary>x&lt;script&gt;|y: cnn-budget: x&lt;script&gt;|y could not be built" in markdown
+    )
+    assert "  ˋˋˋ\n  </details>\n  <script>alert(1)</script>\n```" in markdown
+    assert markdown.count("```") == 2  # the block's own fence, opened and closed
+
+
+def test_summary_status_of_a_model_key_with_a_space() -> None:
+    result = check("my net", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
+    row = summary_markdown([result], failures([result], *NAMES)).splitlines()[4]
+    assert row.endswith("| ❌ over budget |"), row
+
+
+def test_summary_delta_of_a_model_that_could_not_be_built() -> None:
+    row = summary_markdown(
+        [check("broken", "nowhere:Net")], failures([check("broken", "nowhere:Net")], *NAMES)
+    ).splitlines()[4]
+    assert row == "| broken | - | - | - | - | ❌ error |"
+
+
+def test_job_summary_shows_macs_when_measured() -> None:
+    result = check(
+        budgets={"max_params": 600_000}, input_shape=AT_32, stored=accepted(input_shape=AT_32)
+    )
+    lines = summary_markdown([result], failures([result], *NAMES)).splitlines()
+    assert lines[2] == "| model | trainable | budget | used | MACs | Δ vs snapshot | status |"
+    used = f"{nets.CIFAR_PARAMS / 600_000:.1%}"
+    assert lines[4] == (
+        f"| cifar | {nets.CIFAR_PARAMS:,} | 600,000 | {used} `█████████▏` | {nets.CIFAR_MACS:,} "
+        "| 0 | ✅ ok |"
+    )
+
+
+def test_job_summary_stays_under_githubs_limit() -> None:
+    broken = check("broken", "nowhere:Net")
+    over = check("over", "nets:Tiny", budgets={"max_params": 10}, snapshot=False)
+    results = [
+        replace(broken, name=f"model_{i:05d}", error="x" * 5000)
+        if i % 2
+        else replace(over, name=f"model_{i:05d}")
+        for i in range(3000)
+    ]
+    markdown = summary_markdown(results, failures(results, *NAMES))
+    assert len(markdown.encode("utf-8")) < SUMMARY_LIMIT
+    assert "1 MiB summary limit" in markdown
+    # The detail blocks go; the table of every model stays.
+    assert "<details>" not in markdown
+    assert sum(1 for line in markdown.splitlines() if line.startswith("| model_")) == 3000
+
+
+def test_job_summary_cuts_the_table_last_and_keeps_its_failures() -> None:
+    passed = check("ok", "nets:Tiny", snapshot=False)
+    failed = check("over", "nets:Tiny", budgets={"max_params": 10}, snapshot=False)
+    # 300 rows of over 5 kB: the table alone is past the limit.
+    results = [
+        replace(failed if i < 100 else passed, name=f"{i:03d}{'x' * 5000}") for i in range(300)
+    ]
+    markdown = summary_markdown(results, failures(results, *NAMES))
+    assert len(markdown.encode("utf-8")) < SUMMARY_LIMIT
+    assert "_…table truncated._" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "x" * 5000 in line]
+    assert 100 < len(rows) < 300
+    assert [row[2:5] for row in rows[:100]] == [f"{i:03d}" for i in range(100)]
+
+
+def test_usage_bar() -> None:
+    assert usage_bar(0.0) == "··········"
+    assert usage_bar(0.5) == "█████·····"
+    assert usage_bar(0.908) == "█████████▏"
+    assert usage_bar(1.785) == "██████████"
+
+
+# -- annotations ---------------------------------------------------------------------------------
+
+
+def test_annotation_lines_point_at_the_source_or_else_the_config_line() -> None:
+    workspace = str(NETS_PATH.parent)
+    changed = check(kwargs={"hidden": 64}, budgets={"max_params": 600_000}, stored=accepted())
+    ghost = check("ghost", "nowhere:Net")
+    warned = check(
+        "warned", "nets:Tiny", level=Level.WARN, budgets={"max_params": 5}, snapshot=False
+    )
+    passing = check("tiny", "nets:Tiny", stored=accepted("nets:Tiny"))
+    results = [warned, passing, ghost, changed]
+    config = NETS_PATH.parent / CONFIG
+    where = anchors(results, config, {"ghost": 7, "cifar": 2, "warned": 12}, workspace)
+    # The layer that changed most; a build error with no source of its own, the model's table.
+    assert where["cifar"] == Anchor("nets.py", nets_line("self.fc1 ="))
+    assert where["ghost"] == Anchor("pyproject.toml", 7)
+    assert where["warned"] == Anchor("nets.py", nets_line("self.fc = "))
+    # Outside the workspace, or with none, a path stays as it is.
+    assert anchors([ghost], config, {}, None)["ghost"] == Anchor(str(config), None)
+    assert anchors([changed], config, {}, "/elsewhere")["cifar"].path == str(NETS_PATH)
+
+    def command(kind: str, result: ModelResult, title: str) -> str:
+        anchor = where[result.name]
+        message = "\n".join(failure_lines(result, *NAMES))
+        return workflow_command(kind, message, title=title, file=anchor.path, line=anchor.line)
+
+    assert annotation_lines(results, where, failures(results, *NAMES)) == [
+        command("error", changed, "cnn-budget: cifar layout changed"),
+        command("error", ghost, "cnn-budget: ghost could not be built"),
+        command("warning", warned, "cnn-budget: warned over budget"),
+    ]
+
+
+def test_annotation_titles_name_every_problem() -> None:
+    both = check(kwargs={"hidden": 256}, budgets={"max_params": 600_000}, stored=accepted())
+    missing = check("fresh", "nets:Tiny")
+    [first, second] = annotation_lines([both, missing], {}, failures([both, missing], *NAMES))
+    assert first.startswith("::error title=cnn-budget%3A cifar over budget%2C layout changed::")
+    assert second.startswith("::error title=cnn-budget%3A fresh no snapshot entry::")
+
+
+def test_annotation_lines_at_most_ten_of_each_kind_then_one_notice() -> None:
+    error = check("e", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
+    warning = check("w", "nets:Tiny", budgets={"max_params": 5}, snapshot=False, level=Level.WARN)
+    results = [replace(error, name=f"e{i:02d}") for i in range(12)]
+    results += [replace(warning, name=f"w{i:02d}") for i in range(11)]
+    lines = annotation_lines(results, {}, failures(results, *NAMES))
+    assert [line.split(" ", 1)[0] for line in lines] == (
+        ["::error"] * 10 + ["::warning"] * 10 + ["::notice"]
+    )
+    # The first ten of each kind in name order; e10, e11 and w10 are counted instead.
+    assert "e09" in lines[9]
+    assert "w09" in lines[19]
+    assert lines[-1] == workflow_command(
+        "notice",
+        "3 more cnn-budget failures are not annotated (GitHub shows at most 10 per step); "
+        "see the job summary or the log",
+        title="cnn-budget: more failures",
+    )
+
+
+def test_neutralize_prefixes_command_lines_only() -> None:
+    assert neutralize("::error::x") == "| ::error::x"
+    assert neutralize("   ::warning::x") == "|    ::warning::x"
+    assert neutralize("fine :: text") == "fine :: text"
+    assert neutralize_text("ok\n::error::x\n  ::notice::y") == "ok\n| ::error::x\n|   ::notice::y"
+
+
+def runner_lines(output: str) -> list[str]:
+    """The lines the Actions runner reads: .NET's StreamReader.ReadLine ends a line at \\n, \\r
+    or \\r\\n (actions/runner, ProcessInvoker.StartReadStream)."""
+    return re.split(r"\r\n|\r|\n", output)
+
+
+def test_neutralize_text_defuses_lines_after_a_carriage_return() -> None:
+    printed = "downloading 50%\r::error::injected\nok"
+    commands = [line for line in runner_lines(neutralize_text(printed)) if line.startswith("::")]
+    assert commands == []
+
+
+# -- the table renderer --------------------------------------------------------------------------
+
+HOSTILE_ROWS = [
+    ("plain", "1"),
+    ("a|b", "22"),
+    ("back\\slash\\", "333"),
+    ("\\|", "4"),
+    ("<script>alert('&')</script>", "4,444"),
+]
+COLUMNS: list[Column[tuple[str, str]]] = [
+    Column("name", lambda row: row[0]),
+    Column("count", lambda row: row[1], right=True),
+]
+
+
+def gfm_cells(line: str) -> list[str]:
+    """A Markdown table row's cells as GitHub reads them (cmark-gfm's table extension): a pipe
+    after a backslash is part of the cell; then backslash escapes and HTML entities resolve."""
+    inner = line.strip()[1:-1]
+    cells = re.split(r"(?<!\\)\|", inner)
+    resolved = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", c.strip().replace("\\|", "|")) for c in cells]
+    return [html.unescape(c) for c in resolved]
+
+
+def test_render_and_grid_in_every_style(expected: Expected) -> None:
+    headers = [c.header for c in COLUMNS]
+    outputs = []
+    for style in Style:
+        lines = render(COLUMNS, HOSTILE_ROWS, style)
+        assert lines == grid(headers, [list(r) for r in HOSTILE_ROWS], [False, True], style)
+        outputs.append(f"{style.value}:\n" + text(lines))
+        if style is Style.TEXT:
+            # Text is printed as it is: no escapes, columns padded to one width.
+            width = max(len(name) for name, _ in HOSTILE_ROWS)
+            assert lines[2:] == [f"{n:<{width}}  {c:>5}" for n, c in HOSTILE_ROWS]
+            continue
+        # Whatever the cells hold, GitHub reads back the same cells.
+        assert [gfm_cells(line) for line in lines[:1] + lines[2:]] == [
+            headers,
+            *map(list, HOSTILE_ROWS),
+        ]
+        if style is Style.MARKDOWN_PADDED:
+            assert len({len(line) for line in lines}) == 1
+    expected("render_tables.txt", "\n".join(outputs))
+
+
+def test_markdown_escape_in_a_cell_and_in_inline_html() -> None:
+    hostile = "a|b \\ <script>alert('x')</script> & \"q\"\nnext\r\nlast"
+    assert markdown_escape(hostile) == (
+        "a\\|b \\\\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last"
+    )
+    # Inline HTML (<summary>) takes no backslash escapes: only the HTML and line breaks go.
+    assert markdown_escape(hostile, cell=False) == (
+        "a|b \\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last"
+    )
+    assert gfm_cells(f"| {markdown_escape(hostile)} |") == [
+        hostile.replace("\r", " ").replace("\n", " ")
+    ]
+
+
+def test_markdown_padded_rule_has_a_hyphen_in_every_cell() -> None:
+    lines = grid(["n", "name"], [["1", "one"]], [True, False], Style.MARKDOWN_PADDED)
+    assert all(re.fullmatch(r":?-+:?", cell.strip()) for cell in lines[1].strip("| ").split(" | "))
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+METADATA_KEYS = {
+    "model",
+    "target",
+    "outcome",
+    "level",
+    "trainable",
+    "total",
+    "frozen",
+    "buffers",
+    "budget",
+    "budgets",
+    "snapshot",
+    "macs",
+    "flops",
+    "input_shape",
+    "param_bytes",
+    "buffer_bytes",
+    "layers",
+    "error",
+}
+
+
+def test_metadata_of_a_measured_model_and_of_a_broken_one() -> None:
+    budgets = {"max_params": 600_000, "max_macs": 7_000_000}
+    result = check(budgets=budgets, input_shape=AT_32, stored=accepted(input_shape=AT_32))
+    data = render_json.metadata(result)
+    assert list(data) == ["cnn_budget"]
+    meta = data["cnn_budget"]
+    assert set(meta) == METADATA_KEYS
+    model = nets.Cifar()
+    assert meta["total"] == meta["trainable"] == params(model) == nets.CIFAR_PARAMS
+    assert (meta["macs"], meta["flops"]) == (nets.CIFAR_MACS, 2 * nets.CIFAR_MACS)
+    assert meta["input_shape"] == "1×3×32×32"
+    assert meta["param_bytes"] == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert meta["budgets"] == {
+        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS},
+        "max_macs": {"limit": 7_000_000, "actual": nets.CIFAR_MACS},
+    }
+    # The headline budget is the one most used: 90.8% of max_params against 87.6% of max_macs.
+    assert meta["budget"] == 600_000
+    assert [set(row) for row in meta["layers"]] == [
+        {"output_shape", "macs", "name", "type", "params", "trainable", "formula"}
+    ] * 4
+    assert meta["layers"][0]["output_shape"] == [1, 32, 32, 32]
+    assert json.loads(json.dumps(meta)) == meta
+    broken = render_json.metadata(check("broken", "nowhere:Net"))["cnn_budget"]
+    assert set(broken) == METADATA_KEYS
+    assert broken["total"] is None
+    assert broken["layers"] == []
+    assert broken["outcome"] == "error"
+    assert "No module named 'nowhere'" in broken["error"]
+
+
+def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
+    ok = check("ok", "nets:Tiny", snapshot=False)
+    warned = check(
+        "warned", "nets:Tiny", level=Level.WARN, budgets={"max_params": 5}, snapshot=False
+    )
+    failed = check("failed", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
+    report = render_json.run_report([warned, ok], stale=["b", "a"])
+    assert list(report) == ["version", "passed", "models", "stale"]
+    assert (report["version"], report["passed"], report["stale"]) == (1, True, ["a", "b"])
+    assert list(report["models"]) == ["ok", "warned"]
+    assert report["models"]["ok"] == render_json.metadata(ok)["cnn_budget"]
+    assert render_json.run_report([ok, failed], [])["passed"] is False
+    assert render_json.run_report([check("broken", "nowhere:Net")], [])["passed"] is False
+
+
+def test_summary_dict_structure_with_keyword_inputs_and_depth() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(OrderedDict(backbone=nets.Cifar(), head=nn.Linear(10, 2)))
+    inputs = InputSpec(kwargs=(("input", (1, 3, 32, 32)),))  # Sequential.forward(input)
+    doc = render_json.summary_dict(measure(model, inputs, depth=1))
+    assert list(doc) == ["version", "depth", "totals", "bytes_by_dtype", "compute", "layers"]
+    assert (doc["version"], doc["depth"]) == (1, 1)
+    assert doc["totals"]["params"] == params(model)
+    assert doc["compute"]["inputs"] == {"args": [], "kwargs": {"input": [1, 3, 32, 32]}}
+    assert doc["compute"]["output_shape"] == [1, 2]
+    assert set(doc["layers"][0]) == {
+        "name",
+        "type",
+        "formula",
+        "params",
+        "trainable",
+        "cumulative",
+        "share",
+        "layers",
+        "output_shape",
+        "macs",
+        "flops",
+    }
+    assert [(r["name"], r["layers"]) for r in doc["layers"]] == [("backbone", 4), ("head", 1)]
+    plain = render_json.summary_dict(measure(model))
+    assert plain["compute"] is None
+    assert plain["depth"] is None
+    assert {r["output_shape"] for r in plain["layers"]} == {None}
+    assert json.loads(json.dumps(doc)) == doc
+
+
+# -- the xdist wire ------------------------------------------------------------------------------
+
+
+def test_wire_round_trip_gives_back_an_equal_result() -> None:
+    keyword = InputSpec(kwargs=(("x", (1, 3, 32, 32)),))
+    results = [
+        # Compute at keyword inputs, a diff against the snapshot, and a source line.
+        check(
+            kwargs={"hidden": 64},
+            budgets={"max_params": 100},
+            input_shape=keyword,
+            stored=accepted(),
+        ),
+        # An update: the entry to write, its layers with output shapes and MACs.
+        check(input_shape=AT_32, stored=accepted(kwargs={"hidden": 64}), update=True),
+        # Buffers, and two dtypes (BatchNorm counts its batches in int64).
+        check("normed", "nets:Normed", snapshot=False),
+        check("broken", "nets:exploding"),
+    ]
+    changed, updated, normed, broken = results
+    assert changed.count is not None
+    assert changed.count.compute is not None
+    assert changed.diff is not None
+    assert changed.source is not None
+    assert updated.entry is not None
+    assert updated.entry.layers[0].output_shape is not None
+    assert normed.count is not None
+    assert len(normed.count.dtypes) == 2
+    assert broken.error is not None
+    assert broken.source is not None
+    for result in results:
+        # Through JSON, which turns every tuple into a list, as the transport may.
+        data = json.loads(json.dumps(wire.encode(result)))
+        assert wire.decode(data) == result
