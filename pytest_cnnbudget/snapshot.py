@@ -63,14 +63,13 @@ def entry_from_json(data: Any, where: str) -> SnapshotEntry:
         at = f"{where}.layers[{i}]"
         if not isinstance(layer, dict):
             raise ValueError(f"{at} is not an object")
-        shape = layer.get("output_shape")
         rows.append(
             SnapshotLayer(
                 name=_str(layer, "name", at),
                 type=_str(layer, "type", at),
                 params=_int(layer, "params", at),
                 formula=_str(layer, "formula", at),
-                output_shape=tuple(int(d) for d in shape) if isinstance(shape, list) else None,
+                output_shape=_shape(layer, "output_shape", at),
                 macs=_int(layer, "macs", at) if "macs" in layer else None,
             )
         )
@@ -89,6 +88,17 @@ def _int(data: Mapping[str, Any], key: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{where}.{key} is missing or not an integer")
     return value
+
+
+def _shape(data: Mapping[str, Any], key: str, where: str) -> tuple[int, ...] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise ValueError(f"{where}.{key} is not a list of sizes")
+    return tuple(value)
 
 
 def _str(data: Mapping[str, Any], key: str, where: str) -> str:

@@ -136,9 +136,9 @@ class Project:
                 self.models[name] = dict(table)
         self.write()
 
-    def stored(self) -> dict[str, Any]:
-        """The snapshot file, parsed."""
-        data: dict[str, Any] = json.loads(self.snapshot.read_text(encoding="utf-8"))
+    def stored(self, path: Path | None = None) -> dict[str, Any]:
+        """The snapshot file (or the one at `path`), parsed."""
+        data: dict[str, Any] = json.loads((path or self.snapshot).read_text(encoding="utf-8"))
         return data
 
     def accept(self, *args: str) -> None:

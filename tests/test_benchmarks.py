@@ -23,7 +23,11 @@ def test_benchmark_smoke_run_writes_a_report(tmp_path: Path) -> None:
     assert text == done.stdout
     assert "- image models: " in text
     assert "## 4. Scale: 10, 30, 60, 120 small models" in text
-    summary = [line for line in text.splitlines() if line.startswith("| 4 |")]
+    summary = [
+        line
+        for line in text.splitlines()
+        if line.split("|")[1:2] and line.split("|")[1].strip() == "4"
+    ]
     assert [line.split("|")[2].strip() for line in summary] == [
         "cost per additional model (30→60)",
         "linear growth: slope 60→120 / slope 30→60",
