@@ -7,7 +7,6 @@ import contextlib
 import importlib.metadata
 import os
 import platform
-import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from harness import BENCH_DIR, REPO, Stats, python
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from pytest_cnnbudget.tables import Style, grid
+from pytest_cnnbudget.tables import markdown_code as markdown_code  # for the sections
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,6 @@ def table(
 ) -> list[str]:
     """A Markdown table, padded to read as text; `right` says per column whether it is a number."""
     return grid(headers, rows, right or [False] * len(headers), Style.MARKDOWN_PADDED)
-
-
-# What the table escapes in a cell: a code span would show the escape instead of the character.
-_ESCAPED = re.compile(r"([\\|&<>])")
-
-
-def code(text: str) -> str:
-    """`text` as inline code in a table cell, the characters the table escapes left outside."""
-    return "".join(
-        part if _ESCAPED.fullmatch(part) else f"`{part}`" for part in _ESCAPED.split(text) if part
-    )
 
 
 def sec(seconds: float) -> str:

@@ -13,7 +13,7 @@ from enum import Enum
 
 from .results import BudgetCheck, ParameterCount
 from .tables import Style, grid
-from .units import parse_bytes, parse_count
+from .units import parse_bytes, parse_count, thousands
 
 
 class Unit(str, Enum):
@@ -132,7 +132,7 @@ def budget_text(check: BudgetCheck | None) -> str:
     if check is None:
         return "-"
     suffix = KINDS[check.key].suffix if check.key in KINDS else check.key
-    return f"{check.limit:,} {suffix}" if suffix else f"{check.limit:,}"
+    return f"{thousands(check.limit)} {suffix}" if suffix else thousands(check.limit)
 
 
 def ranks_trainable(checks: tuple[BudgetCheck, ...]) -> bool:

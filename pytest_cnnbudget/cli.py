@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .constants import DEVICES
-from .errors import CnnBudgetError, CountError, UsageError
+from .errors import CnnBudgetError, CommandLineError, CountError
 
 if TYPE_CHECKING:
     from .inputs import InputSpec
@@ -139,9 +139,9 @@ def _kwargs(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UsageError(f"--kwargs is not valid JSON ({e}): {text}") from e
+        raise CommandLineError(f"--kwargs is not valid JSON ({e}): {text}") from e
     if not isinstance(value, dict):
-        raise UsageError(
+        raise CommandLineError(
             f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {text}"
         )
     return value
@@ -155,7 +155,7 @@ def _input_spec(text: str | None) -> InputSpec | None:
     try:
         return parse_input_shape(text)
     except ValueError as e:
-        raise UsageError(f"--input-shape {text!r}: {e}") from e
+        raise CommandLineError(f"--input-shape {text!r}: {e}") from e
 
 
 def _measure(args: argparse.Namespace, depth: int | None = None) -> ParameterCount:

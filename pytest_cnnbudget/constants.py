@@ -6,4 +6,4 @@ ROOT_NAME = "(root)"  # the row name of parameters or compute owned by the model
 UPDATE_COMMAND = "pytest --cnn-budget-update"  # what every snapshot failure tells the reader
 DEFAULT_SNAPSHOT = "cnnbudget.snapshot.json"
 DEVICES = ("meta", "cpu")  # where a model may be built
-CONFIG_TABLE = "[tool.cnnbudget]"
+NO_PARAMETERS = "no parameters"  # the formula of a row listed only for its compute

@@ -35,8 +35,12 @@ class PlotUnavailableError(CnnBudgetError):
     """matplotlib, which draws the charts, is not installed."""
 
 
-class UsageError(CnnBudgetError):
-    """A command-line value that cannot be used; the message names the option."""
+class CommandLineError(CnnBudgetError):
+    """A `cnnbudget` command-line value that cannot be used; the message names the option."""
+
+
+class BudgetFailure(CnnBudgetError):
+    """A budget item failed; carries the rendered tables pytest shows instead of a traceback."""
 
 
 class FormulaMismatchWarning(UserWarning):

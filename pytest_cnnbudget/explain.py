@@ -18,24 +18,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-@dataclass
-class Frame:
-    """A module call that has started and not yet returned."""
+@dataclass(frozen=True)
+class Call:
+    """A module call: one that returned (the trail a shape error is explained from), or one
+    still running when the error was raised (no output shape yet)."""
 
     name: str
     module: nn.Module
     input_shape: Shape | None  # of the first tensor among its arguments
-    flops_at_entry: int
-    child_flops: int = 0
-
-
-@dataclass(frozen=True)
-class Call:
-    """A module call that returned: the trail a shape error is explained from."""
-
-    name: str
-    module: nn.Module
-    input_shape: Shape | None
     output_shape: Shape | None
 
 
@@ -77,7 +67,7 @@ def _expectation(module: nn.Module, shape: Shape | None) -> _Expectation | None:
 
 
 def explain_failure(
-    stack: Sequence[Frame], trail: Sequence[Call], inputs: InputSpec, error: Exception
+    stack: Sequence[Call], trail: Sequence[Call], inputs: InputSpec, error: Exception
 ) -> ProfileError:
     """Name the innermost module whose forward raised, and why, as one error.
 
@@ -109,7 +99,7 @@ def explain_failure(
 
 
 def _mismatch_message(
-    layer: str, frame: Frame, exp: _Expectation, trail: Sequence[Call], inputs: InputSpec
+    layer: str, frame: Call, exp: _Expectation, trail: Sequence[Call], inputs: InputSpec
 ) -> str:
     source = _flattened_shape(trail, exp.received)
     expected_text = ""

@@ -38,7 +38,7 @@ class InputSpec:
         return ", ".join(parts)
 
     def to_value(self) -> list[int] | list[list[int]] | dict[str, list[int]]:
-        """The config form that `parse_input_shape` reads back (for JSON and snapshots)."""
+        """The config form that `parse_input_shape` reads back."""
         if self.kwargs and not self.args:
             return {name: list(s) for name, s in self.kwargs}
         if self.kwargs:

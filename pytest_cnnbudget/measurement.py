@@ -10,10 +10,11 @@ model's total as the params column does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .constants import ROOT_NAME
+from .constants import NO_PARAMETERS, ROOT_NAME
 from .counting import as_module, count_parameters
 from .profiler import profile
 from .results import Compute, LayerRow, ParameterCount
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from .counting import ModelLike
     from .inputs import InputSpec
     from .profiler import ModuleProfile, Profile
-
-NO_PARAMETERS = "no parameters"
 
 
 def measure(
@@ -51,7 +50,7 @@ def group_name(name: str, depth: int | None) -> str:
 def join(
     count: ParameterCount,
     measured: Profile | None,
-    types: dict[str, str],
+    types: Mapping[str, str],
     depth: int | None = None,
 ) -> ParameterCount:
     """`count` with the profile's shapes and MACs on its rows, grouped to `depth` levels.
@@ -63,12 +62,14 @@ def join(
     groups: dict[str, list[LayerRow]] = {}
     for row in count.layers:
         groups.setdefault(group_name(row.name, depth), []).append(row)
-    ran: dict[str, ModuleProfile] = {}
+    ran: dict[str, ModuleProfile] = {}  # modules that ran, by name
+    ran_groups: set[str] = set()  # groups with at least one module that ran
     compute: dict[str, tuple[int, int]] = {}  # group → (MACs, FLOPs) of its modules' own ops
     if measured is not None:
         for module in measured.modules:
             if module.calls:
                 ran[module.name] = module
+                ran_groups.add(group_name(module.name, depth))
             if module.self_flops:
                 key = group_name(module.name, depth)
                 groups.setdefault(key, [])
@@ -89,7 +90,7 @@ def join(
             formula = NO_PARAMETERS
         entry = ran.get(key)
         # A module that never ran has no MACs to show, which is not the same as zero.
-        profiled = measured is not None and (entry is not None or key in compute or depth)
+        profiled = key in ran_groups
         macs, flops = compute.get(key, (0, 0))
         rows.append(
             LayerRow(
@@ -104,7 +105,7 @@ def join(
                 output_shape=entry.output_shape if entry is not None else None,
                 macs=macs if profiled else None,
                 flops=flops if profiled else None,
-                layers=len(members),
+                members=len(members),
             )
         )
     result = replace(count, layers=tuple(rows), depth=depth)

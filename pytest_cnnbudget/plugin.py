@@ -88,16 +88,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _session_class(config: pytest.Config) -> type[BudgetSession]:
     if hasattr(config, "workerinput"):
         return WorkerSession
-    # pytest-xdist turns -n N into a distribution mode before plugins are configured; with
-    # --collect-only it starts no workers and the run stays local.
-    distributed = getattr(config.option, "dist", "no") != "no"
-    if distributed and not config.option.collectonly:
+    # pytest-xdist turns -n N into a distribution mode and N execution environments (--tx)
+    # before plugins are configured, and distributes only when it has both; with --collect-only
+    # it starts no workers and the run stays local.
+    option = config.option
+    distributed = getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
+    if distributed and not option.collectonly:
         return ControllerSession
     return LocalSession
-
-
-class BudgetFailure(Exception):
-    """Raised by a budget item; carries the rendered table shown instead of a traceback."""
 
 
 class BudgetSession:
@@ -167,7 +165,7 @@ class BudgetSession:
             lines = self.failed[result.name] = failure_lines(result, *self.names)
         return lines
 
-    def report_payload(self, result: ModelResult) -> Any:
+    def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
         """What a budget item's call report carries (see _REPORT_ATTR)."""
         return True
 
@@ -238,7 +236,7 @@ class BudgetSession:
 class WorkerSession(BudgetSession):
     """An xdist worker: checks its share of the models and ships each result in its report."""
 
-    def report_payload(self, result: ModelResult) -> Any:
+    def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
         from .wire import encode
 
         return encode(result)
@@ -252,6 +250,7 @@ class ReportingSession(BudgetSession):
     ) -> None:
         super().__init__(config, settings, stored)
         self.results: dict[str, ModelResult] = {}
+        self.merged: Merge | None = None  # decided once, at the end, for the writer and report
 
     def record(self, result: ModelResult) -> None:
         self.results[result.name] = result
@@ -284,7 +283,7 @@ class ReportingSession(BudgetSession):
 
         results = sorted(self.results.values(), key=lambda r: r.name)
         # The snapshot first: an accepted update must not depend on the other files.
-        merge = self.merge()
+        merge = self.merged = self.merge()
         if self.update and self.settings.snapshot is not None and merge.changed:
             from .snapshot import write_snapshot
 
@@ -303,13 +302,13 @@ class ReportingSession(BudgetSession):
         if self.config.option.cnn_budget_plot:
             outputs.write_charts(Path(where, self.config.option.cnn_budget_plot), results)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         from .render_github import anchors, annotation_lines
         from .render_terminal import overview_lines, update_lines, warning_lines
 
         terminal = _Terminal(terminalreporter)
         results = list(self.results.values())
-        merge = self.merge()
+        merge = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
         lines = []
         if self.update and self.settings.snapshot is not None:
@@ -346,15 +345,15 @@ class ControllerSession(ReportingSession):
 class _Terminal:
     """The one way lines reach the terminal: user text is neutralized, commands are not."""
 
-    def __init__(self, reporter: Any) -> None:
+    def __init__(self, reporter: pytest.TerminalReporter) -> None:
         self.reporter = reporter
 
-    def section(self, title: str, lines: Iterable[str], **markup: bool) -> None:
-        from .render_github import neutralize
+    def section(self, title: str, lines: Iterable[str], yellow: bool = False) -> None:
+        from .render_github import neutralize_text
 
-        self.reporter.section(title, **markup)
+        self.reporter.section(title, yellow=yellow)
         for line in lines:
-            self.reporter.write_line(neutralize(line))
+            self.reporter.write_line(neutralize_text(line))
 
     def commands(self, lines: Iterable[str]) -> None:
         """Workflow commands, escaped where they were made (render_github.workflow_command)."""
@@ -405,6 +404,7 @@ class BudgetItem(pytest.Item):
         self.add_marker("cnn_budget")
 
     def runtest(self) -> None:
+        from .errors import BudgetFailure
         from .results import Outcome
 
         session: BudgetSession = self.config.stash[_SESSION_KEY]
@@ -415,6 +415,8 @@ class BudgetItem(pytest.Item):
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | TerminalRepr:
+        from .errors import BudgetFailure
+
         if isinstance(excinfo.value, BudgetFailure):
             return str(excinfo.value)
         # pytest's own representation, not its text: the short summary takes the crash line

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .constants import ROOT_NAME
 from .errors import ProfileError
-from .explain import Call, Frame, explain_failure
+from .explain import Call, explain_failure
 from .inputs import InputSpec, Shape
 
 if TYPE_CHECKING:
@@ -73,6 +73,17 @@ class Profile:
 
 
 @dataclass
+class _Frame:
+    """A module call that has started and not yet returned, with its FLOP bookkeeping."""
+
+    name: str
+    module: nn.Module
+    input_shape: Shape | None  # of the first tensor among its arguments
+    flops_at_entry: int
+    child_flops: int = 0
+
+
+@dataclass
 class _Tally:
     calls: int = 0
     output_shape: Shape | None = None
@@ -84,7 +95,7 @@ class _Tally:
 class _Recorder:
     names: dict[int, str]
     tallies: dict[str, _Tally] = field(default_factory=dict)
-    stack: list[Frame] = field(default_factory=list)
+    stack: list[_Frame] = field(default_factory=list)
     trail: list[Call] = field(default_factory=list)
 
 
@@ -141,7 +152,12 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
         with torch.no_grad(), counter:
             output = module(*args, **kwargs) if on_meta else _call_on_meta(module, args, kwargs)
     except Exception as e:
-        raise explain_failure(recorder.stack, recorder.trail, inputs, e) from e
+        raise explain_failure(
+            [Call(f.name, f.module, f.input_shape, None) for f in recorder.stack],
+            recorder.trail,
+            inputs,
+            e,
+        ) from e
     finally:
         for handle in handles:
             handle.remove()
@@ -200,7 +216,7 @@ def _pre_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., An
                 args = (first.long(), *args[1:])
                 changed = (args, kwargs)
         recorder.stack.append(
-            Frame(
+            _Frame(
                 name,
                 module,
                 _first_shape((*args, *kwargs.values())),

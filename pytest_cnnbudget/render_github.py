@@ -18,7 +18,7 @@ from .budgets import budget_text
 from .constants import UPDATE_COMMAND
 from .render_terminal import Failures
 from .results import ModelResult, Outcome, SnapshotStatus, SourceLocation
-from .tables import Style, grid, markdown_escape
+from .tables import Style, grid, markdown_code_block, markdown_escape
 from .units import percent, signed, thousands
 
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
@@ -213,11 +213,9 @@ def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
     rows = grid(headers, cells, right, Style.MARKDOWN)
     details = []
     for r in failing:
-        body = "\n".join(failed[r.name]).replace("```", "ˋˋˋ")
+        body = markdown_code_block("\n".join(failed[r.name]))
         summary = markdown_escape(f"{r.name}: {_title(r)}", cell=False)
-        details.append(
-            f"<details><summary>{summary}</summary>\n\n```text\n{body}\n```\n\n</details>"
-        )
+        details.append(f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>")
     footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failing else ""
     parts = [head, "", *rows, "", *details, footer]
     text = "\n".join(parts).rstrip() + "\n"

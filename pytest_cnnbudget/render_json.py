@@ -130,7 +130,7 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
                 "trainable": r.trainable,
                 "cumulative": r.cumulative,
                 "share": r.share,
-                "layers": r.layers,
+                "layers": r.members,
                 "output_shape": _list(r.output_shape),
                 "macs": r.macs,
                 "flops": r.flops,

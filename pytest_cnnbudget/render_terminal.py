@@ -3,7 +3,7 @@ what these return."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .budgets import budget_text, ranks_trainable
 from .config import model_table
@@ -29,7 +29,9 @@ def layer_columns(count: ParameterCount) -> list[Column[LayerRow]]:
     ]
     if count.compute is not None:
         columns += [
-            Column("output", lambda r: format_shape(r.output_shape) if r.output_shape else "-"),
+            Column(
+                "output", lambda r: "-" if r.output_shape is None else format_shape(r.output_shape)
+            ),
             Column("MACs", lambda r: "-" if r.macs is None else thousands(r.macs), right=True),
         ]
     return columns
@@ -278,13 +280,6 @@ def update_lines(results: Sequence[ModelResult], merge: Merge, snapshot_name: st
 # A failing model's lines, rendered once by `failure_lines` and shown by every report that needs
 # them: the item's failure, the warnings section, the annotation, the job summary.
 Failures = Mapping[str, Sequence[str]]
-
-
-def failures(
-    results: Iterable[ModelResult], config_name: str, snapshot_name: str
-) -> dict[str, list[str]]:
-    """`failure_lines` of every failing result, by model name."""
-    return {r.name: failure_lines(r, config_name, snapshot_name) for r in results if r.failed}
 
 
 def warning_lines(results: Sequence[ModelResult], failed: Failures) -> list[str]:

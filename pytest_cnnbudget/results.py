@@ -31,7 +31,7 @@ class LayerRow:
     flops: int | None = None
     # Parameter-owning modules in the row: 1 for a layer, more for a group, 0 for a module that
     # owns none and is listed for its compute.
-    layers: int = 1
+    members: int = 1
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class ParameterCount:
     @property
     def parameter_rows(self) -> tuple[LayerRow, ...]:
         """The rows that own parameters: what the snapshot stores and the charts show."""
-        return tuple(r for r in self.layers if r.layers)
+        return tuple(r for r in self.layers if r.members)
 
     def largest(self, n: int, trainable: bool = False) -> tuple[LayerRow, ...]:
         """The `n` layers with the most parameters (or trainable ones), largest first (ties keep

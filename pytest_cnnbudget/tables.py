@@ -1,13 +1,16 @@
 """The one table renderer: rows of cells → aligned plain text or GitHub-flavoured Markdown. Pure.
 
-Every table the package prints goes through `render`: the per-layer tables of the terminal and
+Every table the package prints goes through `grid`: the per-layer tables of the terminal and
 of `cnnbudget summary`, the snapshot diff, the one-line-per-model summaries, the job summary and
-the benchmark report. A table is a list of `Column`s, each of which turns a row into its cell,
-so a caller chooses columns (and their order) and the style independently of one another.
+the benchmark report. `render` is its column-driven form: a list of `Column`s, each of which
+turns a row into its cell, so a caller chooses columns (and their order) and the style
+independently of one another. Cells are made safe here, once: on one line in text, escaped in
+Markdown.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -52,6 +55,21 @@ def markdown_escape(text: str, cell: bool = True) -> str:
     return text.translate(_CELL if cell else _HTML)
 
 
+_CELL_SPECIAL = re.compile(r"([\\|&<>\r\n])")
+
+
+def markdown_code(text: str) -> str:
+    """`text` as inline code in a Markdown table cell. The characters the cell escapes stay
+    outside the code spans, where their escapes are read; inside one they would show."""
+    parts = _CELL_SPECIAL.split(text)
+    return "".join(p if _CELL_SPECIAL.fullmatch(p) else f"`{p}`" for p in parts if p)
+
+
+def markdown_code_block(text: str, info: str = "text") -> str:
+    """`text` in a fenced code block that nothing in it can close."""
+    return f"```{info}\n{text.replace('```', 'ˋˋˋ')}\n```"
+
+
 def render(
     columns: Sequence[Column[Row]], rows: Iterable[Row], style: Style = Style.TEXT
 ) -> list[str]:
@@ -69,9 +87,11 @@ def grid(
     style: Style = Style.TEXT,
 ) -> list[str]:
     """A table of cells already made; `render` is the column-driven form of this."""
-    if style is not Style.TEXT:
-        headers = [markdown_escape(h) for h in headers]
-        rows = [[markdown_escape(c) for c in row] for row in rows]
+    # A line break inside a cell would break the table, and in a CI log could start a workflow
+    # command; every cell stays on its line.
+    clean = printable if style is Style.TEXT else markdown_escape
+    headers = [clean(h) for h in headers]
+    rows = [[clean(c) for c in row] for row in rows]
     if style is Style.MARKDOWN:
         lines = ["| " + " | ".join(headers) + " |"]
         lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")

@@ -44,7 +44,6 @@ from pytest_cnnbudget.render_terminal import (
     budget_lines,
     diff_lines,
     failure_lines,
-    failures,
     format_table,
     layer_report,
     overview_lines,
@@ -59,6 +58,13 @@ Expected = Callable[[str, str], None]
 CONFIG = "pyproject.toml"
 SNAPSHOT = "cnnbudget.snapshot.json"
 NAMES = (CONFIG, SNAPSHOT)  # how failures name the two files
+
+
+def failures(results: list[ModelResult], config: str, snapshot: str) -> dict[str, list[str]]:
+    """Each failing result's lines, by model name, as the session renders them once."""
+    return {r.name: failure_lines(r, config, snapshot) for r in results if r.failed}
+
+
 NETS_PATH = Path(nets.__file__)
 AT_32 = parse_input_shape([1, 3, 32, 32])
 
@@ -762,3 +768,11 @@ def test_wire_round_trip_gives_back_an_equal_result() -> None:
         # Through JSON, which turns every tuple into a list, as the transport may.
         data = json.loads(json.dumps(wire.encode(result)))
         assert wire.decode(data) == result
+
+
+def test_a_text_table_keeps_every_cell_on_its_line() -> None:
+    # A parameter name may hold a line break (register_parameter takes any string); in a CI log
+    # the next line could start a workflow command.
+    lines = grid(["layer", "formula"], [["fc", "w\n::error::x 2×2"]], [False, False])
+    assert lines[2] == "fc     w\\n::error::x 2×2"
+    assert len(lines) == 3

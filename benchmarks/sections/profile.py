@@ -8,7 +8,7 @@ from context import Context
 from harness import BENCH_DIR, Job, Stats, child_argv, pytest_argv
 from profiling import TRACE_IMPORTS, TRACE_PYTEST, ImportSplit, Profile, parse_importtime
 from projects import gate_models, llama_model
-from report import Section, code, sec, table
+from report import Section, markdown_code, sec, table
 
 
 def bench_profile(ctx: Context) -> Section:
@@ -121,8 +121,11 @@ def bench_profile(ctx: Context) -> Section:
             "– BudgetSession.start: config + snapshot read",
             *both(lambda k: prof(k, "pytest_cnnbudget/plugin.py", "start")),
         ],
-        ["– result → JSON → result, summary rendering", *both(reporting)],
-        ["– lines of pytest_cnnbudget itself (self time)", *both(lambda k: profiles[k].own_code())],
+        ["– reporting: test reports, failure text, terminal summary", *both(reporting)],
+        [
+            "– lines of pytest_cnnbudget itself (self time)",
+            *both(lambda k: profiles[k].own_code()),
+        ],
         [
             "– pytest: assertion rewriting (test files, plugin distributions)",
             *both(lambda k: prof(k, "_pytest/assertion/rewrite.py", "_rewrite_test")),
@@ -189,7 +192,7 @@ def bench_profile(ctx: Context) -> Section:
         section.lines += ["", f"Top functions by own time, {label} (cProfile):", ""]
         section.lines += table(
             ["function", "own time"],
-            [[code(w), sec(t)] for w, t in profiles[label].top(8)],
+            [[markdown_code(w), sec(t)] for w, t in profiles[label].top(8)],
             right=[False, True],
         )
     return section
