@@ -26,7 +26,8 @@ class WithUnused(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
-        return h @ h.transpose(0, 1)  # 4×8 · 8×4 in the root's own forward
+        out: torch.Tensor = h @ h.transpose(0, 1)  # 4×8 · 8×4 in the root's own forward
+        return out
 
 
 def assert_consistent(count: ParameterCount) -> None:
