@@ -14,11 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budgets import budget_text
 from .constants import UPDATE_COMMAND
-from .render_terminal import Failures
+from .render_terminal import OVERVIEW_COLUMNS, Failures
 from .results import ModelResult, Outcome, SnapshotStatus, SourceLocation
-from .tables import Style, grid, markdown_code_block, markdown_escape
+from .tables import Column, Style, markdown_code_block, markdown_escape, render
 from .units import percent, signed, thousands
 
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
@@ -184,6 +183,28 @@ def _delta(result: ModelResult) -> str:
     return f"{arrow}{signed(change)}"
 
 
+def _used(result: ModelResult) -> str:
+    budget = result.primary_budget
+    return f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-"
+
+
+def _macs(result: ModelResult) -> str:
+    macs = result.count.macs if result.count is not None else None
+    return thousands(macs) if macs is not None else "-"
+
+
+# The job summary's table of models; the MACs column only when some model has an input_shape.
+SUMMARY_COLUMNS: list[Column[ModelResult]] = [
+    OVERVIEW_COLUMNS[0],
+    OVERVIEW_COLUMNS[1],
+    OVERVIEW_COLUMNS[2],
+    Column("used", _used),
+    Column("MACs", _macs, right=True),
+    Column("Δ vs snapshot", _delta, right=True),
+    Column("status", _status),
+]
+
+
 def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
     """The job summary: a table of every model and, per failure, its tables in <details>."""
     # Failures first: they are what the reader came for, and what truncation must keep.
@@ -194,23 +215,8 @@ def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
         head = f"## cnn-budget: all {len(ordered)} models within budget"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
-    headers = ["model", "trainable", "budget", "used", *(["MACs"] if compute else [])]
-    headers += ["Δ vs snapshot", "status"]
-    cells = []
-    for r in ordered:
-        budget = r.primary_budget
-        row = [
-            r.name,
-            thousands(r.count.trainable) if r.count else "-",
-            budget_text(budget),
-            f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-",
-        ]
-        if compute:
-            value = r.count.macs if r.count is not None else None
-            row.append(thousands(value) if value is not None else "-")
-        cells.append([*row, _delta(r), _status(r)])
-    right = [False, True, True, False, *([True] if compute else []), True, False]
-    rows = grid(headers, cells, right, Style.MARKDOWN)
+    columns = SUMMARY_COLUMNS if compute else [c for c in SUMMARY_COLUMNS if c.header != "MACs"]
+    rows = render(columns, ordered, Style.MARKDOWN)
     details = []
     for r in failing:
         body = markdown_code_block("\n".join(failed[r.name]))

@@ -10,8 +10,8 @@ from .config import model_table
 from .constants import UPDATE_COMMAND
 from .inputs import format_shape
 from .merge import Merge
-from .results import LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
-from .tables import Column, Style, grid, indent, markdown_escape, printable, render
+from .results import LayerChange, LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
+from .tables import Column, Style, indent, markdown_escape, printable, render
 from .units import human_bytes, human_count, percent, signed, thousands
 
 LARGEST_LAYERS = 5
@@ -124,23 +124,35 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
         # where to look.
         trainable = ranks_trainable(result.exceeded) and count.frozen > 0
         lines.append("largest trainable layers:" if trainable else "largest layers:")
-        rows = [
-            [
-                printable(r.name),
-                r.type,
-                r.formula,
-                thousands(r.trainable if trainable else r.params),
-                percent(r.trainable / count.trainable if trainable else r.share),
-            ]
-            for r in count.largest(LARGEST_LAYERS, trainable=trainable)
-        ]
-        headers = ["layer", "type", "formula", "trainable" if trainable else "params", "share"]
-        lines += indent(grid(headers, rows, [False] * 3 + [True] * 2))
+        largest = count.largest(LARGEST_LAYERS, trainable=trainable)
+        lines += indent(render(_largest_columns(count, trainable), largest))
         lines.append(
             f"Shrink the model, or raise {', '.join(keys)} under {model_table(result.name)} in "
             f"{config_name}."
         )
     return lines
+
+
+def _largest_columns(count: ParameterCount, trainable: bool) -> list[Column[LayerRow]]:
+    """The layer table of a budget failure, by trainable parameters or by all of them."""
+    columns = layer_columns(count)[:3]
+    if trainable:
+        return [
+            *columns,
+            Column("trainable", lambda r: thousands(r.trainable), right=True),
+            Column("share", lambda r: percent(r.trainable / count.trainable), right=True),
+        ]
+    return [*columns, layer_columns(count)[3], layer_columns(count)[5]]
+
+
+_DIFF_COLUMNS: list[Column[LayerChange]] = [
+    Column("layer", lambda c: c.name),
+    Column("type", lambda c: c.type),
+    Column("snapshot", lambda c: "-" if c.before is None else thousands(c.before), right=True),
+    Column("now", lambda c: "-" if c.after is None else thousands(c.after), right=True),
+    Column("delta", lambda c: signed(c.delta), right=True),
+    Column("formula (now)", lambda c: "(removed)" if c.after is None else c.formula),
+]
 
 
 def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
@@ -153,26 +165,11 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     diff = result.diff
     if diff is None or result.snapshot is not SnapshotStatus.CHANGED:
         return []
-    rows = [
-        [
-            printable(change.name),
-            change.type,
-            "-" if change.before is None else thousands(change.before),
-            "-" if change.after is None else thousands(change.after),
-            signed(change.delta),
-            "(removed)" if change.after is None else change.formula,
-        ]
-        for change in diff.layers
-    ]
-    rows += [
-        [t.label, "", thousands(t.before), thousands(t.after), signed(t.after - t.before), ""]
-        for t in diff.totals
-    ]
-    headers = ["layer", "type", "snapshot", "now", "delta", "formula (now)"]
-    right = [False, False, True, True, True, False]
+    # The model's totals are rows of the same table, below its layers.
+    totals = [LayerChange(t.label, "", t.before, t.after, "") for t in diff.totals]
     return [
         f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}",
-        *indent(grid(headers, rows, right)),
+        *indent(render(_DIFF_COLUMNS, [*diff.layers, *totals])),
         _accept_hint(result),
     ]
 
@@ -206,6 +203,28 @@ def _status(result: ModelResult) -> str:
     return f"{word} (over budget)" if over else word
 
 
+def trainable_text(result: ModelResult) -> str:
+    """The trainable count of a result, `-` when it could not be counted."""
+    return thousands(result.count.trainable) if result.count else "-"
+
+
+def used_text(result: ModelResult) -> str:
+    """How much of its primary budget a model uses, `-` without one."""
+    budget = result.primary_budget
+    return percent(budget.used) if budget else "-"
+
+
+# The columns of the run's summary: one line per model.
+OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
+    Column("model", lambda r: r.name),
+    Column("trainable", trainable_text, right=True),
+    Column("budget", lambda r: budget_text(r.primary_budget), right=True),
+    Column("used", used_text, right=True),
+    Column("snapshot", lambda r: r.snapshot.value),
+    Column("status", lambda r: _status(r)),
+]
+
+
 def overview_lines(
     results: Sequence[ModelResult],
     stale: Sequence[str],
@@ -221,21 +240,7 @@ def overview_lines(
         # Past a screenful, only what needs attention is listed, so failures are not buried.
         shown = [r for r in ordered if r.failed][:max_rows]
         hidden = len(ordered) - len(shown)
-    rows = []
-    for r in shown:
-        budget = r.primary_budget
-        rows.append(
-            [
-                printable(r.name),
-                thousands(r.count.trainable) if r.count else "-",
-                budget_text(budget),
-                percent(budget.used) if budget else "-",
-                r.snapshot.value,
-                _status(r),
-            ]
-        )
-    headers = ["model", "trainable", "budget", "used", "snapshot", "status"]
-    lines = grid(headers, rows, [False, True, True, True, False, False]) if rows else []
+    lines = render(OVERVIEW_COLUMNS, shown) if shown else []
     if hidden:
         passed = sum(1 for r in ordered if not r.failed)
         lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
