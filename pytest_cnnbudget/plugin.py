@@ -311,11 +311,11 @@ class ReportingSession(BudgetSession):
         merge = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
         lines = []
+        stale = merge.stale
         if self.update and self.settings.snapshot is not None:
             lines += update_lines(results, merge, self.names[1])
-        lines += overview_lines(
-            results, merge.stale, verbose=verbose, max_rows=10**9 if verbose else 50
-        )
+            stale = tuple(name for name in stale if name not in merge.removed)
+        lines += overview_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
         terminal.section("cnn-budget", lines)
         warned = warning_lines(results, self.failed)
         if warned:
