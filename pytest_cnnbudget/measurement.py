@@ -36,6 +36,8 @@ def measure(
     module = as_module(model)
     measured = profile(module, inputs) if inputs is not None else None
     count = count_parameters(module)
+    if measured is None and depth is None:
+        return count  # one row per parameter-owning module, as counted: nothing to join
     types = {name or ROOT_NAME: type(m).__name__ for name, m in module.named_modules()}
     return join(count, measured, types, depth)
 

@@ -25,6 +25,11 @@ class Merge:
     complete: bool  # every configured model ran
     changed: bool  # `entries` differs from what was stored: the file must be written
 
+    def stale_after(self, written: bool) -> tuple[str, ...]:
+        """The stale entries still in the file once the run is over: all of them, unless the
+        update was written and removed some."""
+        return tuple(n for n in self.stale if n not in self.removed) if written else self.stale
+
 
 def merge_snapshot(
     stored: Mapping[str, SnapshotEntry],

@@ -310,11 +310,9 @@ class ReportingSession(BudgetSession):
         results = list(self.results.values())
         merge = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
-        lines = []
-        stale = merge.stale
-        if self.update and self.settings.snapshot is not None:
-            lines += update_lines(results, merge, self.names[1])
-            stale = tuple(name for name in stale if name not in merge.removed)
+        updating = self.update and self.settings.snapshot is not None
+        lines = update_lines(results, merge, self.names[1]) if updating else []
+        stale = merge.stale_after(written=updating)
         lines += overview_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
         terminal.section("cnn-budget", lines)
         warned = warning_lines(results, self.failed)

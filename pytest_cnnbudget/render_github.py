@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .constants import UPDATE_COMMAND
-from .render_terminal import OVERVIEW_COLUMNS, Failures
-from .results import ModelResult, Outcome, SnapshotStatus, SourceLocation
+from .render_terminal import MODEL_COLUMNS, Failures, used_text
+from .results import ModelResult, Outcome, SnapshotStatus
 from .tables import Column, Style, markdown_code_block, markdown_escape, render
-from .units import percent, signed, thousands
+from .units import signed, thousands
 
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
@@ -88,9 +88,12 @@ def anchors(
     of the config file that declares the model."""
     out = {}
     for result in results:
-        source = result.source or SourceLocation(str(config_path), 0)
-        line = source.line if result.source is not None else config_lines.get(result.name)
-        out[result.name] = Anchor(relative_to_workspace(source.path, workspace), line)
+        line: int | None
+        if result.source is not None:
+            path, line = result.source.path, result.source.line
+        else:
+            path, line = str(config_path), config_lines.get(result.name)
+        out[result.name] = Anchor(relative_to_workspace(path, workspace), line)
     return out
 
 
@@ -185,7 +188,7 @@ def _delta(result: ModelResult) -> str:
 
 def _used(result: ModelResult) -> str:
     budget = result.primary_budget
-    return f"{percent(budget.used)} `{usage_bar(budget.used)}`" if budget else "-"
+    return f"{used_text(result)} `{usage_bar(budget.used)}`" if budget else "-"
 
 
 def _macs(result: ModelResult) -> str:
@@ -195,9 +198,7 @@ def _macs(result: ModelResult) -> str:
 
 # The job summary's table of models; the MACs column only when some model has an input_shape.
 SUMMARY_COLUMNS: list[Column[ModelResult]] = [
-    OVERVIEW_COLUMNS[0],
-    OVERVIEW_COLUMNS[1],
-    OVERVIEW_COLUMNS[2],
+    *MODEL_COLUMNS,
     Column("used", _used),
     Column("MACs", _macs, right=True),
     Column("Δ vs snapshot", _delta, right=True),

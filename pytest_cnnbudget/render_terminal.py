@@ -20,6 +20,7 @@ LARGEST_LAYERS = 5
 def layer_columns(count: ParameterCount) -> list[Column[LayerRow]]:
     """name, type, formula, params, cumulative, share; output shape and MACs when it ran."""
     columns: list[Column[LayerRow]] = [
+        # printable in Markdown too: a line break in a name shows as `\n`, not as a space.
         Column("layer", lambda r: printable(r.name)),
         Column("type", lambda r: r.type),
         Column("formula", lambda r: r.formula),
@@ -135,14 +136,15 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
 
 def _largest_columns(count: ParameterCount, trainable: bool) -> list[Column[LayerRow]]:
     """The layer table of a budget failure, by trainable parameters or by all of them."""
-    columns = layer_columns(count)[:3]
+    column = {c.header: c for c in layer_columns(count)}
+    named = [column["layer"], column["type"], column["formula"]]
     if trainable:
         return [
-            *columns,
+            *named,
             Column("trainable", lambda r: thousands(r.trainable), right=True),
             Column("share", lambda r: percent(r.trainable / count.trainable), right=True),
         ]
-    return [*columns, layer_columns(count)[3], layer_columns(count)[5]]
+    return [*named, column["params"], column["share"]]
 
 
 _DIFF_COLUMNS: list[Column[LayerChange]] = [
@@ -203,22 +205,20 @@ def _status(result: ModelResult) -> str:
     return f"{word} (over budget)" if over else word
 
 
-def trainable_text(result: ModelResult) -> str:
-    """The trainable count of a result, `-` when it could not be counted."""
-    return thousands(result.count.trainable) if result.count else "-"
-
-
 def used_text(result: ModelResult) -> str:
     """How much of its primary budget a model uses, `-` without one."""
     budget = result.primary_budget
     return percent(budget.used) if budget else "-"
 
 
-# The columns of the run's summary: one line per model.
-OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
+# The first columns of every one-line-per-model table: here and in the job summary.
+MODEL_COLUMNS: list[Column[ModelResult]] = [
     Column("model", lambda r: r.name),
-    Column("trainable", trainable_text, right=True),
+    Column("trainable", lambda r: thousands(r.count.trainable) if r.count else "-", right=True),
     Column("budget", lambda r: budget_text(r.primary_budget), right=True),
+]
+OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
+    *MODEL_COLUMNS,
     Column("used", used_text, right=True),
     Column("snapshot", lambda r: r.snapshot.value),
     Column("status", lambda r: _status(r)),

@@ -105,6 +105,9 @@ def test_stale_entries_are_removed_when_every_configured_model_ran() -> None:
     assert merge.stale == merge.removed == ("also_gone", "gone")
     assert merge.entries == {"cifar": entry(10)}
     assert (merge.complete, merge.changed) == (True, True)
+    # Once written they are gone; a plain run writes nothing, so they are still there.
+    assert merge.stale_after(written=True) == ()
+    assert merge.stale_after(written=False) == ("also_gone", "gone")
 
 
 def test_stale_entries_are_listed_but_kept_by_a_partial_run() -> None:
@@ -115,3 +118,4 @@ def test_stale_entries_are_listed_but_kept_by_a_partial_run() -> None:
         assert merge.stale == ("gone",)
         assert (merge.removed, merge.complete, merge.changed) == ((), False, False)
         assert merge.entries == stored
+        assert merge.stale_after(written=True) == ("gone",)
