@@ -8,7 +8,7 @@ error rather than a traceback from deep inside a test run.
 from __future__ import annotations
 
 import difflib
-import json
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -18,9 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from .budgets import BUDGETS, KEYS
-from .constants import DEFAULT_SNAPSHOT, DEVICES
+from .constants import (
+    DEFAULT_SNAPSHOT,
+    DEVICES,
+    MAX_CONFIG_BYTES,
+    MAX_KWARGS_DEPTH,
+    MAX_MODEL_NAME,
+    MAX_MODELS,
+    MAX_SNAPSHOT_PATH,
+    MAX_TARGET,
+    MAX_TIMEOUT,
+)
 from .errors import ConfigError
 from .inputs import InputSpec, parse_input_shape
+from .units import brief
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +58,9 @@ class ModelSpec:
     device: str = "meta"
     line: int | None = None  # where its table starts in the config file, for annotations
     input_shape: InputSpec | None = None
+    # Seconds its check may take, 0 for no limit; None when its table does not say, and then
+    # Settings.timeout applies: the model's own key wins.
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Settings:
     snapshot: Path | None
     device: str
     models: tuple[ModelSpec, ...]
+    timeout: float | None = None  # the top-level `timeout`, for models without their own
 
     def snapshot_name(self, rootdir: Path) -> str:
         """The snapshot file as failures name it: relative to pytest's rootdir when inside it."""
@@ -68,8 +83,27 @@ class Settings:
             return str(self.snapshot)
 
 
-_TOP_KEYS = ("snapshot", "device", "models")
-_MODEL_KEYS = ("target", "kwargs", "level", "device", "input_shape", *KEYS)
+_TOP_KEYS = ("snapshot", "device", "timeout", "models")
+_MODEL_KEYS = ("target", "kwargs", "level", "device", "timeout", "input_shape", *KEYS)
+
+# C0 and C1 controls (newline, carriage return, tab, NUL, escape, NEL) and the Unicode line and
+# paragraph separators: what could break a name or a path across lines of a message, a table or
+# a GitHub annotation, or hide in a terminal. Every other character, spaces and `/` included, is
+# fine in a model name: the renderers quote and escape what they must.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """`text` with every unprintable character escaped as repr() would: one line, whatever the
+    user wrote. Each part of a message is quoted already; this is the guard behind them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _shown(text: str) -> str:
+    """A key or name as a message shows it: as written when short and printable, else repr()."""
+    return text if text.isprintable() and len(text) <= 60 else brief(text)
 
 
 class _Problems:
@@ -80,13 +114,16 @@ class _Problems:
         self.messages: list[str] = []
 
     def add(self, where: str, key: str | None, message: str) -> None:
-        location = f"{where} {key}" if key else where
-        self.messages.append(f"{location}: {message}")
+        location = f"{where} {_shown(key)}" if key else where
+        # One line per problem: the plugin and the GitHub renderer split the message on lines.
+        self.messages.append(_one_line(f"{location}: {message}"))
 
     def raise_if_any(self) -> None:
         if self.messages:
             details = "\n".join(f"  {m}" for m in self.messages)
-            raise ConfigError(f"{self.path}: invalid [tool.cnnbudget] configuration\n{details}")
+            raise ConfigError(
+                f"{_one_line(str(self.path))}: invalid [tool.cnnbudget] configuration\n{details}"
+            )
 
 
 def _unknown_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -109,7 +146,22 @@ _KEY = rf"""("[^"]*"|'[^']*'|{_BARE_KEY})"""
 def model_table(name: str) -> str:
     """`[tool.cnnbudget.models.<name>]`, quoting the key as TOML would need it."""
     bare = re.fullmatch(_BARE_KEY, name)
-    return f"[tool.cnnbudget.models.{name if bare else json.dumps(name, ensure_ascii=False)}]"
+    return f"[tool.cnnbudget.models.{name if bare else _toml_string(name)}]"
+
+
+def _toml_string(text: str) -> str:
+    """`text` as a TOML basic string. Letters of any script stay readable; anything unprintable
+    (a no-break space, a direction mark, a control) becomes TOML's own \\u escape, so a message
+    stays on one line and the table it names can still be pasted into the file."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(f"\\u{ord(c):04X}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08X}")
+    return '"' + "".join(out) + '"'
 
 
 # A table header such as `[tool.cnnbudget]`, `[tool.cnnbudget.models]` or
@@ -131,7 +183,9 @@ def _model_lines(text: str) -> tuple[int | None, dict[str, int]]:
     top: int | None = None
     lines: dict[str, int] = {}
     in_models_table = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only, as TOML counts lines: splitlines() would also break at a form feed or a
+    # U+2028 inside a string or comment and shift every later model's line.
+    for number, line in enumerate(text.split("\n"), start=1):
         if _ANY_HEADER.match(line):
             header = _HEADER.match(line)
             in_models_table = False
@@ -174,31 +228,69 @@ def _get(
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+        raise TypeError(f"expected a string, got {type(value).__name__} {brief(value)}")
     return value
+
+
+def _bounded(text: str, limit: int, what: str) -> str:
+    if len(text) > limit:
+        raise ValueError(
+            f"{brief(text)} is {len(text):,} characters long; {what} is at most {limit:,}"
+        )
+    return text
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         text = _string(value)
         if text not in options:
-            raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {text!r}")
+            raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {brief(text)}")
         return text
 
     return convert
 
 
+_TARGET_FORM = "is not of the form 'package.module:ClassOrFactory'"
+
+
 def _target(value: Any) -> str:
-    text = _string(value)
+    text = _bounded(_string(value), MAX_TARGET, "a target")
     module, sep, attr = text.partition(":")
     if not (sep and module and attr):
-        raise ValueError(f"{text!r} is not of the form 'package.module:ClassOrFactory'")
+        raise ValueError(f"{brief(text)} {_TARGET_FORM}")
+    # Strict, so that what is imported is exactly what was written: no stray whitespace, no
+    # second colon, nothing that reads as a command when the target is echoed into a CI log.
+    for part in (*module.split("."), *attr.split(".")):
+        if not part.isidentifier():
+            why = "an empty name" if not part else f"{brief(part)}, not a Python identifier"
+            raise ValueError(f"{brief(text)} {_TARGET_FORM}: it has {why}")
     return text
+
+
+_Nested = Mapping[Any, Any] | list[Any] | tuple[Any, ...]
+
+
+def _depth(value: _Nested, limit: int) -> int:
+    """How deeply tables and arrays nest in `value` (a table alone is 1), counted no further than
+    `limit + 1`; without recursion, so no nesting can exhaust the stack."""
+    deepest = 0
+    stack: list[tuple[_Nested, int]] = [(value, 1)]
+    while stack and deepest <= limit:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, Mapping) else item
+        stack.extend((c, level + 1) for c in children if isinstance(c, Mapping | list | tuple))
+    return deepest
 
 
 def _kwargs(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"expected a table of keyword arguments, got {type(value).__name__}")
+    if _depth(value, MAX_KWARGS_DEPTH) > MAX_KWARGS_DEPTH:
+        raise ValueError(
+            f"tables and arrays nest more than {MAX_KWARGS_DEPTH} levels deep (the kwargs table "
+            f"is the first); at most {MAX_KWARGS_DEPTH}"
+        )
     return dict(value)
 
 
@@ -207,7 +299,55 @@ def _snapshot(value: Any) -> str | None:
         return None
     if value is True:
         return DEFAULT_SNAPSHOT
-    return _string(value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"expected a file name, true or false, got {type(value).__name__} {brief(value)}"
+        )
+    if not value:
+        raise ValueError("is empty; give a file name, or false for no snapshot")
+    text = _bounded(value, MAX_SNAPSHOT_PATH, "a snapshot path")
+    control = _CONTROL.search(text)
+    if control:
+        raise ValueError(
+            f"{brief(text)} contains the control character {control.group()!r}; "
+            "a snapshot path must be one line of printable text"
+        )
+    return text
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"expected a number of seconds (0 for no limit), got {type(value).__name__} "
+            f"{brief(value)}"
+        )
+    # isfinite() is asked of floats only: it converts an int, and a huge one will not convert.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number of seconds; 0 means no limit")
+    if value < 0:
+        raise ValueError(f"{brief(value)} is negative; give seconds, or 0 for no limit")
+    if value > MAX_TIMEOUT:
+        raise ValueError(
+            f"{brief(value)} seconds is more than a day ({MAX_TIMEOUT:,}); 0 means no limit"
+        )
+    return float(value) if value else 0.0  # -0.0 as well: no limit
+
+
+def _model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model's name (it becomes a test id, a snapshot key, a table row)."""
+    if not name:
+        return "a model name is empty; give the model a name"
+    if len(name) > MAX_MODEL_NAME:
+        return (
+            f"model name {name[:40]!r}… is {len(name):,} characters long; at most {MAX_MODEL_NAME}"
+        )
+    control = _CONTROL.search(name)
+    if control:
+        return (
+            f"model name {name!r} contains the control character {control.group()!r}; "
+            "a model name must be one line of printable text"
+        )
+    return None
 
 
 _LEVEL = _choice(tuple(level.value for level in Level))
@@ -220,7 +360,7 @@ def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path
     if not path.is_file():
         where = "--cnn-budget-config" if option else "pytest's rootdir"
         raise ConfigError(
-            f"--cnn-budget: no configuration file at {path} ({where}); add "
+            f"--cnn-budget: no configuration file at {_one_line(str(path))} ({where}); add "
             "[tool.cnnbudget] to pyproject.toml there, or pass --cnn-budget-config PATH"
         )
     return path
@@ -228,19 +368,42 @@ def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path
 
 def load_settings(path: Path) -> Settings:
     """Read and validate `[tool.cnnbudget]` from `path`; raise ConfigError listing every problem."""
+    file = _one_line(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        # One byte past the limit tells an over-long file without reading all of it.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror or e}") from e
+        raise ConfigError(f"{file}: cannot read the configuration: {e.strerror or e}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{file}: larger than {MAX_CONFIG_BYTES // 2**20} MiB; a configuration file is "
+            "at most that (is this the right file?)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{file}: is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from e
+    # Universal newlines, as the text-mode read this replaced: a file with Windows or old Mac line
+    # endings reads, and numbers its lines, as it always did.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: malformed TOML: {e}") from e
+        raise ConfigError(f"{file}: malformed TOML: {e}") from e
+    except RecursionError as e:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(
+            f"{file}: malformed TOML: arrays or inline tables nested too deeply to read"
+        ) from e
+    except ValueError as e:  # int() refusing a number of more than 4,300 digits, for one
+        raise ConfigError(f"{file}: malformed TOML: a value cannot be read ({e})") from e
     tool = document.get("tool", {})
     section = tool.get("cnnbudget") if isinstance(tool, dict) else None
     if not isinstance(section, dict):
         raise ConfigError(
-            f"{path}: no [tool.cnnbudget] table; add one with at least one "
+            f"{file}: no [tool.cnnbudget] table; add one with at least one "
             "[tool.cnnbudget.models.<name>] entry (see the README), or point "
             "--cnn-budget-config at the file that has it"
         )
@@ -255,16 +418,29 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
         problems.add(top, key, message)
     snapshot_name = _get(problems, top, section, "snapshot", _snapshot, DEFAULT_SNAPSHOT)
     device = _get(problems, top, section, "device", _choice(DEVICES), "meta")
+    timeout = _get(problems, top, section, "timeout", _timeout)
     models_table = section.get("models", {})
     if not isinstance(models_table, dict):
         problems.add(top, "models", f"expected a table, got {type(models_table).__name__}")
         models_table = {}
     if not models_table:
         problems.add(top, None, "no models configured; add a [tool.cnnbudget.models.<name>] table")
+    elif len(models_table) > MAX_MODELS:
+        problems.add(
+            top,
+            "models",
+            f"{len(models_table):,} models; one file configures at most {MAX_MODELS:,}",
+        )
+        models_table = {}
 
     top_line, model_lines = _model_lines(text)
     models = []
     for name, table in models_table.items():
+        name_problem = _model_name_problem(name)
+        if name_problem is not None:
+            # Its table is not checked: every message about it would repeat the bad name.
+            problems.add("[tool.cnnbudget.models]", None, name_problem)
+            continue
         where = model_table(name)
         if not isinstance(table, dict):
             problems.add(where, None, f"expected a table, got {type(table).__name__}")
@@ -295,8 +471,11 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),
                 line=model_lines.get(name, top_line),
                 input_shape=_get(problems, where, table, "input_shape", parse_input_shape),
+                timeout=_get(problems, where, table, "timeout", _timeout),
             )
         )
     problems.raise_if_any()
     snapshot = (path.parent / snapshot_name) if snapshot_name is not None else None
-    return Settings(path=path, snapshot=snapshot, device=device, models=tuple(models))
+    return Settings(
+        path=path, snapshot=snapshot, device=device, models=tuple(models), timeout=timeout
+    )

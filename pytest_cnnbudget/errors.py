@@ -45,3 +45,12 @@ class BudgetFailure(CnnBudgetError):
 
 class FormulaMismatchWarning(UserWarning):
     """A layer's textbook formula disagrees with `numel()`: the formula table has a bug."""
+
+
+def exception_text(error: BaseException) -> str:
+    """`TypeName: message`, even for an exception whose `__str__` raises."""
+    try:
+        message = str(error)
+    except Exception as e:
+        message = f"<its message could not be shown: str() raised {type(e).__name__}>"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .budgets import check_budgets
 from .config import Level, ModelSpec
-from .errors import CountError, ModelBuildError, ProfileError
+from .errors import CnnBudgetError, CountError, ModelBuildError, ProfileError, exception_text
 from .loading import build_model, resolve_target
 from .locate import definition_source, error_source, layer_source, user_frames
 from .measurement import measure
@@ -59,14 +59,30 @@ def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
     return SnapshotDiff(tuple(changes), tuple(totals))
 
 
-def describe_build_error(error: Exception) -> str:
+def describe_build_error(error: BaseException) -> str:
     """The error's message plus the innermost frames of user code that raised it."""
-    lines = [str(error)]
+    lines = [str(error) if isinstance(error, CnnBudgetError) else exception_text(error)]
     frames = user_frames(error)
     if frames:
         lines.append("raised at (innermost last):")
         lines += [line.rstrip("\n") for line in traceback.format_list(frames[-4:])]
     return "\n".join(lines)
+
+
+def error_result(
+    spec: ModelSpec, error: str, stage: str, source: SourceLocation | None = None
+) -> ModelResult:
+    """A model that could not be checked: `stage` says which step failed (see render_terminal)."""
+    return ModelResult(
+        name=spec.name,
+        target=spec.target,
+        level=spec.level.value,
+        outcome=Outcome.ERROR,
+        snapshot=SnapshotStatus.UNKNOWN,
+        error=error,
+        error_stage=stage,
+        source=source,
+    )
 
 
 def check_model(
@@ -76,22 +92,40 @@ def check_model(
     snapshot_enabled: bool,
     update: bool,
 ) -> ModelResult:
-    """Build, count and judge one model; never raises for a problem with the model itself."""
+    """Build, count and judge one model; never raises for a problem with the model itself.
+
+    Any exception is that model's failure: one from the user's code, a warning that `-W error`
+    turned into one, or a bug of ours that this model triggers; the other models still run.
+    """
+    stage = "build"
     try:
         model = build_model(spec.target, spec.kwargs, device=spec.device)
         count = measure(model, spec.input_shape)
-    except (ModelBuildError, CountError, ProfileError) as e:
-        return ModelResult(
-            name=spec.name,
-            target=spec.target,
-            level=spec.level.value,
-            outcome=Outcome.ERROR,
-            snapshot=SnapshotStatus.UNKNOWN,
-            error=describe_build_error(e),
-            error_stage="forward" if isinstance(e, ProfileError) else "build",
-            source=error_source(e) or _target_source(spec.target),
-        )
+        stage = "check"
+        return _judge(spec, stored, model, count, snapshot_enabled, update)
+    except Exception as e:
+        if isinstance(e, ProfileError):
+            stage = "forward"
+        elif isinstance(e, ModelBuildError | CountError):
+            stage = "build"
+        return error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
 
+
+def _error_source(spec: ModelSpec, error: BaseException) -> SourceLocation | None:
+    try:
+        return error_source(error) or _target_source(spec.target)
+    except Exception:  # where to point is a nicety; the failure itself must get through
+        return None
+
+
+def _judge(
+    spec: ModelSpec,
+    stored: SnapshotEntry | None,
+    model: nn.Module,
+    count: ParameterCount,
+    snapshot_enabled: bool,
+    update: bool,
+) -> ModelResult:
     budgets = check_budgets(spec.budgets, count)
     over = any(b.over for b in budgets)
     entry = SnapshotEntry.from_count(count)
@@ -138,7 +172,16 @@ def _failure_source(
     model: nn.Module, spec: ModelSpec, count: ParameterCount, diff: SnapshotDiff | None
 ) -> SourceLocation | None:
     """The line a reviewer should read first: the layer that changed most, else the largest
-    layer, else the model's class or factory."""
+    layer, else the model's class or factory; None when a model's odd source defeats it."""
+    try:
+        return _find_failure_source(model, spec, count, diff)
+    except Exception:
+        return None
+
+
+def _find_failure_source(
+    model: nn.Module, spec: ModelSpec, count: ParameterCount, diff: SnapshotDiff | None
+) -> SourceLocation | None:
     present = {row.name for row in count.parameter_rows}
     changed = [c for c in diff.layers if c.name in present] if diff is not None else []
     if changed:

@@ -7,6 +7,7 @@ model counts in a few hundred megabytes.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
-from .errors import ModelBuildError
+from .errors import ModelBuildError, exception_text
 
 
 def resolve_target(target: str) -> Callable[..., Any]:
@@ -148,16 +149,21 @@ def build_model(
             try:
                 with torch.device("meta"), _SkipFillsOnMeta():
                     model = _call(factory, kwargs)
-            except Exception:
+            except Exception as e:
+                if not meta_caused(e):
+                    raise
                 # Some constructors compute widths with tensor ops and read them back, which
                 # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with real
-                # arithmetic but weights moved to meta as they are registered. A constructor
-                # that is simply broken fails here too, and that error is the one to show.
+                # arithmetic but weights moved to meta as they are registered. Only then: the
+                # constructor runs a second time, with its side effects, and an import, network
+                # or argument error would only fail again.
                 with _registered_on_meta(), _SkipFillsOnMeta():
                     model = _call(factory, kwargs)
     except Exception as e:
+        hint = build_hint(e)
         raise ModelBuildError(
-            f"building {name}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {e}"
+            f"building {name}({_kwargs_text(kwargs)}) raised {exception_text(e)}"
+            + (f"\nhint: {hint}" if hint else "")
         ) from e
     if not isinstance(model, nn.Module):
         raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
@@ -165,4 +171,68 @@ def build_model(
 
 
 def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return ", ".join(f"{k}={_safe_repr(v)}" for k, v in kwargs.items())
+
+
+def _safe_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}…"
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+# What a meta tensor makes fail that a real one would not: reading values back (`.item()`,
+# `.tolist()`, `int(t)`, NumPy), data-dependent shapes, a missing meta kernel, and mixing meta
+# with the real tensors a constructor makes itself.
+_META_CAUSED = re.compile(
+    r"\bmeta\b|register_meta|fake impl|no data!|data-dependent|_local_scalar_dense"
+    r"|not on the expected device|same device|without output_size|Boolean value of Tensor",
+    re.IGNORECASE,
+)
+
+
+def meta_caused(error: BaseException) -> bool:
+    """Whether building on meta, not the constructor itself, is what failed."""
+    for e in _chain(error):
+        if isinstance(e, Warning | ImportError | OSError | AssertionError):
+            return False
+        meta_kinds = RuntimeError | NotImplementedError | TypeError | ValueError
+        if isinstance(e, meta_kinds) and _META_CAUSED.search(_message(e)):
+            return True
+    return False
+
+
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return ""
+
+
+_NETWORK = re.compile(
+    r"download|HF_HUB_OFFLINE|offline mode|couldn't connect|Max retries|"
+    r"Name or service not known|name resolution|Network is unreachable|getaddrinfo",
+    re.IGNORECASE,
+)
+_GPU = re.compile(r"\bcuda\b|nvidia|\bgpu\b|compiled with CUDA", re.IGNORECASE)
+
+
+def build_hint(error: BaseException) -> str | None:
+    """A one-line hint for the failures a gate sees most: weights to download, a GPU."""
+    for e in _chain(error):
+        text = _message(e)
+        if isinstance(e, ConnectionError | TimeoutError) or _NETWORK.search(text):
+            return (
+                "counting needs no weights: set pretrained = false (or the library's "
+                "equivalent) in kwargs"
+            )
+        if _GPU.search(text):
+            return "the constructor needs a GPU; guard it or build on meta"
+    return None

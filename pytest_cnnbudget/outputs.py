@@ -3,6 +3,7 @@ the charts. Takes rendered content and plain paths; the plugin decides when to c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -25,18 +26,74 @@ def append_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def chart_stem(name: str) -> str:
-    """A file name for a model's chart: characters a file system may reject become `_`."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+STEM_LENGTH = 60  # of a chart's file name's readable part; a hash may follow
+_HASH_DIGITS = 8  # at first; more only where two names' hashes begin alike
+_ALL_DIGITS = 64  # of a SHA-256 in hex
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+# Names Windows reserves for devices, whatever the extension: `NUL.svg` is the null device.
+_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"{port}{n}" for port in ("COM", "LPT") for n in range(10)),
+}
+
+
+def _readable(name: str) -> str:
+    """The part of a chart's file name a reader recognises the model by."""
+    stem = _UNSAFE.sub("_", name)[:STEM_LENGTH]
+    # A leading `.` hides the file; a leading `-` reads as an option to a shell command.
+    stem = re.sub(r"^[.-]", "_", stem)
+    # A reserved name stays reserved whatever follows its first dot (`NUL.tar.gz` is `NUL`).
+    return "_" + stem if stem.split(".")[0].upper() in _RESERVED else stem
+
+
+def _plain(name: str) -> bool:
+    """Whether `name` can be its own file name on every common file system."""
+    return bool(name) and _readable(name) == name
+
+
+def _stem(name: str, digits: int) -> str:
+    if not digits:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:digits]
+    readable = _readable(name)
+    return f"{readable}-{digest}" if readable else digest
+
+
+def chart_stems(names: Iterable[str]) -> dict[str, str]:
+    """A file name (without extension) for each model's chart in one run, unique even on a
+    file system that ignores case, of bounded length, and the same in every run of these names.
+
+    A name that is safe as it is stays as it is (`resnet18`). Any other (`a b`, `a/b`, a name
+    too long, `CON`) becomes its readable part plus `-` and the start of its SHA-256, as do
+    names that would clash with another's, `Net` and `net` alike."""
+    unique = sorted(set(names))
+    digits = {name: 0 if _plain(name) else _HASH_DIGITS for name in unique}
+    while True:
+        stems = {name: _stem(name, digits[name]) for name in unique}
+        folded: dict[str, list[str]] = {}
+        for name, stem in stems.items():
+            folded.setdefault(stem.lower(), []).append(name)
+        clashing = [name for group in folded.values() if len(group) > 1 for name in group]
+        if not clashing or all(digits[name] == _ALL_DIGITS for name in clashing):
+            return stems
+        # A plain name that meets another's hashed one, or two hashes that share a prefix:
+        # both take a hash, or a longer one, until they differ.
+        for name in clashing:
+            digits[name] = min(2 * digits[name], _ALL_DIGITS) if digits[name] else _HASH_DIGITS
 
 
 def write_charts(directory: Path, results: Iterable[ModelResult]) -> list[Path]:
-    """Each counted model's share chart as `<directory>/<model>.svg` and `.png`."""
+    """Each counted model's share chart as `<directory>/<stem>.svg` and `.png`, its stem from
+    `chart_stems`."""
     from .plot import save_plot
 
+    counted = [(r, r.count) for r in results if r.count is not None]
+    stems = chart_stems(r.name for r, _ in counted)
     written: list[Path] = []
-    for result in results:
-        if result.count is not None:
-            title = f"{result.name} ({result.target})"
-            written += save_plot(result.count, directory, chart_stem(result.name), title=title)
+    for result, count in counted:
+        title = f"{result.name} ({result.target})"
+        written += save_plot(count, directory, stems[result.name], title=title)
     return written

@@ -9,7 +9,7 @@ figure registry to leak into, and no GUI toolkit needed on a CI runner.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import PlotUnavailableError
 
@@ -25,6 +25,9 @@ MIN_HEIGHT = 2.0
 PNG_DPI = 150
 BAR_COLOR = "#4c72b0"
 REST_COLOR = "#a0a0a0"
+# Model keys and layer names are user text: drawn as typed, never read as mathtext (`$x^2$`,
+# where a stray `$` or `\\foo` would make savefig raise) or handed to LaTeX by a usetex rc.
+_PLAIN_TEXT: dict[str, Any] = {"parse_math": False, "usetex": False}
 
 
 def _figure_class() -> type[Figure]:
@@ -58,9 +61,18 @@ def plot(result: ParameterCount, top: int = 10, title: str | None = None) -> Fig
     height = max(MIN_HEIGHT, 1.2 + BAR_HEIGHT * len(bars))
     fig = figure_class(figsize=(FIGURE_WIDTH, height), layout="constrained")
     ax = fig.add_subplot()
-    ax.set_title(title if title is not None else f"Parameters per layer ({result.total:,} total)")
+    default = f"Parameters per layer ({result.total:,} total)"
+    ax.set_title(title if title is not None else default, **_PLAIN_TEXT)
     if not bars:
-        ax.text(0.5, 0.5, "no parameters", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no parameters",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            **_PLAIN_TEXT,
+        )
         ax.set_axis_off()
         return fig
     # barh draws the first bar at the bottom; reversing puts the largest at the top.
@@ -76,8 +88,9 @@ def plot(result: ParameterCount, top: int = 10, title: str | None = None) -> Fig
         labels=[f"{b[1]:,} ({b[2] * 100:.1f}%)" for b in bars],
         padding=4,
         fontsize=9,
+        **_PLAIN_TEXT,
     )
-    ax.set_yticks(positions, [b[0] for b in bars])
+    ax.set_yticks(positions, [b[0] for b in bars], **_PLAIN_TEXT)
     biggest = max(b[1] for b in bars)
     # Room to the right of the longest bar for its label.
     ax.set_xlim(0, biggest * 1.35 if biggest else 1)

@@ -14,22 +14,25 @@ class that fits the process:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 # Imported up front, though tiny, so that it outlives pytester's restoring of sys.modules: it
 # remembers whether it froze anything.
 from . import collector
+from .constants import DEFAULT_TIMEOUT, MAX_TIMEOUT
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
     from .config import ModelSpec, Settings
+    from .isolation import Checker, Raised
     from .merge import Merge
     from .results import ModelResult, SnapshotEntry
 
@@ -70,6 +73,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="also write a JSON report of every model's counts and checks to PATH",
     )
+    group.addoption(
+        "--cnn-budget-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="time limit of each model's check, unless its table sets `timeout` "
+        f"(default: `timeout` in [tool.cnnbudget], else {DEFAULT_TIMEOUT:g}; 0: no limit)",
+    )
+    group.addoption(
+        "--cnn-budget-isolation",
+        choices=("fork", "off"),
+        default="fork" if hasattr(os, "fork") else "off",
+        help="fork: check models in a forked process, so that one that hangs or crashes fails "
+        "alone (default where os.fork exists); off: in pytest's process, e.g. for a debugger",
+    )
+
+
+def _seconds(text: str) -> float:
+    """A --cnn-budget-timeout value: seconds, finite, 0 to 86400."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 0 (no limit) to {MAX_TIMEOUT:g}, got {text!r}"
+        )
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,12 +142,14 @@ class BudgetSession:
         self.stored = stored
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
+        self.checker: Checker | None = None  # made at the first check
 
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
         from .config import find_config, load_settings
         from .errors import CnnBudgetError
+        from .render_github import neutralize_text
         from .snapshot import read_snapshot
 
         try:
@@ -123,8 +158,10 @@ class BudgetSession:
             )
             settings = load_settings(path)
             stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
+            _check_outputs(config, github_on(config))
         except CnnBudgetError as e:
-            raise pytest.UsageError(str(e)) from None
+            # pytest prints the message as it is; a line of it must not start a workflow command.
+            raise pytest.UsageError(neutralize_text(str(e))) from None
         # Targets are "package.module:attr" relative to the project, like a console script's;
         # appended, so an installed package of the same name still wins.
         for folder in (config.rootpath, path.parent):
@@ -141,17 +178,43 @@ class BudgetSession:
         return cls(config, settings, stored)
 
     def check(self, spec: ModelSpec) -> ModelResult:
-        """Run one model's check (called by its item)."""
-        from .gate import check_model
+        """Run one model's check (called by its item), where the isolation option says."""
+        from .isolation import Request, make_checker, picklable_filters, replay
+        from .render_github import neutralize_text
 
-        result = check_model(
+        if self.checker is None:
+            self.checker = make_checker(self.config.option.cnn_budget_isolation)
+        request = Request(
             spec,
             self.stored.get(spec.name),
             snapshot_enabled=self.settings.snapshot is not None,
             update=self.update,
+            timeout=self.timeout(spec),
+            filters=picklable_filters(),
+            log_level=logging.getLogger().level,
         )
-        self.record(result)
-        return result
+        checked = self.checker.check(request)
+        # What the model printed, logged and warned, as pytest would have captured it; pytest
+        # prints warnings in its own summary, so their text is neutralized here.
+        replay(checked.captured, neutralize_text)
+        if checked.result is None:
+            _raise_outcome(checked.raised.kind if checked.raised else "", checked.raised)
+        self.record(checked.result)
+        return checked.result
+
+    def timeout(self, spec: ModelSpec) -> float | None:
+        """The model's time limit in seconds, None for none: its table's `timeout`, else
+        --cnn-budget-timeout, else [tool.cnnbudget]'s, else the default."""
+        for value in (spec.timeout, self.config.option.cnn_budget_timeout, self.settings.timeout):
+            if value is not None:
+                return value or None
+        return DEFAULT_TIMEOUT
+
+    def close(self) -> None:
+        """End the checking process, if one was started."""
+        if self.checker is not None:
+            self.checker.close()
+            self.checker = None
 
     def record(self, result: ModelResult) -> None:
         """Keep a result for the end of the run; only a process that reports keeps them."""
@@ -181,6 +244,9 @@ class BudgetSession:
         return self.settings.path.name, self.settings.snapshot_name(self.config.rootpath)
 
     # -- hooks -----------------------------------------------------------------------------
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.close()
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
         if file_path.resolve() == self.settings.path:
@@ -251,6 +317,9 @@ class ReportingSession(BudgetSession):
         super().__init__(config, settings, stored)
         self.results: dict[str, ModelResult] = {}
         self.merged: Merge | None = None  # decided once, at the end, for the writer and report
+        self.snapshot_written = False
+        self.output_errors: list[str] = []  # outputs that could not be written
+        self.notes: list[str] = []  # what the update report adds about the snapshot
 
     def record(self, result: ModelResult) -> None:
         self.results[result.name] = result
@@ -267,8 +336,7 @@ class ReportingSession(BudgetSession):
     @property
     def github(self) -> bool:
         """Whether to emit GitHub Actions annotations and the job summary."""
-        mode = self.config.option.cnn_budget_github
-        return mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true")
+        return github_on(self.config)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         other = self.config.pluginmanager.get_plugin("annotate_errors")
@@ -281,26 +349,92 @@ class ReportingSession(BudgetSession):
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from . import outputs
 
+        self.close()
         results = sorted(self.results.values(), key=lambda r: r.name)
-        # The snapshot first: an accepted update must not depend on the other files.
-        merge = self.merged = self.merge()
-        if self.update and self.settings.snapshot is not None and merge.changed:
-            from .snapshot import write_snapshot
-
-            write_snapshot(self.settings.snapshot, merge.entries)
+        # The snapshot first, and on its own: an accepted update must not depend on the other
+        # files. Each output after it is written even when the one before failed.
+        self.merged = self.write_snapshot(results)
         where = self.config.invocation_params.dir
-        if self.config.option.cnn_budget_json:
+        option = self.config.option
+        if option.cnn_budget_json:
             from .render_json import run_report
 
-            path = Path(where, self.config.option.cnn_budget_json)
-            outputs.write_json(path, run_report(results, merge.stale))
+            path = Path(where, option.cnn_budget_json)
+            self.output(
+                f"the JSON report (--cnn-budget-json {path})",
+                lambda: outputs.write_json(path, run_report(results, self.merged_stale)),
+            )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
             from .render_github import summary_markdown
 
-            outputs.append_text(Path(summary_file), summary_markdown(results, self.failed))
-        if self.config.option.cnn_budget_plot:
-            outputs.write_charts(Path(where, self.config.option.cnn_budget_plot), results)
+            self.output(
+                f"the job summary (GITHUB_STEP_SUMMARY={summary_file})",
+                lambda: outputs.append_text(
+                    Path(summary_file), summary_markdown(results, self.failed)
+                ),
+            )
+        if option.cnn_budget_plot:
+            folder = Path(where, option.cnn_budget_plot)
+            self.output(
+                f"the charts (--cnn-budget-plot {folder})",
+                lambda: outputs.write_charts(folder, results),
+            )
+        if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @property
+    def merged_stale(self) -> tuple[str, ...]:
+        """Stale entries as the JSON report lists them."""
+        return self.merged.stale if self.merged is not None else ()
+
+    def write_snapshot(self, results: list[ModelResult]) -> Merge:
+        """Merge this run's accepted counts into the snapshot on disk, under its lock, so that a
+        concurrent update's entries are kept; the merge as written."""
+        from .errors import CnnBudgetError
+        from .merge import merge_snapshot
+        from .snapshot import locked, write_snapshot
+
+        path = self.settings.snapshot
+        configured = [m.name for m in self.settings.models]
+        if not self.update or path is None:
+            return merge_snapshot(self.stored, results, configured)
+        try:
+            with locked(path) as current:
+                merge = merge_snapshot(current.entries, results, configured)
+                if merge.changed:
+                    write_snapshot(path, merge.entries)
+        except CnnBudgetError as e:
+            self.output_errors.append(
+                f"the snapshot was not written, and still holds what it held before: {e}"
+            )
+            self.snapshot_written = False
+            return merge_snapshot(self.stored, results, configured)
+        self.snapshot_written = merge.changed
+        if not current.held:
+            self.notes.append(
+                f"{path.parent} does not support file locks: a concurrent "
+                "--cnn-budget-update could have overwritten entries"
+            )
+        if current.entries != self.stored:
+            self.notes.append(
+                "the snapshot changed on disk during this run (another update); "
+                "its entries were kept, merged with this run's"
+            )
+        return merge
+
+    def output(self, what: str, write: Callable[[], object]) -> None:
+        """Write one output; a failure is reported with `what` and fails the run, and the
+        other outputs are still written."""
+        from .errors import exception_text
+
+        try:
+            write()
+        except Exception as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else exception_text(e)
+            if isinstance(e, OSError) and e.filename:
+                reason = f"{reason}: {e.filename}"
+            self.output_errors.append(f"could not write {what}: {reason}")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         from .render_github import anchors, annotation_lines
@@ -310,11 +444,15 @@ class ReportingSession(BudgetSession):
         results = list(self.results.values())
         merge = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
-        updating = self.update and self.settings.snapshot is not None
-        lines = update_lines(results, merge, self.names[1]) if updating else []
-        stale = merge.stale_after(written=updating)
+        updating = self.update and self.settings.snapshot is not None and not self.output_errors
+        written = updating and self.snapshot_written
+        lines = update_lines(results, merge, self.names[1]) if written or updating else []
+        lines += self.notes
+        stale = merge.stale_after(written=written)
         lines += overview_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
         terminal.section("cnn-budget", lines)
+        if self.output_errors:
+            terminal.section("cnn-budget: outputs not written", self.output_errors, red=True)
         warned = warning_lines(results, self.failed)
         if warned:
             terminal.section('cnn-budget warnings (level = "warn")', warned, yellow=True)
@@ -346,10 +484,12 @@ class _Terminal:
     def __init__(self, reporter: pytest.TerminalReporter) -> None:
         self.reporter = reporter
 
-    def section(self, title: str, lines: Iterable[str], yellow: bool = False) -> None:
+    def section(
+        self, title: str, lines: Iterable[str], yellow: bool = False, red: bool = False
+    ) -> None:
         from .render_github import neutralize_text
 
-        self.reporter.section(title, yellow=yellow)
+        self.reporter.section(title, yellow=yellow, red=red)
         for line in lines:
             self.reporter.write_line(neutralize_text(line))
 
@@ -357,6 +497,49 @@ class _Terminal:
         """Workflow commands, escaped where they were made (render_github.workflow_command)."""
         for line in lines:
             self.reporter.write_line(line)
+
+
+def _raise_outcome(kind: str, raised: Raised | None) -> NoReturn:
+    """Raise again the pytest outcome a model's code raised in the checking process."""
+    message = raised.message if raised else ""
+    if kind == "XFailed":
+        pytest.xfail(message)
+    if kind == "Failed":
+        pytest.fail(message, pytrace=False)
+    if kind == "Exit":
+        pytest.exit(message)
+    pytest.skip(message)
+
+
+def github_on(config: pytest.Config) -> bool:
+    """Whether to emit GitHub Actions annotations and the job summary."""
+    mode = config.option.cnn_budget_github
+    return bool(mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true"))
+
+
+def _check_outputs(config: pytest.Config, github: bool) -> None:
+    """Refuse, before any model is built, outputs that could never be written."""
+    from .errors import ConfigError
+
+    where = config.invocation_params.dir
+    option = config.option
+    problems = []
+    if option.cnn_budget_json and Path(where, option.cnn_budget_json).is_dir():
+        problems.append(f"--cnn-budget-json {option.cnn_budget_json!r} names a folder, not a file")
+    plot = option.cnn_budget_plot
+    if plot and Path(where, plot).exists() and not Path(where, plot).is_dir():
+        problems.append(f"--cnn-budget-plot {plot!r} names a file, not a folder")
+    if github:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary is not None and (not summary.isprintable() or Path(summary).is_dir()):
+            problems.append(
+                f"GITHUB_STEP_SUMMARY={summary!r} is not a file GitHub could have given this step"
+            )
+        workspace = os.environ.get("GITHUB_WORKSPACE")
+        if workspace is not None and (not workspace.isprintable() or not Path(workspace).is_dir()):
+            problems.append(f"GITHUB_WORKSPACE={workspace!r} is not a folder")
+    if problems:
+        raise ConfigError("--cnn-budget: " + "; ".join(problems))
 
 
 def _ensure_collected(config: pytest.Config, path: Path) -> None:

@@ -17,10 +17,26 @@ from pathlib import Path
 from .constants import UPDATE_COMMAND
 from .render_terminal import MODEL_COLUMNS, Failures, used_text
 from .results import ModelResult, Outcome, SnapshotStatus
-from .tables import Column, Style, markdown_code_block, markdown_escape, render
+from .tables import (
+    LINE_BREAKS,
+    Column,
+    Style,
+    markdown_code,
+    markdown_code_block,
+    markdown_escape,
+    render,
+)
 from .units import signed, thousands
 
-_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+# Every line break str.splitlines honours. The runner itself ends a line at \n, \r and \r\n
+# (.NET's StreamReader.ReadLine), but a log viewer, a log shipper or a later step that rereads
+# the log may also end one at \v, \f, the ASCII separators, NEL or the Unicode separators.
+_LINE_BREAK = re.compile(f"(\r\n|[{re.escape(LINE_BREAKS)}])")
+# What the runner trims before it looks for `::`: .NET's TrimStart removes Unicode white space
+# (U+00A0, U+3000, …), which Python's `\s` matches too, and .NET Framework's also removed the
+# zero-width space and the byte-order mark; the other zero-width characters are defused as well,
+# since a prefix too many costs nothing and a command too many runs.
+_COMMAND = re.compile(r"[\s\u180e\u200b\u200c\u200d\u2060\ufeff]*::")
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error and 10 warning annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary above 1 MiB
 _SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # headroom for what other steps appended
@@ -48,12 +64,12 @@ def workflow_command(command: str, message: str, **properties: str | int | None)
 
 def neutralize(line: str) -> str:
     """Keep a line of user text from being read as a workflow command by the runner."""
-    return f"| {line}" if line.lstrip().startswith("::") else line
+    return f"| {line}" if _COMMAND.match(line) else line
 
 
 def neutralize_text(text: str) -> str:
-    """`neutralize` applied to every line of `text`, its line breaks kept. The runner ends a
-    line at a lone `\r` too (it reads with .NET's `StreamReader.ReadLine`)."""
+    """`neutralize` applied to every line of `text`, its line breaks (any that `str.splitlines`
+    honours, a lone carriage return among them) kept."""
     parts = _LINE_BREAK.split(text)
     # Odd positions hold the breaks themselves.
     return "".join(part if i % 2 else neutralize(part) for i, part in enumerate(parts))
@@ -188,7 +204,8 @@ def _delta(result: ModelResult) -> str:
 
 def _used(result: ModelResult) -> str:
     budget = result.primary_budget
-    return f"{used_text(result)} `{usage_bar(budget.used)}`" if budget else "-"
+    # In code, where every character has one width: the bars line up from row to row.
+    return markdown_code(f"{used_text(result)} {usage_bar(budget.used)}") if budget else "-"
 
 
 def _macs(result: ModelResult) -> str:
@@ -224,13 +241,15 @@ def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
         summary = markdown_escape(f"{r.name}: {_title(r)}", cell=False)
         details.append(f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>")
     footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failing else ""
-    parts = [head, "", *rows, "", *details, footer]
+    # The blank line ends the HTML block that <details> opened: without it the footer would be
+    # read as raw HTML, its code span shown with the backticks.
+    parts = [head, "", *rows, "", *details, "", footer]
     text = "\n".join(parts).rstrip() + "\n"
     if len(text.encode("utf-8")) <= _SUMMARY_BUDGET:
         return text
     # Too big for GitHub: keep the table, drop the detail blocks (the log has them all).
     note = "_Details omitted: the report exceeds GitHub's 1 MiB summary limit; see the job log._"
-    text = "\n".join([head, "", *rows, "", note, footer]).rstrip() + "\n"
+    text = "\n".join([head, "", *rows, "", note, "", footer]).rstrip() + "\n"
     while len(text.encode("utf-8")) > _SUMMARY_BUDGET and len(rows) > 2:
         rows.pop()
         text = "\n".join([head, "", *rows, "", "_…table truncated._", note]).rstrip() + "\n"

@@ -186,11 +186,21 @@ def _accept_hint(result: ModelResult) -> str:
     return f"If this change is intended, accept it with: {UPDATE_COMMAND}"
 
 
+# The heading of a model that could not be checked, by the step that failed (ModelResult).
+_STAGES = {
+    "build": "could not build",
+    "forward": "could not run forward",
+    "check": "could not check",
+    "timeout": "timed out checking",
+    "crash": "crashed checking",
+}
+
+
 def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
     """Everything a reviewer needs about one failing model, traceback-free."""
     if result.outcome is Outcome.ERROR:
-        what = "run forward" if result.error_stage == "forward" else "build"
-        heading = f"{printable(result.name)}: could not {what} {result.target}"
+        what = _STAGES.get(result.error_stage, "could not build")
+        heading = f"{printable(result.name)}: {what} {result.target}"
         return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name)
     diff = diff_lines(result, snapshot_name)

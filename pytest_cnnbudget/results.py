@@ -258,7 +258,9 @@ class ModelResult:
     diff: SnapshotDiff | None = None
     entry: SnapshotEntry | None = None  # the entry --cnn-budget-update may write
     error: str | None = None
-    error_stage: str = "build"  # "build" (import, construct, count) or "forward" (input_shape)
+    # The step that failed: "build" (import, construct, count), "forward" (input_shape), "check"
+    # (judging the counts), "timeout" (the time limit), "crash" (the checking process died).
+    error_stage: str = "build"
     source: SourceLocation | None = None
 
     @property

@@ -5,7 +5,7 @@ of `cnnbudget summary`, the snapshot diff, the one-line-per-model summaries, the
 the benchmark report. `render` is its column-driven form: a list of `Column`s, each of which
 turns a row into its cell, so a caller chooses columns (and their order) and the style
 independently of one another. Cells are made safe here, once: on one line in text, escaped in
-Markdown.
+Markdown (or, for a `Code` cell, made inline code that shows every character as itself).
 """
 
 from __future__ import annotations
@@ -43,31 +43,73 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "}
+# Every line break str.splitlines honours. CommonMark ends a line only at \n, \r and \r\n, but
+# a browser or another reader may break at the others: in Markdown each is a space, and the CI
+# log's guard (render_github.neutralize_text) treats each as the end of a line.
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **dict.fromkeys(LINE_BREAKS, " ")}
 _HTML = str.maketrans(_HTML_ESCAPES)
-_CELL = str.maketrans({**_HTML_ESCAPES, "\\": "\\\\", "|": "\\|"})
+# A backtick would open a code span, inside which the other escapes show as typed; brackets
+# would make a link or an image of a key such as `[docs](https://…)`. Emphasis is left to show
+# (`*`, `_` and `~` change how text looks, not where it leads, and `snake_case` is common).
+_CELL = str.maketrans({**_HTML_ESCAPES, **{c: "\\" + c for c in "\\|`[]"}})
 
 
 def markdown_escape(text: str, cell: bool = True) -> str:
-    """Text that shows as itself in GitHub Markdown: no HTML, no line breaks, and in a table
-    cell (`cell`) no cell breaks. Inline HTML such as `<summary>` takes no backslash escapes, so
-    there (`cell=False`) only the HTML is escaped."""
+    """Text that GitHub Markdown shows as itself (emphasis aside): no HTML, no line breaks,
+    and in a table cell (`cell`) no cell breaks, code spans or links. Inline HTML such as
+    `<summary>` takes no backslash escapes, so there (`cell=False`) only the HTML and the line
+    breaks go."""
     return text.translate(_CELL if cell else _HTML)
 
 
-_CELL_SPECIAL = re.compile(r"([\\|&<>\r\n])")
+class Code(str):
+    """A cell that a Markdown table shows as inline code; a text table shows it as it is."""
 
 
-def markdown_code(text: str) -> str:
-    """`text` as inline code in a Markdown table cell. The characters the cell escapes stay
-    outside the code spans, where their escapes are read; inside one they would show."""
-    parts = _CELL_SPECIAL.split(text)
-    return "".join(p if _CELL_SPECIAL.fullmatch(p) else f"`{p}`" for p in parts if p)
+def markdown_code(text: str) -> Code:
+    """`text` as a cell that a Markdown table shows as inline code."""
+    return Code(text)
+
+
+# Inside a code span a backslash shows as typed, yet GitHub's table reads `\|` as a pipe that
+# stays in the cell wherever it stands: so backslashes and pipes stay outside the spans, where
+# their escapes are read. Line breaks are spaces, as in any cell.
+_OUTSIDE_CODE = re.compile(r"([\\|])")
+_BREAKS = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
+
+
+def _code_span(text: str) -> str:
+    """`text` as inline code in a Markdown table cell, every character shown as itself."""
+    parts = []
+    for part in _OUTSIDE_CODE.split(text.translate(_BREAKS)):
+        if not part:
+            continue
+        if _OUTSIDE_CODE.fullmatch(part):
+            parts.append(markdown_escape(part))
+            continue
+        # A span is closed only by a run of backticks as long as the one that opened it.
+        fence = "`" * (max(map(len, re.findall("`+", part)), default=0) + 1)
+        # One space inside each end is dropped when both ends have one (CommonMark 6.1): pad
+        # where the text would lose its own, or would touch the fence with a backtick.
+        padded = part.startswith("`") or part.endswith("`")
+        padded = padded or (part[0] == part[-1] == " " and part.strip(" ") != "")
+        pad = " " if padded else ""
+        parts.append(f"{fence}{pad}{part}{pad}{fence}")
+    return "".join(parts)
 
 
 def markdown_code_block(text: str, info: str = "text") -> str:
-    """`text` in a fenced code block that nothing in it can close."""
-    return f"```{info}\n{text.replace('```', 'ˋˋˋ')}\n```"
+    """`text` in a fenced code block that nothing in it can close: its fence is longer than any
+    run of backticks in the text (a `~~~` line cannot close a backtick fence)."""
+    longest = max(map(len, re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _markdown_cell(cell: str) -> str:
+    """The one way a cell reaches a Markdown table: escaped, or as inline code."""
+    return _code_span(cell) if isinstance(cell, Code) else markdown_escape(cell)
 
 
 def render(
@@ -89,7 +131,7 @@ def grid(
     """A table of cells already made; `render` is the column-driven form of this."""
     # A line break inside a cell would break the table, and in a CI log could start a workflow
     # command; every cell stays on its line.
-    clean = printable if style is Style.TEXT else markdown_escape
+    clean = printable if style is Style.TEXT else _markdown_cell
     headers = [clean(h) for h in headers]
     rows = [[clean(c) for c in row] for row in rows]
     if style is Style.MARKDOWN:

@@ -1,9 +1,14 @@
-"""Parsing and printing of quantities: `"1.5M"` parameters, `"100MB"` of memory, `545,098`. Pure."""
+"""Parsing and printing of quantities: `"1.5M"` parameters, `"100MB"` of memory, `545,098`;
+and the brief, one-line form in which error messages quote a configured value. Pure."""
 
 from __future__ import annotations
 
+import math
 import re
-from decimal import Decimal, InvalidOperation
+import reprlib
+from decimal import Context, Decimal
+
+from .constants import MAX_BUDGET
 
 _COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _BYTE_SUFFIX = {
@@ -18,31 +23,76 @@ _BYTE_SUFFIX = {
     "tib": 2**40,
 }
 _QUANTITY = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9_]+)?)\s*([A-Za-z]*)\s*$")
+# No budget needs more: 10**18 written with a separator every digit is 37 characters. Checked
+# before the regex and Decimal see the text, which int() refuses past 4,300 digits.
+_MAX_QUANTITY_TEXT = 64
+# Exact for any text within that length times any suffix; the default context rounds at 28 digits,
+# which would turn 0.999…9 (29 nines) into a whole 1.
+_EXACT = Context(prec=2 * _MAX_QUANTITY_TEXT)
+
+
+class _Brief(reprlib.Repr):
+    """repr() cut short: long strings and containers elided, huge integers described, and (as
+    repr always does) newlines and other unprintable characters escaped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = 60
+        self.maxother = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() itself raises ValueError past 4,300 digits, so describe rather than show.
+        if x.bit_length() > 4 * self.maxlong:
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_BRIEF = _Brief()
+
+
+def brief(value: object) -> str:
+    """`value` as an error message quotes it: repr() on one line of at most about 60 characters."""
+    return _BRIEF.repr(value)
+
+
+def scientific(n: int) -> str:
+    """`10**18` → `1e18`; `1_500_000` → `1.5e6`."""
+    mantissa, _, exponent = f"{Decimal(n).normalize():e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+_LARGEST = f"{scientific(MAX_BUDGET)} ({MAX_BUDGET:,})"
 
 
 def _parse(value: object, suffixes: dict[str, int], example: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a number like {example}, got a boolean")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number; write it like {example}")
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
     elif isinstance(value, str):
-        match = _QUANTITY.match(value)
+        too_long = len(value) > _MAX_QUANTITY_TEXT
+        match = None if too_long else _QUANTITY.match(value)
         unit = match.group(2).lower() if match else ""
         if not match or unit not in suffixes:
-            raise ValueError(f"cannot parse {value!r}; write it like {example}")
-        try:
-            number = Decimal(match.group(1).replace("_", "")) * suffixes[unit]
-        except InvalidOperation as e:  # pragma: no cover - the regex admits only digits
-            raise ValueError(f"cannot parse {value!r}; write it like {example}") from e
+            length = f" ({len(value):,} characters)" if too_long else ""
+            raise ValueError(f"cannot parse {brief(value)}{length}; write it like {example}")
+        exact = _EXACT.multiply(Decimal(match.group(1).replace("_", "")), suffixes[unit])
+        if exact != exact.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number")
+        number = int(exact)
     else:
         raise ValueError(f"expected a number like {example}, got {type(value).__name__}")
-    if number != number.to_integral_value():
-        raise ValueError(f"{value!r} is not a whole number")
     if number <= 0:
-        raise ValueError(f"{value!r} must be positive")
-    return int(number)
+        raise ValueError(f"{brief(value)} must be positive")
+    if number > MAX_BUDGET:
+        raise ValueError(f"{brief(value)} is too large; a budget is at most {_LARGEST}")
+    return number
 
 
 def parse_count(value: object) -> int:

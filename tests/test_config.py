@@ -3,6 +3,7 @@ model is declared, in every TOML spelling."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from project import toml_text
 
-from pytest_cnnbudget.config import Level, find_config, load_settings
+from pytest_cnnbudget.config import Level, find_config, load_settings, parse_settings
+from pytest_cnnbudget.constants import MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from pytest_cnnbudget.errors import ConfigError
 
 PYPROJECT = textwrap.dedent(
@@ -192,7 +194,7 @@ CIFAR = "[tool.cnnbudget.models.cifar]"
             {"cifar": {"max_params": 5, "weights": "x"}},
             {},
             [
-                f"{CIFAR} weights: unknown key (allowed: target, kwargs, level, device, "
+                f"{CIFAR} weights: unknown key (allowed: target, kwargs, level, device, timeout, "
                 "input_shape, max_params, max_total_params, max_macs, max_flops, "
                 "max_param_bytes, max_buffers, max_buffer_bytes)",
                 f"{CIFAR} target: missing; give 'package.module:ClassOrFactory'",
@@ -264,3 +266,384 @@ def test_a_file_that_cannot_be_read(tmp_path: Path) -> None:
         ConfigError, match=f"^{re.escape(str(tmp_path))}: cannot read the configuration: "
     ):
         load_settings(tmp_path)  # a directory
+
+
+# -- every input is bounded where it enters, and no message breaks across lines ---------------
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "pyproject.toml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    """The problem lines of the ConfigError that loading `path` raises, after the header."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    header, *problems = str(info.value).splitlines()
+    assert header == f"{path}: invalid [tool.cnnbudget] configuration"
+    assert all(line.startswith("  [tool.cnnbudget") for line in problems)
+    return [line[2:] for line in problems]
+
+
+def one_model(tmp_path: Path, **table: Any) -> list[str]:
+    return problems_of(write(tmp_path, toml_text({"cifar": {"target": "nets:Cifar", **table}})))
+
+
+TINY_TABLE = {"target": "nets:Tiny", "max_params": 1000}
+LARGEST = "a budget is at most 1e18 (1,000,000,000,000,000,000)"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("max_params", float("inf"), "inf is not a finite number; write it like 600_000"),
+        ("max_params", float("-inf"), "-inf is not a finite number; write it like 600_000"),
+        ("max_params", float("nan"), "nan is not a finite number; write it like 600_000"),
+        ("max_param_bytes", float("inf"), "inf is not a finite number; write it like '100MB'"),
+        ("max_params", 10**18 + 1, f"1000000000000000001 is too large; {LARGEST}"),
+        ("max_params", 2**63 - 1, f"9223372036854775807 is too large; {LARGEST}"),
+        ("max_params", 1e300, f"1e+300 is too large; {LARGEST}"),
+        ("max_params", 10**4000, f"<an integer of about 4001 digits> is too large; {LARGEST}"),
+        ("max_macs", "1000001T", f"'1000001T' is too large; {LARGEST}"),
+        ("max_param_bytes", "1000000TiB", f"'1000000TiB' is too large; {LARGEST}"),
+        (
+            "max_params",
+            "9" * 5000,
+            f"cannot parse '{'9' * 27}...{'9' * 28}' (5,000 characters); write it like 600_000",
+        ),
+    ],
+    ids=[
+        "inf",
+        "-inf",
+        "nan",
+        "inf-bytes",
+        "1e18-plus-1",
+        "int64-max",
+        "1e300",
+        "4001-digits",
+        "T-suffix",
+        "TiB-suffix",
+        "5000-character-string",
+    ],
+)
+def test_a_budget_must_be_a_finite_whole_number_within_the_largest(
+    tmp_path: Path, key: str, value: object, problem: str
+) -> None:
+    table = {key: value, "input_shape": [1, 3, 32, 32]}
+    [line] = one_model(tmp_path, **table)
+    assert line.startswith(f"{CIFAR} {key}: {problem}")
+
+
+def test_every_written_form_of_a_budget_still_reads(tmp_path: Path) -> None:
+    forms = {
+        "max_params": 600_000,
+        "max_total_params": "600k",
+        "max_macs": "1.5M",
+        "max_flops": "7B",
+        "max_param_bytes": "100MB",
+        "max_buffer_bytes": "1.5GiB",
+        "max_buffers": 10**18,
+    }
+    path = write(tmp_path, toml_text({"m": {"target": "nets:A", "input_shape": [1, 8], **forms}}))
+    [spec] = load_settings(path).models
+    assert spec.budgets == {
+        "max_params": 600_000,
+        "max_total_params": 600_000,
+        "max_macs": 1_500_000,
+        "max_flops": 7_000_000_000,
+        "max_param_bytes": 100_000_000,
+        "max_buffer_bytes": 1_610_612_736,
+        "max_buffers": 10**18,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            b"[tool.cnnbudget]\n# caf\xe9\n",
+            "is not UTF-8 text (byte 0xe9 at offset 22)",
+            id="latin-1",
+        ),
+        pytest.param(b"\x00\xff\xfe", "is not UTF-8 text (byte 0xff at offset 1)", id="binary"),
+        pytest.param(
+            "x = " + "9" * 5000,
+            "malformed TOML: a value cannot be read (Exceeds the limit (4300 digits)",
+            id="5000-digit-integer",
+        ),
+        pytest.param(
+            "x = " + "[" * 100_000 + "]" * 100_000,
+            "malformed TOML: arrays or inline tables nested too deeply to read",
+            id="nested-arrays",
+        ),
+        pytest.param(
+            "x = " + "{a = " * 50_000 + "1" + "}" * 50_000,
+            "malformed TOML: arrays or inline tables nested too deeply to read",
+            id="nested-inline-tables",
+        ),
+    ],
+)
+def test_a_file_that_is_not_readable_toml(
+    tmp_path: Path, content: str | bytes, message: str
+) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    # Malformed TOML as well: had it been parsed, the error would say so instead.
+    path = write(tmp_path, b"[" + b" " * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (
+        f"{path}: larger than 16 MiB; a configuration file is at most that (is this the right file?)"
+    )
+
+
+def test_windows_line_endings_read_and_number_lines_as_before(tmp_path: Path) -> None:
+    text = '[tool.cnnbudget]\r\n\r\n[tool.cnnbudget.models.m]\r\ntarget = "nets:A"\r\nmax_params = 1\r\n'
+    assert lines_of(tmp_path, text) == {"m": 3}
+
+
+def test_line_separators_inside_comments_do_not_shift_line_numbers(tmp_path: Path) -> None:
+    text = (
+        "[tool.cnnbudget]\n# a comment with \u2028 and \x85 in it\n"
+        '[tool.cnnbudget.models.m]\ntarget = "nets:A"\nmax_params = 1\n'
+    )
+    assert lines_of(tmp_path, text) == {"m": 3}
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """Keyword arguments `levels` deep, the kwargs table itself the first: tables and arrays."""
+    value: Any = 1
+    for level in range(levels - 1):
+        value = {"a": value} if level % 2 else [value]
+    return {"x": value}
+
+
+def test_kwargs_nest_at_most_32_levels(tmp_path: Path) -> None:
+    [spec] = load_settings(
+        write(tmp_path, toml_text({"m": {**TINY_TABLE, "kwargs": nested(32)}}))
+    ).models
+    assert spec.kwargs == nested(32)
+    assert one_model(tmp_path, max_params=1, kwargs=nested(33)) == [
+        f"{CIFAR} kwargs: tables and arrays nest more than 32 levels deep (the kwargs table is "
+        "the first); at most 32"
+    ]
+
+
+def test_at_most_ten_thousand_models(tmp_path: Path) -> None:
+    section = {"models": {f"m{i}": TINY_TABLE for i in range(MAX_MODELS + 1)}}
+    with pytest.raises(ConfigError) as info:
+        parse_settings(section, tmp_path / "pyproject.toml")
+    assert str(info.value).splitlines()[1:] == [
+        "  [tool.cnnbudget] models: 10,001 models; one file configures at most 10,000"
+    ]
+
+
+def models_text(*names: str) -> str:
+    """Each name as a quoted TOML key, every unusual character escaped, so any name can be written."""
+    return "[tool.cnnbudget]\n" + "".join(
+        f'[tool.cnnbudget.models.{json.dumps(name)}]\ntarget = "nets:A"\nmax_params = 1\n'
+        for name in names
+    )
+
+
+def test_model_names_may_hold_spaces_punctuation_and_any_script(tmp_path: Path) -> None:
+    names = ["resnet 50", "a|b", "x/y", "$HOME", "模型 ü ☃", "e" * MAX_MODEL_NAME]
+    settings = load_settings(write(tmp_path, models_text(*names)))
+    assert [m.name for m in settings.models] == names
+
+
+def test_a_model_name_longer_than_200_characters(tmp_path: Path) -> None:
+    name = "n" * 40 + "x" * 161
+    assert problems_of(write(tmp_path, models_text(name))) == [
+        f"[tool.cnnbudget.models]: model name {'n' * 40!r}… is 201 characters long; at most 200"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\nb", "a\rb", "a\x00b", "tab\there", "a\x1bb", "a\x7fb", "a\x85b", "a\u2028b", "a\u2029b"],
+)
+def test_a_model_name_with_a_control_character(tmp_path: Path, name: str) -> None:
+    control = next(c for c in name if c not in "abtabhere")
+    assert problems_of(write(tmp_path, models_text("fine", name))) == [
+        f"[tool.cnnbudget.models]: model name {name!r} contains the control character "
+        f"{control!r}; a model name must be one line of printable text"
+    ]
+
+
+def test_an_empty_model_name(tmp_path: Path) -> None:
+    assert problems_of(write(tmp_path, models_text(""))) == [
+        "[tool.cnnbudget.models]: a model name is empty; give the model a name"
+    ]
+
+
+def test_an_unprintable_but_allowed_name_is_escaped_where_a_message_names_its_table(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, toml_text({"no\u00a0break\u202e": {"target": "nets", "max_params": 1}}))
+    assert problems_of(path) == [
+        "[tool.cnnbudget.models.\"no\\u00A0break\\u202E\"] target: 'nets' is not of the form "
+        "'package.module:ClassOrFactory'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("nets:A\n", "'nets:A\\n' {form}: it has 'A\\n', not a Python identifier"),
+        ("nets :A", "'nets :A' {form}: it has 'nets ', not a Python identifier"),
+        ("::error::x", "'::error::x' {form}"),
+        ("nets:", "'nets:' {form}"),
+        (":A", "':A' {form}"),
+        ("a..b:C", "'a..b:C' {form}: it has an empty name"),
+        ("nets:A.", "'nets:A.' {form}: it has an empty name"),
+        ("nets:A:B", "'nets:A:B' {form}: it has 'A:B', not a Python identifier"),
+        ("nets:A-1", "'nets:A-1' {form}: it has 'A-1', not a Python identifier"),
+        (
+            "m" * 499 + ":A",
+            f"'{'m' * 27}...{'m' * 26}:A' is 501 characters long; a target is at most 500",
+        ),
+    ],
+)
+def test_a_target_is_dotted_python_names_around_one_colon(
+    tmp_path: Path, target: str, problem: str
+) -> None:
+    form = "is not of the form 'package.module:ClassOrFactory'"
+    assert one_model(tmp_path, target=target, max_params=1) == [
+        f"{CIFAR} target: {problem.format(form=form)}"
+    ]
+
+
+def test_a_target_may_name_a_nested_attribute_in_any_script(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, toml_text({"m": {"target": "pkg.модуль:Outer.factory", "max_params": 1}})
+    )
+    assert load_settings(path).models[0].target == "pkg.модуль:Outer.factory"
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "problem"),
+    [
+        ("snap\n.json", "'snap\\n.json' contains the control character '\\n'"),
+        ("snap\x00.json", "'snap\\x00.json' contains the control character '\\x00'"),
+        ("snap\u2028.json", "'snap\\u2028.json' contains the control character '\\u2028'"),
+        ("", "is empty; give a file name, or false for no snapshot"),
+        (
+            "s" * 4097,
+            f"'{'s' * 27}...{'s' * 28}' is 4,097 characters long; a snapshot path is at most 4,096",
+        ),
+        (5, "expected a file name, true or false, got int 5"),
+    ],
+)
+def test_a_snapshot_path_is_one_line_of_bounded_length(
+    tmp_path: Path, snapshot: object, problem: str
+) -> None:
+    path = write(tmp_path, toml_text({"tiny": TINY_TABLE}, {"snapshot": snapshot}))
+    [line] = problems_of(path)
+    assert line.startswith(f"[tool.cnnbudget] snapshot: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "expected"),
+    [
+        (True, "cnnbudget.snapshot.json"),
+        (False, None),
+        ("snaps/ünï côde.json", "snaps/ünï côde.json"),
+    ],
+)
+def test_a_snapshot_of_true_false_or_a_path(
+    tmp_path: Path, snapshot: object, expected: str | None
+) -> None:
+    path = write(tmp_path, toml_text({"tiny": TINY_TABLE}, {"snapshot": snapshot}))
+    assert load_settings(path).snapshot == (tmp_path / expected if expected else None)
+
+
+def test_an_unknown_key_is_shown_by_repr_when_it_is_not_printable(tmp_path: Path) -> None:
+    text = (
+        '[tool.cnnbudget]\n"snap\\nshot" = 1\n"\\u2028" = 2\n'
+        '[tool.cnnbudget.models.m]\ntarget = "nets:A"\nmax_params = 1\n'
+        '"::error::x\\r\\n" = 3\n' + f'"{"k" * 61}" = 4\n'
+    )
+    assert problems_of(write(tmp_path, text)) == [
+        "[tool.cnnbudget] 'snap\\nshot': unknown key (did you mean 'snapshot'?)",
+        "[tool.cnnbudget] '\\u2028': unknown key (allowed: snapshot, device, timeout, models)",
+        "[tool.cnnbudget.models.m] '::error::x\\r\\n': unknown key (allowed: target, kwargs, "
+        "level, device, timeout, input_shape, max_params, max_total_params, max_macs, "
+        "max_flops, max_param_bytes, max_buffers, max_buffer_bytes)",
+        f"[tool.cnnbudget.models.m] '{'k' * 27}...{'k' * 28}': unknown key (allowed: target, "
+        "kwargs, level, device, timeout, input_shape, max_params, max_total_params, max_macs, "
+        "max_flops, max_param_bytes, max_buffers, max_buffer_bytes)",
+    ]
+
+
+def test_a_config_path_with_a_newline_stays_on_the_first_line(tmp_path: Path) -> None:
+    path = write(tmp_path, toml_text({"m": {"target": "nets:A"}}), name="odd\nname.toml")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).splitlines() == [
+        f"{tmp_path}/odd\\nname.toml: invalid [tool.cnnbudget] configuration",
+        "  [tool.cnnbudget.models.m] max_params: missing; every model needs a budget",
+    ]
+
+
+def test_an_input_shape_too_large_to_make_is_a_config_error(tmp_path: Path) -> None:
+    assert one_model(tmp_path, max_params=1, input_shape=[1, 10**20]) == [
+        f"{CIFAR} input_shape: dimension 1 of [1, 100000000000000000000] is "
+        "100000000000000000000; a dimension is at most 2,147,483,647 (2**31 - 1)"
+    ]
+
+
+# -- timeouts -----------------------------------------------------------------------------------
+
+
+def test_timeouts_in_seconds_top_level_and_per_model(tmp_path: Path) -> None:
+    models = {
+        "own": {**TINY_TABLE, "timeout": 1.5},
+        "unlimited": {**TINY_TABLE, "timeout": 0},
+        "inherits": TINY_TABLE,
+        "a_day": {**TINY_TABLE, "timeout": 86_400},
+    }
+    settings = load_settings(write(tmp_path, toml_text(models, {"timeout": 30})))
+    assert settings.timeout == 30.0
+    assert {m.name: m.timeout for m in settings.models} == {
+        "own": 1.5,
+        "unlimited": 0.0,
+        "inherits": None,
+        "a_day": 86_400.0,
+    }
+    assert all(isinstance(m.timeout, float) for m in settings.models if m.timeout is not None)
+    assert load_settings(write(tmp_path, toml_text({"m": TINY_TABLE}))).timeout is None
+
+
+@pytest.mark.parametrize(
+    ("timeout", "problem"),
+    [
+        (-1, "-1 is negative; give seconds, or 0 for no limit"),
+        (-0.5, "-0.5 is negative; give seconds, or 0 for no limit"),
+        (float("inf"), "inf is not a finite number of seconds; 0 means no limit"),
+        (float("nan"), "nan is not a finite number of seconds; 0 means no limit"),
+        (86_401, "86401 seconds is more than a day (86,400); 0 means no limit"),
+        (2**63 - 1, "9223372036854775807 seconds is more than a day (86,400); 0 means no limit"),
+        ("30s", "expected a number of seconds (0 for no limit), got str '30s'"),
+        (True, "expected a number of seconds (0 for no limit), got bool True"),
+    ],
+)
+def test_a_timeout_is_seconds_up_to_a_day(tmp_path: Path, timeout: object, problem: str) -> None:
+    path = write(
+        tmp_path, toml_text({"cifar": {**TINY_TABLE, "timeout": timeout}}, {"timeout": timeout})
+    )
+    assert problems_of(path) == [
+        f"[tool.cnnbudget] timeout: {problem}",
+        f"{CIFAR} timeout: {problem}",
+    ]

@@ -154,7 +154,8 @@ def hostile(**kwargs):
     print("::error::printed by the constructor")
     raise RuntimeError("bad width\\n::error file=x.py::injected from an exception\\n  ::warning::indented %0A")
 """
-EVIL_KEY = "evil\n::error::from a key %0A"
+# Config refuses line breaks in a key (test_config); what is left can still carry a command.
+EVIL_KEY = "evil ::error::from a key %0A"
 
 
 def test_user_text_cannot_start_workflow_commands(
@@ -176,7 +177,7 @@ def test_user_text_cannot_start_workflow_commands(
         assert re.match(r"::error title=cnn-budget%3A [^:\n]+,file=[^:,\n]+,line=\d+::", command)
     key_annotation = next(c for c in commands if "evil" in c)
     assert (
-        "title=cnn-budget%3A evil%0A%3A%3Aerror%3A%3Afrom a key %250A over budget" in key_annotation
+        "title=cnn-budget%3A evil %3A%3Aerror%3A%3Afrom a key %250A over budget" in key_annotation
     )
     hostile_annotation = next(c for c in commands if "title=cnn-budget%3A hostile" in c)
     assert "%0A  ::error file=x.py::injected from an exception" in hostile_annotation

@@ -1,7 +1,10 @@
-"""Bar charts of each layer's share: the Figure, the SVG and PNG files, and missing matplotlib."""
+"""Bar charts of each layer's share: the Figure, the SVG and PNG files, user text drawn as typed,
+the charts' file names, and missing matplotlib."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,13 +16,15 @@ import architectures
 import nets
 import pytest
 import torch
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 from pytest_cnnbudget import count_parameters
+from pytest_cnnbudget.outputs import STEM_LENGTH, chart_stems, write_charts
 from pytest_cnnbudget.plot import PNG_DPI, plot, save_plot
-from pytest_cnnbudget.results import ParameterCount
+from pytest_cnnbudget.results import LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
 
 
 def cifar_count() -> ParameterCount:
@@ -101,6 +106,124 @@ def test_svg_is_byte_identical_between_runs(tmp_path: Path) -> None:
     first = save_plot(cifar_count(), tmp_path / "a", "cifar")[0].read_bytes()
     second = save_plot(cifar_count(), tmp_path / "b", "cifar")[0].read_bytes()
     assert first == second
+
+
+# Text matplotlib would read as mathtext (or hand to LaTeX): an unknown command makes savefig raise.
+MATHTEXT = ["$\\foo$", "$x^2$", "\\frac{a}{b}", "a $ b", "$$"]
+
+
+def mathtext_count() -> ParameterCount:
+    params = [100, 50, 20, 10, 5]
+    total = sum(params)
+    layers = tuple(
+        LayerRow(name, "Lin$ear", n, n, "", n, sum(params[: i + 1]), n / total)
+        for i, (name, n) in enumerate(zip(MATHTEXT, params, strict=True))
+    )
+    return ParameterCount(total, total, 0, 0, layers)
+
+
+def test_user_text_is_drawn_as_typed_never_as_mathtext(tmp_path: Path) -> None:
+    count = mathtext_count()
+    title = "$\\foo$ (pkg:$x^2$)"
+    fig = plot(count, top=4, title=title)
+    ax = fig.axes[0]
+    labels = [*ax.get_yticklabels(), *ax.texts, ax.title]
+    assert len(labels) == 5 + 5 + 1  # the tick labels, the bar labels, the title
+    assert not any(label.get_parse_math() for label in labels)
+    assert not any(label.get_usetex() for label in labels)
+    ticks, _ = bar_labels(fig)
+    assert ticks == [*(f"{name} (Lin$ear)" for name in MATHTEXT[:4]), "rest (1 layer)"]
+    assert ax.get_title() == title
+    # Text as text in the SVG, to find it there: each label written as it was typed.
+    with rc_context({"svg.fonttype": "none"}):
+        svg, png = save_plot(count, tmp_path, "math", top=4, title=title)
+    texts = {t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")}
+    assert {title, *ticks} <= texts
+    assert png.stat().st_size > 1000
+
+
+def test_an_empty_chart_says_so_as_plain_text() -> None:
+    fig = plot(ParameterCount(0, 0, 0, 0, ()), title="$\\foo$")
+    assert [t.get_parse_math() for t in [*fig.axes[0].texts, fig.axes[0].title]] == [False] * 2
+
+
+# -- file names ----------------------------------------------------------------------------------
+
+
+def digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+def test_chart_stems_keep_a_safe_name_and_tell_apart_the_rest() -> None:
+    stems = chart_stems(["resnet18", "a b", "a_b", "a/b", "cifar-v2.1"])
+    assert stems == {
+        "resnet18": "resnet18",
+        "cifar-v2.1": "cifar-v2.1",
+        "a_b": "a_b",
+        "a b": f"a_b-{digest('a b')}",
+        "a/b": f"a_b-{digest('a/b')}",
+    }
+
+
+def test_chart_stems_are_short_and_the_same_in_every_run() -> None:
+    long = "x" * 10_000
+    names = [long, f"{long}y", "a b", "Net"]
+    stems = chart_stems(names)
+    assert stems[long] == f"{'x' * STEM_LENGTH}-{digest(long)}"
+    assert stems[long] != stems[f"{long}y"]
+    assert all(len(stem) <= STEM_LENGTH + 9 for stem in stems.values())
+    assert chart_stems(reversed(names)) == stems
+    # A fresh interpreter, another hash seed: the same names.
+    script = f"from pytest_cnnbudget.outputs import chart_stems; print(chart_stems({names!r}))"
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert run.stdout == f"{stems}\n"
+
+
+def test_names_that_clash_without_case_both_take_a_hash() -> None:
+    stems = chart_stems(["Net", "net", "NET_", "other"])
+    assert stems == {
+        "Net": f"Net-{digest('Net')}",
+        "net": f"net-{digest('net')}",
+        "NET_": "NET_",
+        "other": "other",
+    }
+    # A safe name that happens to be another's hashed stem is told apart too.
+    taken = f"a_b-{digest('a b')}"
+    stems = chart_stems(["a b", taken])
+    assert len({stem.lower() for stem in stems.values()}) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", ".hidden", "..", "-rf", "CON", "nul", "Com1", "lpt9.backbone", "aux.", "模型", "a\x00b"],
+    ids=ascii,
+)
+def test_chart_stems_avoid_names_special_to_a_file_system(name: str) -> None:
+    stem = chart_stems([name])[name]
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", stem), stem
+    assert stem.endswith(digest(name))
+    reserved = {"CON", "PRN", "AUX", "NUL", *(f"{p}{i}" for p in ("COM", "LPT") for i in range(10))}
+    assert stem.split(".")[0].upper() not in reserved
+
+
+def test_write_charts_gives_each_model_its_own_files(tmp_path: Path) -> None:
+    count = cifar_count()
+    results = [
+        ModelResult(name, "nets:Cifar", "error", Outcome.PASSED, SnapshotStatus.OFF, count=count)
+        for name in ("a b", "a_b", "a/b")
+    ]
+    results.append(ModelResult("broken", "nowhere:Net", "error", Outcome.ERROR, SnapshotStatus.OFF))
+    written = write_charts(tmp_path, results)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert sorted(p.name for p in written) == names
+    assert names == sorted(
+        f"{stem}.{ext}"
+        for stem in chart_stems(["a b", "a_b", "a/b"]).values()
+        for ext in ("svg", "png")
+    )
+    assert len(names) == 6
 
 
 def test_missing_matplotlib_is_a_clear_error() -> None:

@@ -76,6 +76,90 @@ def test_parse_input_shape_rejects(value: object, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param(
+            [1, 10**20],
+            "dimension 1 of [1, 100000000000000000000] is 100000000000000000000; "
+            "a dimension is at most 2,147,483,647 (2**31 - 1)",
+            id="dimension-1e20",
+        ),
+        pytest.param([2**31, 1], "dimension 0 of [2147483648, 1] is 2147483648", id="int32-plus-1"),
+        pytest.param(
+            [1] * 17, "[1, 1, 1, 1, 1, 1, ...] has 17 dimensions; at most 16", id="17-dims"
+        ),
+        pytest.param(
+            [2**20] * 3,
+            "[1048576, 1048576, 1048576] has about 1.15e+18 elements; an input has at most "
+            "1,099,511,627,776 (2**40)",
+            id="elements",
+        ),
+        pytest.param(
+            {"x": [2**21] * 2, "mask": [1]},
+            "input 'x': [2097152, 2097152] has about",
+            id="named-elements",
+        ),
+        pytest.param([[1]] * 65, "65 inputs; a forward pass takes at most 64", id="65-inputs"),
+        pytest.param(
+            {f"x{i}": [1] for i in range(65)},
+            "65 inputs; a forward pass takes at most 64",
+            id="65-named",
+        ),
+        pytest.param(
+            "1;" * 64 + "1", "65 inputs; a forward pass takes at most 64", id="65-in-text"
+        ),
+        pytest.param(
+            "1," + "9" * 5000,
+            f"a dimension of 5,000 digits ('{'9' * 27}...{'9' * 28}'); a dimension is at most "
+            "2,147,483,647",
+            id="5000-digit-text",
+        ),
+        pytest.param(
+            "1x2147483648", "dimension 1 of [1, 2147483648] is 2147483648", id="text-int32-plus-1"
+        ),
+        pytest.param(
+            "[1, " + "9" * 5000 + "]", "a dimension of 5,000 digits", id="5000-digit-json"
+        ),
+        pytest.param(
+            "[1, " + "9" * 20 + "]", "dimension 1 of [1, 99999999999999999999] is", id="json-1e20"
+        ),
+        pytest.param(
+            "[" * 5000 + "]" * 5000,
+            f"'{'[' * 27}...{']' * 28}' is nested too deeply to be input shapes",
+            id="deep-json",
+        ),
+        pytest.param(
+            "1" * 10_001,
+            f"'{'1' * 27}...{'1' * 28}' is 10,001 characters long; an input shape written as text is "
+            "at most 10,000",
+            id="long-text",
+        ),
+        pytest.param("1,2\n", None, id="newline-is-whitespace"),
+        pytest.param(
+            {"a\nb": [1]},
+            "input name 'a\\nb' is not a valid keyword argument name",
+            id="newline-name",
+        ),
+    ],
+)
+def test_parse_input_shape_bounds_what_it_would_make(value: object, message: str | None) -> None:
+    if message is None:  # a bound must not reject what always read
+        assert parse_input_shape(value) == InputSpec(args=((1, 2),))
+        return
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        parse_input_shape(value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[2**31 - 1], [1] * 16, [[1]] * 64, [1024] * 4, "1024x1024x1024x1024", ";".join(["1"] * 64)],
+)
+def test_parse_input_shape_accepts_up_to_each_bound(value: object) -> None:
+    parse_input_shape(value)
+
+
+@pytest.mark.parametrize(
     "value", [[1, 3, 32, 32], [[1, 3, 32, 32], [1, 10]], {"x": [1, 3], "mask": [1, 3]}]
 )
 def test_input_spec_round_trips_through_its_config_form(value: object) -> None:

@@ -51,7 +51,15 @@ from pytest_cnnbudget.render_terminal import (
     warning_lines,
 )
 from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
-from pytest_cnnbudget.tables import Column, Style, grid, markdown_escape, render
+from pytest_cnnbudget.tables import (
+    LINE_BREAKS,
+    Column,
+    Style,
+    grid,
+    markdown_code,
+    markdown_escape,
+    render,
+)
 
 Expected = Callable[[str, str], None]
 
@@ -418,8 +426,140 @@ def test_summary_markdown_keeps_user_text_inert() -> None:
     assert (
         "<summary>x&lt;script&gt;|y: cnn-budget: x&lt;script&gt;|y could not be built" in markdown
     )
-    assert "  ˋˋˋ\n  </details>\n  <script>alert(1)</script>\n```" in markdown
-    assert markdown.count("```") == 2  # the block's own fence, opened and closed
+    # The text as it was, inside a fence one backtick longer than any run in it.
+    assert "\n````text\n" in markdown
+    assert "  ```\n  </details>\n  <script>alert(1)</script>\n````\n" in markdown
+
+
+# Model keys, a target and an error text holding everything that could break the job summary's
+# table, its <details> blocks or its code blocks.
+HOSTILE_KEYS = [
+    "pipe|key",
+    "back\\slash\\|pipe",
+    "new\nline",
+    "carriage\rreturn\r\n",
+    "separators\u2028line\u2029paragraph\x85next\x1cfile\vtab\fform",
+    "back`ticks` and ``two`` and `\\|`",
+    "<img src=x onerror=alert(1)>",
+    "</details></summary>",
+    "<!-- comment",
+    "&amp; *stars* _under_ [link](x)",
+]
+HOSTILE_ERROR = (
+    "boom ```\n```\n~~~\n   ````````\n</details>\n<!--\n<img src=x onerror=alert(1)>\r```\n"
+    "\u2028```"
+)
+
+
+def markdown_cells(line: str) -> list[str]:
+    """A table row's raw cells, split as cmark-gfm splits them: at every pipe that is not the
+    second character of a backslash escape (`\\\\|` is an escaped backslash, then a cell break)."""
+    cells, cell, chars = [], "", iter(line.strip()[1:-1])
+    for c in chars:
+        if c == "\\":
+            cell += c + next(chars, "")
+        elif c == "|":
+            cells.append(cell)
+            cell = ""
+        else:
+            cell += c
+    return [*cells, cell]
+
+
+def read_cell(raw: str) -> str:
+    """What a cell shows: `\\|` is a pipe, then backslash escapes and HTML entities resolve."""
+    text = raw.strip().replace("\\|", "|")
+    return html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text))
+
+
+def without_code_blocks(markdown: str) -> str:
+    """`markdown` with each fenced code block cut out, where it closes as CommonMark closes it:
+    at the first line of only backticks, at least as many as opened it."""
+    out, fence = [], ""
+    for line in re.split(r"\r\n|\r|\n", markdown):
+        if fence:
+            closing = re.fullmatch(r" {0,3}(`+)[ \t]*", line)
+            if closing and len(closing.group(1)) >= len(fence):
+                fence = ""
+            continue
+        opening = re.match(r" {0,3}(`{3,})", line)
+        if opening:
+            fence = opening.group(1)
+            continue
+        out.append(line)
+    assert not fence, "a code block is left open"
+    return "\n".join(out)
+
+
+def test_summary_markdown_of_hostile_keys_targets_and_errors() -> None:
+    ok = check("ok", "nets:Tiny", snapshot=False)
+    over = check("over", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
+    broken = check("broken", "no|where:<img src=x onerror=alert(1)>`")
+    assert (ok.outcome, over.outcome, broken.outcome) == (
+        Outcome.PASSED,
+        Outcome.FAILED,
+        Outcome.ERROR,
+    )
+    results = []
+    for i, key in enumerate(HOSTILE_KEYS):
+        if i % 3 == 0:
+            results.append(replace(ok, name=key))
+        elif i % 3 == 1:
+            results.append(replace(over, name=key))
+        else:
+            results.append(replace(broken, name=key, error=f"{HOSTILE_ERROR} {key}"))
+    failing = [r for r in results if r.failed]
+    markdown = summary_markdown(results, failures(results, *NAMES))
+    lines = markdown.split("\n")
+    assert lines[0] == f"## cnn-budget: {len(failing)} of {len(results)} models need attention"
+    table = lines[2 : 4 + len(results)]
+    assert lines[4 + len(results)] == ""
+    header = markdown_cells(table[0])
+    assert [read_cell(c) for c in header] == [
+        "model",
+        "trainable",
+        "budget",
+        "used",
+        "Δ vs snapshot",
+        "status",
+    ]
+    statuses = {
+        Outcome.PASSED: "✅ ok",
+        Outcome.FAILED: "❌ over budget",
+        Outcome.ERROR: "❌ error",
+    }
+    ordered = sorted(results, key=lambda r: (not r.failed, r.name))
+    for line, result in zip(table[2:], ordered, strict=True):
+        # One line, as many cells as the header, the key read back whole, the status intact.
+        assert not set(line) & set(LINE_BREAKS)
+        cells = markdown_cells(line)
+        assert len(cells) == len(header), line
+        shown = "".join(" " if c in LINE_BREAKS else c for c in result.name)
+        assert read_cell(cells[0]) == shown.strip()  # as GitHub trims a cell
+        # No code span or link starts in the key: every backtick and bracket is escaped.
+        assert not set(re.sub(r"\\.", "", cells[0])) & set("`[]")
+        assert read_cell(cells[-1]) == statuses[result.outcome]
+    # Outside the code blocks, every `<` is one of the summary's own tags.
+    prose = without_code_blocks(markdown)
+    tags = re.findall(r"<[^>]*>", prose)
+    assert set(tags) == {"<details>", "<summary>", "</summary>", "</details>"}
+    assert re.sub(r"</?(details|summary)>", "", prose).count("<") == 0
+    # One <details> per failure, each its summary on one line, then its code block, closed.
+    blocks = re.findall(
+        r"^<details><summary>([^<\n]*)</summary>\n\n(`{3,})text\n(.*?)\n\2\n\n</details>$",
+        markdown,
+        re.MULTILINE | re.DOTALL,
+    )
+    assert len(blocks) == len(failing) == prose.count("<details>") == prose.count("</details>")
+    in_order = sorted(failing, key=lambda r: r.name)
+    for (summary, fence, body), result in zip(blocks, in_order, strict=True):
+        assert html.unescape(summary).startswith(
+            "".join(" " if c in LINE_BREAKS else c for c in result.name)
+        )
+        assert body == "\n".join(failures([result], *NAMES)[result.name])
+        assert len(fence) > max(map(len, re.findall("`+", body)), default=0)
+    assert lines[-2] == "Accept intended changes with `pytest --cnn-budget-update`."
+    assert lines[-3] == ""  # the footer is Markdown again, not part of the last HTML block
 
 
 def test_summary_status_of_a_model_key_with_a_space() -> None:
@@ -443,7 +583,7 @@ def test_job_summary_shows_macs_when_measured() -> None:
     assert lines[2] == "| model | trainable | budget | used | MACs | Δ vs snapshot | status |"
     used = f"{nets.CIFAR_PARAMS / 600_000:.1%}"
     assert lines[4] == (
-        f"| cifar | {nets.CIFAR_PARAMS:,} | 600,000 | {used} `█████████▏` | {nets.CIFAR_MACS:,} "
+        f"| cifar | {nets.CIFAR_PARAMS:,} | 600,000 | `{used} █████████▏` | {nets.CIFAR_MACS:,} "
         "| 0 | ✅ ok |"
     )
 
@@ -553,6 +693,7 @@ def test_neutralize_prefixes_command_lines_only() -> None:
     assert neutralize("::error::x") == "| ::error::x"
     assert neutralize("   ::warning::x") == "|    ::warning::x"
     assert neutralize("fine :: text") == "fine :: text"
+    assert neutralize(": :error::x") == ": :error::x"
     assert neutralize_text("ok\n::error::x\n  ::notice::y") == "ok\n| ::error::x\n|   ::notice::y"
 
 
@@ -566,6 +707,73 @@ def test_neutralize_text_defuses_lines_after_a_carriage_return() -> None:
     printed = "downloading 50%\r::error::injected\nok"
     commands = [line for line in runner_lines(neutralize_text(printed)) if line.startswith("::")]
     assert commands == []
+
+
+# Every line break str.splitlines honours; the set is checked against str.splitlines below.
+LINE_BREAK_KINDS = [
+    "\r\n",
+    "\r",
+    "\n",
+    "\v",
+    "\f",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+]
+
+
+def test_line_break_kinds_are_the_ones_splitlines_honours() -> None:
+    breaks = {chr(i) for i in range(0x110000) if len(f"a{chr(i)}b".splitlines()) == 2}
+    assert breaks | {"\r\n"} == set(LINE_BREAK_KINDS)
+
+
+@pytest.mark.parametrize("line_break", LINE_BREAK_KINDS, ids=ascii)
+def test_neutralize_text_defuses_the_line_after_every_line_break(line_break: str) -> None:
+    printed = f"ok{line_break}::error::injected{line_break}  ::warning::x{line_break}fine"
+    defused = neutralize_text(printed)
+    # The breaks stay as they were; only the command lines gain their prefix.
+    assert defused == (
+        f"ok{line_break}| ::error::injected{line_break}|   ::warning::x{line_break}fine"
+    )
+    assert not [line for line in defused.splitlines() if line.lstrip().startswith("::")]
+
+
+# What the runner's TrimStart (.NET) may remove before it looks for `::`: ASCII and Unicode
+# white space, the zero-width space and the byte-order mark that .NET Framework trimmed too.
+LEADING = [
+    " ",
+    "\t",
+    "\x1f",
+    "\u00a0",
+    "\u1680",
+    "\u2000",
+    "\u2007",
+    "\u200a",
+    "\u202f",
+    "\u205f",
+    "\u3000",
+    "\ufeff",
+    "\u200b",
+    "\u180e",
+    "\u2060",
+    "\ufeff\u3000 \u00a0\t",
+]
+
+
+@pytest.mark.parametrize("leading", LEADING, ids=ascii)
+def test_neutralize_sees_through_leading_unicode_white_space(leading: str) -> None:
+    assert neutralize(f"{leading}::error::x") == f"| {leading}::error::x"
+    assert neutralize_text(f"ok\n{leading}::error::x") == f"ok\n| {leading}::error::x"
+    assert neutralize(f"{leading}fine") == f"{leading}fine"
+
+
+def test_neutralize_sees_through_every_white_space_character() -> None:
+    spaces = [chr(i) for i in range(0x110000) if chr(i).isspace()]
+    assert {"\u00a0", "\u2007", "\u3000"} <= set(spaces)
+    assert all(neutralize(f"{c}::error::x").startswith("| ") for c in spaces)
 
 
 # -- the table renderer --------------------------------------------------------------------------
@@ -615,17 +823,46 @@ def test_render_and_grid_in_every_style(expected: Expected) -> None:
 
 
 def test_markdown_escape_in_a_cell_and_in_inline_html() -> None:
-    hostile = "a|b \\ <script>alert('x')</script> & \"q\"\nnext\r\nlast"
+    hostile = "a|b \\ <script>alert('x')</script> & \"q\"\nnext\r\nlast `code` [l](x)\u2028end"
     assert markdown_escape(hostile) == (
-        "a\\|b \\\\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last"
+        "a\\|b \\\\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last \\`code\\` "
+        "\\[l\\](x) end"
     )
     # Inline HTML (<summary>) takes no backslash escapes: only the HTML and line breaks go.
     assert markdown_escape(hostile, cell=False) == (
-        "a|b \\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last"
+        "a|b \\ &lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\" next  last `code` [l](x) end"
     )
     assert gfm_cells(f"| {markdown_escape(hostile)} |") == [
-        hostile.replace("\r", " ").replace("\n", " ")
+        "".join(" " if c in LINE_BREAKS else c for c in hostile)
     ]
+
+
+def test_markdown_escape_turns_every_line_break_into_a_space() -> None:
+    # Every character str.splitlines ends a line at, so no reader of the summary breaks a row.
+    breaks = {chr(i) for i in range(0x110000) if len(f"a{chr(i)}b".splitlines()) == 2}
+    assert breaks == set(LINE_BREAKS)
+    for cell in (True, False):
+        assert markdown_escape(f"a{LINE_BREAKS}b", cell=cell) == f"a{' ' * len(LINE_BREAKS)}b"
+
+
+@pytest.mark.parametrize(
+    ("code", "markdown"),
+    [
+        ("7.2% ▊·········", "`7.2% ▊·········`"),
+        ("a|b", "`a`\\|`b`"),
+        ("back\\slash", "`back`\\\\`slash`"),
+        ("x`y", "``x`y``"),
+        ("`x``", "``` `x`` ```"),
+        (" padded ", "`  padded  `"),
+        ("<b>&amp;</b>", "`<b>&amp;</b>`"),  # inside a span, HTML and entities show as typed
+        ("two\nlines", "`two lines`"),
+    ],
+)
+def test_a_code_cell_is_inline_code_that_shows_every_character(code: str, markdown: str) -> None:
+    lines = grid(["code"], [[markdown_code(code)]], [False], Style.MARKDOWN)
+    assert lines[2] == f"| {markdown} |"
+    # In a text table, the text as it is.
+    assert grid(["code"], [[markdown_code(code)]], [False])[2] == code.replace("\n", "\\n").rstrip()
 
 
 def test_markdown_padded_rule_has_a_hyphen_in_every_cell() -> None:

@@ -1,0 +1,513 @@
+"""Where each model's check runs, so that a model that hangs, crashes or changes global state
+fails alone, by name, and the run goes on.
+
+By default the checks run in one long-lived process forked from pytest's, after torch is
+imported and frozen (see collector.py), so the fork copies nothing and imports nothing. That
+process is forked again only after a model crashed it or ran past its time limit, as
+pytest-xdist replaces a crashed worker: one fork per run on the common path, instead of one per
+model. What a check prints, logs and warns is sent back with its result and replayed in the
+test item, where pytest captures it as if the model had run in pytest's own process.
+
+Without `os.fork` (Windows), or with `--cnn-budget-isolation=off` (to step into a constructor
+with a debugger), checks run in pytest's process: global state is still restored after each
+model, but a model that kills the process ends the run, and a time limit that runs out dumps
+where every thread was and ends the run too (`faulthandler`), rather than let it hang.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import faulthandler
+import gc
+import io
+import linecache
+import logging
+import os
+import pickle
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+import sysconfig
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+from . import collector
+from .config import ModelSpec, model_table
+from .results import ModelResult, SnapshotEntry, SourceLocation
+
+FORK_AVAILABLE = hasattr(os, "fork")
+# After the time limit, how long the stack dump of a stuck check may take to appear.
+_DUMP_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model's check, as the checking process receives it."""
+
+    spec: ModelSpec
+    stored: SnapshotEntry | None
+    snapshot_enabled: bool
+    update: bool
+    timeout: float | None  # seconds; None: no limit
+    # The test item's warning filters and root log level, so that `-W error` and `log_level`
+    # apply in the checking process as they would in pytest's.
+    filters: tuple[Any, ...] = ()
+    log_level: int = logging.WARNING
+
+
+@dataclass(frozen=True)
+class CapturedWarning:
+    """A warning a check raised, in a form that crosses processes without importing its module."""
+
+    message: str
+    category: str  # "module.QualName"
+    base: str  # the built-in warning class it derives from, e.g. "UserWarning"
+    filename: str
+    lineno: int
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What a check printed, logged and warned."""
+
+    stdout: str = ""
+    stderr: str = ""
+    records: tuple[dict[str, Any], ...] = ()  # logging.LogRecord attributes, message formatted
+    warnings: tuple[CapturedWarning, ...] = ()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A check's result and what it printed on the way."""
+
+    result: ModelResult | None  # None: the check raised `raised`
+    captured: Captured
+    raised: Raised | None = None
+
+
+@dataclass(frozen=True)
+class Raised:
+    """One of pytest's own outcomes, raised by a model's code (`pytest.skip()` in a constructor
+    when weights or a GPU are missing): not a failure, but raised again in the test item. Sent
+    by name: pytest's outcome classes cannot be pickled."""
+
+    kind: str  # the exception's class name: "Skipped", "XFailed", "Failed", "Exit"
+    message: str
+
+
+def picklable_filters() -> tuple[Any, ...]:
+    """This process's warning filters, less any that cannot be sent to another process."""
+    kept = []
+    for entry in warnings.filters:
+        try:
+            pickle.dumps(entry)
+        except Exception:
+            continue
+        kept.append(entry)
+    return tuple(kept)
+
+
+# -- one check, wherever it runs ----------------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    """Keeps log records as plain attributes (the way logging's SocketHandler pickles them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        data = dict(record.__dict__)
+        try:
+            data["msg"] = record.getMessage()
+        except Exception as e:  # a record whose arguments do not fit its format
+            data["msg"] = f"{record.msg!r} (could not be formatted: {type(e).__name__})"
+        data["args"] = None
+        if record.exc_info:
+            data["exc_text"] = logging.Formatter().formatException(record.exc_info)
+        data["exc_info"] = None
+        for key, value in data.items():
+            if not isinstance(value, str | int | float | bool | type(None)):
+                data[key] = _text(value)
+        self.records.append(data)
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _warning(message: warnings.WarningMessage) -> CapturedWarning:
+    category = message.category
+    base = next((k.__name__ for k in category.__mro__ if k.__module__ == "builtins"), "UserWarning")
+    return CapturedWarning(
+        message=_text(message.message),
+        category=f"{category.__module__}.{category.__qualname__}",
+        base=base,
+        filename=str(message.filename),
+        lineno=int(message.lineno or 0),
+    )
+
+
+def check_here(request: Request) -> Checked:
+    """Run one check in this process: global state restored, output and warnings captured."""
+    from .gate import check_model, error_result
+    from .state import preserved
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    raised: Raised | None = None
+    handler = _Records()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(request.log_level)
+    try:
+        with (
+            preserved(),
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            if request.filters:
+                cast("list[Any]", warnings.filters)[:] = request.filters
+            try:
+                result = check_model(
+                    request.spec,
+                    request.stored,
+                    snapshot_enabled=request.snapshot_enabled,
+                    update=request.update,
+                )
+            except SystemExit as e:
+                # sys.exit() in a constructor: that model's failure, not the end of the run.
+                message = f"the model's code called sys.exit({e.code!r})"
+                result = error_result(request.spec, message, "build")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # pytest.skip(), pytest.xfail(), pytest.fail()
+                text = getattr(e, "msg", None)
+                result = None
+                raised = Raised(type(e).__name__, text if isinstance(text, str) else "")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    captured = Captured(
+        stdout=stdout.getvalue(),
+        stderr=stderr.getvalue(),
+        records=tuple(handler.records),
+        warnings=tuple(_warning(w) for w in caught),
+    )
+    return Checked(result, captured, raised)
+
+
+_MIRRORS: dict[str, type[Warning]] = {}
+
+
+def _category(warning: CapturedWarning) -> type[Warning]:
+    """The warning's class if its module is loaded here, else a stand-in of the same name (the
+    parent process never imports a model's module)."""
+    module, _, name = warning.category.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    if isinstance(found, type) and issubclass(found, Warning):
+        return found
+    mirror = _MIRRORS.get(warning.category)
+    if mirror is None:
+        builtin = getattr(builtins, warning.base, UserWarning)
+        if not (isinstance(builtin, type) and issubclass(builtin, Warning)):
+            builtin = UserWarning
+        mirror = _MIRRORS[warning.category] = type(name or "Warning", (builtin,), {})
+        mirror.__module__ = module or "builtins"
+    return mirror
+
+
+def replay(captured: Captured, clean: Callable[[str], str]) -> None:
+    """Print, log and warn what a check did, here, where pytest captures it; `clean` is applied
+    to warning texts (pytest prints them in its own summary)."""
+    if captured.stdout:
+        sys.stdout.write(captured.stdout)
+    if captured.stderr:
+        sys.stderr.write(captured.stderr)
+    for data in captured.records:
+        record = logging.makeLogRecord(data)
+        logging.getLogger(record.name).handle(record)
+    for w in captured.warnings:
+        # Shown once already where it was raised, under the same filters: a filter that turns
+        # it into an error here too would fail the item with a traceback instead.
+        with contextlib.suppress(Warning):
+            warnings.warn_explicit(clean(w.message), _category(w), w.filename, w.lineno)
+
+
+# -- where checks run ---------------------------------------------------------------------------
+
+
+class Checker:
+    """Runs checks; `close` when the run is over."""
+
+    def check(self, request: Request) -> Checked:
+        """One model's check."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the checker holds."""
+
+
+class InProcess(Checker):
+    """Checks in pytest's own process (no fork, or isolation turned off)."""
+
+    def check(self, request: Request) -> Checked:
+        if request.timeout:
+            # No way to stop a stuck check from inside its own process; end the run with
+            # where it was stuck, rather than hang until CI kills the job without a word.
+            faulthandler.dump_traceback_later(request.timeout, exit=True)
+        try:
+            return check_here(request)
+        finally:
+            if request.timeout:
+                faulthandler.cancel_dump_traceback_later()
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _send(sock: socket.socket, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(struct.pack("!Q", len(data)) + data)
+
+
+def _read(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+    chunks = []
+    while size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise _Timeout
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(sock: socket.socket, deadline: float | None) -> Any:
+    (size,) = struct.unpack("!Q", _read(sock, 8, deadline))
+    return pickle.loads(_read(sock, size, deadline))
+
+
+def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
+    """The checking process: answer requests until pytest's process closes the socket."""
+    import torch
+
+    # Ctrl-C is pytest's to handle; it ends this process by closing the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # An OpenMP thread pool that pytest's process used before the fork does not exist here,
+    # and waiting on it would hang the first parallel operation. Meta tensors compute nothing;
+    # a cpu build only fills weights, serially.
+    torch.set_num_threads(1)
+    gc.enable()  # forked inside a paused item; see collector.py
+    faulthandler.enable(file=dump, all_threads=True)
+    while True:
+        try:
+            request: Request = _receive(sock, None)
+        except (EOFError, OSError):
+            return
+        os.ftruncate(dump.fileno(), 0)
+        os.lseek(dump.fileno(), 0, os.SEEK_SET)
+        if request.timeout:
+            faulthandler.dump_traceback_later(request.timeout, file=dump)
+        try:
+            with collector.paused():
+                checked = check_here(request)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        try:
+            _send(sock, checked)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            from .gate import error_result
+
+            message = f"its result could not be sent back: {type(e).__name__}: {_text(e)}"
+            _send(sock, Checked(error_result(request.spec, message, "check"), Captured()))
+
+
+@dataclass
+class _Child:
+    pid: int
+    sock: socket.socket
+    dump: IO[bytes]
+
+    def dump_text(self, wait: float = 0.0) -> str:
+        """What faulthandler wrote: the stack of a stuck or crashed check."""
+        deadline = time.monotonic() + wait
+        while True:
+            size = os.fstat(self.dump.fileno()).st_size
+            if size or time.monotonic() >= deadline:
+                return os.pread(self.dump.fileno(), size, 0).decode("utf-8", "replace")
+            time.sleep(0.02)
+
+    def end(self, kill: bool) -> int:
+        """Stop the process (SIGKILL when `kill`); its wait status."""
+        self.sock.close()
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                _, status = os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.01)
+        self.dump.close()
+        return status
+
+
+class Forked(Checker):
+    """Checks in a long-lived forked process, forked again after a crash or a timeout."""
+
+    def __init__(self) -> None:
+        self.child: _Child | None = None
+        self.forks = 0
+
+    def _start(self) -> _Child:
+        ours, theirs = socket.socketpair()
+        dump = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process lives
+        # Python 3.12+ warns about forking a process with threads; the checking process only
+        # ever runs this module's loop, and leaves through os._exit.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the forked process, which coverage misses
+            code = 0
+            try:
+                ours.close()
+                _serve(theirs, dump)
+            except BaseException:
+                code = 70
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.forks += 1
+        self.child = _Child(pid, ours, dump)
+        return self.child
+
+    def check(self, request: Request) -> Checked:
+        child = self.child or self._start()
+        deadline = time.monotonic() + request.timeout if request.timeout else None
+        try:
+            _send(child.sock, request)
+            checked: Checked = _receive(child.sock, deadline)
+            return checked
+        except _Timeout:
+            stuck = child.dump_text(wait=_DUMP_GRACE)
+            self.child = None
+            child.end(kill=True)
+            return Checked(_timeout_result(request, stuck), Captured())
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self.child = None
+            dump = child.dump_text()
+            status = child.end(kill=True)
+            return Checked(_crash_result(request, status, dump), Captured())
+
+    def close(self) -> None:
+        if self.child is not None:
+            self.child.end(kill=False)
+            self.child = None
+
+
+def make_checker(isolation: str) -> Checker:
+    """`"fork"` (where available) or `"off"`."""
+    return Forked() if isolation == "fork" and FORK_AVAILABLE else InProcess()
+
+
+# -- what a stuck or crashed check says ---------------------------------------------------------
+
+_FRAME = re.compile(r'^\s*File "(?P<path>.*)", line (?P<line>\d+) in (?P<func>.*)$')
+_PACKAGE = str(Path(__file__).parent) + os.sep
+_NOT_USER = (_PACKAGE, str(Path(sysconfig.get_paths()["stdlib"])) + os.sep)
+
+
+def _user_frames(dump: str) -> list[tuple[str, int, str]]:
+    """The frames of the first thread in a faulthandler dump that are the user's code (not
+    ours, torch's, pytest's or the standard library's), innermost last."""
+    frames: list[tuple[str, int, str]] = []
+    for block in re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump):
+        found = [m for m in map(_FRAME.match, block.splitlines()) if m]
+        if any(m["path"].startswith(_PACKAGE) for m in found):  # the checking thread
+            frames = [(m["path"], int(m["line"]), m["func"]) for m in found]
+            break
+    # Innermost first: what lies beyond our own innermost frame is the model's code; what lies
+    # outside our outermost is pytest's, as it was when the process was forked.
+    ours = [i for i, f in enumerate(frames) if f[0].startswith(_PACKAGE)]
+    frames = frames[: ours[0]] if ours else frames
+    user = [
+        f
+        for f in frames
+        if not f[0].startswith(_NOT_USER)
+        and f"{os.sep}torch{os.sep}" not in f[0]
+        and f"{os.sep}_pytest{os.sep}" not in f[0]
+        and not f[0].startswith("<")
+    ]
+    return user[::-1]  # faulthandler lists the innermost first
+
+
+def _where(dump: str, heading: str) -> tuple[list[str], SourceLocation | None]:
+    frames = _user_frames(dump)[-4:]
+    if not frames:
+        return [], None
+    summaries = [
+        traceback.FrameSummary(path, line, func, line=linecache.getline(path, line).strip())
+        for path, line, func in frames
+    ]
+    lines = [heading, *(s.rstrip("\n") for s in traceback.format_list(summaries))]
+    path, line, _ = frames[-1]
+    return lines, SourceLocation(path, line)
+
+
+def _timeout_result(request: Request, dump: str) -> ModelResult:
+    from .gate import error_result
+
+    limit = f"{request.timeout:g}"
+    lines = [f"did not finish within its time limit of {limit} s, and was stopped"]
+    where, source = _where(dump, "it was at (innermost last):")
+    lines += where
+    lines.append(
+        f"if it needs longer, raise `timeout` in {model_table(request.spec.name)} or pass "
+        "--cnn-budget-timeout SECONDS (0: no limit)"
+    )
+    return error_result(request.spec, "\n".join(lines), "timeout", source)
+
+
+def _crash_result(request: Request, status: int, dump: str) -> ModelResult:
+    from .gate import error_result
+
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        how = f"was killed by {name} (signal {number})"
+    else:
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        how = f"exited with status {code} (os._exit, or native code that ended the process)"
+    lines = [f"the process checking this model {how}; the other models were checked after it"]
+    where, source = _where(dump, "it was at (innermost last):")
+    lines += where
+    return error_result(request.spec, "\n".join(lines), "crash", source)

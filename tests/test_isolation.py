@@ -1,0 +1,381 @@
+"""Checks in a forked process (crash, hang, sys.exit), global state restored after each model,
+and the meta-build fallback only for failures that meta causes."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_cnnbudget.config import ModelSpec
+from pytest_cnnbudget.errors import ModelBuildError
+from pytest_cnnbudget.isolation import (
+    FORK_AVAILABLE,
+    Checker,
+    Forked,
+    InProcess,
+    Request,
+    picklable_filters,
+)
+from pytest_cnnbudget.loading import build_hint, build_model, meta_caused
+from pytest_cnnbudget.results import ModelResult, Outcome
+from pytest_cnnbudget.state import preserved
+
+needs_fork = pytest.mark.skipif(not FORK_AVAILABLE, reason="os.fork is not available")
+
+ZOO = """
+import os, sys, time, warnings, logging
+import torch
+from torch import nn
+
+CALLS = os.environ.get("ISO_CALLS")
+
+
+def _called():
+    if CALLS:
+        with open(CALLS, "a") as f:
+            f.write("x")
+
+
+class Good(nn.Module):
+    def __init__(self, width=4):
+        super().__init__()
+        print("printed by Good")
+        logging.getLogger("iso").warning("logged by Good")
+        warnings.warn("warned by Good")
+        self.fc = nn.Linear(width, width)
+
+
+class Exit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        os._exit(3)
+
+
+class Segfault(nn.Module):
+    def __init__(self):
+        super().__init__()
+        import ctypes
+        ctypes.string_at(0)
+
+
+class Hang(nn.Module):
+    def __init__(self):
+        super().__init__()
+        while True:
+            time.sleep(0.01)
+
+
+class SysExit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        sys.exit(2)
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+class RaisesUnprintable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise Unprintable()
+
+
+class Meddles(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.set_default_dtype(torch.float64)
+        sys.path.clear()
+        os.chdir("/")
+        self.fc = nn.Linear(4, 4)
+
+
+class ReadsBack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        _called()
+        widths = (torch.arange(3) * 4 + 4).tolist()  # meta tensors cannot do this
+        self.fc = nn.Linear(widths[-1], 2)
+
+
+class Offline(nn.Module):
+    def __init__(self):
+        super().__init__()
+        _called()
+        raise ConnectionError("Max retries exceeded with url: /resnet18.pth")
+
+
+class NeedsGpu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        _called()
+        self.fc = nn.Linear(4, 4)
+        torch.cuda.current_device()
+
+
+class Skips(nn.Module):
+    def __init__(self):
+        super().__init__()
+        import pytest
+        pytest.skip("weights not available")
+
+
+class WrongArgs(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        _called()
+"""
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A module `iso_zoo` of misbehaving models, importable here and in a forked child."""
+    (tmp_path / "iso_zoo.py").write_text(textwrap.dedent(ZOO), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ISO_CALLS", str(tmp_path / "calls"))
+    yield tmp_path
+    sys.modules.pop("iso_zoo", None)
+
+
+def request_for(cls: str, timeout: float | None = None, **kwargs: object) -> Request:
+    spec = ModelSpec(
+        name=cls.lower(), target=f"iso_zoo:{cls}", kwargs=kwargs, budgets={"max_params": 1000}
+    )
+    # As a project without `filterwarnings = error` would have them (this suite has it).
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        filters = picklable_filters()
+    return Request(spec, None, False, False, timeout, filters=filters)
+
+
+def result_of(checker: Checker, request: Request) -> ModelResult:
+    result = checker.check(request).result
+    assert result is not None
+    return result
+
+
+@pytest.fixture
+def forked() -> Iterator[Forked]:
+    checker = Forked()
+    yield checker
+    checker.close()
+
+
+@needs_fork
+def test_one_fork_serves_every_model(zoo: Path, forked: Forked) -> None:
+    results = [result_of(forked, request_for("Good", width=w)) for w in (2, 4, 8)]
+    assert [r.count.total for r in results if r.count] == [6, 20, 72]
+    assert forked.forks == 1
+    assert "iso_zoo" not in sys.modules  # the model's module is imported only in the child
+
+
+@needs_fork
+def test_output_logs_and_warnings_come_back(zoo: Path, forked: Forked) -> None:
+    captured = forked.check(request_for("Good")).captured
+    assert captured.stdout == "printed by Good\n"
+    assert [r["msg"] for r in captured.records] == ["logged by Good"]
+    assert [(w.message, w.base) for w in captured.warnings] == [("warned by Good", "UserWarning")]
+
+
+@needs_fork
+@pytest.mark.parametrize(
+    ("cls", "cause"),
+    [
+        ("Exit", "exited with status 3"),
+        ("Segfault", "was killed by SIGSEGV (signal 11)"),
+    ],
+)
+def test_a_crash_fails_that_model_and_the_next_one_runs(
+    zoo: Path, forked: Forked, cls: str, cause: str
+) -> None:
+    crashed = result_of(forked, request_for(cls))
+    assert crashed.outcome is Outcome.ERROR
+    assert crashed.error_stage == "crash"
+    assert cause in (crashed.error or "")
+    after = result_of(forked, request_for("Good"))
+    assert after.outcome is Outcome.PASSED
+    assert forked.forks == 2
+
+
+@needs_fork
+def test_a_segfault_says_where(zoo: Path, forked: Forked) -> None:
+    result = result_of(forked, request_for("Segfault"))
+    assert "iso_zoo.py" in (result.error or "")
+    assert "ctypes.string_at(0)" in (result.error or "")
+    assert result.source is not None
+    assert result.source.path.endswith("iso_zoo.py")
+
+
+@needs_fork
+def test_a_hang_is_stopped_with_where_it_was(zoo: Path, forked: Forked) -> None:
+    start = time.monotonic()
+    result = result_of(forked, request_for("Hang", timeout=0.5))
+    assert time.monotonic() - start < 0.5 + 3.0
+    assert result.error_stage == "timeout"
+    error = result.error or ""
+    assert "time limit of 0.5 s" in error
+    assert "time.sleep(0.01)" in error or "while True" in error
+    assert "[tool.cnnbudget.models.hang]" in error
+    assert result_of(forked, request_for("Good")).outcome is Outcome.PASSED
+
+
+@needs_fork
+def test_pytest_skip_in_a_constructor_comes_back_to_be_raised(zoo: Path, forked: Forked) -> None:
+    checked = forked.check(request_for("Skips"))
+    assert checked.result is None
+    assert checked.raised is not None
+    assert (checked.raised.kind, checked.raised.message) == ("Skipped", "weights not available")
+    assert forked.forks == 1
+
+
+@pytest.mark.parametrize("where", ["forked", "here"])
+def test_sys_exit_and_unprintable_errors_are_the_models_failure(zoo: Path, where: str) -> None:
+    if where == "forked" and not FORK_AVAILABLE:
+        pytest.skip("os.fork is not available")
+    checker = Forked() if where == "forked" else InProcess()
+    try:
+        exited = result_of(checker, request_for("SysExit"))
+        unprintable = result_of(checker, request_for("RaisesUnprintable"))
+    finally:
+        checker.close()
+    assert exited.error == "the model's code called sys.exit(2)"
+    assert "Unprintable: <its message could not be shown: str() raised RuntimeError>" in (
+        unprintable.error or ""
+    )
+
+
+def test_a_warning_turned_into_an_error_is_the_models_failure(zoo: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        request = request_for("Good")
+        request = Request(request.spec, None, False, False, None, filters=picklable_filters())
+    result = result_of(InProcess(), request)
+    assert result.outcome is Outcome.ERROR
+    assert "UserWarning: warned by Good" in (result.error or "")
+
+
+def test_global_state_is_restored_after_a_model(zoo: Path) -> None:
+    cwd, path = os.getcwd(), list(sys.path)
+    result = result_of(InProcess(), request_for("Meddles"))
+    assert result.outcome is Outcome.PASSED
+    assert result.count is not None
+    assert result.count.param_bytes == 20 * 8  # its own float64
+    assert torch.get_default_dtype() == torch.float32
+    assert os.getcwd() == cwd
+    assert sys.path == path
+
+
+def test_preserved_restores_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISO_KEEP", "1")
+    before = (torch.random.get_rng_state(), random.getstate(), dict(os.environ))
+    threads, limit = torch.get_num_threads(), sys.getrecursionlimit()
+    module = sys.modules["json"]
+    changed: list[str] = []
+    with preserved(changed):
+        torch.set_default_dtype(torch.float16)
+        torch.set_default_device("meta")
+        torch.set_grad_enabled(False)
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        torch.manual_seed(1)
+        random.seed(1)
+        torch.rand(3)
+        random.random()
+        os.environ["ISO_ADDED"] = "1"
+        del os.environ["ISO_KEEP"]
+        sys.setrecursionlimit(limit + 7)
+        del sys.modules["json"]
+        torch.device("meta").__enter__()  # a mode pushed and never exited
+    assert torch.get_default_dtype() == torch.float32
+    assert torch.empty(1).device.type == "cpu"
+    assert torch.is_grad_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.random.get_rng_state(), before[0])
+    assert random.getstate() == before[1]
+    assert dict(os.environ) == before[2]
+    assert sys.getrecursionlimit() == limit
+    assert sys.modules["json"] is module
+    for name in (
+        "torch default dtype",
+        "grad mode",
+        "deterministic algorithms",
+        "environment",
+        "torch function modes",
+    ):
+        assert name in changed
+
+
+def test_nothing_changed_reports_nothing() -> None:
+    changed: list[str] = []
+    with preserved(changed):
+        nn.Linear(2, 2, device="meta")
+    assert changed == []
+
+
+# -- the meta-build fallback ------------------------------------------------------------------
+
+
+def calls(zoo: Path) -> int:
+    path = zoo / "calls"
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_fallback_runs_for_what_meta_causes(zoo: Path) -> None:
+    model = build_model("iso_zoo:ReadsBack")
+    assert calls(zoo) == 2  # the meta build, then the fallback
+    assert model.get_parameter("fc.weight").device.type == "meta"
+
+
+@pytest.mark.parametrize(
+    ("cls", "hint"),
+    [
+        ("Offline", "counting needs no weights: set pretrained = false"),
+        ("NeedsGpu", "the constructor needs a GPU; guard it or build on meta"),
+        ("WrongArgs", None),
+    ],
+)
+def test_no_fallback_for_network_gpu_or_argument_errors(
+    zoo: Path, cls: str, hint: str | None
+) -> None:
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"iso_zoo:{cls}")
+    assert calls(zoo) == (0 if cls == "WrongArgs" else 1)  # WrongArgs fails before the body
+    message = str(info.value)
+    assert (f"hint: {hint}" in message) if hint else ("hint:" not in message)
+
+
+def test_meta_caused_on_real_meta_failures() -> None:
+    with torch.device("meta"):
+        t = torch.ones(3)
+    failures = []
+    for op in (lambda: t.tolist(), lambda: t[0].item(), lambda: t.numpy(), lambda: t.nonzero()):
+        try:
+            op()
+        except Exception as e:
+            failures.append(e)
+    assert len(failures) == 4
+    assert all(meta_caused(e) for e in failures)
+    assert not meta_caused(ImportError("No module named 'timm'"))
+    assert not meta_caused(TypeError("__init__() got an unexpected keyword argument 'depth'"))
+    assert not meta_caused(UserWarning("meta tensors are slow"))
+
+
+def test_build_hint_reads_causes() -> None:
+    outer = ValueError("config not found")
+    outer.__cause__ = OSError("We couldn't connect to 'https://huggingface.co'")
+    assert build_hint(outer) == (
+        "counting needs no weights: set pretrained = false (or the library's equivalent) in kwargs"
+    )
+    assert build_hint(ValueError("width must be even")) is None
