@@ -7,6 +7,7 @@ not measured here: the parent reads it from the kernel when it reaps the process
     python benchmarks/child.py count TOOL DEVICE MODELS_JSON
     python benchmarks/child.py foundation TARGET
     python benchmarks/child.py gc-pytest PYTEST_ARGS...
+    python benchmarks/child.py hardening FOLDER
     python benchmarks/child.py import-torch
     python benchmarks/child.py load-config PYPROJECT
     python benchmarks/child.py plugin-import
@@ -236,12 +237,76 @@ def warmup(target: str, trigger: str) -> None:
     )
 
 
+def hardening(folder: str) -> None:
+    """What the hardening of a gate run costs, one piece at a time: restoring global state,
+    the snapshot lock (with the re-read it guards), and the forked checking process."""
+    import tempfile
+
+    from pytest_cnnbudget.config import ModelSpec
+    from pytest_cnnbudget.isolation import Forked, InProcess, Request
+    from pytest_cnnbudget.snapshot import locked, read_snapshot
+    from pytest_cnnbudget.state import preserved
+
+    rounds = 1000
+    start = time.perf_counter()
+    for _ in range(rounds):
+        with preserved():
+            pass
+    restore = (time.perf_counter() - start) / rounds
+
+    snapshot = Path(folder, "cnnbudget.snapshot.json").resolve()
+    models = float(len(read_snapshot(snapshot)))
+    start = time.perf_counter()
+    for _ in range(100):
+        with locked(snapshot):
+            pass
+    lock_and_read = (time.perf_counter() - start) / 100
+    with tempfile.TemporaryDirectory() as empty:
+        start = time.perf_counter()
+        for _ in range(rounds):
+            with locked(Path(empty, "cnnbudget.snapshot.json")):
+                pass
+        lock_only = (time.perf_counter() - start) / rounds
+
+    def request(i: int, timeout: float | None) -> Request:
+        kwargs = {"in_features": 8 + i % 7, "out_features": 8}
+        spec = ModelSpec(f"m{i}", "torch.nn:Linear", kwargs, {"max_params": 10**6})
+        return Request(spec, None, False, False, timeout)
+
+    n = 50
+    checks: dict[str, float] = {}
+    for label, checker, timeout in (
+        ("in_process", InProcess(), None),
+        ("forked", Forked(), None),
+        ("forked_timeout", Forked(), 300.0),
+    ):
+        if label == "forked":
+            start = time.perf_counter()
+            checker.check(request(0, timeout))
+            checks["first_forked_check"] = time.perf_counter() - start
+        else:
+            checker.check(request(0, timeout))  # what a first check imports, paid outside
+        start = time.perf_counter()
+        for i in range(1, n + 1):
+            checker.check(request(i, timeout))
+        checks[label] = (time.perf_counter() - start) / n
+        checker.close()
+    report(
+        restore=restore,
+        lock_only=lock_only,
+        lock_and_read=lock_and_read,
+        snapshot_models=models,
+        **checks,
+    )
+
+
 def main(argv: list[str]) -> None:
     """Dispatch to one command; see the module docstring."""
     commands: dict[str, Callable[..., None]] = {
         "count": count,
         "foundation": foundation,
         "gc-pytest": gc_pytest,
+        "hardening": hardening,
         "import-torch": import_torch,
         "load-config": load_config,
         "plugin-import": plugin_import,

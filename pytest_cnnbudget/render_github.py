@@ -113,10 +113,19 @@ def anchors(
     return out
 
 
+# An annotation's title for a model that could not be checked, by the step that failed.
+_ERRORS = {
+    "forward": "could not run forward",
+    "check": "could not be checked",
+    "timeout": "timed out",
+    "crash": "crashed the process checking it",
+}
+
+
 def _problems(result: ModelResult) -> str:
     """`over budget, layout changed`: what is wrong with a failing model, in a few words."""
     if result.outcome is Outcome.ERROR:
-        return "could not be built"
+        return _ERRORS.get(result.error_stage, "could not be built")
     problems = []
     if result.exceeded:
         problems.append("over budget")

@@ -8,6 +8,7 @@ from context import Context
 from report import Section
 
 from sections.gate import bench_gate
+from sections.hardening import bench_hardening
 from sections.overhead import bench_overhead
 from sections.peers import bench_peers
 from sections.profile import bench_profile
@@ -21,4 +22,5 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "scale": bench_scale,
     "size": bench_size,
     "profile": bench_profile,
+    "hardening": bench_hardening,
 }
