@@ -136,15 +136,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _kwargs(text: str) -> dict[str, Any]:
+    from .config import check_kwargs
+    from .constants import MAX_CONFIG_BYTES
+    from .units import brief
+
+    if len(text) > MAX_CONFIG_BYTES:
+        raise CommandLineError(
+            f"--kwargs is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
+        )
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CommandLineError(f"--kwargs is not valid JSON ({e}): {text}") from e
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CommandLineError(f"--kwargs is not valid JSON ({e}): {brief(text)}") from e
     if not isinstance(value, dict):
         raise CommandLineError(
-            f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {text}"
+            f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {brief(text)}"
         )
-    return value
+    try:
+        return check_kwargs(value)
+    except ValueError as e:
+        raise CommandLineError(f"--kwargs: {e}") from e
 
 
 def _input_spec(text: str | None) -> InputSpec | None:

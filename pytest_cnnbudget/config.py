@@ -283,7 +283,8 @@ def _depth(value: _Nested, limit: int) -> int:
     return deepest
 
 
-def _kwargs(value: Any) -> dict[str, Any]:
+def check_kwargs(value: Any) -> dict[str, Any]:
+    """A model's keyword arguments: a table, nesting at most MAX_KWARGS_DEPTH levels."""
     if not isinstance(value, dict):
         raise TypeError(f"expected a table of keyword arguments, got {type(value).__name__}")
     if _depth(value, MAX_KWARGS_DEPTH) > MAX_KWARGS_DEPTH:
@@ -465,7 +466,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
             ModelSpec(
                 name=name,
                 target=target or "",
-                kwargs=_get(problems, where, table, "kwargs", _kwargs, {}),
+                kwargs=_get(problems, where, table, "kwargs", check_kwargs, {}),
                 budgets=budgets,
                 level=Level(_get(problems, where, table, "level", _LEVEL, "error")),
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),

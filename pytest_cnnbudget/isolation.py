@@ -232,6 +232,16 @@ def _category(warning: CapturedWarning) -> type[Warning]:
     return mirror
 
 
+def _defuse_source(filename: str, lineno: int, clean: Callable[[str], str]) -> None:
+    """pytest's warnings summary prints the source line a warning points at; where `clean`
+    would change that line, serve a cleaned copy of the file from linecache (an entry without
+    an mtime, which linecache never reloads)."""
+    line = linecache.getline(filename, lineno)
+    if line and clean(line) != line:
+        lines = [clean(text) for text in linecache.getlines(filename)]
+        linecache.cache[filename] = (None, None, lines, filename)  # type: ignore[assignment]
+
+
 def replay(captured: Captured, clean: Callable[[str], str]) -> None:
     """Print, log and warn what a check did, here, where pytest captures it; `clean` is applied
     to warning texts (pytest prints them in its own summary)."""
@@ -243,6 +253,7 @@ def replay(captured: Captured, clean: Callable[[str], str]) -> None:
         record = logging.makeLogRecord(data)
         logging.getLogger(record.name).handle(record)
     for w in captured.warnings:
+        _defuse_source(w.filename, w.lineno, clean)
         # Shown once already where it was raised, under the same filters: a filter that turns
         # it into an error here too would fail the item with a traceback instead.
         with contextlib.suppress(Warning):
@@ -307,12 +318,30 @@ def _receive(sock: socket.socket, deadline: float | None) -> Any:
     return pickle.loads(_read(sock, size, deadline))
 
 
+def _die_with_parent() -> None:
+    """On Linux, be killed when pytest's process dies, even by SIGKILL: a check stuck in a loop
+    would otherwise outlive the run (elsewhere, a closed socket ends the process between
+    checks)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
     """The checking process: answer requests until pytest's process closes the socket."""
     import torch
 
     # Ctrl-C is pytest's to handle; it ends this process by closing the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     # An OpenMP thread pool that pytest's process used before the fork does not exist here,
     # and waiting on it would hang the first parallel operation. Meta tensors compute nothing;
     # a cpu build only fills weights, serially.

@@ -200,6 +200,16 @@ def test_summary_of_a_lazy_model_needs_an_input_shape(capsys: pytest.CaptureFixt
             ["summary", CIFAR, "--kwargs", '{"width": 3}'],
             "unexpected keyword argument 'width'",
         ),
+        (
+            ["summary", CIFAR, "--kwargs", "[" * 50_000 + "]" * 50_000],
+            "--kwargs is not valid JSON (maximum recursion depth exceeded",
+        ),
+        (
+            ["summary", CIFAR, "--kwargs", '{"a": ' + "[" * 40 + "]" * 40 + "}"],
+            "--kwargs: tables and arrays nest more than 32 levels deep",
+        ),
+        (["summary", CIFAR, "--input-shape", "1," + "9" * 30], "a dimension of 30 digits"),
+        (["summary", CIFAR, "--input-shape", "2048,1024,1024,1024"], "elements"),
         (["summary", f"{NETS_MODULE}:exploding"], "constructor exploded: width must be even"),
         (["summary", CIFAR, "--input-shape", "1,3,a"], "--input-shape '1,3,a': cannot read"),
         (["plot", CIFAR, "--input-shape", "1,0"], "dimension 1 of [1, 0] is 0"),

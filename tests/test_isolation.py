@@ -3,6 +3,7 @@ and the meta-build fallback only for failures that meta causes."""
 
 from __future__ import annotations
 
+import linecache
 import os
 import random
 import sys
@@ -379,3 +380,21 @@ def test_build_hint_reads_causes() -> None:
         "counting needs no weights: set pretrained = false (or the library's equivalent) in kwargs"
     )
     assert build_hint(ValueError("width must be even")) is None
+
+
+def test_replayed_warnings_are_cleaned_and_so_is_the_source_line_shown(tmp_path: Path) -> None:
+    from pytest_cnnbudget.isolation import Captured, CapturedWarning, replay
+    from pytest_cnnbudget.render_github import neutralize_text
+
+    source = tmp_path / "doc.py"
+    source.write_text('DOC = """\n::error::from the source\n"""\n', encoding="utf-8")
+    warning = CapturedWarning(
+        "::error::from the message", "doc.Mine", "UserWarning", str(source), 2
+    )
+    with pytest.warns(UserWarning, match="from the message") as record:
+        replay(Captured(warnings=(warning,)), neutralize_text)
+    [shown] = record
+    assert str(shown.message) == "| ::error::from the message"
+    assert type(shown.message).__name__ == "Mine"  # a stand-in: doc is never imported here
+    assert issubclass(shown.category, UserWarning)
+    assert linecache.getline(str(source), 2) == "| ::error::from the source\n"
