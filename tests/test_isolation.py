@@ -6,6 +6,7 @@ from __future__ import annotations
 import linecache
 import os
 import random
+import subprocess
 import sys
 import textwrap
 import time
@@ -398,3 +399,27 @@ def test_replayed_warnings_are_cleaned_and_so_is_the_source_line_shown(tmp_path:
     assert type(shown.message).__name__ == "Mine"  # a stand-in: doc is never imported here
     assert issubclass(shown.category, UserWarning)
     assert linecache.getline(str(source), 2) == "| ::error::from the source\n"
+
+
+def test_without_fork_a_hang_ends_the_run_with_where_it_was(zoo: Path) -> None:
+    # In a process of its own: the time limit ends the process that runs the check.
+    script = textwrap.dedent(
+        """
+        import iso_zoo  # torch too, before the clock starts
+
+        from pytest_cnnbudget.config import ModelSpec
+        from pytest_cnnbudget.isolation import InProcess, Request
+
+        spec = ModelSpec("hang", "iso_zoo:Hang", {}, {"max_params": 10})
+        InProcess().check(Request(spec, None, False, False, timeout=0.5))
+        print("not reached")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(zoo), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "not reached" not in done.stdout
+    assert "Timeout (0:00:00.500000)!" in done.stderr
+    assert "iso_zoo.py" in done.stderr
