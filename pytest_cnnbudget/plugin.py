@@ -294,9 +294,13 @@ class BudgetSession:
         result = getattr(item, "result", None)
         if not isinstance(item, BudgetItem) or call.when != "call" or result is None:
             return {}
+        from .errors import exception_text
         from .render_json import metadata
 
-        return metadata(result)
+        try:
+            return metadata(result)
+        except Exception as e:  # one model's odd figures must not break the whole report
+            return {"cnn_budget": {"name": result.name, "error": exception_text(e)}}
 
 
 class WorkerSession(BudgetSession):

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from .budgets import budget_text, ranks_trainable
 from .config import model_table
 from .constants import UPDATE_COMMAND
+from .errors import exception_text
 from .inputs import format_shape
 from .merge import Merge
 from .results import LayerChange, LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
@@ -197,7 +198,19 @@ _STAGES = {
 
 
 def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
-    """Everything a reviewer needs about one failing model, traceback-free."""
+    """Everything a reviewer needs about one failing model, traceback-free; a model whose
+    failure cannot be rendered (a bug this model triggers) still fails with a short cause."""
+    try:
+        return _failure_lines(result, config_name, snapshot_name)
+    except Exception as e:
+        return [
+            f"{printable(result.name)}: failed, and its tables could not be rendered: "
+            f"{exception_text(e)}",
+            *indent(printable(line) for line in (result.error or "").splitlines()),
+        ]
+
+
+def _failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
     if result.outcome is Outcome.ERROR:
         what = _STAGES.get(result.error_stage, "could not build")
         heading = f"{printable(result.name)}: {what} {result.target}"

@@ -50,7 +50,13 @@ from pytest_cnnbudget.render_terminal import (
     update_lines,
     warning_lines,
 )
-from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
+from pytest_cnnbudget.results import (
+    BudgetCheck,
+    ModelResult,
+    Outcome,
+    SnapshotEntry,
+    SnapshotStatus,
+)
 from pytest_cnnbudget.tables import (
     LINE_BREAKS,
     Column,
@@ -1013,3 +1019,20 @@ def test_a_text_table_keeps_every_cell_on_its_line() -> None:
     lines = grid(["layer", "formula"], [["fc", "w\n::error::x 2×2"]], [False, False])
     assert lines[2] == "fc     w\\n::error::x 2×2"
     assert len(lines) == 3
+
+
+def test_a_failure_that_cannot_be_rendered_still_names_the_model_and_the_cause() -> None:
+    # A limit of 0 cannot come from the config (budgets are positive); it stands for any
+    # figure a renderer might trip on.
+    check = BudgetCheck("max_params", "trainable parameters", 10, 0)
+    result = ModelResult(
+        name="odd",
+        target="nets:Odd",
+        level="error",
+        outcome=Outcome.FAILED,
+        snapshot=SnapshotStatus.OFF,
+        budgets=(check,),
+    )
+    assert failure_lines(result, "pyproject.toml", "cnnbudget.snapshot.json") == [
+        "odd: failed, and its tables could not be rendered: ZeroDivisionError: division by zero"
+    ]
