@@ -376,6 +376,7 @@ class _Child:
     pid: int
     sock: socket.socket
     dump: IO[bytes]
+    status: int | None = None  # the wait status, once reaped
 
     def dump_text(self, wait: float = 0.0) -> str:
         """What faulthandler wrote: the stack of a stuck or crashed check."""
@@ -386,25 +387,31 @@ class _Child:
                 return os.pread(self.dump.fileno(), size, 0).decode("utf-8", "replace")
             time.sleep(0.02)
 
-    def end(self, kill: bool) -> int:
-        """Stop the process (SIGKILL when `kill`); its wait status."""
-        self.sock.close()
-        if kill:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while True:
+    def exited(self) -> bool:
+        """Whether the process has ended; reaps it if so (`end` then returns its status)."""
+        if self.status is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
-                break
+                self.status = status
+        return self.status is not None
+
+    def end(self, wait: float) -> int:
+        """Close the socket, give the process `wait` seconds to end, then SIGKILL it; its wait
+        status."""
+        self.sock.close()
+        if not wait and not self.exited():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + wait
+        while not self.exited():
             if time.monotonic() >= deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
-                _, status = os.waitpid(self.pid, 0)
+                _, self.status = os.waitpid(self.pid, 0)
                 break
             time.sleep(0.01)
         self.dump.close()
-        return status
+        return self.status or 0
 
 
 class Forked(Checker):
@@ -437,6 +444,10 @@ class Forked(Checker):
         return self.child
 
     def check(self, request: Request) -> Checked:
+        if self.child is not None and self.child.exited():
+            # Died between checks (the OOM killer, a stray signal): not this model's doing.
+            self.child.end(wait=0)
+            self.child = None
         child = self.child or self._start()
         deadline = time.monotonic() + request.timeout if request.timeout else None
         try:
@@ -446,17 +457,19 @@ class Forked(Checker):
         except _Timeout:
             stuck = child.dump_text(wait=_DUMP_GRACE)
             self.child = None
-            child.end(kill=True)
+            child.end(wait=0)
             return Checked(_timeout_result(request, stuck), Captured())
         except (EOFError, OSError, pickle.UnpicklingError):
             self.child = None
             dump = child.dump_text()
-            status = child.end(kill=True)
+            # The socket closes as the process exits; let it finish dying, so that its status
+            # is its own and not the SIGKILL sent to make sure.
+            status = child.end(wait=2.0)
             return Checked(_crash_result(request, status, dump), Captured())
 
     def close(self) -> None:
         if self.child is not None:
-            self.child.end(kill=False)
+            self.child.end(wait=2.0)
             self.child = None
 
 

@@ -423,3 +423,15 @@ def test_without_fork_a_hang_ends_the_run_with_where_it_was(zoo: Path) -> None:
     assert "not reached" not in done.stdout
     assert "Timeout (0:00:00.500000)!" in done.stderr
     assert "iso_zoo.py" in done.stderr
+
+
+@needs_fork
+def test_a_process_that_died_between_checks_is_not_blamed_on_the_next_model(
+    zoo: Path, forked: Forked
+) -> None:
+    assert result_of(forked, request_for("Good")).outcome is Outcome.PASSED
+    assert forked.child is not None
+    os.kill(forked.child.pid, 9)
+    time.sleep(0.2)
+    assert result_of(forked, request_for("Good")).outcome is Outcome.PASSED
+    assert forked.forks == 2
