@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import faulthandler
 import gc
 import io
@@ -63,6 +64,9 @@ class Request:
     # apply in the checking process as they would in pytest's.
     filters: tuple[Any, ...] = ()
     log_level: int = logging.WARNING
+    # Set by the forked process, which ignores SIGINT: a KeyboardInterrupt there can only come
+    # from the model's code, and is its failure rather than the end of the run.
+    interrupt_is_the_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def _warning(message: warnings.WarningMessage) -> CapturedWarning:
 
 def check_here(request: Request) -> Checked:
     """Run one check in this process: global state restored, output and warnings captured."""
-    from .gate import check_model, error_result
+    from .gate import check_model, describe_build_error, error_result
     from .state import preserved
 
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -194,8 +198,14 @@ def check_here(request: Request) -> Checked:
                 # sys.exit() in a constructor: that model's failure, not the end of the run.
                 message = f"the model's code called sys.exit({e.code!r})"
                 result = error_result(request.spec, message, "build")
-            except KeyboardInterrupt:
-                raise
+            except KeyboardInterrupt as e:
+                if not request.interrupt_is_the_models:
+                    raise  # Ctrl-C, in pytest's own process
+                # The checking process ignores SIGINT: the model's own code raised it.
+                message = describe_build_error(e).replace(
+                    "KeyboardInterrupt", "the model's code raised KeyboardInterrupt", 1
+                )
+                result = error_result(request.spec, message, "build")
             except BaseException as e:  # pytest.skip(), pytest.xfail(), pytest.fail()
                 text = getattr(e, "msg", None)
                 result = None
@@ -359,7 +369,7 @@ def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
             faulthandler.dump_traceback_later(request.timeout, file=dump)
         try:
             with collector.paused():
-                checked = check_here(request)
+                checked = check_here(dataclasses.replace(request, interrupt_is_the_models=True))
         finally:
             faulthandler.cancel_dump_traceback_later()
         try:

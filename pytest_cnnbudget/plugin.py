@@ -321,7 +321,7 @@ class ReportingSession(BudgetSession):
         super().__init__(config, settings, stored)
         self.results: dict[str, ModelResult] = {}
         self.merged: Merge | None = None  # decided once, at the end, for the writer and report
-        self.snapshot_written = False
+        self.snapshot_failed = False  # the update's write of the snapshot failed
         self.output_errors: list[str] = []  # outputs that could not be written
         self.notes: list[str] = []  # what the update report adds about the snapshot
 
@@ -412,9 +412,8 @@ class ReportingSession(BudgetSession):
             self.output_errors.append(
                 f"the snapshot was not written, and still holds what it held before: {e}"
             )
-            self.snapshot_written = False
+            self.snapshot_failed = True
             return merge_snapshot(self.stored, results, configured)
-        self.snapshot_written = merge.changed
         if not current.held:
             self.notes.append(
                 f"{path.parent} does not support file locks: a concurrent "
@@ -448,11 +447,11 @@ class ReportingSession(BudgetSession):
         results = list(self.results.values())
         merge = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
-        updating = self.update and self.settings.snapshot is not None and not self.output_errors
-        written = updating and self.snapshot_written
-        lines = update_lines(results, merge, self.names[1]) if written or updating else []
+        # What the update did, unless writing the snapshot failed (its error is shown below).
+        updating = self.update and self.settings.snapshot is not None and not self.snapshot_failed
+        lines = update_lines(results, merge, self.names[1]) if updating else []
         lines += self.notes
-        stale = merge.stale_after(written=written)
+        stale = merge.stale_after(written=updating)
         lines += overview_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
         terminal.section("cnn-budget", lines)
         if self.output_errors:
@@ -504,15 +503,24 @@ class _Terminal:
 
 
 def _raise_outcome(kind: str, raised: Raised | None) -> NoReturn:
-    """Raise again the pytest outcome a model's code raised in the checking process."""
-    message = raised.message if raised else ""
+    """Raise again the pytest outcome a model's code raised in the checking process; pytest
+    prints its message, so it is neutralized like every other line of user text."""
+    from .render_github import neutralize_text
+
+    message = neutralize_text(raised.message if raised else "")
     if kind == "XFailed":
         pytest.xfail(message)
     if kind == "Failed":
         pytest.fail(message, pytrace=False)
     if kind == "Exit":
         pytest.exit(message)
-    pytest.skip(message)
+    try:
+        # As skip markers do: the short summary shows the item's location (the model's table),
+        # not this line. A private argument of pytest's, hence the fallback.
+        skip = pytest.skip.Exception(message, _use_item_location=True)
+    except TypeError:
+        skip = pytest.skip.Exception(message)
+    raise skip
 
 
 def github_on(config: pytest.Config) -> bool:
