@@ -171,6 +171,7 @@ def check_here(request: Request) -> Checked:
     from .gate import check_model, describe_build_error, error_result
     from .state import preserved
 
+    pid = os.getpid()
     stdout, stderr = io.StringIO(), io.StringIO()
     raised: Raised | None = None
     handler = _Records()
@@ -211,6 +212,10 @@ def check_here(request: Request) -> Checked:
                 result = None
                 raised = Raised(type(e).__name__, text if isinstance(text, str) else "")
     finally:
+        if os.getpid() != pid:
+            # A process the model's code forked, leaving its constructor (sys.exit(), an
+            # exception, a return): it must not go on as the checker, or as pytest.
+            os._exit(0)
         root.removeHandler(handler)
         root.setLevel(level)
     captured = Captured(

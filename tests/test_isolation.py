@@ -126,6 +126,14 @@ class NeedsGpu(nn.Module):
         torch.cuda.current_device()
 
 
+class ForksItself(nn.Module):
+    def __init__(self):
+        super().__init__()
+        if os.fork() == 0:
+            sys.exit(0)  # the forked copy leaves the constructor
+        self.fc = nn.Linear(4, 4)
+
+
 class Skips(nn.Module):
     def __init__(self):
         super().__init__()
@@ -435,3 +443,12 @@ def test_a_process_that_died_between_checks_is_not_blamed_on_the_next_model(
     time.sleep(0.2)
     assert result_of(forked, request_for("Good")).outcome is Outcome.PASSED
     assert forked.forks == 2
+
+
+@needs_fork
+def test_a_model_that_forks_leaves_one_checker(zoo: Path, forked: Forked) -> None:
+    # Time limits, so that a second process answering on the socket fails rather than hangs.
+    assert result_of(forked, request_for("ForksItself", timeout=20)).outcome is Outcome.PASSED
+    results = [result_of(forked, request_for("Good", timeout=20, width=w)) for w in (2, 4)]
+    assert [r.count.total for r in results if r.count] == [6, 20]
+    assert forked.forks == 1
