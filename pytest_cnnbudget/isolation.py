@@ -27,7 +27,7 @@ import logging
 import os
 import pickle
 import re
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -44,6 +44,7 @@ from typing import IO, Any, cast
 
 from . import collector
 from .config import ModelSpec, model_table
+from .errors import exception_text
 from .results import ModelResult, SnapshotEntry, SourceLocation
 
 FORK_AVAILABLE = hasattr(os, "fork")
@@ -142,7 +143,9 @@ class _Records(logging.Handler):
             data["exc_text"] = logging.Formatter().formatException(record.exc_info)
         data["exc_info"] = None
         for key, value in data.items():
-            if not isinstance(value, str | int | float | bool | type(None)):
+            # Exact types: an IntEnum or a str subclass would be pickled by reference, and
+            # unpickling it would import the model's module into pytest's process.
+            if type(value) not in (str, int, float, bool, type(None)):
                 data[key] = _text(value)
         self.records.append(data)
 
@@ -163,6 +166,17 @@ def _warning(message: warnings.WarningMessage) -> CapturedWarning:
         base=base,
         filename=str(message.filename),
         lineno=int(message.lineno or 0),
+    )
+
+
+_PYTEST_OUTCOMES = frozenset({"Skipped", "XFailed", "Failed", "Exit"})
+
+
+def _is_pytest_outcome(error: BaseException) -> bool:
+    """pytest's own outcome exceptions (which pytest presents as `builtins.Skipped` & co.)."""
+    kind = type(error)
+    return kind.__name__ in _PYTEST_OUTCOMES and any(
+        k.__module__ == "_pytest.outcomes" for k in kind.__mro__
     )
 
 
@@ -207,10 +221,13 @@ def check_here(request: Request) -> Checked:
                     "KeyboardInterrupt", "the model's code raised KeyboardInterrupt", 1
                 )
                 result = error_result(request.spec, message, "build")
-            except BaseException as e:  # pytest.skip(), pytest.xfail(), pytest.fail()
-                text = getattr(e, "msg", None)
-                result = None
-                raised = Raised(type(e).__name__, text if isinstance(text, str) else "")
+            except BaseException as e:
+                if _is_pytest_outcome(e):  # pytest.skip(), pytest.xfail(), pytest.fail()
+                    text = getattr(e, "msg", None)
+                    result = None
+                    raised = Raised(type(e).__name__, text if isinstance(text, str) else "")
+                else:  # asyncio.CancelledError, GeneratorExit, a library's own BaseException
+                    result = error_result(request.spec, describe_build_error(e), "build")
     finally:
         if os.getpid() != pid:
             # A process the model's code forked, leaving its constructor (sys.exit(), an
@@ -313,24 +330,42 @@ def _send(sock: socket.socket, obj: object) -> None:
     sock.sendall(struct.pack("!Q", len(data)) + data)
 
 
-def _read(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+# How often a wait for a reply checks that the checking process is still alive: a process the
+# model forked can hold the socket open after the checking process died.
+_POLL = 0.5
+
+
+def _read(
+    sock: socket.socket,
+    size: int,
+    deadline: float | None,
+    alive: Callable[[], bool] = lambda: True,
+) -> bytes:
     chunks = []
-    while size:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                raise _Timeout
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
+    with selectors.DefaultSelector() as selector:  # select() fails on descriptors above 1023
+        selector.register(sock, selectors.EVENT_READ)
+        while size:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise _Timeout
+                if selector.select(_POLL if left is None else min(left, _POLL)):
+                    break
+                if not alive():
+                    raise EOFError
+            chunk = sock.recv(min(size, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            size -= len(chunk)
     return b"".join(chunks)
 
 
-def _receive(sock: socket.socket, deadline: float | None) -> Any:
-    (size,) = struct.unpack("!Q", _read(sock, 8, deadline))
-    return pickle.loads(_read(sock, size, deadline))
+def _receive(
+    sock: socket.socket, deadline: float | None, alive: Callable[[], bool] = lambda: True
+) -> Any:
+    (size,) = struct.unpack("!Q", _read(sock, 8, deadline, alive))
+    return pickle.loads(_read(sock, size, deadline, alive))
 
 
 def _die_with_parent() -> None:
@@ -467,20 +502,32 @@ class Forked(Checker):
         deadline = time.monotonic() + request.timeout if request.timeout else None
         try:
             _send(child.sock, request)
-            checked: Checked = _receive(child.sock, deadline)
+            checked: Checked = _receive(child.sock, deadline, lambda: not child.exited())
             return checked
         except _Timeout:
             stuck = child.dump_text(wait=_DUMP_GRACE)
             self.child = None
             child.end(wait=0)
             return Checked(_timeout_result(request, stuck), Captured())
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError):
             self.child = None
             dump = child.dump_text()
             # The socket closes as the process exits; let it finish dying, so that its status
             # is its own and not the SIGKILL sent to make sure.
             status = child.end(wait=2.0)
             return Checked(_crash_result(request, status, dump), Captured())
+        except Exception as e:  # a reply that cannot be read back
+            from .gate import error_result
+
+            self.child = None
+            child.end(wait=0)
+            message = f"its result could not be read back: {exception_text(e)}"
+            return Checked(error_result(request.spec, message, "check"), Captured())
+        except BaseException:
+            # Ctrl-C while waiting: never read this reply as the next request's.
+            self.child = None
+            child.end(wait=0)
+            raise
 
     def close(self) -> None:
         if self.child is not None:

@@ -514,6 +514,8 @@ def _raise_outcome(kind: str, raised: Raised | None) -> NoReturn:
         pytest.fail(message, pytrace=False)
     if kind == "Exit":
         pytest.exit(message)
+    if kind != "Skipped":
+        pytest.fail(f"the check raised {kind or 'nothing'}: {message}", pytrace=False)
     try:
         # As skip markers do: the short summary shows the item's location (the model's table),
         # not this line. A private argument of pytest's, hence the fallback.

@@ -134,6 +134,39 @@ class ForksItself(nn.Module):
         self.fc = nn.Linear(4, 4)
 
 
+class Cancelled(BaseException):
+    pass
+
+
+class RaisesBase(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise Cancelled("boom")
+
+
+class Tag(__import__("enum").IntEnum):
+    A = 1
+
+
+class LogsAnEnum(nn.Module):
+    def __init__(self):
+        super().__init__()
+        logging.getLogger("iso").warning("tagged", extra={"tag": Tag.A})
+        self.fc = nn.Linear(2, 2)
+
+
+def _linger():
+    time.sleep(3)  # longer than the crash takes to be seen, short enough not to linger
+
+
+class HelperThenCrash(nn.Module):
+    def __init__(self):
+        super().__init__()
+        import ctypes, multiprocessing
+        multiprocessing.get_context("fork").Process(target=_linger, daemon=True).start()
+        ctypes.string_at(0)
+
+
 class Skips(nn.Module):
     def __init__(self):
         super().__init__()
@@ -452,3 +485,55 @@ def test_a_model_that_forks_leaves_one_checker(zoo: Path, forked: Forked) -> Non
     results = [result_of(forked, request_for("Good", timeout=20, width=w)) for w in (2, 4)]
     assert [r.count.total for r in results if r.count] == [6, 20]
     assert forked.forks == 1
+
+
+@pytest.mark.parametrize("where", ["forked", "here"])
+def test_a_base_exception_of_the_models_is_its_failure_not_a_skip(zoo: Path, where: str) -> None:
+    if where == "forked" and not FORK_AVAILABLE:
+        pytest.skip("os.fork is not available")
+    checker = Forked() if where == "forked" else InProcess()
+    try:
+        checked = checker.check(request_for("RaisesBase"))
+    finally:
+        checker.close()
+    assert checked.raised is None
+    assert checked.result is not None
+    assert checked.result.outcome is Outcome.ERROR
+    assert "Cancelled: boom" in (checked.result.error or "")
+
+
+@needs_fork
+def test_log_extras_of_the_models_types_do_not_import_its_module_here(
+    zoo: Path, forked: Forked
+) -> None:
+    captured = forked.check(request_for("LogsAnEnum")).captured
+    assert [r["tag"] for r in captured.records] == ["1"]
+    assert "iso_zoo" not in sys.modules
+
+
+@needs_fork
+def test_descriptors_above_1023_are_waited_on(zoo: Path, forked: Forked) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if min(soft, hard) < 1200:
+        pytest.skip(f"at most {soft} open files")
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        first = result_of(forked, request_for("Good", timeout=30, width=2))
+        second = result_of(forked, request_for("Good", timeout=30, width=4))
+    finally:
+        for fd in spare:
+            os.close(fd)
+    assert [first.count and first.count.total, second.count and second.count.total] == [6, 20]
+
+
+@needs_fork
+def test_a_crash_is_seen_though_a_process_the_model_forked_holds_the_socket(
+    zoo: Path, forked: Forked
+) -> None:
+    start = time.monotonic()
+    result = result_of(forked, request_for("HelperThenCrash", timeout=20))
+    assert time.monotonic() - start < 10
+    assert result.error_stage == "crash"
+    assert "SIGSEGV" in (result.error or "")
