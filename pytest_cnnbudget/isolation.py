@@ -307,13 +307,19 @@ class Checker:
 
 
 class InProcess(Checker):
-    """Checks in pytest's own process (no fork, or isolation turned off)."""
+    """Checks in pytest's own process (no fork, or isolation turned off); a time limit that runs
+    out writes where it was stuck to `stderr` (a descriptor of the terminal's stderr, taken
+    before pytest captured it: its capture file would swallow the dump), then ends the run."""
+
+    def __init__(self, stderr: int | None = None) -> None:
+        self.stderr = stderr
 
     def check(self, request: Request) -> Checked:
         if request.timeout:
             # No way to stop a stuck check from inside its own process; end the run with
             # where it was stuck, rather than hang until CI kills the job without a word.
-            faulthandler.dump_traceback_later(request.timeout, exit=True)
+            out = self.stderr if self.stderr is not None else 2
+            faulthandler.dump_traceback_later(request.timeout, exit=True, file=out)
         try:
             return check_here(request)
         finally:
@@ -535,9 +541,9 @@ class Forked(Checker):
             self.child = None
 
 
-def make_checker(isolation: str) -> Checker:
-    """`"fork"` (where available) or `"off"`."""
-    return Forked() if isolation == "fork" and FORK_AVAILABLE else InProcess()
+def make_checker(isolation: str, stderr: int | None = None) -> Checker:
+    """`"fork"` (where available) or `"off"`; `stderr` see InProcess."""
+    return Forked() if isolation == "fork" and FORK_AVAILABLE else InProcess(stderr)
 
 
 # -- what a stuck or crashed check says ---------------------------------------------------------

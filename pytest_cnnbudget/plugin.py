@@ -143,6 +143,9 @@ class BudgetSession:
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
         self.checker: Checker | None = None  # made at the first check
+        # The terminal's stderr, taken now, while pytest's capture is suspended (as its own
+        # faulthandler plugin does): where an in-process time limit says where it was stuck.
+        self.stderr: int | None = _dup_stderr()
 
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
@@ -183,7 +186,7 @@ class BudgetSession:
         from .render_github import neutralize_text
 
         if self.checker is None:
-            self.checker = make_checker(self.config.option.cnn_budget_isolation)
+            self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
         request = Request(
             spec,
             self.stored.get(spec.name),
@@ -247,6 +250,9 @@ class BudgetSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()
+        if self.stderr is not None:
+            os.close(self.stderr)
+            self.stderr = None
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
         if file_path.resolve() == self.settings.path:
@@ -523,6 +529,13 @@ def _raise_outcome(kind: str, raised: Raised | None) -> NoReturn:
     except TypeError:
         skip = pytest.skip.Exception(message)
     raise skip
+
+
+def _dup_stderr() -> int | None:
+    try:
+        return os.dup(sys.__stderr__.fileno() if sys.__stderr__ else 2)
+    except (OSError, ValueError):
+        return None
 
 
 def github_on(config: pytest.Config) -> bool:

@@ -537,3 +537,20 @@ def test_a_crash_is_seen_though_a_process_the_model_forked_holds_the_socket(
     assert time.monotonic() - start < 10
     assert result.error_stage == "crash"
     assert "SIGSEGV" in (result.error or "")
+
+
+@pytest.mark.parametrize("capture", ["fd", "sys"])
+def test_in_pytests_process_a_time_limit_says_where_on_the_terminal(
+    pytester: pytest.Pytester, capture: str
+) -> None:
+    pytester.makepyfile(iso_zoo=textwrap.dedent(ZOO))
+    pytester.makepyprojecttoml(
+        "[tool.cnnbudget]\nsnapshot = false\n\n[tool.cnnbudget.models.hang]\n"
+        'target = "iso_zoo:Hang"\nmax_params = 10\ntimeout = 2\n'
+    )
+    args = ("--cnn-budget", "--cnn-budget-isolation=off", f"--capture={capture}")
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", timeout=120)
+    assert result.ret == 1
+    err = result.stderr.str()
+    assert "Timeout (0:00:02)!" in err
+    assert "iso_zoo.py" in err
