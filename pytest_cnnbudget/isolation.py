@@ -437,10 +437,13 @@ class _Child:
     def dump_text(self, wait: float = 0.0) -> str:
         """What faulthandler wrote: the stack of a stuck or crashed check."""
         deadline = time.monotonic() + wait
+        size = -1
         while True:
-            size = os.fstat(self.dump.fileno()).st_size
-            if size or time.monotonic() >= deadline:
-                return os.pread(self.dump.fileno(), size, 0).decode("utf-8", "replace")
+            # Until it stops growing: faulthandler writes the dump a frame at a time.
+            now = os.fstat(self.dump.fileno()).st_size
+            if (now and now == size) or time.monotonic() >= deadline:
+                return os.pread(self.dump.fileno(), now, 0).decode("utf-8", "replace")
+            size = now
             time.sleep(0.02)
 
     def exited(self) -> bool:

@@ -192,21 +192,22 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 # `.tolist()`, `int(t)`, NumPy), data-dependent shapes, a missing meta kernel, and mixing meta
 # with the real tensors a constructor makes itself.
 _META_CAUSED = re.compile(
-    r"\bmeta\b|register_meta|fake impl|no data!|data-dependent|_local_scalar_dense"
-    r"|not on the expected device|same device|without output_size|Boolean value of Tensor",
+    r"\bmeta\b(?![-/])|register_meta|fake impl|no data!|data-dependent|_local_scalar_dense"
+    r"|not on the expected device|same device|without output_size|Boolean value of Tensor"
+    r"|Tensor\.__format__",
     re.IGNORECASE,
 )
 
 
 def meta_caused(error: BaseException) -> bool:
-    """Whether building on meta, not the constructor itself, is what failed."""
-    for e in _chain(error):
-        if isinstance(e, Warning | ImportError | OSError | AssertionError):
-            return False
-        meta_kinds = RuntimeError | NotImplementedError | TypeError | ValueError
-        if isinstance(e, meta_kinds) and _META_CAUSED.search(_message(e)):
-            return True
-    return False
+    """Whether building on meta, not the constructor itself, is what failed: some exception in
+    the chain reads as a meta tensor's doing (one that wraps it, such as a library's own
+    OSError around the cause, does not hide it); warnings turned into errors never do."""
+    chain = list(_chain(error))
+    if any(isinstance(e, Warning) for e in chain):
+        return False
+    meta_kinds = RuntimeError | NotImplementedError | TypeError | ValueError
+    return any(isinstance(e, meta_kinds) and _META_CAUSED.search(_message(e)) for e in chain)
 
 
 def _message(error: BaseException) -> str:

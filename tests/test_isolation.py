@@ -408,8 +408,16 @@ def test_meta_caused_on_real_meta_failures() -> None:
             op()
         except Exception as e:
             failures.append(e)
-    assert len(failures) == 4
+    try:
+        f"{t[0]:d}"
+    except TypeError as e:  # int formatting reads the value back
+        failures.append(e)
+    assert len(failures) == 5
     assert all(meta_caused(e) for e in failures)
+    wrapped = OSError("could not build the model")
+    wrapped.__cause__ = failures[0]
+    assert meta_caused(wrapped)  # a library's own error around the meta cause
+    assert not meta_caused(ValueError("meta-llama/Llama-2-7b-hf is not a local folder"))
     assert not meta_caused(ImportError("No module named 'timm'"))
     assert not meta_caused(TypeError("__init__() got an unexpected keyword argument 'depth'"))
     assert not meta_caused(UserWarning("meta tensors are slow"))
