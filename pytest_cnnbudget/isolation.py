@@ -34,6 +34,7 @@ import struct
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -98,6 +99,7 @@ class Checked:
     result: ModelResult | None  # None: the check raised `raised`
     captured: Captured
     raised: Raised | None = None
+    retire: bool = False  # the checking process must not check another model
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,10 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
+def _keep_one_thread(nthreads: int) -> None:
+    """torch.set_num_threads in the checking process: see _serve."""
+
+
 def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
     """The checking process: answer requests until pytest's process closes the socket."""
     import torch
@@ -402,6 +408,8 @@ def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
     # and waiting on it would hang the first parallel operation. Meta tensors compute nothing;
     # a cpu build only fills weights, serially.
     torch.set_num_threads(1)
+    # ... nor a model's own torch.set_num_threads(4) (state.py keeps the real function).
+    torch.set_num_threads = _keep_one_thread
     gc.enable()  # forked inside a paused item; see collector.py
     faulthandler.enable(file=dump, all_threads=True)
     while True:
@@ -413,11 +421,16 @@ def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
         os.lseek(dump.fileno(), 0, os.SEEK_SET)
         if request.timeout:
             faulthandler.dump_traceback_later(request.timeout, file=dump)
+        threads = threading.active_count()
         try:
             with collector.paused():
                 checked = check_here(dataclasses.replace(request, interrupt_is_the_models=True))
         finally:
             faulthandler.cancel_dump_traceback_later()
+        if threading.active_count() > threads:
+            # A thread the model started runs on, and could end this process during the next
+            # model's check, which would be blamed: a fresh process checks the next one.
+            checked = dataclasses.replace(checked, retire=True)
         try:
             _send(sock, checked)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
@@ -512,6 +525,9 @@ class Forked(Checker):
         try:
             _send(child.sock, request)
             checked: Checked = _receive(child.sock, deadline, lambda: not child.exited())
+            if checked.retire:
+                self.child = None
+                child.end(wait=0)
             return checked
         except _Timeout:
             stuck = child.dump_text(wait=_DUMP_GRACE)

@@ -6,15 +6,18 @@ directory would otherwise change the next model's result, and the next model wou
 What is restored: torch's default dtype and device, grad and anomaly mode, deterministic
 algorithms, intra-op threads, leaked torch function and dispatch modes, the torch, Python and
 NumPy random states, `sys.path`, the working directory, the environment, the recursion limit,
-and `sys.modules` entries the check removed or replaced. Modules the check imported stay
+`sys.modules` entries the check removed or replaced, signal handlers and a timer it started,
+torch's global module hooks, and `logging.disable`. Modules the check imported stay
 imported: unloading a C extension is unsafe, and the next model from the same file would pay
 for the import again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,6 +101,56 @@ def _pop_modes(name: str) -> Callable[[int], None]:
     return restore
 
 
+def _signal_handlers() -> list[Any]:
+    return [signal.getsignal(number) for number in _SIGNALS]
+
+
+def _set_signal_handlers(saved: list[Any]) -> None:
+    for number, handler in zip(_SIGNALS, saved, strict=True):
+        if signal.getsignal(number) != handler and handler is not None:
+            signal.signal(number, handler)
+
+
+# Every signal a handler can be set for (not SIGKILL, SIGSTOP); a model's `signal.alarm(1)` or
+# SIGTERM handler would otherwise go off in, or be blamed on, the next model.
+_SIGNALS = tuple(
+    s
+    for s in signal.valid_signals()
+    if s not in {getattr(signal, "SIGKILL", None), getattr(signal, "SIGSTOP", None)}
+)
+
+
+def _timer_armed() -> bool:
+    return hasattr(signal, "getitimer") and signal.getitimer(signal.ITIMER_REAL)[0] > 0
+
+
+def _disarm_timer(armed_before: bool) -> None:
+    # A timer that was running before cannot be put back as it was (its time has passed on);
+    # one the model started is stopped.
+    if not armed_before:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _module_hooks() -> dict[str, dict[Any, Any]]:
+    return {name: dict(hooks) for name, hooks in _GLOBAL_HOOKS.items()}
+
+
+def _set_module_hooks(saved: dict[str, dict[Any, Any]]) -> None:
+    for name, hooks in _GLOBAL_HOOKS.items():
+        if hooks != saved[name]:
+            hooks.clear()
+            hooks.update(saved[name])
+
+
+# `register_module_forward_hook` and its kind add to these for every module built afterwards:
+# a model that leaves one behind changes the next model's parameters or forward pass.
+_GLOBAL_HOOKS: dict[str, dict[Any, Any]] = {
+    name: value
+    for name, value in vars(torch.nn.modules.module).items()
+    if name.startswith("_global_") and isinstance(value, dict)
+}
+
+
 _SETTINGS = (
     _Setting("torch default dtype", torch.get_default_dtype, torch.set_default_dtype),
     _Setting("grad mode", torch.is_grad_enabled, torch._C._set_grad_enabled),
@@ -127,6 +180,10 @@ _SETTINGS = (
     _Setting("environment", lambda: dict(os.environ), _restore_environ),
     _Setting("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
     _Setting("sys.modules", lambda: dict(sys.modules), _restore_modules, False),
+    _Setting("signal handlers", _signal_handlers, _set_signal_handlers),
+    _Setting("timer (signal.alarm, setitimer)", _timer_armed, _disarm_timer),
+    _Setting("torch global module hooks", _module_hooks, _set_module_hooks),
+    _Setting("logging.disable", lambda: logging.root.manager.disable, logging.disable),
 )
 
 

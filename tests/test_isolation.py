@@ -4,8 +4,10 @@ and the meta-build fallback only for failures that meta causes."""
 from __future__ import annotations
 
 import linecache
+import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 
 from pytest_cnnbudget.config import ModelSpec
 from pytest_cnnbudget.errors import ModelBuildError
@@ -165,6 +168,28 @@ class HelperThenCrash(nn.Module):
         import ctypes, multiprocessing
         multiprocessing.get_context("fork").Process(target=_linger, daemon=True).start()
         ctypes.string_at(0)
+
+
+class StrayThread(nn.Module):
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        def end_later():
+            time.sleep(1.0)
+            os._exit(9)
+
+        threading.Thread(target=end_later, daemon=True).start()
+        self.fc = nn.Linear(2, 2)
+
+
+class Threads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.set_num_threads(4)
+        a = torch.randn(1000, 1000)
+        (a @ a).sum().item()
+        self.fc = nn.Linear(2, 2)
 
 
 class Skips(nn.Module):
@@ -340,6 +365,10 @@ def test_preserved_restores_every_setting(monkeypatch: pytest.MonkeyPatch) -> No
         sys.setrecursionlimit(limit + 7)
         del sys.modules["json"]
         torch.device("meta").__enter__()  # a mode pushed and never exited
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.alarm(30)
+        hook = module_hooks.register_module_forward_hook(lambda *_: None)
+        logging.disable(logging.CRITICAL)
     assert torch.get_default_dtype() == torch.float32
     assert torch.empty(1).device.type == "cpu"
     assert torch.is_grad_enabled()
@@ -350,12 +379,20 @@ def test_preserved_restores_every_setting(monkeypatch: pytest.MonkeyPatch) -> No
     assert dict(os.environ) == before[2]
     assert sys.getrecursionlimit() == limit
     assert sys.modules["json"] is module
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert hook.id not in module_hooks._global_forward_hooks
+    assert logging.root.manager.disable == 0
     for name in (
         "torch default dtype",
         "grad mode",
         "deterministic algorithms",
         "environment",
         "torch function modes",
+        "signal handlers",
+        "timer (signal.alarm, setitimer)",
+        "torch global module hooks",
+        "logging.disable",
     ):
         assert name in changed
 
@@ -562,3 +599,21 @@ def test_in_pytests_process_a_time_limit_says_where_on_the_terminal(
     err = result.stderr.str()
     assert "Timeout (0:00:02)!" in err
     assert "iso_zoo.py" in err
+
+
+@needs_fork
+def test_a_thread_the_model_left_running_cannot_end_the_next_models_check(
+    zoo: Path, forked: Forked
+) -> None:
+    assert result_of(forked, request_for("StrayThread")).outcome is Outcome.PASSED
+    time.sleep(1.2)  # past the moment the thread ends its process
+    assert result_of(forked, request_for("Good", timeout=20)).outcome is Outcome.PASSED
+    assert forked.forks == 2
+
+
+@needs_fork
+def test_threads_a_model_asks_for_after_the_fork_cannot_hang_it(zoo: Path, forked: Forked) -> None:
+    a = torch.randn(1000, 1000)
+    (a @ a).sum()  # this process's thread pool in use, as a test suite's would be
+    result = result_of(forked, request_for("Threads", timeout=30))
+    assert result.outcome is Outcome.PASSED, result.error
