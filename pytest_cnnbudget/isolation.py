@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TextIO, cast
 
 from . import collector
 from .config import ModelSpec, model_table
@@ -69,6 +69,8 @@ class Request:
     # Set by the forked process, which ignores SIGINT: a KeyboardInterrupt there can only come
     # from the model's code, and is its failure rather than the end of the run.
     interrupt_is_the_models: bool = False
+    # False under `-s`: what the model prints goes straight to the terminal, as it happens.
+    redirect: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,18 @@ def _is_pytest_outcome(error: BaseException) -> bool:
     )
 
 
-def check_here(request: Request) -> Checked:
-    """Run one check in this process: global state restored, output and warnings captured."""
+def check_here(
+    request: Request, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> Checked:
+    """Run one check in this process: global state restored, output and warnings captured (in
+    memory, or in `stdout` and `stderr`, whose text the caller collects)."""
     from .gate import check_model, describe_build_error, error_result
     from .state import preserved
 
     pid = os.getpid()
-    stdout, stderr = io.StringIO(), io.StringIO()
+    out = stdout or io.StringIO()
+    err = stderr or io.StringIO()
+    keep = contextlib.nullcontext if not request.redirect else None
     raised: Raised | None = None
     handler = _Records()
     root = logging.getLogger()
@@ -199,8 +206,8 @@ def check_here(request: Request) -> Checked:
         with (
             preserved(),
             warnings.catch_warnings(record=True) as caught,
-            contextlib.redirect_stdout(stdout),
-            contextlib.redirect_stderr(stderr),
+            keep() if keep else contextlib.redirect_stdout(out),
+            keep() if keep else contextlib.redirect_stderr(err),
         ):
             if request.filters:
                 cast("list[Any]", warnings.filters)[:] = request.filters
@@ -238,8 +245,8 @@ def check_here(request: Request) -> Checked:
         root.removeHandler(handler)
         root.setLevel(level)
     captured = Captured(
-        stdout=stdout.getvalue(),
-        stderr=stderr.getvalue(),
+        stdout=out.getvalue() if isinstance(out, io.StringIO) else "",
+        stderr=err.getvalue() if isinstance(err, io.StringIO) else "",
         records=tuple(handler.records),
         warnings=tuple(_warning(w) for w in caught),
     )
@@ -397,7 +404,7 @@ def _keep_one_thread(nthreads: int) -> None:
     """torch.set_num_threads in the checking process: see _serve."""
 
 
-def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
+def _serve(sock: socket.socket, dump: IO[bytes], spills: tuple[_Spill, _Spill]) -> None:
     """The checking process: answer requests until pytest's process closes the socket."""
     import torch
 
@@ -422,11 +429,19 @@ def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
         if request.timeout:
             faulthandler.dump_traceback_later(request.timeout, file=dump)
         threads = threading.active_count()
+        out, err = (spill.start() for spill in spills)
         try:
             with collector.paused():
-                checked = check_here(dataclasses.replace(request, interrupt_is_the_models=True))
+                ours = dataclasses.replace(request, interrupt_is_the_models=True)
+                checked = check_here(ours, out, err)
         finally:
             faulthandler.cancel_dump_traceback_later()
+            out.close()
+            err.close()
+        printed = dataclasses.replace(
+            checked.captured, stdout=spills[0].text(), stderr=spills[1].text()
+        )
+        checked = dataclasses.replace(checked, captured=printed)
         if threading.active_count() > threads:
             # A thread the model started runs on, and could end this process during the next
             # model's check, which would be blamed: a fresh process checks the next one.
@@ -440,12 +455,38 @@ def _serve(sock: socket.socket, dump: IO[bytes]) -> None:
             _send(sock, Checked(error_result(request.spec, message, "check"), Captured()))
 
 
+class _Spill:
+    """An unnamed file for one stream of the checking process, which pytest's process reads
+    even after the checking process died: what a model printed before it crashed or hung is
+    what explains it."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process lives
+
+    def start(self) -> TextIO:
+        """An empty stream for the next check, written straight through to the file."""
+        os.ftruncate(self.file.fileno(), 0)
+        raw = os.fdopen(os.dup(self.file.fileno()), "wb", buffering=0)
+        return io.TextIOWrapper(
+            raw, encoding="utf-8", errors="backslashreplace", write_through=True
+        )
+
+    def text(self) -> str:
+        size = os.fstat(self.file.fileno()).st_size
+        return os.pread(self.file.fileno(), size, 0).decode("utf-8", "replace")
+
+
 @dataclass
 class _Child:
     pid: int
     sock: socket.socket
     dump: IO[bytes]
+    spills: tuple[_Spill, _Spill]  # stdout, stderr
     status: int | None = None  # the wait status, once reaped
+
+    def captured(self) -> Captured:
+        """What the check that just ended printed (see _Spill)."""
+        return Captured(stdout=self.spills[0].text(), stderr=self.spills[1].text())
 
     def dump_text(self, wait: float = 0.0) -> str:
         """What faulthandler wrote: the stack of a stuck or crashed check."""
@@ -483,6 +524,8 @@ class _Child:
                 break
             time.sleep(0.01)
         self.dump.close()
+        for spill in self.spills:
+            spill.file.close()
         return self.status or 0
 
 
@@ -496,6 +539,7 @@ class Forked(Checker):
     def _start(self) -> _Child:
         ours, theirs = socket.socketpair()
         dump = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the process lives
+        spills = (_Spill(), _Spill())
         # Python 3.12+ warns about forking a process with threads; the checking process only
         # ever runs this module's loop, and leaves through os._exit.
         with warnings.catch_warnings():
@@ -505,14 +549,14 @@ class Forked(Checker):
             code = 0
             try:
                 ours.close()
-                _serve(theirs, dump)
+                _serve(theirs, dump, spills)
             except BaseException:
                 code = 70
             finally:
                 os._exit(code)
         theirs.close()
         self.forks += 1
-        self.child = _Child(pid, ours, dump)
+        self.child = _Child(pid, ours, dump, spills)
         return self.child
 
     def check(self, request: Request) -> Checked:
@@ -532,15 +576,17 @@ class Forked(Checker):
         except _Timeout:
             stuck = child.dump_text(wait=_DUMP_GRACE)
             self.child = None
+            printed = child.captured()
             child.end(wait=0)
-            return Checked(_timeout_result(request, stuck), Captured())
+            return Checked(_timeout_result(request, stuck), printed)
         except (EOFError, OSError):
             self.child = None
             dump = child.dump_text()
+            printed = child.captured()
             # The socket closes as the process exits; let it finish dying, so that its status
             # is its own and not the SIGKILL sent to make sure.
             status = child.end(wait=2.0)
-            return Checked(_crash_result(request, status, dump), Captured())
+            return Checked(_crash_result(request, status, dump), printed)
         except Exception as e:  # a reply that cannot be read back
             from .gate import error_result
 

@@ -195,6 +195,7 @@ class BudgetSession:
             timeout=self.timeout(spec),
             filters=picklable_filters(),
             log_level=logging.getLogger().level,
+            redirect=self.config.option.capture != "no",
         )
         checked = self.checker.check(request)
         # What the model printed, logged and warned, as pytest would have captured it; pytest

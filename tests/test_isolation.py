@@ -63,6 +63,7 @@ class Good(nn.Module):
 class Exit(nn.Module):
     def __init__(self):
         super().__init__()
+        print("progress: about to end the process")
         os._exit(3)
 
 
@@ -76,6 +77,7 @@ class Segfault(nn.Module):
 class Hang(nn.Module):
     def __init__(self):
         super().__init__()
+        print("progress: waiting for a lock", file=sys.stderr)
         while True:
             time.sleep(0.01)
 
@@ -617,3 +619,24 @@ def test_threads_a_model_asks_for_after_the_fork_cannot_hang_it(zoo: Path, forke
     (a @ a).sum()  # this process's thread pool in use, as a test suite's would be
     result = result_of(forked, request_for("Threads", timeout=30))
     assert result.outcome is Outcome.PASSED, result.error
+
+
+@needs_fork
+def test_what_a_model_printed_before_it_crashed_or_hung_comes_back(
+    zoo: Path, forked: Forked
+) -> None:
+    crashed = forked.check(request_for("Exit")).captured
+    assert crashed.stdout == "progress: about to end the process\n"
+    hung = forked.check(request_for("Hang", timeout=0.5)).captured
+    assert hung.stderr == "progress: waiting for a lock\n"
+
+
+def test_under_dash_s_output_is_not_held_back(
+    zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    request = dataclasses.replace(request_for("Good"), redirect=False)
+    checked = InProcess().check(request)
+    assert checked.captured.stdout == ""
+    assert capsys.readouterr().out == "printed by Good\n"
