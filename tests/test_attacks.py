@@ -781,6 +781,13 @@ ATTACKS: list[Attack] = [
         check=stuck_at_the_loop,
     ),
     fault("sys_exit", "sys.exit(2)", "the model's code called sys.exit(2)"),
+    # Not one of pytest's outcomes: a failure, not a skip.
+    fault(
+        "base_exception",
+        "raise Cancelled('boom')",
+        "Cancelled: boom",
+        prelude="class Cancelled(BaseException):\n    pass\n",
+    ),
     fault(
         "sys_exit_injection",
         "sys.exit('x\\n::error::PWNED')",
