@@ -201,7 +201,8 @@ def check_here(
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
-    root.setLevel(request.log_level)
+    if level != request.log_level:  # setting it clears every logger's cache, even unchanged
+        root.setLevel(request.log_level)
     try:
         with (
             preserved(),
@@ -243,7 +244,8 @@ def check_here(
             # exception, a return): it must not go on as the checker, or as pytest.
             os._exit(0)
         root.removeHandler(handler)
-        root.setLevel(level)
+        if root.level != level:
+            root.setLevel(level)
     captured = Captured(
         stdout=out.getvalue() if isinstance(out, io.StringIO) else "",
         stderr=err.getvalue() if isinstance(err, io.StringIO) else "",

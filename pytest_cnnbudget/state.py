@@ -45,10 +45,19 @@ def _set_deterministic(value: tuple[bool, bool]) -> None:
     torch.use_deterministic_algorithms(value[0], warn_only=value[1])
 
 
-def _restore_environ(saved: dict[str, str]) -> None:
-    for key in [k for k in os.environ if k not in saved]:
+def _environ() -> dict[Any, Any]:
+    # The raw mapping where there is one (POSIX: bytes): copying os.environ itself decodes
+    # every entry, the costliest read of all here.
+    return dict(getattr(os.environ, "_data", os.environ))
+
+
+def _restore_environ(saved: dict[Any, Any]) -> None:
+    decode_key = getattr(os.environ, "decodekey", lambda k: k)
+    decode_value = getattr(os.environ, "decodevalue", lambda v: v)
+    wanted = {decode_key(k): decode_value(v) for k, v in saved.items()}
+    for key in [k for k in os.environ if k not in wanted]:
         del os.environ[key]
-    for key, value in saved.items():
+    for key, value in wanted.items():
         if os.environ.get(key) != value:
             os.environ[key] = value
 
@@ -101,22 +110,44 @@ def _pop_modes(name: str) -> Callable[[int], None]:
     return restore
 
 
+# The C function: signal.getsignal wraps each answer in an enum, ten times the cost.
+_getsignal = getattr(getattr(signal, "_signal", None), "getsignal", signal.getsignal)
+
+
 def _signal_handlers() -> list[Any]:
-    return [signal.getsignal(number) for number in _SIGNALS]
+    return [_getsignal(number) for number in _SIGNALS]
 
 
 def _set_signal_handlers(saved: list[Any]) -> None:
     for number, handler in zip(_SIGNALS, saved, strict=True):
-        if signal.getsignal(number) != handler and handler is not None:
+        if _getsignal(number) != handler and handler is not None:
             signal.signal(number, handler)
 
 
-# Every signal a handler can be set for (not SIGKILL, SIGSTOP); a model's `signal.alarm(1)` or
-# SIGTERM handler would otherwise go off in, or be blamed on, the next model.
+# The signals a library sets handlers for (an alarm or a timer, termination, children, a
+# profiler): a model's `signal.alarm(1)` or SIGTERM handler would otherwise go off in, or be
+# blamed on, the next model. Not all 64: each is read twice per model.
 _SIGNALS = tuple(
-    s
-    for s in signal.valid_signals()
-    if s not in {getattr(signal, "SIGKILL", None), getattr(signal, "SIGSTOP", None)}
+    getattr(signal, name)
+    for name in (
+        "SIGALRM",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGTERM",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGCHLD",
+        "SIGPIPE",
+        "SIGXFSZ",
+        "SIGXCPU",
+        "SIGWINCH",
+        "SIGSEGV",
+        "SIGABRT",
+    )
+    if hasattr(signal, name)
 )
 
 
@@ -177,7 +208,7 @@ _SETTINGS = (
     _Setting("NumPy random state", _get_numpy_state, _set_numpy_state, False),
     _Setting("sys.path", lambda: list(sys.path), lambda saved: _replace(sys.path, saved)),
     _Setting("working directory", os.getcwd, os.chdir),
-    _Setting("environment", lambda: dict(os.environ), _restore_environ),
+    _Setting("environment", _environ, _restore_environ),
     _Setting("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
     _Setting("sys.modules", lambda: dict(sys.modules), _restore_modules, False),
     _Setting("signal handlers", _signal_handlers, _set_signal_handlers),
