@@ -30,6 +30,9 @@ def bench_profile(ctx: Context) -> Section:
     profiles: dict[str, Profile] = {}
     walls: dict[str, float] = {}
     args = ("--cnn-budget", "pyproject.toml")
+    # The traced runs check models in pytest's own process: in the forked checking process the
+    # profiler and the collector callbacks would not see them.
+    traced_args = (*args, "--cnn-budget-isolation=off")
     for (label, folder), key in zip(runs.items(), ("size 7B", "gate"), strict=True):
         if key not in ctx.walls:  # this section runs alone: measure the plain wall here
             job = Job(label, pytest_argv(*args), folder, expect=("passed",))
@@ -38,14 +41,14 @@ def bench_profile(ctx: Context) -> Section:
         traced = ctx.runner.once(
             Job(
                 f"{label} importtime",
-                pytest_argv(*TRACE_PYTEST, *args, python_flags=TRACE_IMPORTS),
+                pytest_argv(*TRACE_PYTEST, *traced_args, python_flags=TRACE_IMPORTS),
                 folder,
                 expect=("passed",),
             )
         )
         splits[label] = ImportSplit.from_entries(parse_importtime(traced.stderr))
         collected = ctx.runner.measure(
-            [Job(f"{label} gc", child_argv("gc-pytest", *args), folder, expect=("passed",))],
+            [Job(f"{label} gc", child_argv("gc-pytest", *traced_args), folder, expect=("passed",))],
             ctx.repeat,
         )
         gc_time[label] = collected[f"{label} gc"]
@@ -53,7 +56,7 @@ def bench_profile(ctx: Context) -> Section:
         ctx.runner.once(
             Job(
                 f"{label} cProfile",
-                pytest_argv(*args, python_flags=("-m", "cProfile", "-o", str(dump))),
+                pytest_argv(*traced_args, python_flags=("-m", "cProfile", "-o", str(dump))),
                 folder,
                 expect=("passed",),
             )
@@ -140,7 +143,9 @@ def bench_profile(ctx: Context) -> Section:
         "",
         "Import figures come from one `-X importtime` run, the run's from one `cProfile` run; "
         "both tools slow what they watch, so read those rows as shares and the first row as the "
-        "truth. Garbage collection overlaps both: it runs inside imports and inside the run.",
+        "truth. Garbage collection overlaps both: it runs inside imports and inside the run. "
+        "The traced runs check models in pytest's own process (`--cnn-budget-isolation=off`), "
+        "where the tools can see them; the first row is the default, forked run.",
         "",
         "First meta-device operations in a fresh process, after `import torch` (median of "
         f"{ctx.repeat}):",
