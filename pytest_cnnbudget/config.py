@@ -31,6 +31,7 @@ from .constants import (
 )
 from .errors import ConfigError
 from .inputs import InputSpec, parse_input_shape
+from .tables import printable
 from .units import brief
 
 if sys.version_info >= (3, 11):
@@ -93,14 +94,6 @@ _MODEL_KEYS = ("target", "kwargs", "level", "device", "timeout", "input_shape", 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _one_line(text: str) -> str:
-    """`text` with every unprintable character escaped as repr() would: one line, whatever the
-    user wrote. Each part of a message is quoted already; this is the guard behind them."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _shown(text: str) -> str:
     """A key or name as a message shows it: as written when short and printable, else repr()."""
     return text if text.isprintable() and len(text) <= 60 else brief(text)
@@ -116,13 +109,13 @@ class _Problems:
     def add(self, where: str, key: str | None, message: str) -> None:
         location = f"{where} {_shown(key)}" if key else where
         # One line per problem: the plugin and the GitHub renderer split the message on lines.
-        self.messages.append(_one_line(f"{location}: {message}"))
+        self.messages.append(printable(f"{location}: {message}"))
 
     def raise_if_any(self) -> None:
         if self.messages:
             details = "\n".join(f"  {m}" for m in self.messages)
             raise ConfigError(
-                f"{_one_line(str(self.path))}: invalid [tool.cnnbudget] configuration\n{details}"
+                f"{printable(str(self.path))}: invalid [tool.cnnbudget] configuration\n{details}"
             )
 
 
@@ -361,7 +354,7 @@ def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path
     if not path.is_file():
         where = "--cnn-budget-config" if option else "pytest's rootdir"
         raise ConfigError(
-            f"--cnn-budget: no configuration file at {_one_line(str(path))} ({where}); add "
+            f"--cnn-budget: no configuration file at {printable(str(path))} ({where}); add "
             "[tool.cnnbudget] to pyproject.toml there, or pass --cnn-budget-config PATH"
         )
     return path
@@ -369,7 +362,7 @@ def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path
 
 def load_settings(path: Path) -> Settings:
     """Read and validate `[tool.cnnbudget]` from `path`; raise ConfigError listing every problem."""
-    file = _one_line(str(path))
+    file = printable(str(path))
     try:
         # One byte past the limit tells an over-long file without reading all of it.
         with path.open("rb") as stream:

@@ -18,6 +18,7 @@ from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from .errors import ModelBuildError, exception_text
+from .units import brief
 
 
 def resolve_target(target: str) -> Callable[..., Any]:
@@ -171,12 +172,7 @@ def build_model(
 
 
 def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_safe_repr(v)}" for k, v in kwargs.items())
-
-
-def _safe_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else f"{text[:200]}…"
+    return ", ".join(f"{k}={brief(v)}" for k, v in kwargs.items())
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
