@@ -47,6 +47,16 @@ class FormulaMismatchWarning(UserWarning):
     """A layer's textbook formula disagrees with `numel()`: the formula table has a bug."""
 
 
+def os_error_text(error: OSError) -> str:
+    """The OS's words and its errno name, `No space left on device (ENOSPC)`."""
+    import errno
+
+    name = errno.errorcode.get(error.errno or 0)
+    if error.strerror and name:
+        return f"{error.strerror} ({name})"
+    return error.strerror or str(error)
+
+
 def exception_text(error: BaseException) -> str:
     """`TypeName: message`, even for an exception whose `__str__` raises."""
     try:

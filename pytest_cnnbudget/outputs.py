@@ -10,7 +10,40 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import exception_text, os_error_text
 from .results import ModelResult
+
+
+def output_problems(
+    where: Path,
+    json_option: str | None,
+    plot_option: str | None,
+    step_summary: str | None,
+    workspace: str | None,
+) -> list[str]:
+    """Outputs that could never be written, refused before any model is built: the options'
+    paths (relative to `where`), and the GitHub variables (None when GitHub output is off)."""
+    problems = []
+    if json_option and Path(where, json_option).is_dir():
+        problems.append(f"--cnn-budget-json {json_option!r} names a folder, not a file")
+    plot = Path(where, plot_option) if plot_option else None
+    if plot is not None and plot.exists() and not plot.is_dir():
+        problems.append(f"--cnn-budget-plot {plot_option!r} names a file, not a folder")
+    if step_summary is not None and (not step_summary.isprintable() or Path(step_summary).is_dir()):
+        problems.append(
+            f"GITHUB_STEP_SUMMARY={step_summary!r} is not a file GitHub could have given this step"
+        )
+    if workspace is not None and (not workspace.isprintable() or not Path(workspace).is_dir()):
+        problems.append(f"GITHUB_WORKSPACE={workspace!r} is not a folder")
+    return problems
+
+
+def failure_text(error: Exception) -> str:
+    """Why an output could not be written: the OS's words and the file, else the exception."""
+    if isinstance(error, OSError) and error.strerror:
+        text = os_error_text(error)
+        return f"{text}: {error.filename}" if error.filename else text
+    return exception_text(error)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -151,7 +151,8 @@ class BudgetSession:
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
         from .config import find_config, load_settings
-        from .errors import CnnBudgetError
+        from .errors import CnnBudgetError, ConfigError
+        from .outputs import output_problems
         from .render_github import neutralize_text
         from .snapshot import read_snapshot
 
@@ -161,7 +162,16 @@ class BudgetSession:
             )
             settings = load_settings(path)
             stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
-            _check_outputs(config, github_on(config))
+            github = github_on(config)
+            problems = output_problems(
+                config.invocation_params.dir,
+                config.option.cnn_budget_json,
+                config.option.cnn_budget_plot,
+                os.environ.get("GITHUB_STEP_SUMMARY") if github else None,
+                os.environ.get("GITHUB_WORKSPACE") if github else None,
+            )
+            if problems:
+                raise ConfigError("--cnn-budget: " + "; ".join(problems))
         except CnnBudgetError as e:
             # pytest prints the message as it is; a line of it must not start a workflow command.
             raise pytest.UsageError(neutralize_text(str(e))) from None
@@ -202,7 +212,7 @@ class BudgetSession:
         # prints warnings in its own summary, so their text is neutralized here.
         replay(checked.captured, neutralize_text)
         if checked.result is None:
-            _raise_outcome(checked.raised.kind if checked.raised else "", checked.raised)
+            _raise_outcome(checked.raised)
         self.record(checked.result)
         return checked.result
 
@@ -364,7 +374,7 @@ class ReportingSession(BudgetSession):
         results = sorted(self.results.values(), key=lambda r: r.name)
         # The snapshot first, and on its own: an accepted update must not depend on the other
         # files. Each output after it is written even when the one before failed.
-        self.merged = self.write_snapshot(results)
+        merge = self.merged = self.write_snapshot(results)
         where = self.config.invocation_params.dir
         option = self.config.option
         if option.cnn_budget_json:
@@ -373,7 +383,7 @@ class ReportingSession(BudgetSession):
             path = Path(where, option.cnn_budget_json)
             self.output(
                 f"the JSON report (--cnn-budget-json {path})",
-                lambda: outputs.write_json(path, run_report(results, self.merged_stale)),
+                lambda: outputs.write_json(path, run_report(results, merge.stale)),
             )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
@@ -393,11 +403,6 @@ class ReportingSession(BudgetSession):
             )
         if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    @property
-    def merged_stale(self) -> tuple[str, ...]:
-        """Stale entries as the JSON report lists them."""
-        return self.merged.stale if self.merged is not None else ()
 
     def write_snapshot(self, results: list[ModelResult]) -> Merge:
         """Merge this run's accepted counts into the snapshot on disk, under its lock, so that a
@@ -436,15 +441,12 @@ class ReportingSession(BudgetSession):
     def output(self, what: str, write: Callable[[], object]) -> None:
         """Write one output; a failure is reported with `what` and fails the run, and the
         other outputs are still written."""
-        from .errors import exception_text
+        from .outputs import failure_text
 
         try:
             write()
         except Exception as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else exception_text(e)
-            if isinstance(e, OSError) and e.filename:
-                reason = f"{reason}: {e.filename}"
-            self.output_errors.append(f"could not write {what}: {reason}")
+            self.output_errors.append(f"could not write {what}: {failure_text(e)}")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         from .render_github import anchors, annotation_lines
@@ -509,11 +511,12 @@ class _Terminal:
             self.reporter.write_line(line)
 
 
-def _raise_outcome(kind: str, raised: Raised | None) -> NoReturn:
+def _raise_outcome(raised: Raised | None) -> NoReturn:
     """Raise again the pytest outcome a model's code raised in the checking process; pytest
     prints its message, so it is neutralized like every other line of user text."""
     from .render_github import neutralize_text
 
+    kind = raised.kind if raised else ""
     message = neutralize_text(raised.message if raised else "")
     if kind == "XFailed":
         pytest.xfail(message)
@@ -543,31 +546,6 @@ def github_on(config: pytest.Config) -> bool:
     """Whether to emit GitHub Actions annotations and the job summary."""
     mode = config.option.cnn_budget_github
     return bool(mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true"))
-
-
-def _check_outputs(config: pytest.Config, github: bool) -> None:
-    """Refuse, before any model is built, outputs that could never be written."""
-    from .errors import ConfigError
-
-    where = config.invocation_params.dir
-    option = config.option
-    problems = []
-    if option.cnn_budget_json and Path(where, option.cnn_budget_json).is_dir():
-        problems.append(f"--cnn-budget-json {option.cnn_budget_json!r} names a folder, not a file")
-    plot = option.cnn_budget_plot
-    if plot and Path(where, plot).exists() and not Path(where, plot).is_dir():
-        problems.append(f"--cnn-budget-plot {plot!r} names a file, not a folder")
-    if github:
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary is not None and (not summary.isprintable() or Path(summary).is_dir()):
-            problems.append(
-                f"GITHUB_STEP_SUMMARY={summary!r} is not a file GitHub could have given this step"
-            )
-        workspace = os.environ.get("GITHUB_WORKSPACE")
-        if workspace is not None and (not workspace.isprintable() or not Path(workspace).is_dir()):
-            problems.append(f"GITHUB_WORKSPACE={workspace!r} is not a folder")
-    if problems:
-        raise ConfigError("--cnn-budget: " + "; ".join(problems))
 
 
 def _ensure_collected(config: pytest.Config, path: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .constants import UPDATE_COMMAND
-from .errors import SnapshotError
+from .errors import SnapshotError, os_error_text
 from .results import SnapshotEntry, SnapshotLayer
 
 try:
@@ -239,7 +239,9 @@ def read_snapshot(path: Path) -> dict[str, SnapshotEntry]:
     except FileNotFoundError:
         return {}
     except OSError as e:
-        raise SnapshotError(f"{_shown(str(path))}: cannot read the snapshot: {_reason(e)}") from e
+        raise SnapshotError(
+            f"{_shown(str(path))}: cannot read the snapshot: {os_error_text(e)}"
+        ) from e
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -369,15 +371,7 @@ def write_snapshot(path: Path, entries: Mapping[str, SnapshotEntry]) -> None:
         _remove_stale_temporaries(target)
         _replace(target, data, mode)
     except OSError as e:
-        raise SnapshotError(f"{shown}: cannot write the snapshot: {_reason(e)}") from e
-
-
-def _reason(e: OSError) -> str:
-    """The OS's words and its errno name, `No space left on device (ENOSPC)`."""
-    name = errno.errorcode.get(e.errno or 0)
-    if e.strerror and name:
-        return f"{e.strerror} ({name})"
-    return e.strerror or str(e)
+        raise SnapshotError(f"{shown}: cannot write the snapshot: {os_error_text(e)}") from e
 
 
 def _temporary_name(target: Path) -> tuple[str, str]:
@@ -490,7 +484,9 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[LockedSnapshot
         folder.mkdir(parents=True, exist_ok=True)
         fd = _lock(folder, timeout, shown)
     except OSError as e:
-        raise SnapshotError(f"{shown}: cannot lock {_shown(str(folder))}: {_reason(e)}") from e
+        raise SnapshotError(
+            f"{shown}: cannot lock {_shown(str(folder))}: {os_error_text(e)}"
+        ) from e
     try:
         yield LockedSnapshot(entries=read_snapshot(path), held=fd is not None)
     finally:
