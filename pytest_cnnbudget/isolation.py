@@ -32,7 +32,6 @@ import signal
 import socket
 import struct
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -617,7 +616,6 @@ def make_checker(isolation: str, stderr: int | None = None) -> Checker:
 
 _FRAME = re.compile(r'^\s*File "(?P<path>.*)", line (?P<line>\d+) in (?P<func>.*)$')
 _PACKAGE = str(Path(__file__).parent) + os.sep
-_NOT_USER = (_PACKAGE, str(Path(sysconfig.get_paths()["stdlib"])) + os.sep)
 
 
 def _user_frames(dump: str) -> list[tuple[str, int, str]]:
@@ -633,14 +631,9 @@ def _user_frames(dump: str) -> list[tuple[str, int, str]]:
     # outside our outermost is pytest's, as it was when the process was forked.
     ours = [i for i, f in enumerate(frames) if f[0].startswith(_PACKAGE)]
     frames = frames[: ours[0]] if ours else frames
-    user = [
-        f
-        for f in frames
-        if not f[0].startswith(_NOT_USER)
-        and f"{os.sep}torch{os.sep}" not in f[0]
-        and f"{os.sep}_pytest{os.sep}" not in f[0]
-        and not f[0].startswith("<")
-    ]
+    from .locate import is_user_file
+
+    user = [f for f in frames if is_user_file(f[0])]
     return user[::-1]  # faulthandler lists the innermost first
 
 

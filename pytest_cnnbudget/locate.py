@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import sysconfig
 import traceback
 from pathlib import Path
 from typing import Any
@@ -67,17 +68,27 @@ def definition_source(obj: Any) -> SourceLocation | None:
     return SourceLocation(path, max(line, 1)) if path else None
 
 
+_PATHS = sysconfig.get_paths()
+_STDLIB = tuple({_PATHS["stdlib"] + os.sep, _PATHS["platstdlib"] + os.sep})
+# Installed packages (timm, transformers) are the user's code here: where their constructor
+# raised or got stuck is what to show. Some layouts keep them inside the standard library's
+# folder (lib/python3.x/site-packages), so they are looked for first.
+_INSTALLED = tuple({_PATHS["purelib"] + os.sep, _PATHS["platlib"] + os.sep})
+_NOT_USER = tuple(f"{os.sep}{name}{os.sep}" for name in ("torch", "_pytest", "pluggy"))
+
+
+def is_user_file(path: str) -> bool:
+    """Whether a frame in `path` is the user's code: not ours, torch's, pytest's, the standard
+    library's or frozen (`<frozen importlib._bootstrap>`)."""
+    if path.startswith(("<", _PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
+        return False
+    return path.startswith(_INSTALLED) or not path.startswith(_STDLIB)
+
+
 def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
     """The frames of the user's own code in the traceback of `error`'s cause (or `error`)."""
     cause = error.__cause__ or error
-    return [
-        frame
-        for frame in traceback.extract_tb(cause.__traceback__)
-        if not frame.filename.startswith(_PACKAGE_DIR)
-        and "importlib" not in frame.filename
-        and f"{os.sep}torch{os.sep}" not in frame.filename
-        and not frame.filename.startswith("<")
-    ]
+    return [f for f in traceback.extract_tb(cause.__traceback__) if is_user_file(f.filename)]
 
 
 def error_source(error: BaseException) -> SourceLocation | None:

@@ -640,3 +640,20 @@ def test_under_dash_s_output_is_not_held_back(
     checked = InProcess().check(request)
     assert checked.captured.stdout == ""
     assert capsys.readouterr().out == "printed by Good\n"
+
+
+def test_user_files_include_installed_libraries_but_not_torch_pytest_or_the_stdlib() -> None:
+    import sysconfig
+
+    import pytest_cnnbudget
+    from pytest_cnnbudget.locate import is_user_file
+
+    paths = sysconfig.get_paths()
+    installed = Path(paths["purelib"])
+    assert is_user_file("/home/me/project/models/cifar.py")
+    assert is_user_file(str(installed / "timm" / "models" / "resnet.py"))
+    assert not is_user_file(str(installed / "torch" / "nn" / "modules" / "module.py"))
+    assert not is_user_file(str(installed / "_pytest" / "runner.py"))
+    assert not is_user_file(str(Path(paths["stdlib"]) / "json" / "decoder.py"))
+    assert not is_user_file(str(Path(pytest_cnnbudget.__file__).parent / "gate.py"))
+    assert not is_user_file("<frozen importlib._bootstrap>")
