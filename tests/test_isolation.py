@@ -3,6 +3,7 @@ and the meta-build fallback only for failures that meta causes."""
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import logging
 import os
@@ -135,6 +136,9 @@ class ForksItself(nn.Module):
     def __init__(self):
         super().__init__()
         if os.fork() == 0:
+            if CALLS:
+                with open(CALLS + ".forked", "w") as f:
+                    f.write(str(os.getpid()))
             sys.exit(0)  # the forked copy leaves the constructor
         self.fc = nn.Linear(4, 4)
 
@@ -526,12 +530,32 @@ def test_a_process_that_died_between_checks_is_not_blamed_on_the_next_model(
 
 
 @needs_fork
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states in /proc")
 def test_a_model_that_forks_leaves_one_checker(zoo: Path, forked: Forked) -> None:
     # Time limits, so that a second process answering on the socket fails rather than hangs.
     assert result_of(forked, request_for("ForksItself", timeout=20)).outcome is Outcome.PASSED
     results = [result_of(forked, request_for("Good", timeout=20, width=w)) for w in (2, 4)]
     assert [r.count.total for r in results if r.count] == [6, 20]
     assert forked.forks == 1
+    # The forked copy ended at once, rather than live on as a second checker (or hang in it).
+    pid = int((zoo / "calls.forked").read_text())
+    try:
+        deadline = time.monotonic() + 5
+        while not _ended(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _ended(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie: exited, and only waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
 
 
 @pytest.mark.parametrize("where", ["forked", "here"])
