@@ -189,6 +189,13 @@ class StrayThread(nn.Module):
         self.fc = nn.Linear(2, 2)
 
 
+class Sleeps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        time.sleep(1.5)
+        self.fc = nn.Linear(2, 2)
+
+
 class Threads(nn.Module):
     def __init__(self):
         super().__init__()
@@ -632,8 +639,8 @@ def test_a_thread_the_model_left_running_cannot_end_the_next_models_check(
     zoo: Path, forked: Forked
 ) -> None:
     assert result_of(forked, request_for("StrayThread")).outcome is Outcome.PASSED
-    time.sleep(1.2)  # past the moment the thread ends its process
-    assert result_of(forked, request_for("Good", timeout=20)).outcome is Outcome.PASSED
+    # Under way when the thread ends its process, a second after it started.
+    assert result_of(forked, request_for("Sleeps", timeout=20)).outcome is Outcome.PASSED
     assert forked.forks == 2
 
 
