@@ -165,7 +165,10 @@ class LogsAnEnum(nn.Module):
 
 
 def _linger():
-    time.sleep(3)  # longer than the crash takes to be seen, short enough not to linger
+    if CALLS:
+        with open(CALLS + ".helper", "w") as f:
+            f.write(str(os.getpid()))
+    time.sleep(30)  # holds the socket far longer than seeing the crash may take
 
 
 class HelperThenCrash(nn.Module):
@@ -611,7 +614,13 @@ def test_a_crash_is_seen_though_a_process_the_model_forked_holds_the_socket(
     zoo: Path, forked: Forked
 ) -> None:
     start = time.monotonic()
-    result = result_of(forked, request_for("HelperThenCrash", timeout=20))
+    try:
+        result = result_of(forked, request_for("HelperThenCrash", timeout=20))
+    finally:
+        helper = zoo / "calls.helper"
+        if helper.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(helper.read_text()), signal.SIGKILL)
     assert time.monotonic() - start < 10
     assert result.error_stage == "crash"
     assert "SIGSEGV" in (result.error or "")
