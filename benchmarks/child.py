@@ -11,6 +11,7 @@ not measured here: the parent reads it from the kernel when it reaps the process
     python benchmarks/child.py import-torch
     python benchmarks/child.py load-config PYPROJECT
     python benchmarks/child.py plugin-import
+    python benchmarks/child.py rendering ROUNDS
     python benchmarks/child.py warmup TARGET embedding|arithmetic
 """
 
@@ -300,6 +301,117 @@ def hardening(folder: str) -> None:
     )
 
 
+RENDER_PARTS = ("failure", "overview", "annotation", "summary", "comment", "json", "dump", "wire")
+
+
+def rendering(rounds: str) -> None:
+    """Every output one failing LLaMA-70B-shaped model renders, each timed `rounds` times.
+
+    The stored entry is the 80-block model at dim 8192; the checked one has dim 8448, so every
+    layer changed. Each round renders it all with grouping on and off, in turn; what is
+    reported is the median of each part and of the rounds' sums, in seconds, and the sizes.
+    """
+    import gc
+    import statistics
+
+    from pytest_cnnbudget import build_model, measure
+    from pytest_cnnbudget.compare import compare_with_base
+    from pytest_cnnbudget.config import ModelSpec
+    from pytest_cnnbudget.gate import check_model
+    from pytest_cnnbudget.render_comment import comment_markdown
+    from pytest_cnnbudget.render_github import anchors, annotation_lines, summary_markdown
+    from pytest_cnnbudget.render_json import run_report
+    from pytest_cnnbudget.render_terminal import failure_lines, overview_lines, shown_changes
+    from pytest_cnnbudget.results import SnapshotEntry, SnapshotStatus
+    from pytest_cnnbudget.views import layer_rows
+    from pytest_cnnbudget.wire import decode, encode
+
+    shape = {"vocab": 32000, "dim": 8192, "n_layers": 80, "hidden": 28672, "n_heads": 64}
+    # The stored entry as the gate records one: the model built on meta, measured, and dropped.
+    stored = SnapshotEntry.from_count(measure(build_model("models:llama", shape)))
+    name = "llama70b"
+    spec = ModelSpec(
+        name=name,
+        target="models:llama",
+        kwargs={**shape, "dim": 8448},  # 8448 / 64 heads = 132 per head
+        budgets={"max_total_params": 70_000_000_000},
+    )
+    # What the gate freezes out of the collector's way (collector.py): torch and its imports.
+    gc.collect()
+    gc.freeze()
+    start = time.perf_counter()
+    result = check_model(spec, stored, snapshot_enabled=True, update=False)
+    check = time.perf_counter() - start
+    gc.collect()  # the checked model, as a forked check leaves none of it in pytest's process
+    if result.count is None or result.diff is None or result.snapshot is not SnapshotStatus.CHANGED:
+        raise SystemExit(f"expected a changed layout, got {result.snapshot.value}: {result.error}")
+    config = Path("pyproject.toml")
+    repo = str(Path(__file__).resolve().parent.parent)
+    environments = (sys.prefix, sys.exec_prefix, sys.base_prefix)
+    base = {name: stored}
+    sizes: dict[str, float] = {}
+
+    def render(group: bool) -> dict[str, float]:
+        """One round of every output, as a gate run renders them; each part's seconds."""
+        times: dict[str, float] = {}
+        out: dict[str, Any] = {}
+        clock = time.perf_counter
+        t = clock()
+        failed = {name: failure_lines(result, config.name, "cnnbudget.snapshot.json", group)}
+        times["failure"], t = clock() - t, clock()
+        out["overview"] = overview_lines([result], [], verbose=True, group=group)
+        times["overview"], t = clock() - t, clock()
+        where = anchors([result], config, {name: 1}, repo, environments)
+        out["annotation"] = annotation_lines([result], where, failed)
+        times["annotation"], t = clock() - t, clock()
+        out["summary"] = summary_markdown([result], failed)
+        times["summary"], t = clock() - t, clock()
+        comparisons = compare_with_base([result], base, [name])
+        out["comment"] = comment_markdown([result], comparisons, "the baseline base.json", group)
+        times["comment"], t = clock() - t, clock()
+        out["json"] = run_report([result], ())
+        times["json"], t = clock() - t, clock()
+        out["dump"] = json.dumps(out["json"], indent=2, sort_keys=True)  # as write_json does
+        times["dump"], t = clock() - t, clock()
+        out["wire"] = decode(encode(result))
+        times["wire"] = clock() - t
+        mode = "grouped" if group else "ungrouped"
+        lines = failed[name]
+        sizes[f"{mode}_failure_lines"] = len(lines)
+        sizes[f"{mode}_failure_bytes"] = len("\n".join(lines).encode("utf-8"))
+        sizes[f"{mode}_overview_lines"] = len(out["overview"])
+        sizes[f"{mode}_overview_bytes"] = len("\n".join(out["overview"]).encode("utf-8"))
+        # `::error title=…,file=…,line=…::message`: properties escape their colons.
+        sizes[f"{mode}_annotation_bytes"] = len(out["annotation"][0].split("::", 2)[2].encode())
+        for key in ("summary", "comment", "dump"):
+            sizes[f"{mode}_{key}_bytes"] = len(out[key].encode("utf-8"))
+        if out["wire"] != result:
+            raise SystemExit("wire.decode(wire.encode(result)) is not the result")
+        return times
+
+    samples: dict[str, list[float]] = {}
+    for _ in range(int(rounds)):
+        for group in (True, False):
+            mode = "grouped" if group else "ungrouped"
+            times = render(group)
+            for part, seconds in times.items():
+                samples.setdefault(f"{mode}_{part}", []).append(seconds)
+            samples.setdefault(f"{mode}_total", []).append(sum(times.values()))
+    report(
+        check=check,
+        rounds=float(rounds),
+        params=float(result.count.total),
+        stored_params=float(stored.total),
+        layer_rows=float(len(result.count.layers)),
+        grouped_layer_rows=float(len(layer_rows(result.count.layers))),
+        diff_layers=float(len(result.diff.layers)),
+        grouped_diff_rows=float(len(shown_changes(result, True))),
+        ungrouped_diff_rows=float(len(shown_changes(result, False))),
+        **sizes,
+        **{key: statistics.median(values) for key, values in samples.items()},
+    )
+
+
 def main(argv: list[str]) -> None:
     """Dispatch to one command; see the module docstring."""
     commands: dict[str, Callable[..., None]] = {
@@ -310,6 +422,7 @@ def main(argv: list[str]) -> None:
         "import-torch": import_torch,
         "load-config": load_config,
         "plugin-import": plugin_import,
+        "rendering": rendering,
         "warmup": warmup,
     }
     if not argv or argv[0] not in commands:

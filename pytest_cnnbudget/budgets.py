@@ -13,7 +13,7 @@ from enum import Enum
 
 from .results import BudgetCheck, ParameterCount
 from .tables import Style, grid
-from .units import parse_bytes, parse_count, thousands
+from .units import human_bytes, parse_bytes, parse_count, short_count, thousands
 
 
 class Unit(str, Enum):
@@ -133,6 +133,30 @@ def budget_text(check: BudgetCheck | None) -> str:
         return "-"
     suffix = KINDS[check.key].suffix if check.key in KINDS else check.key
     return f"{thousands(check.limit)} {suffix}" if suffix else thousands(check.limit)
+
+
+def amount(check: BudgetCheck, value: int, human: bool = False) -> str:
+    """`value` in its budget's unit: `1,070,794`, or with `human` `1.07M` (`47.70 MB`)."""
+    if not human:
+        return thousands(value)
+    kind = KINDS.get(check.key)
+    return (
+        human_bytes(value) if kind is not None and kind.unit is Unit.BYTES else short_count(value)
+    )
+
+
+def figure_text(check: BudgetCheck | None, human: bool = False) -> str:
+    """What a budget compares, as measured and named: `1,070,794 trainable`, `11.7M total`."""
+    if check is None:
+        return "-"
+    kind = KINDS.get(check.key)
+    noun = (kind.suffix or "trainable") if kind is not None else check.key
+    return f"{amount(check, check.actual, human)} {noun}"
+
+
+def limit_text(check: BudgetCheck | None, human: bool = False) -> str:
+    """A budget's limit, in the unit its measured figure names: `600,000`, `600.0k`."""
+    return amount(check, check.limit, human) if check is not None else "-"
 
 
 def ranks_trainable(checks: tuple[BudgetCheck, ...]) -> bool:

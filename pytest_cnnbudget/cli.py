@@ -2,7 +2,9 @@
 
     python -m pytest_cnnbudget summary pkg.module:Model [--kwargs JSON] [--input-shape 1,3,32,32]
                                        [--depth N] [--format table|json|markdown]
+                                       [--no-group] [--trainable-only]
     python -m pytest_cnnbudget plot pkg.module:Model [--kwargs JSON] [--top N] [--out DIR]
+                                    [--no-group] [--trainable-only]
 
 Errors the user can fix (a bad target, kwargs or shape, a model that does not build, a shape
 mismatch) print one message to stderr and exit with status 2, without a traceback.
@@ -65,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
             choices=DEVICES,
             default="meta",
             help="where the model is built (default: meta, which allocates no weights)",
+        )
+        sub.add_argument(
+            "--no-group",
+            action="store_true",
+            help="one row per layer (by default layers alike but for their block index are one "
+            "row: layers.{0..31}.mlp.up ×32)",
+        )
+        sub.add_argument(
+            "--trainable-only",
+            action="store_true",
+            help="only the layers that train, each counted by its trainable parameters (an "
+            "adapter's view of a model with a frozen base)",
         )
 
     summary = commands.add_parser(
@@ -189,11 +203,15 @@ def _summary(args: argparse.Namespace) -> str:
     from .tables import Style
 
     count = _measure(args, depth=args.depth)
+    if args.trainable_only:
+        from .views import trainable_only
+
+        count = trainable_only(count)
     if args.format == "json":
         document = {"target": args.target, "kwargs": _kwargs(args.kwargs), **summary_dict(count)}
         return json.dumps(document, indent=2, ensure_ascii=False)
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
-    return "\n".join(layer_report(count, style))
+    return "\n".join(layer_report(count, style, group=not args.no_group))
 
 
 def _plot(args: argparse.Namespace) -> list[Path]:

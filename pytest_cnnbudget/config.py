@@ -22,6 +22,7 @@ from .constants import (
     DEFAULT_SNAPSHOT,
     DEVICES,
     MAX_CONFIG_BYTES,
+    MAX_DEPTH,
     MAX_KWARGS_DEPTH,
     MAX_MODEL_NAME,
     MAX_MODELS,
@@ -62,6 +63,9 @@ class ModelSpec:
     # Seconds its check may take, 0 for no limit; None when its table does not say, and then
     # Settings.timeout applies: the model's own key wins.
     timeout: float | None = None
+    # Name levels its tables fold rows into (`layers.3.mlp.up` → `layers.3` at 2); None when its
+    # table does not say, and then Settings.depth or --cnn-budget-depth applies.
+    depth: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Settings:
     device: str
     models: tuple[ModelSpec, ...]
     timeout: float | None = None  # the top-level `timeout`, for models without their own
+    depth: int | None = None  # the top-level `depth`, likewise
 
     def snapshot_name(self, rootdir: Path) -> str:
         """The snapshot file as failures name it: relative to pytest's rootdir when inside it."""
@@ -84,8 +89,8 @@ class Settings:
             return str(self.snapshot)
 
 
-_TOP_KEYS = ("snapshot", "device", "timeout", "models")
-_MODEL_KEYS = ("target", "kwargs", "level", "device", "timeout", "input_shape", *KEYS)
+_TOP_KEYS = ("snapshot", "device", "timeout", "depth", "models")
+_MODEL_KEYS = ("target", "kwargs", "level", "device", "timeout", "depth", "input_shape", *KEYS)
 
 # C0 and C1 controls (newline, carriage return, tab, NUL, escape, NEL) and the Unicode line and
 # paragraph separators: what could break a name or a path across lines of a message, a table or
@@ -327,6 +332,18 @@ def _timeout(value: Any) -> float:
     return float(value) if value else 0.0  # -0.0 as well: no limit
 
 
+def parse_depth(value: Any) -> int:
+    """A `depth`: how many levels of a module name a table keeps, 1 to MAX_DEPTH."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"expected a whole number of name levels (1: `layers`, 2: `layers.3`), got "
+            f"{type(value).__name__} {brief(value)}"
+        )
+    if not 1 <= value <= MAX_DEPTH:
+        raise ValueError(f"{brief(value)} is not from 1 to {MAX_DEPTH}")
+    return value
+
+
 def _model_name_problem(name: str) -> str | None:
     """Why `name` cannot be a model's name (it becomes a test id, a snapshot key, a table row)."""
     if not name:
@@ -413,6 +430,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
     snapshot_name = _get(problems, top, section, "snapshot", _snapshot, DEFAULT_SNAPSHOT)
     device = _get(problems, top, section, "device", _choice(DEVICES), "meta")
     timeout = _get(problems, top, section, "timeout", _timeout)
+    depth = _get(problems, top, section, "depth", parse_depth)
     models_table = section.get("models", {})
     if not isinstance(models_table, dict):
         problems.add(top, "models", f"expected a table, got {type(models_table).__name__}")
@@ -466,10 +484,16 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 line=model_lines.get(name, top_line),
                 input_shape=_get(problems, where, table, "input_shape", parse_input_shape),
                 timeout=_get(problems, where, table, "timeout", _timeout),
+                depth=_get(problems, where, table, "depth", parse_depth),
             )
         )
     problems.raise_if_any()
     snapshot = (path.parent / snapshot_name) if snapshot_name is not None else None
     return Settings(
-        path=path, snapshot=snapshot, device=device, models=tuple(models), timeout=timeout
+        path=path,
+        snapshot=snapshot,
+        device=device,
+        models=tuple(models),
+        timeout=timeout,
+        depth=depth,
     )

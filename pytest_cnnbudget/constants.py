@@ -19,6 +19,7 @@ MAX_KWARGS_DEPTH = 32  # nesting of a model's kwargs: the kwargs table is level 
 MAX_TARGET = 500  # characters of a `package.module:attr` target
 MAX_SNAPSHOT_PATH = 4096  # characters of the snapshot path (PATH_MAX on Linux)
 MAX_TIMEOUT = 86_400  # seconds a model's check may be given; 0 means no limit
+MAX_DEPTH = 64  # name levels a `depth` may keep; deeper than any real model nests
 MAX_INPUTS = 64  # inputs (shapes) of one forward pass
 MAX_DIMS = 16  # dimensions of one input shape
 MAX_DIM = 2**31 - 1  # one dimension, the largest int32

@@ -7,16 +7,17 @@ process, in the command line tool and in tests.
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .budgets import check_budgets
+from .compare import diff_entries
 from .config import Level, ModelSpec
 from .errors import CnnBudgetError, CountError, ModelBuildError, ProfileError, exception_text
 from .loading import build_model, resolve_target
 from .locate import definition_source, error_source, layer_source, user_frames
-from .measurement import measure
+from .measurement import measure_folded
 from .results import (
-    LayerChange,
     ModelResult,
     Outcome,
     ParameterCount,
@@ -24,39 +25,12 @@ from .results import (
     SnapshotEntry,
     SnapshotStatus,
     SourceLocation,
-    TotalChange,
 )
 
 if TYPE_CHECKING:
     from torch import nn
 
 _WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
-
-
-def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
-    """Changed, added and removed layers (in module order), and the model totals."""
-    old = {layer.name: layer for layer in before.layers}
-    new_names = {layer.name for layer in after.layers}
-    changes = []
-    for layer in after.layers:
-        prior = old.get(layer.name)
-        if prior is None:
-            changes.append(LayerChange(layer.name, layer.type, None, layer.params, layer.formula))
-        elif prior != layer:
-            changes.append(
-                LayerChange(layer.name, layer.type, prior.params, layer.params, layer.formula)
-            )
-    changes += [
-        LayerChange(layer.name, layer.type, layer.params, None, layer.formula)
-        for layer in before.layers
-        if layer.name not in new_names
-    ]
-    totals = [TotalChange("total", before.total, after.total)]
-    for label in ("trainable", "frozen", "buffers", "macs"):
-        b, a = getattr(before, label), getattr(after, label)
-        if a != b:
-            totals.append(TotalChange("MACs" if label == "macs" else label, b or 0, a or 0))
-    return SnapshotDiff(tuple(changes), tuple(totals))
 
 
 def describe_build_error(error: BaseException) -> str:
@@ -100,15 +74,19 @@ def check_model(
     stage = "build"
     try:
         model = build_model(spec.target, spec.kwargs, device=spec.device)
-        count = measure(model, spec.input_shape)
+        count, folded = measure_folded(model, spec.input_shape, spec.depth)
         stage = "check"
-        return _judge(spec, stored, model, count, snapshot_enabled, update)
+        result = _judge(spec, stored, model, count, snapshot_enabled, update)
+        if result.failed:
+            result = replace(result, target_source=_safe_target_source(spec.target))
+        return replace(result, folded=folded) if folded is not count else result
     except Exception as e:
         if isinstance(e, ProfileError):
             stage = "forward"
         elif isinstance(e, ModelBuildError | CountError):
             stage = "build"
-        return error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
+        result = error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
+        return replace(result, target_source=_safe_target_source(spec.target))
 
 
 def _error_source(spec: ModelSpec, error: BaseException) -> SourceLocation | None:
@@ -159,6 +137,13 @@ def _judge(
         entry=entry if status in _WRITABLE else None,
         source=None if outcome is Outcome.PASSED else _failure_source(model, spec, count, diff),
     )
+
+
+def _safe_target_source(target: str) -> SourceLocation | None:
+    try:
+        return _target_source(target)
+    except Exception:  # where to point is a nicety; the failure itself must get through
+        return None
 
 
 def _target_source(target: str) -> SourceLocation | None:

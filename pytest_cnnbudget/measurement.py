@@ -18,6 +18,7 @@ from .constants import NO_PARAMETERS, ROOT_NAME
 from .counting import as_module, count_parameters
 from .profiler import profile
 from .results import Compute, LayerRow, ParameterCount
+from .views import fold_name
 
 if TYPE_CHECKING:
     from .counting import ModelLike
@@ -31,22 +32,25 @@ def measure(
     """Count `model` per layer; with `inputs`, run it forward once on meta tensors of those
     shapes first (which also materializes lazy modules); with `depth`, group the rows by the
     first `depth` levels of their names (`layer1.0.conv1` → `layer1`)."""
+    return measure_folded(model, inputs, depth)[1]
+
+
+def measure_folded(
+    model: ModelLike, inputs: InputSpec | None = None, depth: int | None = None
+) -> tuple[ParameterCount, ParameterCount]:
+    """`measure` without a depth and with it, from one forward pass: the gate stores every
+    layer and shows them folded."""
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be at least 1, not {depth}")
     module = as_module(model)
     measured = profile(module, inputs) if inputs is not None else None
     count = count_parameters(module)
     if measured is None and depth is None:
-        return count  # one row per parameter-owning module, as counted: nothing to join
+        return count, count  # one row per parameter-owning module, as counted: nothing to join
     types = {name or ROOT_NAME: type(m).__name__ for name, m in module.named_modules()}
-    return join(count, measured, types, depth)
-
-
-def group_name(name: str, depth: int | None) -> str:
-    """`layer1.0.conv1` at depth 1 → `layer1`; the root and `None` (no grouping) keep the name."""
-    if depth is None or name == ROOT_NAME:
-        return name
-    return ".".join(name.split(".")[:depth])
+    full = join(count, measured, types) if measured is not None else count
+    folded = join(count, measured, types, depth) if depth is not None else full
+    return full, folded
 
 
 def join(
@@ -63,7 +67,7 @@ def join(
     order = {name: i for i, name in enumerate(types)}
     groups: dict[str, list[LayerRow]] = {}
     for row in count.layers:
-        groups.setdefault(group_name(row.name, depth), []).append(row)
+        groups.setdefault(fold_name(row.name, depth), []).append(row)
     ran: dict[str, ModuleProfile] = {}  # modules that ran, by name
     ran_groups: set[str] = set()  # groups with at least one module that ran
     compute: dict[str, tuple[int, int]] = {}  # group → (MACs, FLOPs) of its modules' own ops
@@ -71,9 +75,9 @@ def join(
         for module in measured.modules:
             if module.calls:
                 ran[module.name] = module
-                ran_groups.add(group_name(module.name, depth))
+                ran_groups.add(fold_name(module.name, depth))
             if module.self_flops:
-                key = group_name(module.name, depth)
+                key = fold_name(module.name, depth)
                 groups.setdefault(key, [])
                 macs, flops = compute.get(key, (0, 0))
                 compute[key] = (macs + module.self_macs, flops + module.self_flops)

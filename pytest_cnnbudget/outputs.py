@@ -20,12 +20,17 @@ def output_problems(
     plot_option: str | None,
     step_summary: str | None,
     workspace: str | None,
+    comment_option: str | None = None,
 ) -> list[str]:
     """Outputs that could never be written, refused before any model is built: the options'
     paths (relative to `where`), and the GitHub variables (None when GitHub output is off)."""
     problems = []
-    if json_option and Path(where, json_option).is_dir():
-        problems.append(f"--cnn-budget-json {json_option!r} names a folder, not a file")
+    for option, value in (
+        ("--cnn-budget-json", json_option),
+        ("--cnn-budget-comment", comment_option),
+    ):
+        if value and Path(where, value).is_dir():
+            problems.append(f"{option} {value!r} names a folder, not a file")
     plot = Path(where, plot_option) if plot_option else None
     if plot is not None and plot.exists() and not plot.is_dir():
         problems.append(f"--cnn-budget-plot {plot_option!r} names a file, not a folder")
@@ -51,6 +56,12 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=2, sort_keys=True)
     path.write_text(text + "\n", encoding="utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` (its folders made), replacing what it held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def append_text(path: Path, text: str) -> None:

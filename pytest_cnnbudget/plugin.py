@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,6 +32,7 @@ from .constants import DEFAULT_TIMEOUT, MAX_TIMEOUT
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
+    from .compare import BaseComparison
     from .config import ModelSpec, Settings
     from .isolation import Checker, Raised
     from .merge import Merge
@@ -74,11 +76,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write a JSON report of every model's counts and checks to PATH",
     )
     group.addoption(
+        "--cnn-budget-baseline",
+        metavar="PATH",
+        help="a snapshot from the base branch (git show origin/main:cnnbudget.snapshot.json "
+        "> base.json) to compare every model with, for the job summary and --cnn-budget-comment",
+    )
+    group.addoption(
+        "--cnn-budget-comment",
+        metavar="PATH",
+        help="write a pull-request comment body (Markdown) to PATH: the models that changed "
+        "against the baseline (else the snapshot) or broke a budget",
+    )
+    group.addoption(
+        "--cnn-budget-comment-if-changed",
+        action="store_true",
+        help="with --cnn-budget-comment, leave the file empty when nothing changed (default: a "
+        "one-line 'no change' body)",
+    )
+    group.addoption(
         "--cnn-budget-timeout",
         metavar="SECONDS",
         type=_seconds,
         help="time limit of each model's check, unless its table sets `timeout` "
         f"(default: `timeout` in [tool.cnnbudget], else {DEFAULT_TIMEOUT:g}; 0: no limit)",
+    )
+    group.addoption(
+        "--cnn-budget-depth",
+        metavar="N",
+        type=_depth,
+        help="fold table rows into the first N levels of their module names (layers.3.mlp.up "
+        "→ layers at 1), unless a model's table sets `depth`; the snapshot keeps every layer",
+    )
+    group.addoption(
+        "--cnn-budget-no-group",
+        action="store_true",
+        help="show repeated blocks row by row (by default layers alike but for their block "
+        "index are one row: layers.{0..31}.mlp.up ×32)",
     )
     group.addoption(
         "--cnn-budget-isolation",
@@ -103,6 +136,19 @@ def _seconds(text: str) -> float:
             f"expected seconds from 0 (no limit) to {MAX_TIMEOUT:g}, got {text!r}"
         )
     return value
+
+
+def _depth(text: str) -> int:
+    """A --cnn-budget-depth value: a whole number of name levels."""
+    import argparse
+
+    from .config import parse_depth
+
+    try:
+        return parse_depth(int(text))
+    except ValueError as e:
+        reason = str(e) if text.strip().isdigit() else "not a whole number"
+        raise argparse.ArgumentTypeError(f"expected name levels, {text!r} is {reason}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -135,11 +181,16 @@ class BudgetSession:
     """What every process of a `--cnn-budget` run shares: settings, snapshot, items."""
 
     def __init__(
-        self, config: pytest.Config, settings: Settings, stored: dict[str, SnapshotEntry]
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        stored: dict[str, SnapshotEntry],
+        baseline: dict[str, SnapshotEntry] | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.stored = stored
+        self.baseline = baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
         self.checker: Checker | None = None  # made at the first check
@@ -154,21 +205,28 @@ class BudgetSession:
         from .errors import CnnBudgetError, ConfigError
         from .outputs import output_problems
         from .render_github import neutralize_text
-        from .snapshot import read_snapshot
+        from .snapshot import read_baseline, read_snapshot
 
+        option = config.option
         try:
             path = find_config(
-                config.rootpath, config.invocation_params.dir, config.option.cnn_budget_config
+                config.rootpath, config.invocation_params.dir, option.cnn_budget_config
             )
             settings = load_settings(path)
             stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
+            baseline = None
+            if option.cnn_budget_baseline:
+                baseline = read_baseline(
+                    Path(config.invocation_params.dir, option.cnn_budget_baseline)
+                )
             github = github_on(config)
             problems = output_problems(
                 config.invocation_params.dir,
-                config.option.cnn_budget_json,
-                config.option.cnn_budget_plot,
+                option.cnn_budget_json,
+                option.cnn_budget_plot,
                 os.environ.get("GITHUB_STEP_SUMMARY") if github else None,
                 os.environ.get("GITHUB_WORKSPACE") if github else None,
+                option.cnn_budget_comment,
             )
             if problems:
                 raise ConfigError("--cnn-budget: " + "; ".join(problems))
@@ -188,7 +246,7 @@ class BudgetSession:
                     "--cnn-budget-plot needs matplotlib: pip install 'pytest-cnnbudget[plot]'"
                 )
         _ensure_collected(config, path)
-        return cls(config, settings, stored)
+        return cls(config, settings, stored, baseline)
 
     def check(self, spec: ModelSpec) -> ModelResult:
         """Run one model's check (called by its item), where the isolation option says."""
@@ -197,8 +255,9 @@ class BudgetSession:
 
         if self.checker is None:
             self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
+        depth = self.depth(spec)
         request = Request(
-            spec,
+            spec if depth == spec.depth else replace(spec, depth=depth),
             self.stored.get(spec.name),
             snapshot_enabled=self.settings.snapshot is not None,
             update=self.update,
@@ -224,6 +283,19 @@ class BudgetSession:
                 return value or None
         return DEFAULT_TIMEOUT
 
+    def depth(self, spec: ModelSpec) -> int | None:
+        """The name levels a model's tables keep, None for every level: its table's `depth`,
+        else --cnn-budget-depth, else [tool.cnnbudget]'s."""
+        for value in (spec.depth, self.config.option.cnn_budget_depth, self.settings.depth):
+            if value is not None:
+                return int(value)
+        return None
+
+    @property
+    def group(self) -> bool:
+        """Whether tables show repeated blocks as one row."""
+        return not self.config.option.cnn_budget_no_group
+
     def close(self) -> None:
         """End the checking process, if one was started."""
         if self.checker is not None:
@@ -239,7 +311,7 @@ class BudgetSession:
         if lines is None:
             from .render_terminal import failure_lines
 
-            lines = self.failed[result.name] = failure_lines(result, *self.names)
+            lines = self.failed[result.name] = failure_lines(result, *self.names, self.group)
         return lines
 
     def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
@@ -333,9 +405,13 @@ class ReportingSession(BudgetSession):
     """A process that sees every result: it prints the summary and writes the files."""
 
     def __init__(
-        self, config: pytest.Config, settings: Settings, stored: dict[str, SnapshotEntry]
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        stored: dict[str, SnapshotEntry],
+        baseline: dict[str, SnapshotEntry] | None = None,
     ) -> None:
-        super().__init__(config, settings, stored)
+        super().__init__(config, settings, stored, baseline)
         self.results: dict[str, ModelResult] = {}
         self.merged: Merge | None = None  # decided once, at the end, for the writer and report
         self.snapshot_failed = False  # the update's write of the snapshot failed
@@ -385,15 +461,34 @@ class ReportingSession(BudgetSession):
                 f"the JSON report (--cnn-budget-json {path})",
                 lambda: outputs.write_json(path, run_report(results, merge.stale)),
             )
+        comparisons = self.comparisons(results)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
+            from .render_comment import comparisons_by_name
             from .render_github import summary_markdown
 
+            base = comparisons_by_name(comparisons) if self.baseline is not None else None
             self.output(
                 f"the job summary (GITHUB_STEP_SUMMARY={summary_file})",
                 lambda: outputs.append_text(
-                    Path(summary_file), summary_markdown(results, self.failed)
+                    Path(summary_file), summary_markdown(results, self.failed, base)
                 ),
+            )
+        if option.cnn_budget_comment:
+            from .render_comment import MARKER, comment_markdown
+
+            comment = Path(where, option.cnn_budget_comment)
+            against = (
+                f"the baseline {option.cnn_budget_baseline}"
+                if self.baseline is not None
+                else f"the snapshot {self.names[1]}"
+            )
+            text = comment_markdown(results, comparisons, against, self.group)
+            if option.cnn_budget_comment_if_changed and text.startswith(MARKER + "\n✅"):
+                text = ""
+            self.output(
+                f"the pull-request comment (--cnn-budget-comment {comment})",
+                lambda: outputs.write_text(comment, text),
             )
         if option.cnn_budget_plot:
             folder = Path(where, option.cnn_budget_plot)
@@ -403,6 +498,15 @@ class ReportingSession(BudgetSession):
             )
         if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def comparisons(self, results: list[ModelResult]) -> tuple[BaseComparison, ...]:
+        """Every model against the base: the baseline when given, else the snapshot as it was
+        before this run."""
+        from .compare import compare_with_base
+
+        base = self.baseline if self.baseline is not None else self.stored
+        configured = [m.name for m in self.settings.models]
+        return compare_with_base(results, base, configured)
 
     def write_snapshot(self, results: list[ModelResult]) -> Merge:
         """Merge this run's accepted counts into the snapshot on disk, under its lock, so that a
@@ -458,10 +562,16 @@ class ReportingSession(BudgetSession):
         verbose = self.config.option.verbose > 0
         # What the update did, unless writing the snapshot failed (its error is shown below).
         updating = self.update and self.settings.snapshot is not None and not self.snapshot_failed
-        lines = update_lines(results, merge, self.names[1]) if updating else []
+        lines = update_lines(results, merge, self.names[1], self.group) if updating else []
         lines += self.notes
         stale = merge.stale_after(written=updating)
-        lines += overview_lines(results, stale, verbose=verbose, max_rows=10**9 if verbose else 50)
+        lines += overview_lines(
+            results,
+            stale,
+            verbose=verbose,
+            max_rows=10**9 if verbose else 50,
+            group=self.group,
+        )
         terminal.section("cnn-budget", lines)
         if self.output_errors:
             terminal.section("cnn-budget: outputs not written", self.output_errors, red=True)
@@ -471,7 +581,8 @@ class ReportingSession(BudgetSession):
         if self.github:
             lines_of = {m.name: m.line for m in self.settings.models}
             workspace = os.environ.get("GITHUB_WORKSPACE")
-            where = anchors(results, self.settings.path, lines_of, workspace)
+            environments = (sys.prefix, sys.exec_prefix, sys.base_prefix)
+            where = anchors(results, self.settings.path, lines_of, workspace, environments)
             terminal.commands(annotation_lines(results, where, self.failed))
 
 

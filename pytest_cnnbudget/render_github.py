@@ -8,14 +8,17 @@ lines printed elsewhere go through `neutralize`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .budgets import limit_text
+from .compare import BaseComparison, Change
 from .constants import UPDATE_COMMAND
-from .render_terminal import MODEL_COLUMNS, Failures, used_text
+from .render_terminal import Failures, error_cause, measured_text, used_text
 from .results import ModelResult, Outcome, SnapshotStatus
 from .tables import (
     LINE_BREAKS,
@@ -94,19 +97,52 @@ def relative_to_workspace(path: str, workspace: str | None) -> str:
     return path if relative.startswith("..") else relative.replace(os.sep, "/")
 
 
+def _inside(path: str, folder: str) -> bool:
+    try:
+        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    except ValueError:  # different drives on Windows
+        return False
+    return relative != ".." and not relative.startswith(".." + os.sep)
+
+
+# Folders whose files are installed code, never the lines a pull request changed.
+_INSTALLED_PARTS = ("site-packages", "dist-packages")
+
+
+def reviewable(path: str, workspace: str | None, environments: Sequence[str] = ()) -> bool:
+    """Whether GitHub can show an annotation on `path` in a pull request: a file inside the
+    workspace (when there is one), outside the interpreter's environments (`environments`,
+    e.g. a virtual environment inside the checkout) and outside any site-packages."""
+    if path.startswith("<"):  # <string>, <frozen …>: no file at all
+        return False
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    if any(part in _INSTALLED_PARTS for part in parts):
+        return False
+    # An environment that holds the whole workspace (a conda prefix checked out into) says
+    # nothing about which of its files are the user's.
+    envs = [e for e in environments if e and not (workspace and _inside(workspace, e))]
+    if any(_inside(path, env) for env in envs):
+        return False
+    return workspace is None or _inside(path, workspace)
+
+
 def anchors(
     results: Iterable[ModelResult],
     config_path: Path,
     config_lines: Mapping[str, int | None],
     workspace: str | None,
+    environments: Sequence[str] = (),
 ) -> dict[str, Anchor]:
     """Where each model's annotation points: the source line its failure names, else the line
-    of the config file that declares the model."""
+    that defines its class or factory, else its table in the config file; a line is used only
+    where the pull request can show it (`reviewable`)."""
     out = {}
     for result in results:
         line: int | None
-        if result.source is not None:
-            path, line = result.source.path, result.source.line
+        candidates = [s for s in (result.source, result.target_source) if s is not None]
+        chosen = next((s for s in candidates if reviewable(s.path, workspace, environments)), None)
+        if chosen is not None:
+            path, line = chosen.path, chosen.line
         else:
             path, line = str(config_path), config_lines.get(result.name)
         out[result.name] = Anchor(relative_to_workspace(path, workspace), line)
@@ -140,13 +176,43 @@ def _title(result: ModelResult) -> str:
     return f"cnn-budget: {result.name} {_problems(result)}"
 
 
+ANNOTATION_LIMIT = 4096  # bytes of an annotation's message, as the runner receives it
+FULL_REPORT = "Full tables: the job summary and this step's log."
+
+
+_LONGEST_LINE = 500  # characters of one line of an annotation; a longer one is cut
+
+
+def bounded_message(lines: Sequence[str], limit: int = ANNOTATION_LIMIT) -> str:
+    """`lines` as one annotation message whose escaped form fits `limit` bytes, ending with
+    where the full tables are; lines past the limit are left out and counted."""
+
+    def fits(parts: Sequence[str]) -> bool:
+        return len(escape_data("\n".join(parts)).encode("utf-8")) <= limit
+
+    def more(n: int) -> list[str]:
+        return [f"… {n} more line{'s' if n != 1 else ''}"] if n else []
+
+    shown = [
+        line if len(line) <= _LONGEST_LINE else line[: _LONGEST_LINE - 1] + "…" for line in lines
+    ]
+    kept: list[str] = []
+    for i, line in enumerate(shown):
+        # Each step keeps room for the count of what follows, so a cut message always says so.
+        if not fits([*kept, line, *more(len(shown) - i - 1), FULL_REPORT]):
+            break
+        kept.append(line)
+    return "\n".join([*kept, *more(len(shown) - len(kept)), FULL_REPORT])
+
+
 def annotation_lines(
     results: Sequence[ModelResult],
     anchors: dict[str, Anchor],
     failed: Failures,
 ) -> list[str]:
     """One `::error` (or `::warning` for level = "warn") per failing model, within GitHub's
-    limits: the first 10 of each kind, then one `::notice` counting the rest."""
+    limits: the first 10 of each kind, then one `::notice` counting the rest; each message at
+    most ANNOTATION_LIMIT bytes."""
     lines: list[str] = []
     dropped = 0
     emitted = {"error": 0, "warning": 0}
@@ -159,11 +225,10 @@ def annotation_lines(
             continue
         emitted[kind] += 1
         anchor = anchors.get(result.name)
-        message = "\n".join(failed[result.name])
         lines.append(
             workflow_command(
                 kind,
-                message,
+                bounded_message(failed[result.name]),
                 title=_title(result),
                 file=anchor.path if anchor else None,
                 line=anchor.line if anchor else None,
@@ -185,19 +250,32 @@ _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
 def usage_bar(fraction: float, width: int = 10) -> str:
-    """A unicode bar of `width` cells for `fraction` of the budget (full at 100% and beyond)."""
+    """A unicode bar of `width` cells for `fraction` of the budget; past 100% the bar is full
+    and an overrun follows the `▶`, one `▒` per tenth of the budget (at most five, then `+`),
+    so 99.6% and 110.6% never look alike."""
     eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    if fraction > 1.0:
+        tenths = math.ceil(round((fraction - 1.0) * 10, 9))
+        return "█" * width + "▶" + "▒" * min(tenths, 5) + ("+" if tenths > 5 else "")
+    if fraction < 1.0:
+        eighths = min(eighths, width * 8 - 1)  # 99.96% is not full: full means at the budget
     full, rest = divmod(eighths, 8)
     return ("█" * full + (_BLOCKS[rest] if rest else "")).ljust(width, "·")
 
 
 def _status(result: ModelResult) -> str:
     if result.outcome is Outcome.ERROR:
-        return "❌ error"
+        cause = error_cause(result)
+        return f"❌ {_problems(result)}" + (f": {cause}" if cause else "")
     if result.outcome is Outcome.PASSED:
         return "✅ ok"
     icon = "⚠️" if result.outcome is Outcome.WARNED else "❌"
     return f"{icon} {_problems(result)}"
+
+
+def arrow(change: int) -> str:
+    """`🔺 ` for growth, `🔽 ` for a drop, nothing for none."""
+    return "🔺 " if change > 0 else "🔽 " if change < 0 else ""
 
 
 def _delta(result: ModelResult) -> str:
@@ -207,8 +285,19 @@ def _delta(result: ModelResult) -> str:
         return "new" if result.snapshot in (SnapshotStatus.MISSING, SnapshotStatus.ADDED) else "0"
     total = next((t for t in result.diff.totals if t.label == "total"), None)
     change = total.after - total.before if total else 0
-    arrow = "🔺 " if change > 0 else "🔽 " if change < 0 else ""
-    return f"{arrow}{signed(change)}"
+    return f"{arrow(change)}{signed(change)}"
+
+
+def base_delta(comparison: BaseComparison | None) -> str:
+    """A model's change against the base branch, in a cell: `🔺 +1,024`, `🆕 new`, `0`."""
+    if comparison is None or comparison.change is Change.UNKNOWN:
+        return "-"
+    if comparison.change is Change.NEW:
+        return "🆕 new"
+    if comparison.change is Change.REMOVED:
+        return "🗑 removed"
+    delta = comparison.delta or 0
+    return f"{arrow(delta)}{signed(delta)}"
 
 
 def _used(result: ModelResult) -> str:
@@ -222,9 +311,12 @@ def _macs(result: ModelResult) -> str:
     return thousands(macs) if macs is not None else "-"
 
 
-# The job summary's table of models; the MACs column only when some model has an input_shape.
+# The job summary's table of models; the MACs column only when some model has an input_shape,
+# the base column only with a baseline.
 SUMMARY_COLUMNS: list[Column[ModelResult]] = [
-    *MODEL_COLUMNS,
+    Column("model", lambda r: r.name),
+    Column("measured", lambda r: measured_text(r, human=True), right=True),
+    Column("budget", lambda r: limit_text(r.primary_budget, human=True), right=True),
     Column("used", _used),
     Column("MACs", _macs, right=True),
     Column("Δ vs snapshot", _delta, right=True),
@@ -232,8 +324,13 @@ SUMMARY_COLUMNS: list[Column[ModelResult]] = [
 ]
 
 
-def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
-    """The job summary: a table of every model and, per failure, its tables in <details>."""
+def summary_markdown(
+    results: Sequence[ModelResult],
+    failed: Failures,
+    base: Mapping[str, BaseComparison] | None = None,
+) -> str:
+    """The job summary: a table of every model and, per failure, its tables in <details>;
+    with `base` (the comparison with a base branch's snapshot), a column of that change."""
     # Failures first: they are what the reader came for, and what truncation must keep.
     ordered = sorted(results, key=lambda r: (not r.failed, r.name))
     failing = [r for r in ordered if r.failed]
@@ -243,6 +340,13 @@ def summary_markdown(results: Sequence[ModelResult], failed: Failures) -> str:
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
     columns = SUMMARY_COLUMNS if compute else [c for c in SUMMARY_COLUMNS if c.header != "MACs"]
+    if base is not None:
+        compared = base
+        columns = [
+            *columns[:-1],
+            Column("Δ vs base", lambda r: base_delta(compared.get(r.name)), right=True),
+            columns[-1],
+        ]
     rows = render(columns, ordered, Style.MARKDOWN)
     details = []
     for r in failing:

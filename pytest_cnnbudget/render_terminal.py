@@ -5,27 +5,62 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .budgets import budget_text, ranks_trainable
+from .budgets import figure_text, limit_text, ranks_trainable
 from .config import model_table
 from .constants import UPDATE_COMMAND
 from .errors import exception_text
 from .inputs import format_shape
 from .merge import Merge
-from .results import LayerChange, LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
+from .results import (
+    LayerChange,
+    LayerRow,
+    ModelResult,
+    Outcome,
+    ParameterCount,
+    SnapshotDiff,
+    SnapshotStatus,
+)
 from .tables import Column, Style, indent, markdown_escape, printable, render
-from .units import human_bytes, human_count, percent, signed, thousands
+from .units import human_bytes, human_count, percent, short_count, signed, thousands
+from .views import folded_changes, largest, layer_changes, layer_rows
 
 LARGEST_LAYERS = 5
 
 
-def layer_columns(count: ParameterCount) -> list[Column[LayerRow]]:
-    """name, type, formula, params, cumulative, share; output shape and MACs when it ran."""
+def row_name(name: str, repeat: int) -> str:
+    """A row's name as tables show it: `layers.{0..31}.mlp.up ×32` for a group, on one line."""
+    # printable in Markdown too: a line break in a name shows as `\n`, not as a space.
+    return printable(name) + (f" ×{repeat}" if repeat > 1 else "")
+
+
+def trainable_cell(row: LayerRow) -> str:
+    """`all`, `none` or how many of a row's parameters train."""
+    if not row.params:
+        return "-"
+    if row.trainable == row.params:
+        return "all"
+    return thousands(row.trainable) if row.trainable else "none"
+
+
+def layer_columns(
+    count: ParameterCount, rows: Sequence[LayerRow] | None = None
+) -> list[Column[LayerRow]]:
+    """name, type, formula, params, cumulative, share; `each` when `rows` group repeated
+    blocks, `trainable` when some parameters are frozen, output shape and MACs when it ran."""
+    rows = count.layers if rows is None else rows
     columns: list[Column[LayerRow]] = [
-        # printable in Markdown too: a line break in a name shows as `\n`, not as a space.
-        Column("layer", lambda r: printable(r.name)),
+        Column("layer", lambda r: row_name(r.name, r.repeat)),
         Column("type", lambda r: r.type),
         Column("formula", lambda r: r.formula),
-        Column("params", lambda r: thousands(r.params), right=True),
+    ]
+    if any(r.repeat > 1 for r in rows):
+        columns.append(
+            Column("each", lambda r: thousands(r.each) if r.repeat > 1 else "", right=True)
+        )
+    columns.append(Column("params", lambda r: thousands(r.params), right=True))
+    if count.frozen:
+        columns.append(Column("trainable", trainable_cell, right=True))
+    columns += [
         Column("cumulative", lambda r: thousands(r.cumulative), right=True),
         Column("share", lambda r: percent(r.share), right=True),
     ]
@@ -37,6 +72,23 @@ def layer_columns(count: ParameterCount) -> list[Column[LayerRow]]:
             Column("MACs", lambda r: "-" if r.macs is None else thousands(r.macs), right=True),
         ]
     return columns
+
+
+GROUPED_NOTE = (
+    "×N: N layers alike but for their block index; counts are their sum, formula each one's"
+)
+
+
+def layer_table(count: ParameterCount, style: Style = Style.TEXT, group: bool = True) -> list[str]:
+    """The per-layer table's lines, repeated blocks grouped unless `group` is off, and the note
+    that says how to read a group when there is one."""
+    rows = layer_rows(count.layers, group)
+    lines = render(layer_columns(count, rows), rows, style)
+    if any(r.repeat > 1 for r in rows):
+        lines.append(GROUPED_NOTE if style is Style.TEXT else "")
+        if style is not Style.TEXT:
+            lines.append(f"_{markdown_escape(GROUPED_NOTE)}_")
+    return lines
 
 
 def totals_line(count: ParameterCount, compute: bool = True) -> str:
@@ -86,16 +138,16 @@ def compute_line(count: ParameterCount) -> str | None:
     )
 
 
-def format_table(count: ParameterCount) -> str:
+def format_table(count: ParameterCount, group: bool = True) -> str:
     """The per-layer table: name, type, formula, params, cumulative, share (and output shape and
     MACs when the model ran forward), then the totals."""
-    return "\n".join([*render(layer_columns(count), count.layers), totals_line(count)])
+    return "\n".join([*layer_table(count, group=group), totals_line(count)])
 
 
-def layer_report(count: ParameterCount, style: Style = Style.TEXT) -> list[str]:
+def layer_report(count: ParameterCount, style: Style = Style.TEXT, group: bool = True) -> list[str]:
     """What `cnnbudget summary` prints: the per-layer table, then the totals, memory and
     compute lines (a list under the table in Markdown)."""
-    table = render(layer_columns(count), count.layers, style)
+    table = layer_table(count, style, group)
     footer = [totals_line(count, compute=False), memory_line(count)]
     compute = compute_line(count)
     if compute is not None:
@@ -105,7 +157,7 @@ def layer_report(count: ParameterCount, style: Style = Style.TEXT) -> list[str]:
     return [*table, "", *(f"- {markdown_escape(line)}" for line in footer)]
 
 
-def budget_lines(result: ModelResult, config_name: str) -> list[str]:
+def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> list[str]:
     """Why a model is over budget, its largest layers, and where the budget is set."""
     lines: list[str] = []
     for check in result.exceeded:
@@ -119,15 +171,17 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
             f"  {check.key + ' (budget)':<{width}}  {thousands(check.limit):>15}",
             f"  {'excess':<{width}}  {signed(check.excess):>15}",
         ]
-    count = result.count
+    count = result.shown
     if lines and count is not None:
         keys = [c.key for c in result.exceeded]
         # When only trainable parameters broke the budget, frozen layers, however large, are not
         # where to look.
         trainable = ranks_trainable(result.exceeded) and count.frozen > 0
         lines.append("largest trainable layers:" if trainable else "largest layers:")
-        largest = count.largest(LARGEST_LAYERS, trainable=trainable)
-        lines += indent(render(_largest_columns(count, trainable), largest))
+        rows = largest(count, LARGEST_LAYERS, trainable=trainable, group=group)
+        lines += indent(render(_largest_columns(count, rows, trainable), rows))
+        if any(r.repeat > 1 for r in rows):
+            lines.append(f"  {GROUPED_NOTE}")
         lines.append(
             f"Shrink the model, or raise {', '.join(keys)} under {model_table(result.name)} in "
             f"{config_name}."
@@ -135,10 +189,14 @@ def budget_lines(result: ModelResult, config_name: str) -> list[str]:
     return lines
 
 
-def _largest_columns(count: ParameterCount, trainable: bool) -> list[Column[LayerRow]]:
+def _largest_columns(
+    count: ParameterCount, rows: Sequence[LayerRow], trainable: bool
+) -> list[Column[LayerRow]]:
     """The layer table of a budget failure, by trainable parameters or by all of them."""
-    column = {c.header: c for c in layer_columns(count)}
+    column = {c.header: c for c in layer_columns(count, rows)}
     named = [column["layer"], column["type"], column["formula"]]
+    if "each" in column and not trainable:
+        named.append(column["each"])
     if trainable:
         return [
             *named,
@@ -148,18 +206,46 @@ def _largest_columns(count: ParameterCount, trainable: bool) -> list[Column[Laye
     return [*named, column["params"], column["share"]]
 
 
-_DIFF_COLUMNS: list[Column[LayerChange]] = [
-    Column("layer", lambda c: c.name),
-    Column("type", lambda c: c.type),
-    Column("snapshot", lambda c: "-" if c.before is None else thousands(c.before), right=True),
-    Column("now", lambda c: "-" if c.after is None else thousands(c.after), right=True),
-    Column("delta", lambda c: signed(c.delta), right=True),
-    Column("formula (now)", lambda c: "(removed)" if c.after is None else c.formula),
-]
+def change_columns(before: str = "snapshot", after: str = "now") -> list[Column[LayerChange]]:
+    """The columns of a per-layer diff, its two states headed `before` and `after`."""
+    return [
+        Column("layer", lambda c: row_name(c.name, c.repeat)),
+        Column("type", lambda c: c.type),
+        Column(before, lambda c: "-" if c.before is None else thousands(c.before), right=True),
+        Column(after, lambda c: "-" if c.after is None else thousands(c.after), right=True),
+        Column("delta", lambda c: signed(c.delta), right=True),
+        Column(f"formula ({after})", lambda c: "(removed)" if c.after is None else c.formula),
+    ]
 
 
-def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
-    """The snapshot diff table: changed, added, removed layers and totals, then the fix."""
+_DIFF_COLUMNS = change_columns()
+CHANGED_NOTE = "×N: N layers that changed alike; counts are their sum, formula each one's"
+
+
+def shown_changes(
+    result: ModelResult, group: bool = True, diff: SnapshotDiff | None = None
+) -> tuple[LayerChange, ...]:
+    """The rows of `diff` (the snapshot diff by default) as tables show them: folded to the
+    model's depth, then with layers that changed alike grouped."""
+    diff = result.diff if diff is None else diff
+    if diff is None:
+        return ()
+    shown = result.shown
+    depth = shown.depth if shown is not None else None
+    types = {r.name: r.type for r in shown.layers} if shown is not None else {}
+    return layer_changes(folded_changes(diff.layers, depth, types), group)
+
+
+def change_totals(diff: SnapshotDiff) -> str:
+    """`total 545,098 → 1,070,794 (+525,696) · trainable …`: the model's figures that moved."""
+    return " · ".join(
+        f"{t.label} {thousands(t.before)} → {thousands(t.after)} ({signed(t.after - t.before)})"
+        for t in diff.totals
+    )
+
+
+def diff_lines(result: ModelResult, snapshot_name: str, group: bool = True) -> list[str]:
+    """The snapshot diff table: changed, added, removed layers, the totals, then the fix."""
     if result.snapshot is SnapshotStatus.MISSING:
         return [
             f"{printable(result.name)}: no snapshot entry in {snapshot_name}",
@@ -168,13 +254,16 @@ def diff_lines(result: ModelResult, snapshot_name: str) -> list[str]:
     diff = result.diff
     if diff is None or result.snapshot is not SnapshotStatus.CHANGED:
         return []
-    # The model's totals are rows of the same table, below its layers.
-    totals = [LayerChange(t.label, "", t.before, t.after, "") for t in diff.totals]
-    return [
-        f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}",
-        *indent(render(_DIFF_COLUMNS, [*diff.layers, *totals])),
-        _accept_hint(result),
+    changes = shown_changes(result, group)
+    lines = [
+        f"{printable(result.name)}: parameter layout differs from the snapshot in {snapshot_name}"
     ]
+    if changes:
+        lines += indent(render(_DIFF_COLUMNS, changes))
+        if any(c.repeat > 1 for c in changes):
+            lines.append(f"  {CHANGED_NOTE}")
+    lines += [f"  {change_totals(diff)}", _accept_hint(result)]
+    return lines
 
 
 def _accept_hint(result: ModelResult) -> str:
@@ -197,11 +286,13 @@ _STAGES = {
 }
 
 
-def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
+def failure_lines(
+    result: ModelResult, config_name: str, snapshot_name: str, group: bool = True
+) -> list[str]:
     """Everything a reviewer needs about one failing model, traceback-free; a model whose
     failure cannot be rendered (a bug this model triggers) still fails with a short cause."""
     try:
-        return _failure_lines(result, config_name, snapshot_name)
+        return _failure_lines(result, config_name, snapshot_name, group)
     except Exception as e:
         return [
             f"{printable(result.name)}: failed, and its tables could not be rendered: "
@@ -210,22 +301,40 @@ def failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> 
         ]
 
 
-def _failure_lines(result: ModelResult, config_name: str, snapshot_name: str) -> list[str]:
+def _failure_lines(
+    result: ModelResult, config_name: str, snapshot_name: str, group: bool
+) -> list[str]:
     if result.outcome is Outcome.ERROR:
         what = _STAGES.get(result.error_stage, "could not build")
         heading = f"{printable(result.name)}: {what} {result.target}"
         return [heading, *indent((result.error or "").splitlines())]
-    budget = budget_lines(result, config_name)
-    diff = diff_lines(result, snapshot_name)
+    budget = budget_lines(result, config_name, group)
+    diff = diff_lines(result, snapshot_name, group)
     return [*budget, *([""] if budget and diff else []), *diff]
+
+
+def error_cause(result: ModelResult, width: int = 60) -> str:
+    """The first line of why a model could not be checked, cut to `width` characters."""
+    first = next(iter((result.error or "").splitlines()), "").strip()
+    return first if len(first) <= width else first[: width - 1] + "…"
 
 
 def _status(result: ModelResult) -> str:
     if result.outcome is Outcome.ERROR:
-        return "ERROR"
+        what = _STAGES.get(result.error_stage, "could not build")
+        cause = error_cause(result, 48)
+        return f"ERROR: {what}" + (f" ({cause})" if cause else "")
     over = bool(result.exceeded)
     word = {Outcome.PASSED: "ok", Outcome.FAILED: "FAILED", Outcome.WARNED: "WARN"}[result.outcome]
     return f"{word} (over budget)" if over else word
+
+
+def measured_text(result: ModelResult, human: bool = False) -> str:
+    """The figure a model's tightest budget compares, named; its trainable count without one."""
+    if result.primary_budget is None and result.count is not None:
+        count = short_count(result.count.trainable) if human else thousands(result.count.trainable)
+        return f"{count} trainable"
+    return figure_text(result.primary_budget, human)
 
 
 def used_text(result: ModelResult) -> str:
@@ -234,11 +343,12 @@ def used_text(result: ModelResult) -> str:
     return percent(budget.used) if budget else "-"
 
 
-# The first columns of every one-line-per-model table: here and in the job summary.
+# The first columns of every one-line-per-model table: the figure its budget compares, named
+# (`11,689,512 total`), and that budget.
 MODEL_COLUMNS: list[Column[ModelResult]] = [
     Column("model", lambda r: r.name),
-    Column("trainable", lambda r: thousands(r.count.trainable) if r.count else "-", right=True),
-    Column("budget", lambda r: budget_text(r.primary_budget), right=True),
+    Column("measured", lambda r: measured_text(r), right=True),
+    Column("budget", lambda r: limit_text(r.primary_budget), right=True),
 ]
 OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
     *MODEL_COLUMNS,
@@ -253,6 +363,7 @@ def overview_lines(
     stale: Sequence[str],
     verbose: bool = False,
     max_rows: int = 50,
+    group: bool = True,
 ) -> list[str]:
     """One line per model (failures first past `max_rows`), stale entries, and with `verbose`
     each model's full per-layer table."""
@@ -275,16 +386,21 @@ def overview_lines(
         )
     if verbose:
         for r in ordered:
-            if r.count is not None:
+            if r.shown is not None:
                 lines += [
                     "",
                     f"{printable(r.name)} ({r.target})",
-                    *format_table(r.count).splitlines(),
+                    *format_table(r.shown, group).splitlines(),
                 ]
     return lines
 
 
-def update_lines(results: Sequence[ModelResult], merge: Merge, snapshot_name: str) -> list[str]:
+UPDATE_CHANGES = 6  # changed rows named in an update's line about one model
+
+
+def update_lines(
+    results: Sequence[ModelResult], merge: Merge, snapshot_name: str, group: bool = True
+) -> list[str]:
     """What `--cnn-budget-update` did to each model's entry, as `merge` decided it."""
     by_name = {r.name: r for r in results}
     lines = []
@@ -294,13 +410,13 @@ def update_lines(results: Sequence[ModelResult], merge: Merge, snapshot_name: st
         elif name in merge.rejected:
             lines.append(f"{snapshot_name}: NOT updated {printable(name)}: it is over budget")
         else:
-            diff = by_name[name].diff
-            changes = (
-                ", ".join(f"{printable(c.name)} {signed(c.delta)}" for c in diff.layers)
-                if diff is not None
-                else ""
-            ) or "totals"
-            lines.append(f"{snapshot_name}: updated {printable(name)} ({changes})")
+            changes = shown_changes(by_name[name], group)
+            named = ", ".join(
+                f"{row_name(c.name, c.repeat)} {signed(c.delta)}" for c in changes[:UPDATE_CHANGES]
+            )
+            if len(changes) > UPDATE_CHANGES:
+                named += f", and {len(changes) - UPDATE_CHANGES} more"
+            lines.append(f"{snapshot_name}: updated {printable(name)} ({named or 'totals'})")
     lines += [f"{snapshot_name}: removed stale {printable(name)}" for name in merge.removed]
     return lines
 

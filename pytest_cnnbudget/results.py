@@ -32,6 +32,14 @@ class LayerRow:
     # Parameter-owning modules in the row: 1 for a layer, more for a group, 0 for a module that
     # owns none and is listed for its compute.
     members: int = 1
+    # Rows alike but for their block index shown as this one (grouping.py): its name is their
+    # pattern, its counts their sum, its type, formula and shape each one's.
+    repeat: int = 1
+
+    @property
+    def each(self) -> int:
+        """Parameters of one of the rows it stands for."""
+        return self.params // self.repeat
 
 
 @dataclass(frozen=True)
@@ -205,13 +213,16 @@ class BudgetCheck:
 
 @dataclass(frozen=True)
 class LayerChange:
-    """A layer that differs from the snapshot; `before`/`after` is None when added/removed."""
+    """A layer that differs from the snapshot; `before`/`after` is None when added/removed.
+    With `repeat`, layers alike but for their block index that changed alike: the counts are
+    their sum, the type and formula each one's."""
 
     name: str
     type: str
     before: int | None
     after: int | None
     formula: str
+    repeat: int = 1
 
     @property
     def delta(self) -> int:
@@ -262,6 +273,16 @@ class ModelResult:
     # (judging the counts), "timeout" (the time limit), "crash" (the checking process died).
     error_stage: str = "build"
     source: SourceLocation | None = None
+    # Where the model's class or factory is defined: where an annotation points when `source`
+    # lies in an installed library, which a pull request's diff never shows.
+    target_source: SourceLocation | None = None
+    # The rows as its tables show them, folded to the model's `depth`; None: as `count` has them.
+    folded: ParameterCount | None = None
+
+    @property
+    def shown(self) -> ParameterCount | None:
+        """The measurement as tables show it: folded to the model's depth, if it has one."""
+        return self.folded if self.folded is not None else self.count
 
     @property
     def failed(self) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .constants import UPDATE_COMMAND
+from .constants import DEFAULT_SNAPSHOT, UPDATE_COMMAND
 from .errors import SnapshotError, os_error_text
 from .results import SnapshotEntry, SnapshotLayer
 
@@ -251,6 +251,30 @@ def read_snapshot(path: Path) -> dict[str, SnapshotEntry]:
             f"byte offset {e.start}); {_FIX}"
         ) from e
     return parse_snapshot(text, path)
+
+
+def read_baseline(path: Path) -> dict[str, SnapshotEntry]:
+    """A base branch's snapshot (--cnn-budget-baseline): read as the snapshot is, but a
+    missing file is an error, and an empty one, what `git show` leaves when the base branch has
+    no snapshot yet, holds no models."""
+    shown = f"--cnn-budget-baseline {_shown(str(path))}"
+    try:
+        data = _read_bounded(path)
+    except FileNotFoundError:
+        raise SnapshotError(
+            f"{shown}: no such file; write it first, e.g. git show "
+            f"origin/main:{DEFAULT_SNAPSHOT} > {_shown(path.name)}"
+        ) from None
+    except OSError as e:
+        raise SnapshotError(f"{shown}: cannot read it: {os_error_text(e)}") from e
+    if not data.strip():
+        return {}
+    try:
+        return parse_snapshot(data.decode("utf-8"), path)
+    except UnicodeDecodeError as e:
+        raise SnapshotError(f"{shown}: not UTF-8 text (byte offset {e.start})") from e
+    except SnapshotError as e:
+        raise SnapshotError(f"--cnn-budget-baseline: {e}") from e
 
 
 def _read_bounded(path: Path) -> bytes:

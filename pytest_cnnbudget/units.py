@@ -114,6 +114,18 @@ def human_count(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def short_count(n: int) -> str:
+    """`1070794` → `1.07M`, `600000` → `600k`, `1000` → `1k`: three significant digits, no
+    trailing zeros, a suffix a budget may be written with."""
+    for threshold, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if abs(n) >= threshold:
+            value = n / threshold
+            digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+            text = f"{value:.{digits}f}"
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
+    return f"{n:,}"
+
+
 def human_bytes(n: float) -> str:
     """`26953662464` → `26.95 GB` (decimal units, as cloud and disk vendors quote them)."""
     for threshold, suffix in ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB")):

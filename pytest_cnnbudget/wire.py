@@ -41,6 +41,8 @@ def decode(data: dict[str, Any]) -> ModelResult:
     diff = data.get("diff")
     entry = data.get("entry")
     source = data.get("source")
+    folded = data.get("folded")
+    target_source = data.get("target_source")
     return ModelResult(
         name=data["name"],
         target=data["target"],
@@ -64,6 +66,8 @@ def decode(data: dict[str, Any]) -> ModelResult:
         error=data["error"],
         error_stage=data["error_stage"],
         source=SourceLocation(**source) if source is not None else None,
+        target_source=SourceLocation(**target_source) if target_source is not None else None,
+        folded=_count(folded) if folded is not None else None,
     )
 
 

@@ -928,3 +928,291 @@ def llama(
     27 GB as float32.
     """
     return Llama(vocab, dim, n_layers, hidden, n_heads, tie_embeddings=tie_embeddings)
+
+
+# --------------------------------------------------------------------------------------------
+# Diffusion UNet with irregular blocks
+# --------------------------------------------------------------------------------------------
+
+
+class ResnetBlock2D(nn.Module):
+    """GroupNorm, 3x3 conv, time-embedding shift, GroupNorm, 3x3 conv, 1x1 shortcut when the
+    width changes: the block diffusers names `resnets.{j}`.
+
+    Its parameters depend on its input width, so resnets at the same index of different
+    blocks, or in one up block (whose inputs carry different skips), rarely match.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, temb_channels: int, groups: int
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time_emb_proj = nn.Linear(temb_channels, out_channels)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv_shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        )
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Residual block conditioned on the time embedding `temb` of shape (B, temb)."""
+        h: torch.Tensor = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        shortcut: torch.Tensor = x if self.conv_shortcut is None else self.conv_shortcut(x)
+        return shortcut + h
+
+
+class AttentionBlock2D(nn.Module):
+    """Single-head self-attention over the pixels, with diffusers' names (`to_out.0`)."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.group_norm = nn.GroupNorm(groups, channels)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels), nn.Dropout(0.0)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` plus attention of every pixel to every other."""
+        b, c, h, w = x.shape
+        t = self.group_norm(x).reshape(b, c, h * w).transpose(1, 2)
+        out = F.scaled_dot_product_attention(self.to_q(t), self.to_k(t), self.to_v(t))
+        for layer in self.to_out:
+            out = layer(out)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class Resample2D(nn.Module):
+    """Halve the resolution with a strided 3x3 conv, or double it (nearest) and convolve:
+    diffusers' `Downsample2D`/`Upsample2D`, whose convolution is `downsamplers.0.conv`."""
+
+    def __init__(self, channels: int, down: bool) -> None:
+        super().__init__()
+        self.down = down
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2 if down else 1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same channels, half or twice the height and width."""
+        if not self.down:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(x)  # type: ignore[no-any-return]
+
+
+class UNetBlock(nn.Module):
+    """One down or up block: resnets, optionally one attention after each, and a resampler.
+
+    `in_channels[j]` is resnet j's input width, so an up block can give each resnet its own
+    skip-concatenated width.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int,
+        temb_channels: int,
+        groups: int,
+        attention: bool,
+        resample: str | None,
+    ) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(c, out_channels, temb_channels, groups) for c in in_channels
+        )
+        self.attentions = (
+            nn.ModuleList(AttentionBlock2D(out_channels, groups) for _ in in_channels)
+            if attention
+            else None
+        )
+        self.downsamplers: nn.ModuleList | None = None
+        self.upsamplers: nn.ModuleList | None = None
+        if resample == "down":
+            self.downsamplers = nn.ModuleList([Resample2D(out_channels, down=True)])
+        elif resample == "up":
+            self.upsamplers = nn.ModuleList([Resample2D(out_channels, down=False)])
+
+    def _layer(self, j: int, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Resnet `j`, then attention `j` if the block attends."""
+        out: torch.Tensor = self.resnets[j](x, temb)
+        if self.attentions is not None:
+            out = self.attentions[j](out)
+        return out
+
+    def down(self, x: torch.Tensor, temb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Run the block, pushing every resnet's and the downsampler's output onto `skips`."""
+        for j in range(len(self.resnets)):
+            x = self._layer(j, x, temb)
+            skips.append(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)
+            skips.append(x)
+        return x
+
+    def up(self, x: torch.Tensor, temb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Run the block, concatenating one popped skip onto each resnet's input."""
+        for j in range(len(self.resnets)):
+            x = self._layer(j, torch.cat([x, skips.pop()], dim=1), temb)
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x)
+        return x
+
+
+class UNetMidBlock(nn.Module):
+    """Resnet, attention, resnet at the lowest resolution: diffusers' `mid_block`."""
+
+    def __init__(self, channels: int, temb_channels: int, groups: int) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(channels, channels, temb_channels, groups) for _ in range(2)
+        )
+        self.attentions = nn.ModuleList([AttentionBlock2D(channels, groups)])
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Same shape out as in."""
+        x = self.resnets[0](x, temb)
+        x = self.attentions[0](x)
+        return self.resnets[1](x, temb)  # type: ignore[no-any-return]
+
+
+class UNet(nn.Module):
+    """A small diffusers-style `UNet2DModel` whose down blocks differ from each other.
+
+    The blocks differ in width, in how many resnets they hold and in whether they attend, so
+    the repetition in this model is irregular: grouping must merge only what really matches
+    (`down_blocks.0.resnets.{0,1}.conv1`), never across blocks of different widths or counts.
+    Each up block mirrors a down block with one resnet more, which is what consumes exactly
+    the skips the down path pushed (diffusers' `layers_per_block + 1`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        channels: Sequence[int] = (32, 64, 64),
+        layers: Sequence[int] = (2, 2, 1),
+        attention: Sequence[bool] = (False, True, True),
+        groups: int = 8,
+    ) -> None:
+        super().__init__()
+        if not len(channels) == len(layers) == len(attention):
+            raise ValueError("channels, layers and attention need one entry per block")
+        temb = 4 * channels[0]
+        self.base_channels = channels[0]
+        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        self.time_embedding = nn.ModuleDict(
+            {"linear_1": nn.Linear(channels[0], temb), "linear_2": nn.Linear(temb, temb)}
+        )
+        skips = [channels[0]]  # the width of every activation the down path hands across
+        width = channels[0]
+        down: list[UNetBlock] = []
+        for i, (out, n, attend) in enumerate(zip(channels, layers, attention, strict=True)):
+            last = i == len(channels) - 1
+            ins = [width] + [out] * (n - 1)
+            down.append(UNetBlock(ins, out, temb, groups, attend, None if last else "down"))
+            width = out
+            skips += [out] * (n + (0 if last else 1))
+        self.down_blocks = nn.ModuleList(down)
+        self.mid_block = UNetMidBlock(width, temb, groups)
+        up: list[UNetBlock] = []
+        reverse = zip(channels[::-1], layers[::-1], attention[::-1], strict=True)
+        for i, (out, n, attend) in enumerate(reverse):
+            ins = []
+            for _ in range(n + 1):
+                ins.append(width + skips.pop())
+                width = out
+            last = i == len(channels) - 1
+            up.append(UNetBlock(ins, out, temb, groups, attend, None if last else "up"))
+        self.up_blocks = nn.ModuleList(up)
+        self.conv_norm_out = nn.GroupNorm(groups, width)
+        self.conv_out = nn.Conv2d(width, in_channels, 3, padding=1)
+
+    def _time_embedding(self, timestep: torch.Tensor) -> torch.Tensor:
+        """Sinusoidal features of the timesteps, then the two-layer MLP: (B,) → (B, temb)."""
+        half = self.base_channels // 2
+        freqs = 10000.0 ** (-torch.arange(half, device=timestep.device) / half)
+        angles = timestep.float()[:, None] * freqs[None, :]
+        features = torch.cat([angles.sin(), angles.cos()], dim=-1)
+        h = self.time_embedding["linear_1"](features)
+        return self.time_embedding["linear_2"](F.silu(h))  # type: ignore[no-any-return]
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise, shaped like `sample` (B, C, H, W); `timestep` (B,) defaults to 0.
+
+        H and W must be divisible by 2 ** (blocks - 1).
+        """
+        if timestep is None:
+            timestep = torch.zeros(sample.shape[0], device=sample.device)
+        temb = self._time_embedding(timestep)
+        x: torch.Tensor = self.conv_in(sample)
+        skips = [x]
+        for block in self.down_blocks:
+            assert isinstance(block, UNetBlock)
+            x = block.down(x, temb, skips)
+        x = self.mid_block(x, temb)
+        for block in self.up_blocks:
+            assert isinstance(block, UNetBlock)
+            x = block.up(x, temb, skips)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))  # type: ignore[no-any-return]
+
+
+def unet(
+    in_channels: int = 4,
+    channels: Sequence[int] = (32, 64, 64),
+    layers: Sequence[int] = (2, 2, 1),
+    attention: Sequence[bool] = (False, True, True),
+) -> nn.Module:
+    """A small diffusion UNet with irregular blocks: a test of grouping's honesty, not a
+    published model. Runs forward on (B, 4, 32, 32) and timesteps (B,), also on meta."""
+    return UNet(in_channels, channels, layers, attention)
+
+
+# --------------------------------------------------------------------------------------------
+# LoRA adapters
+# --------------------------------------------------------------------------------------------
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update, named as PEFT names it
+    (`base_layer`, `lora_A`, `lora_B`; PEFT nests the last two under an adapter name).
+
+    `lora_B` starts at zero, so the wrapped layer computes what the original did.
+    """
+
+    def __init__(self, base_layer: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        weight = base_layer.weight
+        self.base_layer = base_layer
+        self.lora_A = nn.Linear(
+            base_layer.in_features, rank, bias=False, device=weight.device, dtype=weight.dtype
+        )
+        self.lora_B = nn.Linear(
+            rank, base_layer.out_features, bias=False, device=weight.device, dtype=weight.dtype
+        )
+        nn.init.zeros_(self.lora_B.weight)
+        self.scaling = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen layer's output plus the scaled low-rank update."""
+        out: torch.Tensor = self.base_layer(x)
+        update: torch.Tensor = self.lora_B(self.lora_A(x))
+        return out + update * self.scaling
+
+
+def lora(
+    base: nn.Module, rank: int = 8, targets: tuple[str, ...] = ("wq", "wv"), alpha: float = 16.0
+) -> nn.Module:
+    """`base` with every parameter frozen and each Linear whose attribute name is in `targets`
+    wrapped in a `LoRALinear`: a fine-tuned model whose trainable part is a sliver of its
+    total, repeated in every block. Modifies and returns `base`."""
+    base.requires_grad_(False)
+    found = [
+        (parent, name, child)
+        for parent in base.modules()
+        for name, child in parent.named_children()
+        if name in targets and isinstance(child, nn.Linear)
+    ]
+    for parent, name, child in found:
+        setattr(parent, name, LoRALinear(child, rank, alpha))
+    return base

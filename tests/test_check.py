@@ -1,4 +1,4 @@
-"""One model's check, called directly: `gate.check_model` and `gate.diff_entries`, no session.
+"""One model's check, called directly: `gate.check_model` and `compare.diff_entries`, no session.
 
 Each test states a model's configuration as `[tool.cnnbudget.models.<name>]` would, checks it
 against a stored entry (or none), and reads the result and what the terminal would print of it.
@@ -15,8 +15,9 @@ import pytest
 from project import CIFAR
 
 from pytest_cnnbudget.budgets import KEYS, KINDS
+from pytest_cnnbudget.compare import diff_entries
 from pytest_cnnbudget.config import ModelSpec, parse_settings
-from pytest_cnnbudget.gate import check_model, diff_entries
+from pytest_cnnbudget.gate import check_model
 from pytest_cnnbudget.render_terminal import failure_lines, format_table, overview_lines
 from pytest_cnnbudget.results import (
     LayerChange,
@@ -88,7 +89,7 @@ def test_a_model_within_budget_that_matches_its_entry_passes() -> None:
     ]
     assert (result.diff, result.error, result.source) == (None, None, None)
     assert printed(result) == []
-    assert summary_row(result) == ["cifar", "545,098", "600,000", "90.8%", "ok", "ok"]
+    assert summary_row(result) == ["cifar", "545,098 trainable", "600,000", "90.8%", "ok", "ok"]
 
 
 # -- budgets ------------------------------------------------------------------------------
@@ -163,11 +164,11 @@ def test_total_budget_counts_frozen_parameters() -> None:
         ]
     )
     assert not any("trainable parameters over budget" in line for line in lines)
-    # The summary shows the trainable count; the budget says what it counts.
+    # The summary shows the figure the budget compares, named: the total, not the trainable.
     assert summary_row(result) == [
         "ft",
-        "202",
-        "10,000 total",
+        "10,302 total",
+        "10,000",
         "103.0%",
         "off",
         "FAILED (over budget)",
@@ -202,7 +203,7 @@ def test_warn_level_warns_and_its_update_is_still_written() -> None:
     assert result.entry.total == nets.CIFAR_PARAMS
     assert printed(result)[0] == "cifar: trainable parameters over budget by 45,098 (+9.0%)"
     assert summary_row(result)[1:] == [
-        "545,098",
+        "545,098 trainable",
         "500,000",
         "109.0%",
         "added",
@@ -255,7 +256,7 @@ def test_a_changed_layout_fails_with_its_diff_and_an_update_accepts_it() -> None
         [
             "cifar: parameter layout differs from the snapshot in cnnbudget.snapshot.json",
             "*fc1*Linear*524,416*262,208*-262,208*4096×64 + 64",
-            "*total*545,098*282,250*-262,848",
+            "  total 545,098 → 282,250 (-262,848) · trainable 545,098 → 282,250 (-262,848)",
             "If this change is intended, accept it with: pytest --cnn-budget-update",
         ]
     )
@@ -310,7 +311,7 @@ def test_added_and_removed_layers_in_the_diff() -> None:
             "*layer*type*snapshot*now*delta*formula (now)",
             "*2*Linear*-*9*+9*2×3 + 3",
             "*0*Linear*20*-*-20*(removed)",
-            "*total*30*19*-11",
+            "  total 30 → 19 (-11) · trainable 30 → 19 (-11)",
             "If this change is intended, accept it with: pytest --cnn-budget-update",
         ]
     )
@@ -331,7 +332,7 @@ def test_freezing_a_layer_is_a_snapshot_change() -> None:
         TotalChange("frozen", 0, 20),
     )
     pytest.LineMatcher(printed(result)).fnmatch_lines(
-        ["*total*30*30*0", "*trainable*30*10*-20", "*frozen*0*20*+20"]
+        ["  total 30 → 30 (0) · trainable 30 → 10 (-20) · frozen 0 → 20 (+20)"]
     )
 
 
@@ -403,7 +404,11 @@ def test_a_broken_model_is_an_error_with_its_cause(
     assert lines[0] == f"broken: could not build {target}"
     pytest.LineMatcher(lines[1:]).fnmatch_lines([f"  {cause}"])
     assert result.source == (nets_line(source) if source else None)
-    assert summary_row(result) == ["broken", "-", "-", "-", "-", "ERROR"]
+    row = summary_row(result)
+    assert row[:5] == ["broken", "-", "-", "-", "-"]
+    # The status says why, in the error's first words.
+    assert row[5].startswith("ERROR: could not build (")
+    assert row[5].removeprefix("ERROR: could not build (")[:20] in (result.error or "")
 
 
 def test_a_constructor_error_shows_where_it_was_raised() -> None:

@@ -15,7 +15,8 @@ from project import NETS_SOURCE
 
 from pytest_cnnbudget.cli import main
 from pytest_cnnbudget.inputs import parse_input_shape
-from pytest_cnnbudget.measurement import group_name, measure
+from pytest_cnnbudget.measurement import measure
+from pytest_cnnbudget.views import fold_name
 
 Expected = Callable[[str, str], None]
 
@@ -166,10 +167,10 @@ def test_measure_adds_rows_for_compute_in_modules_without_parameters() -> None:
     ("name", "depth", "group"),
     [("layer1.0.conv1", 1, "layer1"), ("layer1.0.conv1", 2, "layer1.0"), ("fc", 3, "fc")],
 )
-def test_group_name(name: str, depth: int, group: str) -> None:
-    assert group_name(name, depth) == group
-    assert group_name("(root)", depth) == "(root)"
-    assert group_name(name, None) == name
+def test_fold_name(name: str, depth: int, group: str) -> None:
+    assert fold_name(name, depth) == group
+    assert fold_name("(root)", depth) == "(root)"
+    assert fold_name(name, None) == name
 
 
 @pytest.mark.usefixtures("project")

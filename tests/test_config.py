@@ -195,7 +195,7 @@ CIFAR = "[tool.cnnbudget.models.cifar]"
             {},
             [
                 f"{CIFAR} weights: unknown key (allowed: target, kwargs, level, device, timeout, "
-                "input_shape, max_params, max_total_params, max_macs, max_flops, "
+                "depth, input_shape, max_params, max_total_params, max_macs, max_flops, "
                 "max_param_bytes, max_buffers, max_buffer_bytes)",
                 f"{CIFAR} target: missing; give 'package.module:ClassOrFactory'",
             ],
@@ -577,12 +577,12 @@ def test_an_unknown_key_is_shown_by_repr_when_it_is_not_printable(tmp_path: Path
     )
     assert problems_of(write(tmp_path, text)) == [
         "[tool.cnnbudget] 'snap\\nshot': unknown key (did you mean 'snapshot'?)",
-        "[tool.cnnbudget] '\\u2028': unknown key (allowed: snapshot, device, timeout, models)",
+        "[tool.cnnbudget] '\\u2028': unknown key (allowed: snapshot, device, timeout, depth, models)",
         "[tool.cnnbudget.models.m] '::error::x\\r\\n': unknown key (allowed: target, kwargs, "
-        "level, device, timeout, input_shape, max_params, max_total_params, max_macs, "
+        "level, device, timeout, depth, input_shape, max_params, max_total_params, max_macs, "
         "max_flops, max_param_bytes, max_buffers, max_buffer_bytes)",
         f"[tool.cnnbudget.models.m] '{'k' * 27}...{'k' * 28}': unknown key (allowed: target, "
-        "kwargs, level, device, timeout, input_shape, max_params, max_total_params, max_macs, "
+        "kwargs, level, device, timeout, depth, input_shape, max_params, max_total_params, max_macs, "
         "max_flops, max_param_bytes, max_buffers, max_buffer_bytes)",
     ]
 

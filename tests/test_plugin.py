@@ -184,7 +184,7 @@ def test_passing_run_prints_summary_and_with_verbose_the_layer_tables(
     result.stdout.fnmatch_lines(
         [
             "*= cnn-budget =*",
-            "model*trainable*budget*used*snapshot*status",
+            "model*measured*budget*used*snapshot*status",
             "cifar*545,098*600,000*90.8%*ok*ok",
             "tiny*72*1,000*7.2%*ok*ok",
             "cifar (nets:Cifar)",
@@ -266,7 +266,12 @@ def test_a_broken_model_fails_its_own_item_only(pytester: pytest.Pytester) -> No
             f'*File "{project.path / "nets.py"}", line *, in exploding',
         ]
     )
-    result.stdout.fnmatch_lines(["broken*-*-*-*-*ERROR", "cifar*545,098*added*ok"])
+    result.stdout.fnmatch_lines(
+        [
+            "broken*-*-*-*-*ERROR: could not build (building nets:exploding() raised ValueError*",
+            "cifar*545,098*added*ok",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
     assert list(project.stored()["models"]) == ["cifar"]
 

@@ -30,6 +30,7 @@ from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
 from pytest_cnnbudget.measurement import measure
 from pytest_cnnbudget.merge import merge_snapshot
 from pytest_cnnbudget.render_github import (
+    FULL_REPORT,
     SUMMARY_LIMIT,
     Anchor,
     anchors,
@@ -43,6 +44,7 @@ from pytest_cnnbudget.render_github import (
 from pytest_cnnbudget.render_terminal import (
     budget_lines,
     diff_lines,
+    error_cause,
     failure_lines,
     format_table,
     layer_report,
@@ -66,6 +68,7 @@ from pytest_cnnbudget.tables import (
     markdown_escape,
     render,
 )
+from pytest_cnnbudget.units import short_count
 
 Expected = Callable[[str, str], None]
 
@@ -523,7 +526,7 @@ def test_summary_markdown_of_hostile_keys_targets_and_errors() -> None:
     header = markdown_cells(table[0])
     assert [read_cell(c) for c in header] == [
         "model",
-        "trainable",
+        "measured",
         "budget",
         "used",
         "Δ vs snapshot",
@@ -544,7 +547,11 @@ def test_summary_markdown_of_hostile_keys_targets_and_errors() -> None:
         assert read_cell(cells[0]) == shown.strip()  # as GitHub trims a cell
         # No code span or link starts in the key: every backtick and bracket is escaped.
         assert not set(re.sub(r"\\.", "", cells[0])) & set("`[]")
-        assert read_cell(cells[-1]) == statuses[result.outcome]
+        status = statuses[result.outcome]
+        if result.outcome is Outcome.ERROR:
+            # The cause's first line, hostile text and all, read back as it was written.
+            status = f"❌ could not be built: {error_cause(result)}"
+        assert read_cell(cells[-1]) == status.strip()
     # Outside the code blocks, every `<` is one of the summary's own tags.
     prose = without_code_blocks(markdown)
     tags = re.findall(r"<[^>]*>", prose)
@@ -578,7 +585,8 @@ def test_summary_delta_of_a_model_that_could_not_be_built() -> None:
     row = summary_markdown(
         [check("broken", "nowhere:Net")], failures([check("broken", "nowhere:Net")], *NAMES)
     ).splitlines()[4]
-    assert row == "| broken | - | - | - | - | ❌ error |"
+    # No figure, no delta; the status names the step that failed and the cause's first words.
+    assert row.startswith("| broken | - | - | - | - | ❌ could not be built: cannot import module")
 
 
 def test_job_summary_shows_macs_when_measured() -> None:
@@ -586,10 +594,11 @@ def test_job_summary_shows_macs_when_measured() -> None:
         budgets={"max_params": 600_000}, input_shape=AT_32, stored=accepted(input_shape=AT_32)
     )
     lines = summary_markdown([result], failures([result], *NAMES)).splitlines()
-    assert lines[2] == "| model | trainable | budget | used | MACs | Δ vs snapshot | status |"
+    assert lines[2] == "| model | measured | budget | used | MACs | Δ vs snapshot | status |"
     used = f"{nets.CIFAR_PARAMS / 600_000:.1%}"
     assert lines[4] == (
-        f"| cifar | {nets.CIFAR_PARAMS:,} | 600,000 | `{used} █████████▏` | {nets.CIFAR_MACS:,} "
+        f"| cifar | {short_count(nets.CIFAR_PARAMS)} trainable | 600k | `{used} █████████▏` "
+        f"| {nets.CIFAR_MACS:,} "
         "| 0 | ✅ ok |"
     )
 
@@ -630,7 +639,12 @@ def test_usage_bar() -> None:
     assert usage_bar(0.0) == "··········"
     assert usage_bar(0.5) == "█████·····"
     assert usage_bar(0.908) == "█████████▏"
-    assert usage_bar(1.785) == "██████████"
+    # Over the budget the bar is full and the overrun follows, a tenth of the budget a cell.
+    assert usage_bar(1.0) == "██████████"
+    assert usage_bar(0.9996) == "█████████▉"
+    assert usage_bar(1.106) == "██████████▶▒▒"
+    assert usage_bar(1.785) == "██████████▶▒▒▒▒▒+"
+    assert usage_bar(0.996) != usage_bar(1.106)
 
 
 # -- annotations ---------------------------------------------------------------------------------
@@ -651,13 +665,15 @@ def test_annotation_lines_point_at_the_source_or_else_the_config_line() -> None:
     assert where["cifar"] == Anchor("nets.py", nets_line("self.fc1 ="))
     assert where["ghost"] == Anchor("pyproject.toml", 7)
     assert where["warned"] == Anchor("nets.py", nets_line("self.fc = "))
-    # Outside the workspace, or with none, a path stays as it is.
+    # With no workspace, a path stays as it is; a source outside the workspace is not shown on
+    # a pull request, so the annotation falls back to the model's table.
     assert anchors([ghost], config, {}, None)["ghost"] == Anchor(str(config), None)
-    assert anchors([changed], config, {}, "/elsewhere")["cifar"].path == str(NETS_PATH)
+    assert anchors([changed], config, {"cifar": 2}, "/elsewhere")["cifar"] == Anchor(str(config), 2)
 
     def command(kind: str, result: ModelResult, title: str) -> str:
         anchor = where[result.name]
-        message = "\n".join(failure_lines(result, *NAMES))
+        # The failure as the log shows it, then where the full tables are.
+        message = "\n".join([*failure_lines(result, *NAMES), FULL_REPORT])
         return workflow_command(kind, message, title=title, file=anchor.path, line=anchor.line)
 
     assert annotation_lines(results, where, failures(results, *NAMES)) == [

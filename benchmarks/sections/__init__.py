@@ -12,6 +12,7 @@ from sections.hardening import bench_hardening
 from sections.overhead import bench_overhead
 from sections.peers import bench_peers
 from sections.profile import bench_profile
+from sections.rendering import bench_rendering
 from sections.scale import bench_scale
 from sections.size import bench_size
 
@@ -23,4 +24,5 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "size": bench_size,
     "profile": bench_profile,
     "hardening": bench_hardening,
+    "rendering": bench_rendering,
 }

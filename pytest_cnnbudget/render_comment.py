@@ -1,0 +1,236 @@
+"""Results compared with a base → the body of one sticky pull-request comment. Pure.
+
+The comment answers a reviewer's one question, what did this pull request do to the models,
+in the form size-limit's action made familiar: a table of only the models that changed or
+broke a budget, with base, head and the change, then each one's grouped per-layer diff folded
+away. A hidden marker line lets a sticky-comment step find and update the same comment on
+every push. GitHub refuses a comment over 65,536 characters, so the body stays under
+COMMENT_LIMIT bytes, leaving out layer diffs and then rows, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .budgets import limit_text
+from .compare import BaseComparison, Change
+from .constants import UPDATE_COMMAND
+from .render_github import arrow, usage_bar
+from .render_terminal import (
+    CHANGED_NOTE,
+    change_columns,
+    change_totals,
+    error_cause,
+    shown_changes,
+    used_text,
+)
+from .results import ModelResult, Outcome, SnapshotStatus
+from .tables import Column, Style, markdown_code, markdown_escape, render
+from .units import signed, thousands
+
+MARKER = "<!-- cnn-budget-comment -->"
+# Bytes of the body; GitHub's limit is 65,536 characters, and a character is at least a byte.
+COMMENT_LIMIT = 60_000
+_ICONS = {
+    Change.NEW: "🆕",
+    Change.REMOVED: "🗑",
+    Change.GREW: "🔺",
+    Change.SHRANK: "🔽",
+    Change.CHANGED: "🔁",
+    Change.SAME: "",
+    Change.UNKNOWN: "❌",
+}
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One model in the comment: its comparison with the base and, if it ran, its result."""
+
+    comparison: BaseComparison
+    result: ModelResult | None
+
+    @property
+    def breached(self) -> bool:
+        return self.result is not None and bool(self.result.exceeded)
+
+
+def _icon(row: _Row) -> str:
+    result = row.result
+    if result is not None and result.outcome is Outcome.ERROR:
+        return "❌"
+    icon = _ICONS[row.comparison.change]
+    if row.breached:
+        return f"{icon} ⛔".strip()
+    return icon or "⚠️"  # unchanged against the base, but failing against the snapshot
+
+
+def _count(value: int | None) -> str:
+    return thousands(value) if value is not None else "-"
+
+
+def _relative(row: _Row) -> str:
+    relative = row.comparison.relative
+    if relative is None:
+        return "-"
+    return f"{relative * 100:+.1f}%" if relative else "0%"
+
+
+def _delta(row: _Row) -> str:
+    delta = row.comparison.delta
+    return f"{arrow(delta)}{signed(delta)}" if delta is not None else "-"
+
+
+def _budget(row: _Row) -> str:
+    budget = row.result.primary_budget if row.result is not None else None
+    return limit_text(budget, human=True) + (" " + _noun(row) if budget else "")
+
+
+def _noun(row: _Row) -> str:
+    from .budgets import KINDS
+
+    budget = row.result.primary_budget if row.result is not None else None
+    if budget is None:
+        return ""
+    kind = KINDS.get(budget.key)
+    return (kind.suffix or "trainable") if kind is not None else budget.key
+
+
+def _used(row: _Row) -> str:
+    result = row.result
+    if result is None:
+        return "-"
+    if result.outcome is Outcome.ERROR:
+        return markdown_escape(error_cause(result, 80)) or "could not be checked"
+    budget = result.primary_budget
+    return markdown_code(f"{used_text(result)} {usage_bar(budget.used)}") if budget else "-"
+
+
+_COLUMNS: list[Column[_Row]] = [
+    Column("", _icon),
+    Column("model", lambda r: r.comparison.name),
+    Column("base", lambda r: _count(r.comparison.before), right=True),
+    Column("head", lambda r: _count(r.comparison.after), right=True),
+    Column("Δ", _delta, right=True),
+    Column("Δ%", _relative, right=True),
+    Column("budget", _budget, right=True),
+    Column("used", _used),
+]
+
+
+def _rows(results: Sequence[ModelResult], comparisons: Sequence[BaseComparison]) -> list[_Row]:
+    """The models worth a reviewer's look: changed against the base, failing against the
+    snapshot, over budget, or not checked at all."""
+    by_name = {r.name: r for r in results}
+    rows = []
+    for comparison in comparisons:
+        result = by_name.get(comparison.name)
+        failing = result is not None and (
+            result.failed or result.snapshot in (SnapshotStatus.CHANGED, SnapshotStatus.MISSING)
+        )
+        if comparison.change is not Change.SAME or failing:
+            rows.append(_Row(comparison, result))
+    return rows
+
+
+def _details(row: _Row, group: bool) -> str | None:
+    """A model's per-layer diff against the base, grouped, in a collapsed block."""
+    comparison, result = row.comparison, row.result
+    if comparison.diff is None or result is None:
+        return None
+    changes = shown_changes(result, group, comparison.diff)
+    summary = markdown_escape(
+        f"{comparison.name}: {_delta(row)} ({_relative(row)}), "
+        f"{len(changes)} row{'s' if len(changes) != 1 else ''} changed",
+        cell=False,
+    )
+    table = render(change_columns("base", "head"), changes, Style.MARKDOWN) if changes else []
+    notes = [f"_{markdown_escape(CHANGED_NOTE)}_"] if any(c.repeat > 1 for c in changes) else []
+    totals = markdown_escape(change_totals(comparison.diff))
+    body = "\n".join([*table, "", *notes, *([""] if notes else []), totals])
+    # Blank lines around the body: Markdown inside an HTML block is read only after one.
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def comment_markdown(
+    results: Sequence[ModelResult],
+    comparisons: Sequence[BaseComparison],
+    against: str,
+    group: bool = True,
+    limit: int = COMMENT_LIMIT,
+) -> str:
+    """The comment body: MARKER, a heading, the table of models that need a look, their layer
+    diffs folded away, and the command that accepts intended changes; a one-line body when
+    nothing changed. `against` names the base (`the base branch's snapshot`)."""
+    rows = _rows(results, comparisons)
+    checked = len(results)
+    if not rows:
+        return (
+            f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against {against} "
+            f"({checked} model{'s' if checked != 1 else ''} checked)\n"
+        )
+    changed = sum(1 for r in rows if r.comparison.change is not Change.SAME)
+    breached = sum(1 for r in rows if r.breached)
+    errors = sum(1 for r in rows if r.result is not None and r.result.outcome is Outcome.ERROR)
+    parts = [f"{changed} of {checked} model{'s' if checked != 1 else ''} changed"]
+    if breached:
+        parts.append(f"{breached} over budget")
+    if errors:
+        parts.append(f"{errors} not checked")
+    head = [
+        MARKER,
+        f"### cnn-budget: {', '.join(parts)}",
+        "",
+        f"Compared with {markdown_escape(against)}. Base and head count every parameter, "
+        "frozen ones included; `used` is the share of each model's tightest budget.",
+        "",
+    ]
+    table = render(_COLUMNS, rows, Style.MARKDOWN)
+    details = [d for d in (_details(r, group) for r in rows) if d is not None]
+    failing = any(r.result is not None and r.result.failed for r in rows)
+    footer = (
+        [f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot."]
+        if failing
+        else []
+    )
+
+    def body(table: list[str], details: list[str], notes: list[str]) -> str:
+        blocks = [line for block in details for line in (block, "")]
+        return "\n".join([*head, *table, "", *blocks, *notes, "", *footer]).rstrip() + "\n"
+
+    text = body(table, details, [])
+    if _size(text) <= limit:
+        return text
+    # Too long for GitHub: layer diffs go first, from the last model up, then table rows.
+    shown = list(details)
+    while shown:
+        shown.pop()
+        note = (
+            f"_{len(details) - len(shown)} models' layer diffs are left out: the comment "
+            "would pass GitHub's size limit. The job summary and the log have them all._"
+        )
+        text = body(table, shown, [note])
+        if _size(text) <= limit:
+            return text
+    rows_shown = list(table)
+    while len(rows_shown) > 2:
+        rows_shown.pop()
+        note = (
+            f"_{len(table) - len(rows_shown)} more models are left out: the comment would pass "
+            "GitHub's size limit. The job summary and the log have them all._"
+        )
+        text = body(rows_shown, [], [note])
+        if _size(text) <= limit:
+            return text
+    return text
+
+
+def comparisons_by_name(
+    comparisons: Sequence[BaseComparison],
+) -> Mapping[str, BaseComparison]:
+    """The comparisons keyed by model name."""
+    return {c.name: c for c in comparisons}
