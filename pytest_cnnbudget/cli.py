@@ -219,4 +219,12 @@ def _plot(args: argparse.Namespace) -> list[Path]:
 
     count = _measure(args)
     name = args.name or args.target.rpartition(":")[2].rpartition(".")[2] or "model"
-    return save_plot(count, args.out, name, top=args.top, title=args.title)
+    return save_plot(
+        count,
+        args.out,
+        name,
+        top=args.top,
+        title=args.title,
+        group=not args.no_group,
+        trainable_only=args.trainable_only,
+    )

@@ -316,6 +316,8 @@ def _failure_lines(
 def error_cause(result: ModelResult, width: int = 60) -> str:
     """The first line of why a model could not be checked, cut to `width` characters."""
     first = next(iter((result.error or "").splitlines()), "").strip()
+    # `building pkg:Model(…) raised TypeError: …`: the exception is the part worth the room.
+    first = first.rpartition(" raised ")[2] or first
     return first if len(first) <= width else first[: width - 1] + "…"
 
 

@@ -123,6 +123,45 @@ def test_summary_depth_groups_by_module_name(capsys: pytest.CaptureFixture[str])
     assert doc["compute"]["macs"] == pytest.approx(1.814e9, rel=0.01)
 
 
+def test_summary_groups_repeated_blocks_unless_told_not_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(capsys, "summary", "architectures:vit_b_16")
+    assert status == 0
+    lines = out.splitlines()
+    (fc1,) = [line for line in lines if ".mlp.0" in line]
+    # torchvision names its blocks encoder_layer_0 … encoder_layer_11: one row for the twelve.
+    assert fc1.split()[:5] == [
+        "encoder.layers.encoder_layer_{0..11}.mlp.0",
+        "×12",
+        "Linear",
+        "768×3072",
+        "+",
+    ]
+    assert "2,362,368" in fc1  # each one's
+    assert "28,348,416" in fc1  # the twelve together
+    status, flat, _ = run(capsys, "summary", "architectures:vit_b_16", "--no-group")
+    assert sum(".mlp.0 " in line for line in flat.splitlines()) == 12
+    assert len(flat.splitlines()) > len(lines) + 50
+
+
+def test_summary_trainable_only_shows_what_trains(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        "summary",
+        "nets:fine_tuned",
+        "--kwargs",
+        '{"widths": [100, 100, 20, 2], "frozen": 1}',
+        "--trainable-only",
+    )
+    assert status == 0
+    lines = out.splitlines()
+    # The frozen first layer is gone; the shares are of the trainable total.
+    assert [line.split()[0] for line in lines[2:4]] == ["1", "2"]
+    assert lines[2].split()[-1] == "98.0%"
+    assert lines[4].startswith("total 12,162 · trainable 2,062 · frozen 10,100")
+
+
 def test_summary_depth_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "summary", "architectures:vit_b_16", "--depth", "1")
     assert status == 0

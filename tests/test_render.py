@@ -30,13 +30,17 @@ from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
 from pytest_cnnbudget.measurement import measure
 from pytest_cnnbudget.merge import merge_snapshot
 from pytest_cnnbudget.render_github import (
+    ANNOTATION_LIMIT,
     FULL_REPORT,
     SUMMARY_LIMIT,
     Anchor,
     anchors,
     annotation_lines,
+    bounded_message,
+    escape_data,
     neutralize,
     neutralize_text,
+    reviewable,
     summary_markdown,
     usage_bar,
     workflow_command,
@@ -1011,8 +1015,13 @@ def test_wire_round_trip_gives_back_an_equal_result() -> None:
         # Buffers, and two dtypes (BatchNorm counts its batches in int64).
         check("normed", "nets:Normed", snapshot=False),
         check("broken", "nets:exploding"),
+        # Folded to a depth: the rows as shown travel beside every layer.
+        check(input_shape=AT_32, depth=1, stored=accepted(kwargs={"hidden": 64})),
     ]
-    changed, updated, normed, broken = results
+    changed, updated, normed, broken, folded = results
+    assert folded.folded is not None
+    assert folded.folded.depth == 1
+    assert folded.target_source is not None
     assert changed.count is not None
     assert changed.count.compute is not None
     assert changed.diff is not None
@@ -1052,3 +1061,34 @@ def test_a_failure_that_cannot_be_rendered_still_names_the_model_and_the_cause()
     assert failure_lines(result, "pyproject.toml", "cnnbudget.snapshot.json") == [
         "odd: failed, and its tables could not be rendered: ZeroDivisionError: division by zero"
     ]
+
+
+def test_an_annotation_message_is_cut_to_its_limit_whole_lines_at_a_time() -> None:
+    lines = [f"row {i} " + "%" * 40 for i in range(500)]  # `%` escapes to three bytes
+    message = bounded_message(lines)
+    assert len(escape_data(message).encode("utf-8")) <= ANNOTATION_LIMIT
+    kept = message.splitlines()
+    assert kept[-1] == FULL_REPORT
+    assert kept[-2] == f"… {500 - len(kept) + 2} more lines"
+    assert kept[:-2] == lines[: len(kept) - 2]
+    # A message that fits is whole, with where the full tables are.
+    assert bounded_message(["a", "b"]) == f"a\nb\n{FULL_REPORT}"
+    # One line longer than any reader wants is cut, not the whole message dropped.
+    assert bounded_message(["x" * 10_000]).splitlines()[0] == "x" * 499 + "…"
+
+
+def test_only_files_a_pull_request_can_show_are_annotated(tmp_path: Path) -> None:
+    workspace = tmp_path / "repo"
+    venv = workspace / ".venv"
+    assert reviewable(str(workspace / "models" / "net.py"), str(workspace), [str(venv)])
+    # Installed code, the interpreter's own environment, other folders, no file at all: not.
+    assert not reviewable(
+        str(workspace / "lib/python3.11/site-packages/timm/vit.py"), str(workspace)
+    )
+    assert not reviewable(str(venv / "lib" / "x.py"), str(workspace), [str(venv)])
+    assert not reviewable(str(tmp_path / "elsewhere.py"), str(workspace))
+    assert not reviewable("<string>", str(workspace))
+    # An environment that holds the whole workspace says nothing about its files.
+    assert reviewable(str(workspace / "net.py"), str(workspace), [str(tmp_path)])
+    # Off GitHub there is no workspace: only installed code is refused.
+    assert reviewable(str(tmp_path / "net.py"), None)

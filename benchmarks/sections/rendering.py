@@ -37,7 +37,7 @@ def _size(inside: Stats, mode: str, part: str) -> str:
 
 def bench_rendering(ctx: Context) -> Section:
     """8. Every output of one failing 80-block decoder whose hidden size changed, timed."""
-    rounds = 5 if ctx.quick else 15
+    rounds = 5 if ctx.quick else 10
     section = Section("8. Rendering at LLM scale: one failing LLaMA-70B-shaped model, 80 blocks")
     job = Job("rendering", child_argv("rendering", str(rounds)), BENCH_DIR)
     inside = ctx.runner.measure([job], ctx.repeat)[job.label]
