@@ -76,9 +76,11 @@ def _relative(row: _Row) -> str:
     return f"{relative * 100:+.1f}%" if relative else "0%"
 
 
-def _delta(row: _Row) -> str:
+def _delta(row: _Row, icon: bool = False) -> str:
     delta = row.comparison.delta
-    return f"{arrow(delta)}{signed(delta)}" if delta is not None else "-"
+    if delta is None:
+        return "-"
+    return f"{arrow(delta)}{signed(delta)}" if icon else signed(delta)
 
 
 def _budget(row: _Row) -> str:
@@ -101,7 +103,7 @@ def _used(row: _Row) -> str:
     if result is None:
         return "-"
     if result.outcome is Outcome.ERROR:
-        return markdown_escape(error_cause(result, 80)) or "could not be checked"
+        return error_cause(result, 80) or "could not be checked"
     budget = result.primary_budget
     return markdown_code(f"{used_text(result)} {usage_bar(budget.used)}") if budget else "-"
 
@@ -139,9 +141,12 @@ def _details(row: _Row, group: bool) -> str | None:
     if comparison.diff is None or result is None:
         return None
     changes = shown_changes(result, group, comparison.diff)
+    layers = sum(c.repeat for c in changes)
+    counted = f"{len(changes)} row{'s' if len(changes) != 1 else ''}"
+    if layers != len(changes):
+        counted += f" ({layers} layers)"
     summary = markdown_escape(
-        f"{comparison.name}: {_delta(row)} ({_relative(row)}), "
-        f"{len(changes)} row{'s' if len(changes) != 1 else ''} changed",
+        f"{comparison.name}: {_delta(row, icon=True)} ({_relative(row)}), {counted} changed",
         cell=False,
     )
     table = render(change_columns("base", "head"), changes, Style.MARKDOWN) if changes else []
@@ -168,15 +173,21 @@ def comment_markdown(
     nothing changed. `against` names the base (`the base branch's snapshot`)."""
     rows = _rows(results, comparisons)
     checked = len(results)
+    models = f"{checked} model{'s' if checked != 1 else ''}"
     if not rows:
         return (
-            f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against {against} "
-            f"({checked} model{'s' if checked != 1 else ''} checked)\n"
+            f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against "
+            f"{markdown_escape(against, cell=False)} ({models} checked)\n"
         )
-    changed = sum(1 for r in rows if r.comparison.change is not Change.SAME)
+    changes = [r.comparison.change for r in rows]
+    moved = (Change.NEW, Change.GREW, Change.SHRANK, Change.CHANGED)
+    changed = sum(1 for c in changes if c in moved)
+    removed = changes.count(Change.REMOVED)
     breached = sum(1 for r in rows if r.breached)
     errors = sum(1 for r in rows if r.result is not None and r.result.outcome is Outcome.ERROR)
-    parts = [f"{changed} of {checked} model{'s' if checked != 1 else ''} changed"]
+    parts = [f"{changed} of {models} changed" if changed else f"{models} checked"]
+    if removed:
+        parts.append(f"{removed} removed")
     if breached:
         parts.append(f"{breached} over budget")
     if errors:
@@ -191,16 +202,23 @@ def comment_markdown(
     ]
     table = render(_COLUMNS, rows, Style.MARKDOWN)
     details = [d for d in (_details(r, group) for r in rows) if d is not None]
-    failing = any(r.result is not None and r.result.failed for r in rows)
-    footer = (
-        [f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot."]
-        if failing
-        else []
-    )
+    footer = []
+    if breached:
+        footer.append(
+            "⛔ Over budget: shrink the model, or raise its budget in the project's config (the "
+            "update refuses a model over budget)."
+        )
+    if any(
+        r.result is not None
+        and r.result.snapshot in (SnapshotStatus.CHANGED, SnapshotStatus.MISSING)
+        for r in rows
+    ):
+        footer.append(f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot.")
 
     def body(table: list[str], details: list[str], notes: list[str]) -> str:
-        blocks = [line for block in details for line in (block, "")]
-        return "\n".join([*head, *table, "", *blocks, *notes, "", *footer]).rstrip() + "\n"
+        blocks = [line for block in details for line in ("", block)]
+        ending = [*(["", *notes] if notes else []), *(["", *footer] if footer else [])]
+        return "\n".join([*head, *table, *blocks, *ending]) + "\n"
 
     text = body(table, details, [])
     if _size(text) <= limit:
@@ -209,9 +227,10 @@ def comment_markdown(
     shown = list(details)
     while shown:
         shown.pop()
+        left = len(details) - len(shown)
         note = (
-            f"_{len(details) - len(shown)} models' layer diffs are left out: the comment "
-            "would pass GitHub's size limit. The job summary and the log have them all._"
+            f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
+            "comment would pass GitHub's size limit. The job summary and the log have them all._"
         )
         text = body(table, shown, [note])
         if _size(text) <= limit:
@@ -220,8 +239,9 @@ def comment_markdown(
     while len(rows_shown) > 2:
         rows_shown.pop()
         note = (
-            f"_{len(table) - len(rows_shown)} more models are left out: the comment would pass "
-            "GitHub's size limit. The job summary and the log have them all._"
+            f"_{len(table) - len(rows_shown)} more models, and every layer diff, are left out: "
+            "the comment would pass GitHub's size limit. The job summary and the log have "
+            "them all._"
         )
         text = body(rows_shown, [], [note])
         if _size(text) <= limit:

@@ -268,7 +268,7 @@ def test_a_broken_model_fails_its_own_item_only(pytester: pytest.Pytester) -> No
     )
     result.stdout.fnmatch_lines(
         [
-            "broken*-*-*-*-*ERROR: could not build (building nets:exploding() raised ValueError*",
+            "broken*-*-*-*-*ERROR: could not build (ValueError: constructor exploded*",
             "cifar*545,098*added*ok",
         ]
     )
