@@ -489,7 +489,6 @@ def test_the_one_line_body_escapes_the_base_it_names() -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_marker_is_first_and_the_footer_only_follows_a_failure(name: str) -> None:
     case = CASES[name]()
-    failed = any(r.failed for r in case.results)
     for limit in (COMMENT_LIMIT, 3000):
         text = case.comment(limit=limit)
         assert text.split("\n")[0] == MARKER
