@@ -145,13 +145,17 @@ def amount(check: BudgetCheck, value: int, human: bool = False) -> str:
     )
 
 
+def noun(check: BudgetCheck) -> str:
+    """What a budget's figure counts, in a word or two: `trainable`, `total`, `MACs`."""
+    kind = KINDS.get(check.key)
+    return (kind.suffix or "trainable") if kind is not None else check.key
+
+
 def figure_text(check: BudgetCheck | None, human: bool = False) -> str:
     """What a budget compares, as measured and named: `1,070,794 trainable`, `11.7M total`."""
     if check is None:
         return "-"
-    kind = KINDS.get(check.key)
-    noun = (kind.suffix or "trainable") if kind is not None else check.key
-    return f"{amount(check, check.actual, human)} {noun}"
+    return f"{amount(check, check.actual, human)} {noun(check)}"
 
 
 def limit_text(check: BudgetCheck | None, human: bool = False) -> str:

@@ -73,8 +73,7 @@ def _figure_class() -> type[Figure]:
 
 
 def _label(row: LayerRow) -> str:
-    repeat = f" ×{row.repeat}" if row.repeat > 1 else ""
-    return f"{row.name}{repeat} ({row.type})"
+    return f"{views.repeat_name(row.name, row.repeat)} ({row.type})"
 
 
 def _bars(chart: ParameterCount, total: int, top: int, group: bool) -> list[_Bar]:

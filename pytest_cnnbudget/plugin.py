@@ -288,7 +288,7 @@ class BudgetSession:
         else --cnn-budget-depth, else [tool.cnnbudget]'s."""
         for value in (spec.depth, self.config.option.cnn_budget_depth, self.settings.depth):
             if value is not None:
-                return int(value)
+                return value
         return None
 
     @property
@@ -417,6 +417,7 @@ class ReportingSession(BudgetSession):
         self.snapshot_failed = False  # the update's write of the snapshot failed
         self.output_errors: list[str] = []  # outputs that could not be written
         self.notes: list[str] = []  # what the update report adds about the snapshot
+        self.compared: tuple[BaseComparison, ...] | None = None  # see comparisons()
 
     def record(self, result: ModelResult) -> None:
         self.results[result.name] = result
@@ -461,13 +462,11 @@ class ReportingSession(BudgetSession):
                 f"the JSON report (--cnn-budget-json {path})",
                 lambda: outputs.write_json(path, run_report(results, merge.stale)),
             )
-        comparisons = self.comparisons(results)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
-            from .render_comment import comparisons_by_name
             from .render_github import summary_markdown
 
-            base = comparisons_by_name(comparisons) if self.baseline is not None else None
+            base = self.comparisons(results) if self.baseline is not None else None
             self.output(
                 f"the job summary (GITHUB_STEP_SUMMARY={summary_file})",
                 lambda: outputs.append_text(
@@ -475,7 +474,7 @@ class ReportingSession(BudgetSession):
                 ),
             )
         if option.cnn_budget_comment:
-            from .render_comment import MARKER, comment_markdown
+            from .render_comment import comment_markdown
 
             comment = Path(where, option.cnn_budget_comment)
             against = (
@@ -483,9 +482,13 @@ class ReportingSession(BudgetSession):
                 if self.baseline is not None
                 else f"the snapshot {self.names[1]}"
             )
-            text = comment_markdown(results, comparisons, against, self.group)
-            if option.cnn_budget_comment_if_changed and text.startswith(MARKER + "\n✅"):
-                text = ""
+            text = comment_markdown(
+                results,
+                self.comparisons(results),
+                against,
+                self.group,
+                if_changed=option.cnn_budget_comment_if_changed,
+            )
             self.output(
                 f"the pull-request comment (--cnn-budget-comment {comment})",
                 lambda: outputs.write_text(comment, text),
@@ -501,12 +504,14 @@ class ReportingSession(BudgetSession):
 
     def comparisons(self, results: list[ModelResult]) -> tuple[BaseComparison, ...]:
         """Every model against the base: the baseline when given, else the snapshot as it was
-        before this run."""
-        from .compare import compare_with_base
+        before this run; compared once, for the job summary and the comment alike."""
+        if self.compared is None:
+            from .compare import compare_with_base
 
-        base = self.baseline if self.baseline is not None else self.stored
-        configured = [m.name for m in self.settings.models]
-        return compare_with_base(results, base, configured)
+            base = self.baseline if self.baseline is not None else self.stored
+            configured = [m.name for m in self.settings.models]
+            self.compared = compare_with_base(results, base, configured)
+        return self.compared
 
     def write_snapshot(self, results: list[ModelResult]) -> Merge:
         """Merge this run's accepted counts into the snapshot on disk, under its lock, so that a

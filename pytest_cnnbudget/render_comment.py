@@ -10,10 +10,10 @@ COMMENT_LIMIT bytes, leaving out layer diffs and then rows, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .budgets import limit_text
+from .budgets import limit_text, noun
 from .compare import BaseComparison, Change
 from .constants import UPDATE_COMMAND
 from .render_github import arrow, usage_bar
@@ -85,17 +85,7 @@ def _delta(row: _Row, icon: bool = False) -> str:
 
 def _budget(row: _Row) -> str:
     budget = row.result.primary_budget if row.result is not None else None
-    return limit_text(budget, human=True) + (" " + _noun(row) if budget else "")
-
-
-def _noun(row: _Row) -> str:
-    from .budgets import KINDS
-
-    budget = row.result.primary_budget if row.result is not None else None
-    if budget is None:
-        return ""
-    kind = KINDS.get(budget.key)
-    return (kind.suffix or "trainable") if kind is not None else budget.key
+    return f"{limit_text(budget, human=True)} {noun(budget)}" if budget is not None else "-"
 
 
 def _used(row: _Row) -> str:
@@ -167,14 +157,18 @@ def comment_markdown(
     against: str,
     group: bool = True,
     limit: int = COMMENT_LIMIT,
+    if_changed: bool = False,
 ) -> str:
     """The comment body: MARKER, a heading, the table of models that need a look, their layer
-    diffs folded away, and the command that accepts intended changes; a one-line body when
-    nothing changed. `against` names the base (`the base branch's snapshot`)."""
+    diffs folded away, and the command that accepts intended changes; when nothing changed, a
+    one-line body, or with `if_changed` none at all (""). `against` names the base (`the
+    baseline base.json`)."""
     rows = _rows(results, comparisons)
     checked = len(results)
     models = f"{checked} model{'s' if checked != 1 else ''}"
     if not rows:
+        if if_changed:
+            return ""
         return (
             f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against "
             f"{markdown_escape(against, cell=False)} ({models} checked)\n"
@@ -247,10 +241,3 @@ def comment_markdown(
         if _size(text) <= limit:
             return text
     return text
-
-
-def comparisons_by_name(
-    comparisons: Sequence[BaseComparison],
-) -> Mapping[str, BaseComparison]:
-    """The comparisons keyed by model name."""
-    return {c.name: c for c in comparisons}

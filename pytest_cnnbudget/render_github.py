@@ -15,10 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budgets import limit_text
 from .compare import BaseComparison, Change
 from .constants import UPDATE_COMMAND
-from .render_terminal import Failures, error_cause, measured_text, used_text
+from .render_terminal import Failures, error_cause, model_columns, used_text
 from .results import ModelResult, Outcome, SnapshotStatus
 from .tables import (
     LINE_BREAKS,
@@ -86,23 +85,19 @@ class Anchor:
     line: int | None
 
 
-def relative_to_workspace(path: str, workspace: str | None) -> str:
-    """`path` relative to GITHUB_WORKSPACE when it lies inside it, else unchanged."""
-    if not workspace:
-        return path
-    try:
-        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(workspace))
-    except ValueError:  # different drives on Windows
-        return path
-    return path if relative.startswith("..") else relative.replace(os.sep, "/")
-
-
 def _inside(path: str, folder: str) -> bool:
     try:
         relative = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
     except ValueError:  # different drives on Windows
         return False
     return relative != ".." and not relative.startswith(".." + os.sep)
+
+
+def relative_to_workspace(path: str, workspace: str | None) -> str:
+    """`path` relative to GITHUB_WORKSPACE when it lies inside it, else unchanged."""
+    if not workspace or not _inside(path, workspace):
+        return path
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(workspace)).replace(os.sep, "/")
 
 
 # Folders whose files are installed code, never the lines a pull request changed.
@@ -314,9 +309,7 @@ def _macs(result: ModelResult) -> str:
 # The job summary's table of models; the MACs column only when some model has an input_shape,
 # the base column only with a baseline.
 SUMMARY_COLUMNS: list[Column[ModelResult]] = [
-    Column("model", lambda r: r.name),
-    Column("measured", lambda r: measured_text(r, human=True), right=True),
-    Column("budget", lambda r: limit_text(r.primary_budget, human=True), right=True),
+    *model_columns(human=True),
     Column("used", _used),
     Column("MACs", _macs, right=True),
     Column("Δ vs snapshot", _delta, right=True),
@@ -327,7 +320,7 @@ SUMMARY_COLUMNS: list[Column[ModelResult]] = [
 def summary_markdown(
     results: Sequence[ModelResult],
     failed: Failures,
-    base: Mapping[str, BaseComparison] | None = None,
+    base: Sequence[BaseComparison] | None = None,
 ) -> str:
     """The job summary: a table of every model and, per failure, its tables in <details>;
     with `base` (the comparison with a base branch's snapshot), a column of that change."""
@@ -341,7 +334,7 @@ def summary_markdown(
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
     columns = SUMMARY_COLUMNS if compute else [c for c in SUMMARY_COLUMNS if c.header != "MACs"]
     if base is not None:
-        compared = base
+        compared = {c.name: c for c in base}
         columns = [
             *columns[:-1],
             Column("Δ vs base", lambda r: base_delta(compared.get(r.name)), right=True),

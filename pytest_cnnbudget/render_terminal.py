@@ -22,7 +22,7 @@ from .results import (
 )
 from .tables import Column, Style, indent, markdown_escape, printable, render
 from .units import human_bytes, human_count, percent, short_count, signed, thousands
-from .views import folded_changes, largest, layer_changes, layer_rows
+from .views import folded_changes, largest, layer_changes, layer_rows, repeat_name
 
 LARGEST_LAYERS = 5
 
@@ -30,7 +30,7 @@ LARGEST_LAYERS = 5
 def row_name(name: str, repeat: int) -> str:
     """A row's name as tables show it: `layers.{0..31}.mlp.up ×32` for a group, on one line."""
     # printable in Markdown too: a line break in a name shows as `\n`, not as a space.
-    return printable(name) + (f" ×{repeat}" if repeat > 1 else "")
+    return printable(repeat_name(name, repeat))
 
 
 def trainable_cell(row: LayerRow) -> str:
@@ -85,9 +85,10 @@ def layer_table(count: ParameterCount, style: Style = Style.TEXT, group: bool = 
     rows = layer_rows(count.layers, group)
     lines = render(layer_columns(count, rows), rows, style)
     if any(r.repeat > 1 for r in rows):
-        lines.append(GROUPED_NOTE if style is Style.TEXT else "")
-        if style is not Style.TEXT:
-            lines.append(f"_{markdown_escape(GROUPED_NOTE)}_")
+        # In Markdown, a paragraph of its own in italics below the table.
+        lines += (
+            [GROUPED_NOTE] if style is Style.TEXT else ["", f"_{markdown_escape(GROUPED_NOTE)}_"]
+        )
     return lines
 
 
@@ -345,15 +346,19 @@ def used_text(result: ModelResult) -> str:
     return percent(budget.used) if budget else "-"
 
 
-# The first columns of every one-line-per-model table: the figure its budget compares, named
-# (`11,689,512 total`), and that budget.
-MODEL_COLUMNS: list[Column[ModelResult]] = [
-    Column("model", lambda r: r.name),
-    Column("measured", lambda r: measured_text(r), right=True),
-    Column("budget", lambda r: limit_text(r.primary_budget), right=True),
-]
+def model_columns(human: bool = False) -> list[Column[ModelResult]]:
+    """The first columns of every one-line-per-model table, here and in the job summary: the
+    figure its budget compares, named (`11,689,512 total`; with `human`, `11.7M total`), and
+    that budget."""
+    return [
+        Column("model", lambda r: r.name),
+        Column("measured", lambda r: measured_text(r, human), right=True),
+        Column("budget", lambda r: limit_text(r.primary_budget, human), right=True),
+    ]
+
+
 OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
-    *MODEL_COLUMNS,
+    *model_columns(),
     Column("used", used_text, right=True),
     Column("snapshot", lambda r: r.snapshot.value),
     Column("status", lambda r: _status(r)),

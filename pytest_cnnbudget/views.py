@@ -22,6 +22,11 @@ def fold_name(name: str, depth: int | None) -> str:
     return ".".join(name.split(".")[:depth])
 
 
+def repeat_name(name: str, repeat: int) -> str:
+    """`layers.{0..31}.mlp.up ×32` for a group of 32; a single row keeps its name."""
+    return f"{name} ×{repeat}" if repeat > 1 else name
+
+
 def _layer_signature(row: LayerRow) -> Hashable:
     return (
         row.type,
@@ -78,13 +83,8 @@ def grouped(count: ParameterCount, group: bool = True) -> ParameterCount:
 def largest(
     count: ParameterCount, n: int, trainable: bool = False, group: bool = True
 ) -> tuple[LayerRow, ...]:
-    """The `n` largest rows (groups by their sum), largest first, ties in model order; with
-    `trainable`, ranked by trainable parameters and rows without any left out."""
-    rows = list(layer_rows(count.parameter_rows, group))
-    if trainable:
-        rows = [r for r in rows if r.trainable]
-        return tuple(sorted(rows, key=lambda r: -r.trainable)[:n])
-    return tuple(sorted(rows, key=lambda r: -r.params)[:n])
+    """`ParameterCount.largest` of the rows as shown: a group ranks by its sum."""
+    return grouped(count, group).largest(n, trainable)
 
 
 def trainable_only(count: ParameterCount) -> ParameterCount:
