@@ -15,6 +15,8 @@ snapshot diff, the largest layers and the charts all group the same way.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -51,6 +53,9 @@ def _is_index(part: str) -> bool:
     return part.isascii() and part.isdigit() and (part == "0" or not part.startswith("0"))
 
 
+# Every table of a run splits the same names again (the layer table, the diff, the comment):
+# each name is split once.
+@functools.lru_cache(maxsize=1 << 16)
 def _split(name: str) -> tuple[_Skeleton, _Indices]:
     """`layers.3.mlp` → (`layers`, None, `mlp`), (3,); `encoder_layer_3` (torchvision's ViT)
     counts as an index after `encoder_layer_`, which `conv3` (a name) does not."""
@@ -119,6 +124,13 @@ def _blocks(members: Sequence[tuple[_Indices, int]], position: int = 0) -> list[
         # Equal indices all through: the same name twice cannot happen in one table, but a
         # caller's rows might repeat; keep each its own.
         return [(tuple(frozenset((i,)) for i in m[0]), [m[1]]) for m in members]
+    if position == 0:
+        # The common case at once: the members are every combination of their index sets
+        # (all 32 blocks; 4 stages × 3 blocks), which the splitting below would only rebuild.
+        sets = tuple(frozenset(m[0][p] for m in members) for p in range(width))
+        distinct = len({m[0] for m in members}) == len(members)
+        if distinct and math.prod(len(s) for s in sets) == len(members):
+            return [(sets, sorted(m[1] for m in members))]
     by_value: dict[int, list[tuple[_Indices, int]]] = {}
     for member in members:
         by_value.setdefault(member[0][position], []).append(member)
