@@ -647,3 +647,34 @@ def test_a_timeout_is_seconds_up_to_a_day(tmp_path: Path, timeout: object, probl
         f"[tool.cnnbudget] timeout: {problem}",
         f"{CIFAR} timeout: {problem}",
     ]
+
+
+# -- depth ---------------------------------------------------------------------------------------
+
+
+def test_depth_top_level_and_per_model(tmp_path: Path) -> None:
+    models = {"own": {**TINY_TABLE, "depth": 2}, "inherits": TINY_TABLE}
+    settings = load_settings(write(tmp_path, toml_text(models, {"depth": 1})))
+    assert settings.depth == 1
+    assert {m.name: m.depth for m in settings.models} == {"own": 2, "inherits": None}
+
+
+@pytest.mark.parametrize(
+    ("depth", "problem"),
+    [
+        (0, "0 is not from 1 to 64"),
+        (65, "65 is not from 1 to 64"),
+        (1.5, "expected a whole number of name levels (1: `layers`, 2: `layers.3`), got float 1.5"),
+        ("2", "expected a whole number of name levels (1: `layers`, 2: `layers.3`), got str '2'"),
+        (
+            True,
+            "expected a whole number of name levels (1: `layers`, 2: `layers.3`), got bool True",
+        ),
+    ],
+)
+def test_a_depth_is_a_number_of_name_levels(tmp_path: Path, depth: object, problem: str) -> None:
+    path = write(tmp_path, toml_text({"cifar": {**TINY_TABLE, "depth": depth}}, {"depth": depth}))
+    assert problems_of(path) == [
+        f"[tool.cnnbudget] depth: {problem}",
+        f"{CIFAR} depth: {problem}",
+    ]

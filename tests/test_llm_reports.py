@@ -264,3 +264,16 @@ def test_the_example_workflow_finds_the_comment_by_its_marker() -> None:
     assert "--cnn-budget-comment cnn-budget-comment.md" in text
     # A fork's pull request gets a read-only token: the comment job is skipped there.
     assert "github.event.pull_request.head.repo.full_name == github.repository" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("0", "0 is not from 1 to 64"), ("two", "not a whole number")]
+)
+def test_a_bad_depth_option_is_a_usage_error(
+    pytester: pytest.Pytester, value: str, reason: str
+) -> None:
+    result = pytester.runpytest("--cnn-budget", "--cnn-budget-depth", value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"*--cnn-budget-depth: expected name levels, '{value}' is {reason}"]
+    )
