@@ -12,6 +12,7 @@ not measured here: the parent reads it from the kernel when it reaps the process
     python benchmarks/child.py load-config PYPROJECT
     python benchmarks/child.py plugin-import
     python benchmarks/child.py rendering ROUNDS
+    python benchmarks/child.py timm-models COUNT EXCLUDE_REGEX OUTPUT_JSON
     python benchmarks/child.py warmup TARGET embedding|arithmetic
 """
 
@@ -412,6 +413,21 @@ def rendering(rounds: str) -> None:
     )
 
 
+def timm_models(count: str, exclude: str, output: str) -> None:
+    """Write `count` of timm's model names to `output`: evenly spaced over the sorted list, once
+    the names `exclude` matches are taken out. Reports how many timm lists and keeps."""
+    import re
+
+    import timm
+
+    listed = sorted(timm.list_models())
+    kept = [name for name in listed if not re.search(exclude, name)]
+    n = min(int(count), len(kept))
+    chosen = [kept[i * len(kept) // n] for i in range(n)]
+    Path(output).write_text(json.dumps(chosen, indent=1), encoding="utf-8")
+    report(listed=float(len(listed)), kept=float(len(kept)), chosen=float(len(chosen)))
+
+
 def main(argv: list[str]) -> None:
     """Dispatch to one command; see the module docstring."""
     commands: dict[str, Callable[..., None]] = {
@@ -423,6 +439,7 @@ def main(argv: list[str]) -> None:
         "load-config": load_config,
         "plugin-import": plugin_import,
         "rendering": rendering,
+        "timm-models": timm_models,
         "warmup": warmup,
     }
     if not argv or argv[0] not in commands:

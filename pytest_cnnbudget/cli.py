@@ -1,22 +1,30 @@
-"""`cnnbudget summary|plot TARGET`: the gate's engine from the command line, without pytest.
+"""`cnnbudget summary|plot MODEL`: the gate's engine from the command line, without pytest.
 
     python -m pytest_cnnbudget summary pkg.module:Model [--kwargs JSON] [--input-shape 1,3,32,32]
                                        [--depth N] [--format table|json|markdown]
                                        [--no-group] [--trainable-only]
     python -m pytest_cnnbudget plot pkg.module:Model [--kwargs JSON] [--top N] [--out DIR]
                                     [--no-group] [--trainable-only]
+    python -m pytest_cnnbudget summary resnet18_small [--config PATH] [--input-shape …] [--depth N]
+
+MODEL is a target, or the name of a model configured in `[tool.cnnbudget]`: of the first
+pyproject.toml with that table in the working directory or above it, or of `--config PATH`.
 
 Errors the user can fix (a bad target, kwargs or shape, a model that does not build, a shape
-mismatch) print one message to stderr and exit with status 2, without a traceback.
+mismatch, a name not configured) print one message to stderr and exit with status 2, without a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +32,13 @@ from .constants import DEVICES
 from .errors import CnnBudgetError, CommandLineError, CountError
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .inputs import InputSpec
     from .results import ParameterCount
 
 PROG = "cnnbudget"
 USAGE_ERROR = 2
+SHOWN_NAMES = 20  # configured names an unknown name's error lists
 
 
 def _positive(text: str) -> int:
@@ -49,12 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def model_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("target", help='the model, as "package.module:attr" (class or factory)')
+        sub.add_argument(
+            "target",
+            metavar="MODEL",
+            help='the model: "package.module:attr" (class or factory), or the name of a model '
+            "configured in [tool.cnnbudget], whose target, kwargs, device, input_shape and "
+            "depth are used (options given here win)",
+        )
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            help="the TOML file that configures MODEL (default: the first pyproject.toml with "
+            "[tool.cnnbudget] in the working directory or above it)",
+        )
         sub.add_argument(
             "--kwargs",
-            default="{}",
             metavar="JSON",
-            help="keyword arguments, e.g. '{\"num_classes\": 10}'",
+            help="keyword arguments of a target, e.g. '{\"num_classes\": 10}'",
         )
         sub.add_argument(
             "--input-shape",
@@ -65,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--device",
             choices=DEVICES,
-            default="meta",
-            help="where the model is built (default: meta, which allocates no weights)",
+            help="where the model is built (default: meta, which allocates no weights, or the "
+            "configured model's device)",
         )
         sub.add_argument(
             "--no-group",
@@ -106,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     model_options(plot)
     plot.add_argument("--top", type=_positive, default=10, metavar="N", help="bars (default 10)")
     plot.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
-    plot.add_argument("--name", help="file name without extension (default: the attr's name)")
+    plot.add_argument(
+        "--name",
+        help="file name without extension (default: the attr's name, or the configured model's)",
+    )
     plot.add_argument("--title", help="chart title (default: the parameter total)")
     return parser
 
@@ -133,11 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.command == "summary":
-            print(_summary(args))
-        else:
-            for path in _plot(args):
-                print(path)
+        model = _model(args)
+        with _importable(model.config):
+            if args.command == "summary":
+                print(_summary(args, model))
+            else:
+                for path in _plot(args, model):
+                    print(path)
     except CnnBudgetError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -149,9 +175,115 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class _Model:
+    """What to build and measure: as the command line gives it, or as a config does."""
+
+    target: str
+    kwargs: dict[str, Any]
+    device: str
+    input_spec: InputSpec | None
+    depth: int | None
+    stem: str  # the chart's default file name
+    name: str | None = None  # the configured model's
+    config: Path | None = None  # the file that configures it
+
+
+def _model(args: argparse.Namespace) -> _Model:
+    """A target (it has a colon) from the options, or the configured model MODEL names."""
+    depth = getattr(args, "depth", None)  # summary has --depth, plot does not
+    if ":" not in args.target:
+        return _configured(args, depth)
+    if args.config is not None:
+        raise CommandLineError(
+            f"--config goes with the name of a configured model, not a target ({args.target})"
+        )
+    return _Model(
+        target=args.target,
+        kwargs=_kwargs(args.kwargs or "{}"),
+        device=args.device or "meta",
+        input_spec=_input_spec(args.input_shape),
+        depth=depth,
+        stem=args.target.rpartition(":")[2].rpartition(".")[2] or "model",
+    )
+
+
+def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
+    from .config import discover_config, load_settings
+    from .outputs import chart_stems
+    from .units import brief
+
+    name = args.target
+    if args.kwargs is not None:
+        raise CommandLineError(
+            f"--kwargs goes with a target ('package.module:attr'); the configured model "
+            f"{brief(name)} takes its kwargs from its table"
+        )
+    if args.config is not None:
+        path = Path(args.config).absolute()
+        if not path.is_file():
+            raise CommandLineError(f"--config: no file at {path}")
+    else:
+        found = discover_config(Path.cwd())
+        if found is None:
+            raise CommandLineError(
+                f"{brief(name)} is not a target ('package.module:attr'), and no pyproject.toml "
+                f"with [tool.cnnbudget] configures models in {Path.cwd()} or a folder above it; "
+                "give a target, or the configuring file with --config PATH"
+            )
+        path = found
+    settings = load_settings(path)  # every problem of the file, as pytest --cnn-budget says it
+    spec = next((m for m in settings.models if m.name == name), None)
+    if spec is None:
+        raise CommandLineError(_not_configured(name, settings))
+    return _Model(
+        target=spec.target,
+        kwargs=dict(spec.kwargs),
+        device=args.device or spec.device,
+        input_spec=spec.input_shape if args.input_shape is None else _input_spec(args.input_shape),
+        depth=next((d for d in (depth, spec.depth, settings.depth) if d is not None), None),
+        stem=chart_stems([name])[name],
+        name=name,
+        config=path,
+    )
+
+
+def _not_configured(name: str, settings: Settings) -> str:
+    from .tables import printable
+    from .units import brief
+
+    names = [m.name for m in settings.models]
+    close = difflib.get_close_matches(name, names, n=1)
+    shown = ", ".join(printable(n) for n in names[:SHOWN_NAMES])
+    if len(names) > SHOWN_NAMES:
+        shown += f" and {len(names) - SHOWN_NAMES:,} more"
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    dotted = "; a target is written 'package.module:attr'" if "." in name and not close else ""
+    return (
+        f"no model {brief(name)} in {printable(str(settings.path))}{hint}; configured: {shown}"
+        + dotted
+    )
+
+
+@contextmanager
+def _importable(config: Path | None) -> Iterator[None]:
+    """The config's folder on sys.path while its model is built, as the plugin has it:
+    appended, so an installed package of the same name still wins."""
+    folder = str(config.parent) if config is not None else None
+    added = folder is not None and folder not in sys.path
+    if added:
+        sys.path.append(str(folder))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(folder))
+
+
 def _kwargs(text: str) -> dict[str, Any]:
     from .config import check_kwargs
     from .constants import MAX_CONFIG_BYTES
+    from .instantiate import kwargs_problems
     from .units import brief
 
     if len(text) > MAX_CONFIG_BYTES:
@@ -167,9 +299,13 @@ def _kwargs(text: str) -> dict[str, Any]:
             f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {brief(text)}"
         )
     try:
-        return check_kwargs(value)
+        kwargs = check_kwargs(value)
     except ValueError as e:
         raise CommandLineError(f"--kwargs: {e}") from e
+    problems = kwargs_problems(kwargs)
+    if problems:
+        raise CommandLineError("--kwargs: " + "; ".join(f"{at}: {why}" for at, why in problems))
+    return kwargs
 
 
 def _input_spec(text: str | None) -> InputSpec | None:
@@ -183,46 +319,46 @@ def _input_spec(text: str | None) -> InputSpec | None:
         raise CommandLineError(f"--input-shape {text!r}: {e}") from e
 
 
-def _measure(args: argparse.Namespace, depth: int | None = None) -> ParameterCount:
-    """Build and measure the model the arguments name."""
+def _measure(model: _Model, depth: int | None = None) -> ParameterCount:
+    """Build and measure the model."""
     from .loading import build_model
     from .measurement import measure
 
-    kwargs = _kwargs(args.kwargs)
-    spec = _input_spec(args.input_shape)
-    model = build_model(args.target, kwargs, device=args.device)
+    spec = model.input_spec
+    module = build_model(model.target, model.kwargs, device=model.device)
     try:
-        return measure(model, spec, depth=depth)
+        return measure(module, spec, depth=depth)
     except CountError as e:
         raise CountError(f"{e} (--input-shape)" if spec is None else str(e)) from e
 
 
-def _summary(args: argparse.Namespace) -> str:
+def _summary(args: argparse.Namespace, model: _Model) -> str:
     from .render_json import summary_dict
     from .render_terminal import layer_report
     from .tables import Style
 
-    count = _measure(args, depth=args.depth)
+    count = _measure(model, depth=model.depth)
     if args.trainable_only:
         from .views import trainable_only
 
         count = trainable_only(count)
     if args.format == "json":
-        document = {"target": args.target, "kwargs": _kwargs(args.kwargs), **summary_dict(count)}
-        return json.dumps(document, indent=2, ensure_ascii=False)
+        named = {"model": model.name} if model.name is not None else {}
+        document = {**named, "target": model.target, "kwargs": model.kwargs, **summary_dict(count)}
+        # default=str: a TOML date or time in kwargs has no JSON form of its own.
+        return json.dumps(document, indent=2, ensure_ascii=False, default=str)
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
     return "\n".join(layer_report(count, style, group=not args.no_group))
 
 
-def _plot(args: argparse.Namespace) -> list[Path]:
+def _plot(args: argparse.Namespace, model: _Model) -> list[Path]:
     from .plot import save_plot
 
-    count = _measure(args)
-    name = args.name or args.target.rpartition(":")[2].rpartition(".")[2] or "model"
+    count = _measure(model)
     return save_plot(
         count,
         args.out,
-        name,
+        args.name or model.stem,
         top=args.top,
         title=args.title,
         group=not args.no_group,

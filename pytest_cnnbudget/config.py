@@ -27,11 +27,11 @@ from .constants import (
     MAX_MODEL_NAME,
     MAX_MODELS,
     MAX_SNAPSHOT_PATH,
-    MAX_TARGET,
     MAX_TIMEOUT,
 )
 from .errors import ConfigError
 from .inputs import InputSpec, parse_input_shape
+from .instantiate import kwargs_problems, target_problem
 from .tables import printable
 from .units import brief
 
@@ -248,21 +248,12 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return convert
 
 
-_TARGET_FORM = "is not of the form 'package.module:ClassOrFactory'"
-
-
 def _target(value: Any) -> str:
-    text = _bounded(_string(value), MAX_TARGET, "a target")
-    module, sep, attr = text.partition(":")
-    if not (sep and module and attr):
-        raise ValueError(f"{brief(text)} {_TARGET_FORM}")
-    # Strict, so that what is imported is exactly what was written: no stray whitespace, no
-    # second colon, nothing that reads as a command when the target is echoed into a CI log.
-    for part in (*module.split("."), *attr.split(".")):
-        if not part.isidentifier():
-            why = "an empty name" if not part else f"{brief(part)}, not a Python identifier"
-            raise ValueError(f"{brief(text)} {_TARGET_FORM}: it has {why}")
-    return text
+    # A model's own target takes the colon form only; objects in kwargs may also be dotted.
+    problem = target_problem(value, dotted=False)
+    if problem is not None:
+        raise ValueError(problem)
+    return str(value)
 
 
 _Nested = Mapping[Any, Any] | list[Any] | tuple[Any, ...]
@@ -358,6 +349,11 @@ def _model_name_problem(name: str) -> str | None:
             f"model name {name!r} contains the control character {control.group()!r}; "
             "a model name must be one line of printable text"
         )
+    if is_fixture_name(name):
+        return (
+            f"model name {name!r} reads as a test's node id (`file.py::test`), which names "
+            "the checks of the cnn_budget fixture; use another name"
+        )
     return None
 
 
@@ -377,8 +373,53 @@ def find_config(rootdir: Path, invocation_dir: Path, option: str | None) -> Path
     return path
 
 
+def discover_config(start: Path) -> Path | None:
+    """The config the `cnnbudget` command uses by default: the first pyproject.toml with a
+    `[tool.cnnbudget]` table in `start` or a folder above it, or None.
+
+    pytest takes the first folder above its arguments that has a config file for its rootdir;
+    this takes the first that has ours, so a package's pyproject.toml without budgets, inside a
+    repository that has them, is passed over.
+    """
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and _declares_budgets(candidate):
+            return candidate
+    return None
+
+
+def _declares_budgets(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError:
+        return False
+    if b"cnnbudget" not in data:
+        return False
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
+        return True  # it mentions us and cannot be read: load_settings says why
+    tool = document.get("tool")
+    return isinstance(tool, dict) and "cnnbudget" in tool
+
+
 def load_settings(path: Path) -> Settings:
     """Read and validate `[tool.cnnbudget]` from `path`; raise ConfigError listing every problem."""
+    settings = read_settings(path, skim=False)
+    if settings is None:
+        raise ConfigError(
+            f"{printable(str(path))}: no [tool.cnnbudget] table; add one with at least one "
+            "[tool.cnnbudget.models.<name>] entry (see the README), or point "
+            "--cnn-budget-config at the file that has it"
+        )
+    return settings
+
+
+def read_settings(path: Path, skim: bool = True) -> Settings | None:
+    """`[tool.cnnbudget]` of `path` validated, or None when the file has no such table (a
+    package's pyproject.toml that budgets nothing); ConfigError for every problem in one.
+    With `skim`, a file that never mentions cnnbudget is passed over unread."""
     file = printable(str(path))
     try:
         # One byte past the limit tells an over-long file without reading all of it.
@@ -386,6 +427,9 @@ def load_settings(path: Path) -> Settings:
             data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{file}: cannot read the configuration: {e.strerror or e}") from e
+    if skim and b"cnnbudget" not in data:
+        # Most pyproject.toml files pytest walks past budget nothing: not worth parsing.
+        return None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{file}: larger than {MAX_CONFIG_BYTES // 2**20} MiB; a configuration file is "
@@ -412,12 +456,10 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{file}: malformed TOML: a value cannot be read ({e})") from e
     tool = document.get("tool", {})
     section = tool.get("cnnbudget") if isinstance(tool, dict) else None
+    if section is None:
+        return None
     if not isinstance(section, dict):
-        raise ConfigError(
-            f"{file}: no [tool.cnnbudget] table; add one with at least one "
-            "[tool.cnnbudget.models.<name>] entry (see the README), or point "
-            "--cnn-budget-config at the file that has it"
-        )
+        raise ConfigError(f"{file}: [tool.cnnbudget] must be a table, not {type(section).__name__}")
     return parse_settings(section, path, text)
 
 
@@ -473,11 +515,15 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 )
         if not any(kind.key in table for kind in BUDGETS):
             problems.add(where, BUDGETS[0].key, "missing; every model needs a budget")
+        kwargs = _get(problems, where, table, "kwargs", check_kwargs, {})
+        # The key path says where in kwargs: `kwargs.config._target_`, `kwargs.blocks[1]._args_`.
+        for at, message in kwargs_problems(kwargs):
+            problems.add(where, None, f"{at}: {message}")
         models.append(
             ModelSpec(
                 name=name,
                 target=target or "",
-                kwargs=_get(problems, where, table, "kwargs", check_kwargs, {}),
+                kwargs=kwargs,
                 budgets=budgets,
                 level=Level(_get(problems, where, table, "level", _LEVEL, "error")),
                 device=_get(problems, where, table, "device", _choice(DEVICES), device),
@@ -497,3 +543,53 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
         timeout=timeout,
         depth=depth,
     )
+
+
+FIXTURE_KEYS = ("level", "depth", "input_shape", *KEYS)
+
+
+def fixture_name(nodeid: str, name: str | None = None) -> str:
+    """The name a `cnn_budget` fixture check is stored and shown under: its test's node id, and
+    the call's `name` when a test checks several models."""
+    return f"{nodeid}[{name}]" if name is not None else nodeid
+
+
+# A test's node id: the path of its Python file, `::`, the test.
+_NODE_ID = re.compile(r"[^\s:]+\.py::\S")
+
+
+def is_fixture_name(name: str) -> bool:
+    """Whether a result or snapshot entry comes from the `cnn_budget` fixture (a node id)."""
+    return _NODE_ID.match(name) is not None
+
+
+def fixture_spec(name: str, options: Mapping[str, Any], where: str) -> ModelSpec:
+    """The spec of a `cnn_budget(model, …)` call in the test `where`, validated as a model's
+    table is; ConfigError names the test and every bad key."""
+    problems = _Problems(Path(where))
+    label = f"cnn_budget({printable(name)})"
+    for key, message in _unknown_keys(options, FIXTURE_KEYS):
+        problems.add(label, key, message)
+    budgets = {}
+    for kind in BUDGETS:
+        limit = _get(problems, label, options, kind.key, kind.parse)
+        if limit is not None:
+            budgets[kind.key] = limit
+        if kind.key in options and kind.needs_input_shape and "input_shape" not in options:
+            problems.add(label, kind.key, "needs input_shape: compute depends on the input size")
+    if not budgets and not problems.messages:
+        problems.add(label, None, f"give at least one budget ({', '.join(KEYS)})")
+    spec = ModelSpec(
+        name=name,
+        target="",
+        budgets=budgets,
+        level=Level(_get(problems, label, options, "level", _LEVEL, "error")),
+        input_shape=_get(problems, label, options, "input_shape", parse_input_shape),
+        depth=_get(problems, label, options, "depth", parse_depth),
+    )
+    if problems.messages:
+        raise ConfigError(
+            f"{printable(where)}: invalid cnn_budget() call\n"
+            + "\n".join(f"  {m}" for m in problems.messages)
+        )
+    return spec

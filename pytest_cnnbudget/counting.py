@@ -4,6 +4,12 @@ Totals come from `model.parameters()`, which yields each tensor once, so tied we
 Rows attribute each tensor to the first module (in `named_modules()` order) that owns it, which
 makes the rows sum to exactly that total. Bytes come from `element_size()`, a property of the
 dtype, so a model built on meta reports exactly what it would weigh once loaded.
+
+A quantized layer holds its weights and bias packed, not as parameters (quantized.py): its row
+counts them, at their own dtype (qint8: a byte each), none of them trainable, with the textbook
+formula of the float layer it stands for. So the total is the parameters plus those packed
+elements, and equals `sum(p.numel() for p in model.parameters())` for every model that has no
+quantized layer.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from torch.nn.parameter import is_lazy
 from .constants import ROOT_NAME
 from .errors import CountError, FormulaMismatchWarning
 from .formulas import formula_for
+from .quantized import Packed, quantized_layer
 from .results import DtypeBytes, LayerRow, ParameterCount
 
 ModelLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
@@ -65,9 +72,11 @@ def count_parameters(model: ModelLike) -> ParameterCount:
     for mod_name, mod in module.named_modules(remove_duplicate=False):
         names.setdefault(id(mod), []).append(mod_name)
     owner: dict[int, str] = {}
-    drafts: list[tuple[str, str, int, int, str, int]] = []
+    drafts: list[tuple[str, str, int, int, str, int, str | None]] = []
+    packed: list[Packed] = []
     for mod_name, mod in module.named_modules():
         _check_materialized(mod_name, mod)
+        quantized = quantized_layer(mod)
         counted: list[tuple[str, torch.Tensor]] = []
         shared: list[tuple[str, str]] = []
         for p_name, p in mod.named_parameters(recurse=False):
@@ -77,12 +86,21 @@ def count_parameters(model: ModelLike) -> ParameterCount:
                 continue
             owner[id(p)] = qualified
             counted.append((p_name, p))
-        if not counted and not shared:
+        if not counted and not shared and quantized is None:
             continue
         row_name = mod_name or ROOT_NAME
         params = sum(_numel(p) for _, p in counted)
         trainable = sum(_numel(p) for _, p in counted if p.requires_grad)
-        if counted:
+        if quantized is not None:
+            packed += quantized.packed
+            params += quantized.numel
+            # The float layer's rule, fed its hyperparameters, never the packed shapes.
+            formula = formula_for(
+                quantized.float_layer or mod,
+                [*counted, *((p.name, p.stand_in()) for p in quantized.packed)],
+            )
+            text, value = formula.text, formula.value
+        elif counted:
             formula = formula_for(mod, counted)
             text, value = formula.text, formula.value
         else:
@@ -100,19 +118,25 @@ def count_parameters(model: ModelLike) -> ParameterCount:
                 FormulaMismatchWarning,
                 stacklevel=2,
             )
-        drafts.append((row_name, type(mod).__name__, params, trainable, text, value))
+        dtype = quantized.dtype if quantized is not None else None
+        drafts.append((row_name, type(mod).__name__, params, trainable, text, value, dtype))
 
     params_list = list(module.parameters())
     buffers_list = list(module.buffers())
-    total = sum(_numel(p) for p in params_list)
+    quantized_total = sum(p.numel for p in packed)
+    total = sum(_numel(p) for p in params_list) + quantized_total
     trainable_total = sum(_numel(p) for p in params_list if p.requires_grad)
     rows: list[LayerRow] = []
     cumulative = 0
-    for name, type_name, params, trainable, text, value in drafts:
+    for name, type_name, params, trainable, text, value, dtype in drafts:
         cumulative += params
         share = params / total if total else 0.0
-        rows.append(LayerRow(name, type_name, params, trainable, text, value, cumulative, share))
-    dtypes = _by_dtype(params_list, buffers_list)
+        rows.append(
+            LayerRow(
+                name, type_name, params, trainable, text, value, cumulative, share, quantized=dtype
+            )
+        )
+    dtypes = _by_dtype(params_list, buffers_list, packed)
     return ParameterCount(
         total=total,
         trainable=trainable_total,
@@ -122,6 +146,7 @@ def count_parameters(model: ModelLike) -> ParameterCount:
         param_bytes=sum(d.param_bytes for d in dtypes),
         buffer_bytes=sum(d.buffer_bytes for d in dtypes),
         dtypes=dtypes,
+        quantized=quantized_total,
     )
 
 
@@ -131,9 +156,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def _by_dtype(
-    params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor]
+    params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], packed: Sequence[Packed] = ()
 ) -> tuple[DtypeBytes, ...]:
-    """Elements and bytes per dtype, largest first; a tied tensor counts once."""
+    """Elements and bytes per dtype, largest first; a tied tensor counts once, and what
+    quantized layers hold packed counts with the parameters."""
     tally: dict[str, list[int]] = {}  # dtype → [params, param bytes, buffers, buffer bytes]
     for offset, tensors in ((0, params), (2, buffers)):
         for t in tensors:
@@ -141,5 +167,9 @@ def _by_dtype(
             counts = tally.setdefault(dtype_name(t.dtype), [0, 0, 0, 0])
             counts[offset] += n
             counts[offset + 1] += n * t.element_size()
+    for p in packed:
+        counts = tally.setdefault(p.dtype, [0, 0, 0, 0])
+        counts[0] += p.numel
+        counts[1] += p.bytes
     rows = [DtypeBytes(name, *counts) for name, counts in sorted(tally.items())]
     return tuple(sorted(rows, key=lambda d: -d.bytes))

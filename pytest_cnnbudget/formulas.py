@@ -3,10 +3,20 @@
 The formulas deliberately never look at tensor shapes: their value is compared with `numel()`, and
 that comparison is only worth something if the two are derived independently. A layer type without
 a rule here falls back to its parameters' shapes (see `shape_formula`), so nothing counts as zero.
+
+Classes torch does not define get a rule by duck typing where what they keep says what they are:
+a module with a `normalized_shape` (timm's `RmsNorm`, `SimpleNorm`), a convolution with a
+per-channel `gain` (timm's `ScaledStdConv2d`), a `*RMSNorm` class with one 1-D `weight`
+(transformers' `LlamaRMSNorm` and its kin), a `*LayerScale*` class with one `gamma`. A duck rule
+is a guess from a class's look, so it is used only where its value equals `numel()`; otherwise the
+shape formula stands, with no warning. Some of those classes keep no size at all (LlamaRMSNorm's
+`hidden_size` goes straight into `torch.ones`): their rule reads the one size from the parameter
+and says so, `4096 (weight's shape)`, so that no text claims an independence it does not have.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from math import prod
@@ -88,21 +98,24 @@ def _bilinear(m: nn.Module) -> Formula:
     return Formula(f"{_x(a, b, out)} + {out}", a * b * out + out, frozenset({"weight", "bias"}))
 
 
-def _affine_pair(channels: int) -> Formula:
-    # γ and β: one scale and one shift per channel. Running statistics are buffers, not counted.
+def _affine(m: nn.Module, channels: int) -> Formula:
+    # γ and β: one scale and one shift per channel; with bias=False, the scale alone. Running
+    # statistics are buffers, not counted.
+    if getattr(m, "bias", None) is None:
+        return Formula(str(channels), channels, frozenset({"weight"}))
     return Formula(_x(2, channels), 2 * channels, frozenset({"weight", "bias"}))
 
 
 @_rule(nn.modules.batchnorm._NormBase)
 def _batch_or_instance_norm(m: nn.Module) -> Formula:
     assert isinstance(m, nn.modules.batchnorm._NormBase)
-    return _affine_pair(m.num_features)
+    return _affine(m, m.num_features)
 
 
 @_rule(nn.GroupNorm)
 def _group_norm(m: nn.Module) -> Formula:
     assert isinstance(m, nn.GroupNorm)
-    return _affine_pair(m.num_channels)
+    return _affine(m, m.num_channels)
 
 
 @_rule(nn.LayerNorm)
@@ -224,13 +237,137 @@ def _rnn_cell(m: nn.Module) -> Formula:
     return Formula(text, value, frozenset(names))
 
 
-def rule_for(module: nn.Module) -> Rule | None:
-    """The textbook rule for `module`'s class or its nearest ancestor, if there is one."""
+# -- duck-typed rules, for classes torch does not define ----------------------------------------
+
+
+def _own(m: nn.Module) -> dict[str, torch.Tensor]:
+    return dict(m.named_parameters(recurse=False))
+
+
+def _width(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _normalized(m: nn.Module) -> tuple[int, ...] | None:
+    shape = getattr(m, "normalized_shape", None)
+    width = _width(shape)
+    if width is not None:
+        return (width,)
+    if isinstance(shape, tuple | list | torch.Size) and shape and all(_width(d) for d in shape):
+        return tuple(int(d) for d in shape)
+    return None
+
+
+def _looks_normalized(m: nn.Module) -> bool:
+    return _normalized(m) is not None and "weight" in _own(m)
+
+
+def _normalized_rule(m: nn.Module) -> Formula:
+    # A norm that keeps its normalized_shape as LayerNorm does (timm's RmsNorm, RmsNorm2d,
+    # SimpleNorm): a scale per normalized element, and a shift if it has a bias.
+    shape = _normalized(m)
+    assert shape is not None
+    text, n = _size(shape)
+    if "bias" not in _own(m):
+        return Formula(text, n, frozenset({"weight"}))
+    return Formula(_x(2, text), 2 * n, frozenset({"weight", "bias"}))
+
+
+def _looks_gained_conv(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.conv._ConvNd) and "gain" in _own(m)
+
+
+def _gained_conv_rule(m: nn.Module) -> Formula:
+    # Scaled weight standardization (timm's ScaledStdConv2d, NFNets): a learned gain per output
+    # channel on top of the convolution.
+    assert isinstance(m, nn.modules.conv._ConvNd)
+    conv = _conv(m)
+    c_out = m.out_channels
+    return Formula(f"{conv.text} + {c_out} (gain)", conv.value + c_out, conv.names | {"gain"})
+
+
+# How the classes of transformers (LlamaRMSNorm, Qwen2RMSNorm, MambaRMSNormGated, …) and timm
+# (RmsNorm2dFp32) spell it.
+_RMS_NAME = re.compile(r"rms_?norm", re.IGNORECASE)
+# Attributes in which a class may keep the width of its scale.
+_WIDTH_ATTRIBUTES = ("hidden_size", "dim", "d_model", "num_features", "embed_dim", "hidden_dim")
+
+
+def _scale(m: nn.Module, name: str) -> torch.Tensor | None:
+    """The module's one parameter, if it is `name` and a per-channel vector (C, or C×1×…×1)."""
+    own = _own(m)
+    t = own.get(name)
+    if len(own) != 1 or t is None or t.dim() == 0 or any(int(d) != 1 for d in t.shape[1:]):
+        return None
+    return t
+
+
+def _looks_rms(m: nn.Module) -> bool:
+    scale = _scale(m, "weight")
+    return bool(_RMS_NAME.search(type(m).__name__)) and scale is not None and scale.dim() == 1
+
+
+def _scale_rule(name: str) -> Rule:
+    def rule(m: nn.Module) -> Formula:
+        names = frozenset({name})
+        for attribute in _WIDTH_ATTRIBUTES:
+            width = _width(getattr(m, attribute, None))
+            if width is not None:
+                return Formula(str(width), width, names)
+        # The class keeps no size: read it from the parameter, and say so.
+        t = _scale(m, name)
+        assert t is not None
+        width = int(t.shape[0])
+        return Formula(f"{width} ({name}'s shape)", width, names)
+
+    return rule
+
+
+def _looks_layer_scale(m: nn.Module) -> bool:
+    return "LayerScale" in type(m).__name__ and _scale(m, "gamma") is not None
+
+
+# Tried in order where no class rule fits; each is (does it look like one, its rule).
+_DUCKS: tuple[tuple[Callable[[nn.Module], bool], Rule], ...] = (
+    (_looks_normalized, _normalized_rule),
+    (_looks_gained_conv, _gained_conv_rule),
+    (_looks_rms, _scale_rule("weight")),
+    (_looks_layer_scale, _scale_rule("gamma")),
+)
+
+
+def _class_rule(module: nn.Module) -> Rule | None:
     for cls in type(module).__mro__:
         rule = _RULES.get(cls)
         if rule is not None:
             return rule
     return None
+
+
+def _duck(
+    module: nn.Module, counted: Sequence[tuple[str, torch.Tensor]]
+) -> tuple[Rule, Formula] | None:
+    """The first duck rule that `module` looks like, accounting for exactly `counted` and
+    agreeing with their numel(), and its formula."""
+    names = frozenset(name for name, _ in counted)
+    numel = sum(prod(int(d) for d in p.shape) for _, p in counted)
+    for looks, rule in _DUCKS:
+        if looks(module):
+            formula = rule(module)
+            if formula.names == names and formula.value == numel:
+                return rule, formula
+    return None
+
+
+def rule_for(module: nn.Module) -> Rule | None:
+    """The rule for `module`'s own parameters: the textbook rule of its class or its nearest
+    ancestor, or, where that does not account for them, a duck-typed rule that fits."""
+    rule = _class_rule(module)
+    own = tuple(module.named_parameters(recurse=False))
+    if rule is not None and rule(module).names == frozenset(name for name, _ in own):
+        return rule
+    duck = _duck(module, own)
+    return duck[0] if duck is not None else rule
 
 
 def shape_formula(named: Sequence[tuple[str, torch.Tensor]]) -> Formula:
@@ -241,15 +378,17 @@ def shape_formula(named: Sequence[tuple[str, torch.Tensor]]) -> Formula:
 
 
 def formula_for(module: nn.Module, counted: Sequence[tuple[str, torch.Tensor]]) -> Formula:
-    """The textbook formula when it accounts for exactly the counted parameters, else shapes.
+    """The textbook formula when it accounts for exactly the counted parameters, else a
+    duck-typed one that does and agrees with their numel(), else shapes.
 
     The name check sends tied weights, weight-norm parametrizations (which replace `weight` with
     `weight_g`/`weight_v` or move it into `parametrizations.weight`) and subclasses that add
     parameters of their own to the shape formula instead of a textbook one that would not apply.
     """
-    rule = rule_for(module)
+    rule = _class_rule(module)
     if rule is not None:
         formula = rule(module)
         if formula.names == frozenset(name for name, _ in counted):
             return formula
-    return shape_formula(counted)
+    duck = _duck(module, counted)
+    return duck[1] if duck is not None else shape_formula(counted)

@@ -26,6 +26,7 @@ from .results import (
     SnapshotStatus,
     SourceLocation,
 )
+from .units import thousands
 
 if TYPE_CHECKING:
     from torch import nn
@@ -77,6 +78,9 @@ def check_model(
         count, folded = measure_folded(model, spec.input_shape, spec.depth)
         stage = "check"
         result = _judge(spec, stored, model, count, snapshot_enabled, update)
+        built = _built_on_cpu(spec, model, count)
+        if built:
+            result = replace(result, notes=(built, *result.notes))
         if result.failed:
             result = replace(result, target_source=_safe_target_source(spec.target))
         return replace(result, folded=folded) if folded is not count else result
@@ -87,6 +91,38 @@ def check_model(
             stage = "build"
         result = error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
         return replace(result, target_source=_safe_target_source(spec.target))
+
+
+def check_built(
+    spec: ModelSpec,
+    model: nn.Module,
+    stored: SnapshotEntry | None,
+    *,
+    snapshot_enabled: bool,
+    update: bool,
+    call_site: SourceLocation | None = None,
+) -> ModelResult:
+    """Count and judge a model a test built itself (the `cnn_budget` fixture), as `check_model`
+    judges a configured one; failures point at `call_site`, the line that asked."""
+    spec = replace(spec, target=spec.target or _class_target(model))
+    try:
+        count, folded = measure_folded(model, spec.input_shape, spec.depth)
+    except Exception as e:
+        stage = "forward" if isinstance(e, ProfileError) else "build"
+        result = error_result(spec, describe_build_error(e), stage, call_site)
+        return replace(result, target_source=call_site)
+    result = _judge(spec, stored, model, count, snapshot_enabled, update)
+    if result.failed:
+        # The failing layer's line first (`source`), where a pull request shows it; else the
+        # line of the test that asked.
+        result = replace(result, target_source=call_site)
+    return replace(result, folded=folded) if folded is not count else result
+
+
+def _class_target(model: object) -> str:
+    """`package.module:Class` of a model, as a configured target would name it."""
+    cls = type(model)
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _error_source(spec: ModelSpec, error: BaseException) -> SourceLocation | None:
@@ -136,6 +172,30 @@ def _judge(
         diff=diff,
         entry=entry if status in _WRITABLE else None,
         source=None if outcome is Outcome.PASSED else _failure_source(model, spec, count, diff),
+        notes=_quantized_budget_note(spec, count),
+    )
+
+
+def _built_on_cpu(spec: ModelSpec, model: nn.Module, count: ParameterCount) -> str | None:
+    """Where a model configured for meta holds real weights: its quantized layers, which
+    packing puts on cpu, or all of it, which loading builds on cpu when meta cannot."""
+    if spec.device != "meta" or not count.quantized:
+        return None
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return "its quantized layers were built on cpu (meta cannot hold packed weights)"
+    return "built on cpu: meta cannot build quantized layers"
+
+
+def _quantized_budget_note(spec: ModelSpec, count: ParameterCount) -> tuple[str, ...]:
+    """A quantized model budgeted on trainable parameters alone, which its quantized weights
+    are not: said, so that it does not seem to pass a budget it never faced."""
+    if not count.quantized or "max_params" not in spec.budgets:
+        return ()
+    if "max_total_params" in spec.budgets or "max_param_bytes" in spec.budgets:
+        return ()
+    return (
+        f"max_params counts trainable parameters, and the {thousands(count.quantized)} elements "
+        "its quantized layers hold are not: budget it with max_total_params or max_param_bytes",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -18,34 +19,67 @@ from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from .errors import ModelBuildError, exception_text
+from .instantiate import instantiate
+from .quantized import contains_quantized
 from .units import brief
 
 
-def resolve_target(target: str) -> Callable[..., Any]:
-    """Import `"package.module:attr"` (attr may be dotted) and return the callable it names."""
+def resolve_target(target: str, key: str = "target", *, dotted: bool = False) -> Callable[..., Any]:
+    """Import `"package.module:attr"` (attr may be dotted) and return the callable it names.
+
+    With `dotted`, also Hydra's `"package.module.attr"`. `key` says where the target was
+    written, `kwargs.config._target_` for an object in kwargs, for the messages.
+    """
     module_name, sep, attr_path = target.partition(":")
-    if not sep or not module_name or not attr_path:
+    if dotted and not sep and "." in target:
+        module_name, attr_path = _module_prefix(target, key)
+    elif not sep or not module_name or not attr_path:
         raise ModelBuildError(
-            f"target {target!r} is not of the form 'package.module:attr' (e.g. 'models.cifar:Net')"
+            f"{key} {target!r} is not of the form 'package.module:attr' (e.g. 'models.cifar:Net')"
         )
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as e:
-        raise ModelBuildError(
-            f"cannot import module {module_name!r} for target {target!r}: {type(e).__name__}: {e}"
-        ) from e
+        raise _cannot_import(module_name, key, target, e) from e
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as e:
             raise ModelBuildError(
-                f"module {module_name!r} has no attribute {attr_path!r} (target {target!r})"
+                f"module {module_name!r} has no attribute {attr_path!r} ({key} {target!r})"
             ) from e
     if not callable(obj):
-        raise ModelBuildError(
-            f"target {target!r} is a {type(obj).__name__}, not a class or factory"
-        )
+        raise ModelBuildError(f"{key} {target!r} is a {type(obj).__name__}, not a class or factory")
     return obj  # type: ignore[no-any-return]
+
+
+def _cannot_import(module_name: str, key: str, target: str, error: Exception) -> ModelBuildError:
+    return ModelBuildError(
+        f"cannot import module {module_name!r} for {key} {target!r}: {exception_text(error)}"
+    )
+
+
+def _module_prefix(target: str, key: str) -> tuple[str, str]:
+    """`"package.module.attr"` → (module, attr), where its longest prefix that imports ends."""
+    parts = target.split(".")
+    for n in range(len(parts) - 1, 1, -1):
+        name = ".".join(parts[:n])
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            # No module of that name (nor of a package above it): a shorter prefix may be the
+            # module. A module that fails to import what it needs is the error itself.
+            if e.name and (name == e.name or name.startswith(e.name + ".")):
+                continue
+            raise _cannot_import(name, key, target, e) from e
+        except Exception as e:
+            raise _cannot_import(name, key, target, e) from e
+        return name, ".".join(parts[n:])
+    return parts[0], ".".join(parts[1:])
+
+
+def _resolve_nested(target: str, key: str) -> Callable[..., Any]:
+    return resolve_target(target, key, dotted=True)
 
 
 # In-place random fills that initializers call and whose meta kernel is written in Python. The
@@ -65,8 +99,18 @@ _FILLS = frozenset(
 )
 
 
+# Device moves of a whole tensor. Factories often end with `model.to(device)` or `.cuda()`
+# (every open_clip model does): a meta tensor has no data to copy out, and on a machine without
+# a GPU the move would fail in CUDA's initialization before that. Kept on meta, the move costs
+# nothing and still applies its dtype, since bytes are counted per dtype.
+_MOVES = frozenset(
+    getattr(Tensor, name) for name in ("to", "cuda", "cpu", "xpu", "mtia") if hasattr(Tensor, name)
+)
+
+
 class _SkipFillsOnMeta(TorchFunctionMode):
-    """Return meta tensors unchanged from random fills and from `torch.eye(out=t)` (`eye_`)."""
+    """Return meta tensors unchanged from random fills and from `torch.eye(out=t)` (`eye_`),
+    and keep them on meta when they are moved to another device."""
 
     def __torch_function__(
         self,
@@ -76,6 +120,10 @@ class _SkipFillsOnMeta(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = dict(kwargs or {})
+        if func in _MOVES:
+            moved = _move_on_meta(func, args, kwargs)
+            if moved is not None:
+                return moved
         if func in _FILLS:
             key = "tensor" if "tensor" in kwargs else "self"
             tensor = args[0] if args else kwargs.get(key)
@@ -94,6 +142,45 @@ class _SkipFillsOnMeta(TorchFunctionMode):
             if isinstance(out, Tensor) and out.is_meta and tuple(out.shape) == (rows, cols):
                 return out
         return func(*args, **kwargs)
+
+
+def _move_on_meta(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Tensor | None:
+    """A meta tensor's move to another device, made a move to meta with the dtype, copy and
+    memory format asked for. None for anything else (a real tensor, a `to` that names no other
+    device), which runs as is.
+
+    An uninitialized lazy parameter has no data either, wherever it is (the fallback leaves it
+    on cpu), so it stays where it is too: moved to another device, `Module._apply` would
+    replace it with a plain, empty `Parameter`.
+    """
+    tensor = args[0] if args else None
+    if not isinstance(tensor, Tensor) or not (tensor.is_meta or is_lazy(tensor)):
+        return None
+    here = tensor.device
+    if func is not Tensor.to:
+        # cuda(device, non_blocking, memory_format), cpu(memory_format): no dtype to apply.
+        memory_format = kwargs.get("memory_format", torch.preserve_format)
+        return tensor.to(here, memory_format=memory_format)
+    rest = list(args[1:])
+    options = dict(kwargs)
+    copy = bool(options.pop("copy", False))
+    # `copy` is the argument after non_blocking in each form of to(), which _parse_to rejects:
+    # to(device, dtype, non_blocking, copy), to(dtype, non_blocking, copy), to(other, …).
+    copy_at = 2 if rest and isinstance(rest[0], torch.dtype | Tensor) else 3
+    if len(rest) > copy_at:
+        copy = bool(rest.pop(copy_at))
+    device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*rest, **options)
+    if device is None or device == here:
+        return None
+    return tensor.to(
+        here,
+        dtype,
+        non_blocking,
+        copy,
+        memory_format=torch.preserve_format if memory_format is None else memory_format,
+    )
 
 
 @contextmanager
@@ -129,7 +216,10 @@ def _registered_on_meta() -> Iterator[None]:
 
 
 def _call(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
-    return factory(**kwargs)
+    # Objects in kwargs (`_target_` tables) are built here, in the device context the model is
+    # built in, so that a backbone passed to a head is on meta as well.
+    args, keywords = instantiate(kwargs, _resolve_nested)
+    return factory(*args, **keywords)
 
 
 def build_model(
@@ -153,19 +243,29 @@ def build_model(
             except Exception as e:
                 if not meta_caused(e):
                     raise
-                # Some constructors compute widths with tensor ops and read them back, which
-                # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with real
-                # arithmetic but weights moved to meta as they are registered. Only then: the
-                # constructor runs a second time, with its side effects, and an import, network
-                # or argument error would only fail again.
-                with _registered_on_meta(), _SkipFillsOnMeta():
-                    model = _call(factory, kwargs)
+                if _converting(e):
+                    # Converting a float model reads its weights, on meta in the retry as well.
+                    model = _quantized_on_cpu(factory, kwargs, e)
+                else:
+                    # Some constructors compute widths with tensor ops and read them back, which
+                    # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with
+                    # real arithmetic but weights moved to meta as they are registered. Only
+                    # then: the constructor runs a second time, with its side effects, and an
+                    # import, network or argument error would only fail again.
+                    try:
+                        with _registered_on_meta(), _SkipFillsOnMeta():
+                            model = _call(factory, kwargs)
+                    except Exception as again:
+                        model = _quantized_on_cpu(factory, kwargs, again, e)
     except Exception as e:
         hint = build_hint(e)
-        raise ModelBuildError(
-            f"building {name}({_kwargs_text(kwargs)}) raised {exception_text(e)}"
-            + (f"\nhint: {hint}" if hint else "")
-        ) from e
+        # An object in kwargs that failed is named by its key path and target already.
+        what = (
+            str(e)
+            if isinstance(e, ModelBuildError)
+            else f"building {name}({_kwargs_text(kwargs)}) raised {exception_text(e)}"
+        )
+        raise ModelBuildError(what + (f"\nhint: {hint}" if hint else "")) from e
     if not isinstance(model, nn.Module):
         raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -175,10 +275,64 @@ def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={brief(v)}" for k, v in kwargs.items())
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def _quantized_on_cpu(
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    error: Exception,
+    first: Exception | None = None,
+) -> Any:
+    """The model built on cpu, where quantization is why meta failed; else `error` raised.
+
+    A quantized layer packs its weights with kernels that exist for cpu only, and converting a
+    float model (`quantize_dynamic`, `convert`, torchvision's `quantize=True`) reads its
+    weights' values and runs it on real data to calibrate: neither works on meta, with or
+    without real arithmetic. Such models are small. Only they are built on cpu: `error` (the
+    retry's, raised while handling `first`) must be meta's doing by itself, a network error is
+    not, with quantization code on the stack or quantized ops in a message, and the model built
+    must hold quantized layers, so that no float model allocates its weights because of this.
+    """
+    if not (meta_caused(error, until=first) and _quantizing(error)):
+        raise error
+    model = _call(factory, kwargs)
+    if not contains_quantized(model):
+        raise error
+    return model
+
+
+# Modules of quantization code: torch.ao.quantization (observers, `convert`), torch.ao.nn.quantized
+# and its kin (the layers), torchvision.models.quantization; messages of quantized kernels.
+_QUANTIZATION_MODULE = re.compile(r"(?:^|\.)quantiz")
+_CONVERSION_MODULE = re.compile(r"(?:^|\.)quantization(?:\.|$)")
+_QUANTIZED_MESSAGE = re.compile(r"quantized::|\bQuantized[A-Z]|\bqu?int(?:8|32|4x2)\b")
+
+
+def _on_stack(error: BaseException, module: re.Pattern[str]) -> bool:
+    """Whether code of a module whose name `module` matches raised `error` (or one it chains)
+    or called what did."""
+    return any(
+        module.search(str(frame.f_globals.get("__name__", "")))
+        for e in _chain(error)
+        for frame, _ in traceback.walk_tb(e.__traceback__)
+    )
+
+
+def _quantizing(error: BaseException) -> bool:
+    """Whether quantization code, or a quantized kernel, is what failed."""
+    chain = _chain(error)
+    return any(_QUANTIZED_MESSAGE.search(_message(e)) for e in chain) or _on_stack(
+        error, _QUANTIZATION_MODULE
+    )
+
+
+def _converting(error: BaseException) -> bool:
+    """Whether converting a float model to a quantized one (or calibrating it) failed."""
+    return _on_stack(error, _CONVERSION_MODULE)
+
+
+def _chain(error: BaseException, until: BaseException | None = None) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    while current is not None and current is not until and id(current) not in seen:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
@@ -195,11 +349,12 @@ _META_CAUSED = re.compile(
 )
 
 
-def meta_caused(error: BaseException) -> bool:
+def meta_caused(error: BaseException, until: BaseException | None = None) -> bool:
     """Whether building on meta, not the constructor itself, is what failed: some exception in
-    the chain reads as a meta tensor's doing (one that wraps it, such as a library's own
-    OSError around the cause, does not hide it); warnings turned into errors never do."""
-    chain = list(_chain(error))
+    the chain (up to `until`, which it was raised while handling) reads as a meta tensor's
+    doing (one that wraps it, such as a library's own OSError around the cause, does not hide
+    it); warnings turned into errors never do."""
+    chain = list(_chain(error, until))
     if any(isinstance(e, Warning) for e in chain):
         return False
     meta_kinds = RuntimeError | NotImplementedError | TypeError | ValueError
@@ -225,11 +380,12 @@ def build_hint(error: BaseException) -> str | None:
     """A one-line hint for the failures a gate sees most: weights to download, a GPU."""
     for e in _chain(error):
         text = _message(e)
+        # The GPU first: a CUDA build's "Found no NVIDIA driver" links to a driver download.
+        if _GPU.search(text):
+            return "the constructor needs a GPU; guard it or build on meta"
         if isinstance(e, ConnectionError | TimeoutError) or _NETWORK.search(text):
             return (
                 "counting needs no weights: set pretrained = false (or the library's "
                 "equivalent) in kwargs"
             )
-        if _GPU.search(text):
-            return "the constructor needs a GPU; guard it or build on meta"
     return None

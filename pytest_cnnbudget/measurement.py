@@ -6,6 +6,13 @@ when the model ran forward, the output shape and the multiply-adds of that modul
 operations. Modules that own no parameters but compute (a parent calling
 `F.scaled_dot_product_attention`) get a row of their own, so the MACs column adds up to the
 model's total as the params column does.
+
+Counts are those of the model as it was built, taken before the forward pass: a forward that
+registers or replaces buffers (timm's ConViT computes its relative positions into a buffer on
+first call) would otherwise make the counts depend on the input shape. Lazy modules have no
+count until the forward pass materializes them, so their parameters are counted after it; the
+buffers are still those of the build, lazy ones at their materialized size. Buffers the forward
+pass adds are in none of the figures.
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from torch.nn.parameter import is_lazy
+
 from .constants import NO_PARAMETERS, ROOT_NAME
-from .counting import as_module, count_parameters
+from .counting import _by_dtype, as_module, count_parameters
 from .profiler import profile
 from .results import Compute, LayerRow, ParameterCount
 from .views import fold_name
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from .counting import ModelLike
     from .inputs import InputSpec
     from .profiler import ModuleProfile, Profile
@@ -29,9 +41,9 @@ if TYPE_CHECKING:
 def measure(
     model: ModelLike, inputs: InputSpec | None = None, depth: int | None = None
 ) -> ParameterCount:
-    """Count `model` per layer; with `inputs`, run it forward once on meta tensors of those
-    shapes first (which also materializes lazy modules); with `depth`, group the rows by the
-    first `depth` levels of their names (`layer1.0.conv1` → `layer1`)."""
+    """Count `model` per layer as built; with `inputs`, also run it forward once on meta
+    tensors of those shapes (which materializes lazy modules, counted after it); with `depth`,
+    group the rows by the first `depth` levels of their names (`layer1.0.conv1` → `layer1`)."""
     return measure_folded(model, inputs, depth)[1]
 
 
@@ -43,14 +55,47 @@ def measure_folded(
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be at least 1, not {depth}")
     module = as_module(model)
-    measured = profile(module, inputs) if inputs is not None else None
-    count = count_parameters(module)
+    built = list(module.buffers())
+    lazy = any(is_lazy(t) for t in (*module.parameters(), *built))
+    if inputs is None or not lazy:
+        count, types = count_parameters(module), _types(module)
+        measured = profile(module, inputs) if inputs is not None else None
+    else:
+        measured = profile(module, inputs)
+        count, types = _with_buffers(count_parameters(module), module, built), _types(module)
     if measured is None and depth is None:
         return count, count  # one row per parameter-owning module, as counted: nothing to join
-    types = {name or ROOT_NAME: type(m).__name__ for name, m in module.named_modules()}
     full = join(count, measured, types) if measured is not None else count
     folded = join(count, measured, types, depth) if depth is not None else full
     return full, folded
+
+
+def _types(module: nn.Module) -> dict[str, str]:
+    """Every module's class name by qualified name, in `named_modules()` order."""
+    return {name or ROOT_NAME: type(m).__name__ for name, m in module.named_modules()}
+
+
+def _with_buffers(
+    count: ParameterCount, module: nn.Module, buffers: list[torch.Tensor]
+) -> ParameterCount:
+    """`count` with the buffer figures of `buffers`, the build's, instead of the module's now."""
+    if [id(b) for b in module.buffers()] == [id(b) for b in buffers]:
+        return count
+    built = {d.dtype: d for d in _by_dtype((), buffers)}
+    rows = []
+    for d in count.dtypes:
+        b = built.pop(d.dtype, None)
+        row = replace(d, buffers=b.buffers if b else 0, buffer_bytes=b.buffer_bytes if b else 0)
+        if row.params or row.buffers:
+            rows.append(row)
+    rows += built.values()  # dtypes that only the build's buffers have
+    dtypes = tuple(sorted(sorted(rows, key=lambda d: d.dtype), key=lambda d: -d.bytes))
+    return replace(
+        count,
+        buffers=sum(d.buffers for d in dtypes),
+        buffer_bytes=sum(d.buffer_bytes for d in dtypes),
+        dtypes=dtypes,
+    )
 
 
 def join(

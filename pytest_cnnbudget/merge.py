@@ -35,10 +35,13 @@ def merge_snapshot(
     stored: Mapping[str, SnapshotEntry],
     results: Iterable[ModelResult],
     configured: Iterable[str],
+    kept: Iterable[str] = (),
 ) -> Merge:
     """Accept the results that `--cnn-budget-update` may write; drop stale entries only when
-    every configured model ran."""
+    every configured model ran. `kept` names entries that are not stale though no table
+    configures them (the `cnn_budget` fixture's, whose tests still exist)."""
     names = set(configured)
+    keep = names | set(kept)
     ran = {r.name: r for r in results}
     entries = dict(stored)
     added: list[str] = []
@@ -54,7 +57,7 @@ def merge_snapshot(
         ):
             entries[name] = result.entry
             (added if result.snapshot is SnapshotStatus.ADDED else updated).append(name)
-    stale = tuple(sorted(name for name in stored if name not in names))
+    stale = tuple(sorted(name for name in stored if name not in keep and name not in ran))
     # A partial run (-k, -m, node ids) cannot tell "no longer configured" from "not selected".
     complete = names <= set(ran)
     removed = stale if complete else ()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -34,12 +34,16 @@ if TYPE_CHECKING:
 
     from .compare import BaseComparison
     from .config import ModelSpec, Settings
+    from .configs import ConfigFile, Configs
     from .isolation import Checker, Raised
     from .merge import Merge
     from .results import ModelResult, SnapshotEntry
 
 _SESSION_KEY = pytest.StashKey["BudgetSession"]()
 _REPORT_ATTR = "cnn_budget"  # on a budget item's call report; through xdist, the result itself
+_FIXTURE_RESULTS = pytest.StashKey[list["ModelResult"]]()  # a test's cnn_budget() checks
+_UNCHECKED_KEY = pytest.StashKey[int]()  # cnn_budget() checks run without --cnn-budget
+_UNCHECKED_ATTR = "cnn_budget_unchecked"  # on such a test's report, for the xdist controller
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--cnn-budget-config",
         metavar="PATH",
-        help="the TOML file with [tool.cnnbudget] (default: pyproject.toml in the rootdir)",
+        action="append",
+        help="a TOML file with [tool.cnnbudget], collected whatever the paths given (may be "
+        "repeated; default: pyproject.toml in the rootdir, and every pyproject.toml with "
+        "[tool.cnnbudget] in the collected paths)",
     )
     group.addoption(
         "--cnn-budget-github",
@@ -78,8 +85,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--cnn-budget-baseline",
         metavar="PATH",
+        action="append",
         help="a snapshot from the base branch (git show origin/main:cnnbudget.snapshot.json "
-        "> base.json) to compare every model with, for the job summary and --cnn-budget-comment",
+        "> base.json) to compare every model with, for the job summary and --cnn-budget-comment "
+        "(may be repeated, one per package's snapshot)",
     )
     group.addoption(
         "--cnn-budget-comment",
@@ -158,6 +167,7 @@ def pytest_configure(config: pytest.Config) -> None:
     collector.thaw()
     config.addinivalue_line("markers", "cnn_budget: a parameter-budget check of a configured model")
     if not (config.option.cnn_budget or config.option.cnn_budget_update):
+        config.pluginmanager.register(_PlainRun(config), "cnnbudget-plain")
         return
     session = _session_class(config).start(config)
     config.stash[_SESSION_KEY] = session
@@ -183,13 +193,11 @@ class BudgetSession:
     def __init__(
         self,
         config: pytest.Config,
-        settings: Settings,
-        stored: dict[str, SnapshotEntry],
+        configs: Configs,
         baseline: dict[str, SnapshotEntry] | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings
-        self.stored = stored
+        self.configs = configs
         self.baseline = baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
@@ -202,23 +210,29 @@ class BudgetSession:
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
         from .config import find_config, load_settings
+        from .configs import Configs
         from .errors import CnnBudgetError, ConfigError
         from .outputs import output_problems
         from .render_github import neutralize_text
-        from .snapshot import read_baseline, read_snapshot
+        from .snapshot import read_baseline
 
         option = config.option
+        configs = Configs()
+        started = config.invocation_params.dir
         try:
-            path = find_config(
-                config.rootpath, config.invocation_params.dir, option.cnn_budget_config
-            )
-            settings = load_settings(path)
-            stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
+            explicit = [
+                find_config(config.rootpath, started, o) for o in option.cnn_budget_config or ()
+            ]
+            for path in explicit:
+                configs.load(path, load_settings(path))
+            root = config.rootpath / "pyproject.toml"
+            if not explicit and root.is_file():
+                configs.load(root)  # without [tool.cnnbudget], packages below may have theirs
             baseline = None
             if option.cnn_budget_baseline:
-                baseline = read_baseline(
-                    Path(config.invocation_params.dir, option.cnn_budget_baseline)
-                )
+                baseline = {}
+                for name in option.cnn_budget_baseline:
+                    baseline.update(read_baseline(Path(started, name)))
             github = github_on(config)
             problems = output_problems(
                 config.invocation_params.dir,
@@ -233,11 +247,9 @@ class BudgetSession:
         except CnnBudgetError as e:
             # pytest prints the message as it is; a line of it must not start a workflow command.
             raise pytest.UsageError(neutralize_text(str(e))) from None
-        # Targets are "package.module:attr" relative to the project, like a console script's;
-        # appended, so an installed package of the same name still wins.
-        for folder in (config.rootpath, path.parent):
-            if str(folder) not in sys.path:
-                sys.path.append(str(folder))
+        _on_path(config.rootpath)
+        for file in configs:
+            _on_path(file.path.parent)
         if config.option.cnn_budget_plot:
             import importlib.util
 
@@ -245,23 +257,29 @@ class BudgetSession:
                 raise pytest.UsageError(
                     "--cnn-budget-plot needs matplotlib: pip install 'pytest-cnnbudget[plot]'"
                 )
-        _ensure_collected(config, path)
-        return cls(config, settings, stored, baseline)
+        # A file named by --cnn-budget-config is checked whatever paths are given; the
+        # rootdir's only when pytest collects its default paths, so that `pytest --cnn-budget
+        # packages/vision` runs that package's models alone.
+        default_args = config.args_source is not pytest.Config.ArgsSource.ARGS
+        for file in configs:
+            if file.path in explicit or default_args:
+                _ensure_collected(config, file.path)
+        return cls(config, configs, baseline)
 
-    def check(self, spec: ModelSpec) -> ModelResult:
+    def check(self, spec: ModelSpec, file: ConfigFile) -> ModelResult:
         """Run one model's check (called by its item), where the isolation option says."""
         from .isolation import Request, make_checker, picklable_filters, replay
         from .render_github import neutralize_text
 
         if self.checker is None:
             self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
-        depth = self.depth(spec)
+        depth = self.depth(spec, file.settings)
         request = Request(
             spec if depth == spec.depth else replace(spec, depth=depth),
-            self.stored.get(spec.name),
-            snapshot_enabled=self.settings.snapshot is not None,
+            file.stored.get(spec.name),
+            snapshot_enabled=file.settings.snapshot is not None,
             update=self.update,
-            timeout=self.timeout(spec),
+            timeout=self.timeout(spec, file.settings),
             filters=picklable_filters(),
             log_level=logging.getLogger().level,
             redirect=self.config.option.capture != "no",
@@ -275,18 +293,18 @@ class BudgetSession:
         self.record(checked.result)
         return checked.result
 
-    def timeout(self, spec: ModelSpec) -> float | None:
+    def timeout(self, spec: ModelSpec, settings: Settings) -> float | None:
         """The model's time limit in seconds, None for none: its table's `timeout`, else
         --cnn-budget-timeout, else [tool.cnnbudget]'s, else the default."""
-        for value in (spec.timeout, self.config.option.cnn_budget_timeout, self.settings.timeout):
+        for value in (spec.timeout, self.config.option.cnn_budget_timeout, settings.timeout):
             if value is not None:
                 return value or None
         return DEFAULT_TIMEOUT
 
-    def depth(self, spec: ModelSpec) -> int | None:
+    def depth(self, spec: ModelSpec, settings: Settings) -> int | None:
         """The name levels a model's tables keep, None for every level: its table's `depth`,
         else --cnn-budget-depth, else [tool.cnnbudget]'s."""
-        for value in (spec.depth, self.config.option.cnn_budget_depth, self.settings.depth):
+        for value in (spec.depth, self.config.option.cnn_budget_depth, settings.depth):
             if value is not None:
                 return value
         return None
@@ -311,7 +329,8 @@ class BudgetSession:
         if lines is None:
             from .render_terminal import failure_lines
 
-            lines = self.failed[result.name] = failure_lines(result, *self.names, self.group)
+            names = self.names(self.configs.file_of(result.name))
+            lines = self.failed[result.name] = failure_lines(result, *names, self.group)
         return lines
 
     def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
@@ -324,10 +343,12 @@ class BudgetSession:
 
         return neutralize_text("\n".join(self.failure_lines(result)))
 
-    @property
-    def names(self) -> tuple[str, str]:
-        """How failures name the config file and the snapshot."""
-        return self.settings.path.name, self.settings.snapshot_name(self.config.rootpath)
+    def names(self, file: ConfigFile) -> tuple[str, str]:
+        """How failures name a config file and its snapshot: relative to the rootdir."""
+        rootdir = self.config.rootpath
+        path = file.path
+        shown = str(path.relative_to(rootdir)) if path.is_relative_to(rootdir) else path.name
+        return shown, file.settings.snapshot_name(rootdir)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -338,9 +359,23 @@ class BudgetSession:
             self.stderr = None
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
-        if file_path.resolve() == self.settings.path:
-            return BudgetFile.from_parent(parent, path=file_path)
-        return None
+        from .errors import CnnBudgetError
+        from .render_github import neutralize_text
+
+        resolved = file_path.resolve()
+        # With --cnn-budget-config, the files it names and no others.
+        discover = not self.config.option.cnn_budget_config and file_path.name == "pyproject.toml"
+        if not discover and resolved not in self.configs.files:
+            return None
+        try:
+            file = self.configs.load(resolved)
+        except CnnBudgetError as e:
+            # A package's broken config fails its collection, by file, before any model runs.
+            return BudgetFile.from_parent(parent, path=file_path, problem=neutralize_text(str(e)))
+        if file is None:
+            return None
+        _on_path(resolved.parent)
+        return BudgetFile.from_parent(parent, path=file_path)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
@@ -366,6 +401,10 @@ class BudgetSession:
     ) -> Generator[None, Any, None]:
         outcome = yield
         if not isinstance(item, BudgetItem):
+            checked = item.stash.get(_FIXTURE_RESULTS, None)
+            if checked and call.when == "call":
+                payloads = [self.report_payload(r) for r in checked]
+                setattr(outcome.get_result(), _REPORT_ATTR, payloads)
             return
         from .render_github import neutralize_text
 
@@ -380,16 +419,25 @@ class BudgetSession:
     def pytest_json_runtest_metadata(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> dict[str, Any]:
-        result = getattr(item, "result", None)
-        if not isinstance(item, BudgetItem) or call.when != "call" or result is None:
+        if call.when != "call":
+            return {}
+        if isinstance(item, BudgetItem):
+            results = [item.result] if item.result is not None else []
+        else:
+            results = item.stash.get(_FIXTURE_RESULTS, [])
+        if not results:
             return {}
         from .errors import exception_text
         from .render_json import metadata
 
-        try:
-            return metadata(result)
-        except Exception as e:  # one model's odd figures must not break the whole report
-            return {"cnn_budget": {"name": result.name, "error": exception_text(e)}}
+        shown = []
+        for result in results:
+            try:
+                shown.append(metadata(result)["cnn_budget"])
+            except Exception as e:  # one model's odd figures must not break the whole report
+                shown.append({"name": result.name, "error": exception_text(e)})
+        # A test that checked several models (`name=`) carries a list.
+        return {"cnn_budget": shown[0] if len(shown) == 1 else shown}
 
 
 class WorkerSession(BudgetSession):
@@ -398,7 +446,9 @@ class WorkerSession(BudgetSession):
     def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
         from .wire import encode
 
-        return encode(result)
+        # The config file too: the controller collects nothing, so a package's config it
+        # has not read yet is read when its first result arrives.
+        return {"config": str(self.configs.file_of(result.name).path), "result": encode(result)}
 
 
 class ReportingSession(BudgetSession):
@@ -407,13 +457,13 @@ class ReportingSession(BudgetSession):
     def __init__(
         self,
         config: pytest.Config,
-        settings: Settings,
-        stored: dict[str, SnapshotEntry],
+        configs: Configs,
         baseline: dict[str, SnapshotEntry] | None = None,
     ) -> None:
-        super().__init__(config, settings, stored, baseline)
+        super().__init__(config, configs, baseline)
         self.results: dict[str, ModelResult] = {}
-        self.merged: Merge | None = None  # decided once, at the end, for the writer and report
+        # Per config file, decided once, at the end, for the writer and the report.
+        self.merged: dict[Path, Merge] | None = None
         self.snapshot_failed = False  # the update's write of the snapshot failed
         self.output_errors: list[str] = []  # outputs that could not be written
         self.notes: list[str] = []  # what the update report adds about the snapshot
@@ -424,12 +474,32 @@ class ReportingSession(BudgetSession):
         if result.failed:
             self.failure_lines(result)
 
-    def merge(self) -> Merge:
-        """What the snapshot should hold after this run, and why."""
+    def merge(self) -> dict[Path, Merge]:
+        """What each snapshot should hold after this run, and why."""
+        return {
+            file.path: self.merge_file(file, file.stored, self.results_of(file))
+            for file in self.configs
+        }
+
+    def results_of(self, file: ConfigFile) -> list[ModelResult]:
+        """This run's results of the models (and fixture checks) of one config file."""
+        owner = self.configs.owner
+        return [r for r in self.results.values() if owner.get(r.name) == file.path]
+
+    def merge_file(
+        self,
+        file: ConfigFile,
+        entries: Mapping[str, SnapshotEntry],
+        results: Iterable[ModelResult],
+    ) -> Merge:
+        """The merge of one snapshot: fixture entries whose tests still exist are kept."""
+        from .config import is_fixture_name
+        from .configs import fixture_stale
         from .merge import merge_snapshot
 
-        configured = (m.name for m in self.settings.models)
-        return merge_snapshot(self.stored, self.results.values(), configured)
+        rootdir = self.config.rootpath
+        kept = [n for n in entries if is_fixture_name(n) and not fixture_stale(n, rootdir)]
+        return merge_snapshot(entries, results, file.configured(), kept)
 
     @property
     def github(self) -> bool:
@@ -449,9 +519,10 @@ class ReportingSession(BudgetSession):
 
         self.close()
         results = sorted(self.results.values(), key=lambda r: r.name)
-        # The snapshot first, and on its own: an accepted update must not depend on the other
-        # files. Each output after it is written even when the one before failed.
-        merge = self.merged = self.write_snapshot(results)
+        # The snapshots first, and on their own: an accepted update must not depend on the
+        # other files. Each output after them is written even when the one before failed.
+        merges = self.merged = {file.path: self.write_snapshot(file) for file in self.configs}
+        stale = sorted(name for merge in merges.values() for name in merge.stale)
         where = self.config.invocation_params.dir
         option = self.config.option
         if option.cnn_budget_json:
@@ -460,7 +531,7 @@ class ReportingSession(BudgetSession):
             path = Path(where, option.cnn_budget_json)
             self.output(
                 f"the JSON report (--cnn-budget-json {path})",
-                lambda: outputs.write_json(path, run_report(results, merge.stale)),
+                lambda: outputs.write_json(path, run_report(results, stale)),
             )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
@@ -478,9 +549,9 @@ class ReportingSession(BudgetSession):
 
             comment = Path(where, option.cnn_budget_comment)
             against = (
-                f"the baseline {option.cnn_budget_baseline}"
+                f"the baseline {', '.join(option.cnn_budget_baseline)}"
                 if self.baseline is not None
-                else f"the snapshot {self.names[1]}"
+                else f"the snapshot {', '.join(self.names(f)[1] for f in self.configs)}"
             )
             text = comment_markdown(
                 results,
@@ -508,25 +579,25 @@ class ReportingSession(BudgetSession):
         if self.compared is None:
             from .compare import compare_with_base
 
-            base = self.baseline if self.baseline is not None else self.stored
-            configured = [m.name for m in self.settings.models]
-            self.compared = compare_with_base(results, base, configured)
+            base = self.baseline
+            if base is None:
+                base = {name: e for file in self.configs for name, e in file.stored.items()}
+            self.compared = compare_with_base(results, base, self.configs.names())
         return self.compared
 
-    def write_snapshot(self, results: list[ModelResult]) -> Merge:
-        """Merge this run's accepted counts into the snapshot on disk, under its lock, so that a
-        concurrent update's entries are kept; the merge as written."""
+    def write_snapshot(self, file: ConfigFile) -> Merge:
+        """Merge this run's accepted counts of one config's models into its snapshot on disk,
+        under its lock, so that a concurrent update's entries are kept; the merge as written."""
         from .errors import CnnBudgetError
-        from .merge import merge_snapshot
         from .snapshot import locked, write_snapshot
 
-        path = self.settings.snapshot
-        configured = [m.name for m in self.settings.models]
+        path = file.settings.snapshot
+        results = self.results_of(file)
         if not self.update or path is None:
-            return merge_snapshot(self.stored, results, configured)
+            return self.merge_file(file, file.stored, results)
         try:
             with locked(path) as current:
-                merge = merge_snapshot(current.entries, results, configured)
+                merge = self.merge_file(file, current.entries, results)
                 if merge.changed:
                     write_snapshot(path, merge.entries)
         except CnnBudgetError as e:
@@ -534,13 +605,13 @@ class ReportingSession(BudgetSession):
                 f"the snapshot was not written, and still holds what it held before: {e}"
             )
             self.snapshot_failed = True
-            return merge_snapshot(self.stored, results, configured)
+            return self.merge_file(file, file.stored, results)
         if not current.held:
             self.notes.append(
                 f"{path.parent} does not support file locks: a concurrent "
                 "--cnn-budget-update could have overwritten entries"
             )
-        if current.entries != self.stored:
+        if current.entries != file.stored:
             self.notes.append(
                 "the snapshot changed on disk during this run (another update); "
                 "its entries were kept, merged with this run's"
@@ -563,13 +634,21 @@ class ReportingSession(BudgetSession):
 
         terminal = _Terminal(terminalreporter)
         results = list(self.results.values())
-        merge = self.merged or self.merge()
+        merges = self.merged or self.merge()
         verbose = self.config.option.verbose > 0
-        # What the update did, unless writing the snapshot failed (its error is shown below).
-        updating = self.update and self.settings.snapshot is not None and not self.snapshot_failed
-        lines = update_lines(results, merge, self.names[1], self.group) if updating else []
+        lines: list[str] = []
+        stale: list[str] = []
+        for file in self.configs:
+            merge = merges[file.path]
+            # What the update did, unless writing a snapshot failed (its error is shown below).
+            updating = (
+                self.update and file.settings.snapshot is not None and not self.snapshot_failed
+            )
+            if updating:
+                ran = self.results_of(file)
+                lines += update_lines(ran, merge, self.names(file)[1], self.group)
+            stale += merge.stale_after(written=updating)
         lines += self.notes
-        stale = merge.stale_after(written=updating)
         lines += overview_lines(
             results,
             stale,
@@ -577,17 +656,20 @@ class ReportingSession(BudgetSession):
             max_rows=10**9 if verbose else 50,
             group=self.group,
         )
-        terminal.section("cnn-budget", lines)
+        if lines:  # nothing when no model ran (a collection error stopped the run)
+            terminal.section("cnn-budget", lines)
         if self.output_errors:
             terminal.section("cnn-budget: outputs not written", self.output_errors, red=True)
         warned = warning_lines(results, self.failed)
         if warned:
             terminal.section('cnn-budget warnings (level = "warn")', warned, yellow=True)
         if self.github:
-            lines_of = {m.name: m.line for m in self.settings.models}
+            places = {
+                m.name: (file.path, m.line) for file in self.configs for m in file.settings.models
+            }
             workspace = os.environ.get("GITHUB_WORKSPACE")
             environments = (sys.prefix, sys.exec_prefix, sys.base_prefix)
-            where = anchors(results, self.settings.path, lines_of, workspace, environments)
+            where = anchors(results, places, workspace, environments)
             terminal.commands(annotation_lines(results, where, self.failed))
 
 
@@ -600,10 +682,18 @@ class ControllerSession(ReportingSession):
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _REPORT_ATTR, None)
-        if isinstance(data, dict):
+        payloads = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+        for payload in payloads:
+            if not isinstance(payload, dict):
+                continue
             from .wire import decode
 
-            self.record(decode(data))
+            result = decode(payload["result"])
+            file = self.configs.load(Path(payload["config"]))
+            if file is None:  # the file lost its table while the run went on
+                continue
+            self.configs.claim(result.name, file.path)
+            self.record(result)
 
 
 class _Terminal:
@@ -625,6 +715,103 @@ class _Terminal:
         """Workflow commands, escaped where they were made (render_github.workflow_command)."""
         for line in lines:
             self.reporter.write_line(line)
+
+
+class _PlainRun:
+    """A run without --cnn-budget: adds nothing but two notes, once each, when they apply."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.hint = "cnn_budget" in (config.option.markexpr or "")
+        self.unchecked = 0  # tests whose cnn_budget() checks skipped the snapshot
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        if call.when == "call" and item.stash.get(_UNCHECKED_KEY, 0):
+            setattr(outcome.get_result(), _UNCHECKED_ATTR, True)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Through the report, so that the xdist controller counts its workers' tests.
+        if getattr(report, _UNCHECKED_ATTR, False):
+            self.unchecked += 1
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.hint:
+            terminalreporter.write_line(
+                "cnn-budget: the budget checks of [tool.cnnbudget] are collected only with "
+                "--cnn-budget: run pytest --cnn-budget -m cnn_budget"
+            )
+        if self.unchecked:
+            tests = "test" if self.unchecked == 1 else "tests"
+            terminalreporter.write_line(
+                f"cnn-budget: {self.unchecked} {tests} checked budgets with cnn_budget() "
+                "but not the snapshot; run with --cnn-budget to compare it"
+            )
+
+
+class _FixtureCheck:
+    """The callable the `cnn_budget` fixture gives a test (see `cnn_budget`)."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+
+    def __call__(self, model: Any, *, name: str | None = None, **budgets: Any) -> ModelResult:
+        from .config import fixture_name, fixture_spec
+        from .errors import ConfigError
+        from .gate import check_built
+        from .render_github import neutralize_text
+        from .render_terminal import failure_lines
+        from .results import Outcome, SourceLocation
+
+        node = self.request.node
+        key = fixture_name(node.nodeid, name)
+        try:
+            spec = fixture_spec(key, budgets, node.nodeid)
+        except ConfigError as e:
+            pytest.fail(neutralize_text(str(e)), pytrace=False)
+        checked = node.stash.setdefault(_FIXTURE_RESULTS, [])
+        if any(r.name == key for r in checked):
+            pytest.fail(
+                f"cnn_budget() checked {key} twice; give each call in a test its own name=",
+                pytrace=False,
+            )
+        caller = sys._getframe(1)  # the test's line: where a failure without a layer points
+        site = SourceLocation(caller.f_code.co_filename, caller.f_lineno)
+        session = self.request.config.stash.get(_SESSION_KEY, None)
+        if session is None:
+            result = check_built(
+                spec, model, None, snapshot_enabled=False, update=False, call_site=site
+            )
+            node.stash[_UNCHECKED_KEY] = 1
+            text = "\n".join(failure_lines(result, "", "(no snapshot)"))
+        else:
+            file = session.configs.for_test(node.path, self.request.config.rootpath)
+            session.configs.claim(key, file.path)
+            file.fixtures.add(key)
+            result = check_built(
+                replace(spec, depth=session.depth(spec, file.settings)),
+                model,
+                file.stored.get(key),
+                snapshot_enabled=file.settings.snapshot is not None,
+                update=session.update,
+                call_site=site,
+            )
+            session.record(result)
+            text = session.failure_text(result)
+        checked.append(result)
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            pytest.fail(neutralize_text(text), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def cnn_budget(request: pytest.FixtureRequest) -> Callable[..., ModelResult]:
+    """Check a model a test built itself: `cnn_budget(model, max_params="1M",
+    input_shape=(1, 3, 224, 224))` checks its budgets like a configured model's; with
+    --cnn-budget also its snapshot entry, keyed by the test's node id. Returns the result."""
+    return _FixtureCheck(request)
 
 
 def _raise_outcome(raised: Raised | None) -> NoReturn:
@@ -664,6 +851,14 @@ def github_on(config: pytest.Config) -> bool:
     return bool(mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true"))
 
 
+def _on_path(folder: Path) -> None:
+    """Targets are "package.module:attr" relative to the project, like a console script's:
+    the rootdir and each config's folder are searched, appended, so that an installed package
+    of the same name still wins."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+
+
 def _ensure_collected(config: pytest.Config, path: Path) -> None:
     """Add the config file to what pytest collects, unless an argument already covers it."""
     for arg in config.args:
@@ -686,23 +881,48 @@ class _SkipBudgetReports:
 
 
 class BudgetFile(pytest.File):
-    """The configuration file, collected as the container of one item per model."""
+    """A config file, collected as the container of one item per model."""
+
+    def __init__(self, *, problem: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem  # why the file cannot be read, reported as its collection error
 
     def collect(self) -> Iterator[BudgetItem]:
+        from .configs import duplicate_message
         from .tables import printable
 
+        if self.problem is not None:
+            raise self.CollectError(self.problem)
         session: BudgetSession = self.config.stash[_SESSION_KEY]
-        for spec in session.settings.models:
+        file = session.configs.files[self.path.resolve()]
+        for spec in file.settings.models:
             name = f"cnn_budget[{printable(spec.name)}]"
-            yield BudgetItem.from_parent(self, name=name, spec=spec)
+            first = session.configs.claim(spec.name, file.path)
+            duplicate = (
+                duplicate_message(spec.name, first, file.path, self.config.rootpath)
+                if first is not None
+                else None
+            )
+            yield BudgetItem.from_parent(
+                self, name=name, spec=spec, file=file, duplicate=duplicate
+            )
 
 
 class BudgetItem(pytest.Item):
     """One configured model's budget and snapshot check."""
 
-    def __init__(self, *, spec: ModelSpec, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        spec: ModelSpec,
+        file: ConfigFile,
+        duplicate: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
+        self.file = file
+        self.duplicate = duplicate  # why this model cannot be checked: its name is taken
         self.result: ModelResult | None = None
         self.add_marker("cnn_budget")
 
@@ -710,8 +930,10 @@ class BudgetItem(pytest.Item):
         from .errors import BudgetFailure
         from .results import Outcome
 
+        if self.duplicate is not None:
+            raise BudgetFailure(self.duplicate)
         session: BudgetSession = self.config.stash[_SESSION_KEY]
-        self.result = session.check(self.spec)
+        self.result = session.check(self.spec, self.file)
         if self.result.outcome in (Outcome.FAILED, Outcome.ERROR):
             raise BudgetFailure(session.failure_text(self.result))
 

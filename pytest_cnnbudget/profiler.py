@@ -107,8 +107,9 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
     copied. Lazy modules (`LazyLinear`, `LazyConv2d`, …) are materialized by this pass, on
     meta, after which `count_parameters` can count them. Inputs are meta tensors of the
     model's floating dtype; an `Embedding` that receives one gets it as int64, since token ids
-    are all an embedding takes. The pass runs in eval mode under `torch.no_grad()`; every
-    module's training flag is restored afterwards.
+    are all an embedding takes. The pass runs in eval mode with the model's tensors not
+    requiring grad; every module's training flag and every tensor's `requires_grad` are restored
+    afterwards.
     """
     import torch
     from torch.nn.parameter import is_lazy
@@ -141,28 +142,33 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
     recorder = _Recorder(names={id(m): name for name, m in named})
     counter = FlopCounterMode(display=False)
     training = {m: m.training for m in module.modules()}
+    # Leaves only: a buffer computed from a parameter has a grad_fn and keeps its flag.
+    needing_grad = [t for t in tensors if t.requires_grad and t.is_leaf]
     handles = []
     for _, m in named:
         handles.append(m.register_forward_pre_hook(_pre_hook(recorder, counter), with_kwargs=True))
         handles.append(m.register_forward_hook(_post_hook(recorder, counter)))
     try:
         module.eval()
-        # no_grad is safe for counting here: the fused attention kernels that FlopCounterMode
-        # has no formula for are only dispatched for CPU/CUDA tensors, never for meta ones.
-        with torch.no_grad(), counter:
+        # Nothing requires grad, so no autograd graph is recorded, as under no_grad, which
+        # cannot be used: FlopCounterMode's module tracker puts a grad hook on every module
+        # input that requires grad, and under no_grad a view of a parameter (PiT's and CaiT's
+        # class token, expanded) requires grad but has no grad_fn to hook, which it cannot
+        # handle. Grad is enabled for tensors the forward itself makes requiring grad.
+        # (Assigning the flag, not requires_grad_(): a lazy parameter refuses the method.)
+        for t in needing_grad:
+            t.requires_grad = False
+        with torch.enable_grad(), counter:
             output = module(*args, **kwargs) if on_meta else _call_on_meta(module, args, kwargs)
     except Exception as e:
-        raise explain_failure(
-            [Call(f.name, f.module, f.input_shape, None) for f in recorder.stack],
-            recorder.trail,
-            inputs,
-            e,
-        ) from e
+        raise explain_failure(_running(recorder, e), recorder.trail, inputs, e) from e
     finally:
         for handle in handles:
             handle.remove()
         for m, flag in training.items():
             m.training = flag
+        for t in needing_grad:
+            t.requires_grad = True
 
     modules = []
     for name, m in named:
@@ -187,6 +193,36 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
         flops=flops,
         modules=tuple(modules),
     )
+
+
+def _running(recorder: _Recorder, error: BaseException) -> list[Call]:
+    """The model's module calls still running when `error` was raised, outermost first.
+
+    Read from the traceback, which also holds a call that failed before its own pre-hook ran
+    (in a global hook, such as FlopCounterMode's module tracker) and leaves out a call whose
+    error the model caught. The recorder's frames give the input shapes, as the model saw them.
+    """
+    from torch import nn
+
+    shapes = {id(f.module): f.input_shape for f in recorder.stack}
+    calls = []
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is nn.Module._call_impl.__code__:
+            module = frame.f_locals.get("self")
+            name = recorder.names.get(id(module))
+            if name is not None and isinstance(module, nn.Module):
+                if id(module) in shapes:
+                    shape = shapes[id(module)]
+                else:
+                    given = (*frame.f_locals.get("args", ()), *frame.f_locals.get("kwargs", {}).values())
+                    shape = _first_shape(given)
+                calls.append(Call(name, module, shape, None))
+        tb = tb.tb_next
+    if calls:
+        return calls
+    return [Call(f.name, f.module, f.input_shape, None) for f in recorder.stack]
 
 
 def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -123,14 +123,13 @@ def reviewable(path: str, workspace: str | None, environments: Sequence[str] = (
 
 def anchors(
     results: Iterable[ModelResult],
-    config_path: Path,
-    config_lines: Mapping[str, int | None],
+    tables: Mapping[str, tuple[Path, int | None]],
     workspace: str | None,
     environments: Sequence[str] = (),
 ) -> dict[str, Anchor]:
     """Where each model's annotation points: the source line its failure names, else the line
-    that defines its class or factory, else its table in the config file; a line is used only
-    where the pull request can show it (`reviewable`)."""
+    that defines its class or factory, else its table in its config file (`tables`: name →
+    file and line); a line is used only where the pull request can show it (`reviewable`)."""
     out = {}
     for result in results:
         line: int | None
@@ -138,8 +137,11 @@ def anchors(
         chosen = next((s for s in candidates if reviewable(s.path, workspace, environments)), None)
         if chosen is not None:
             path, line = chosen.path, chosen.line
-        else:
-            path, line = str(config_path), config_lines.get(result.name)
+        elif result.name in tables:
+            config_path, line = tables[result.name]
+            path = str(config_path)
+        else:  # a fixture check whose test lies outside the workspace: no file to name
+            path, line = (candidates[0].path, candidates[0].line) if candidates else ("", None)
         out[result.name] = Anchor(relative_to_workspace(path, workspace), line)
     return out
 

@@ -23,6 +23,13 @@ removed:
 Element counts are integers, `share` a fraction of the total parameters, shapes lists of ints;
 `output_shape`, `macs` and `flops` of a row are null when the model was not profiled or the
 module never ran.
+
+A model with quantized layers also has `totals.quantized`, the elements those layers hold
+packed (counted in `params` and `frozen`, never `trainable`), and each of their rows
+`"quantized": "qint8"`, its weights' dtype; `bytes_by_dtype` then lists `qint8` (1 byte an
+element) beside the float32 biases. Both keys are absent for every other model and row, so a
+float model's JSON is what it always was; the test metadata adds them, and `notes` (how the
+model was measured: `"built on cpu: …"`), the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .results import ModelResult, Outcome, ParameterCount
+from .results import LayerRow, ModelResult, Outcome, ParameterCount
 
 FORMAT_VERSION = 1
 SUMMARY_VERSION = 1
@@ -58,6 +65,7 @@ def metadata(result: ModelResult) -> dict[str, Any]:
             "input_shape": count.input_shape if count else None,
             "param_bytes": count.param_bytes if count else None,
             "buffer_bytes": count.buffer_bytes if count else None,
+            **({"quantized": count.quantized} if count and count.quantized else {}),
             "layers": [
                 {
                     "output_shape": _list(r.output_shape),
@@ -67,12 +75,19 @@ def metadata(result: ModelResult) -> dict[str, Any]:
                     "params": r.params,
                     "trainable": r.trainable,
                     "formula": r.formula,
+                    **_quantized(r),
                 }
                 for r in (count.parameter_rows if count else ())
             ],
             "error": result.error,
+            **({"notes": list(result.notes)} if result.notes else {}),
         }
     }
+
+
+def _quantized(row: LayerRow) -> dict[str, str]:
+    """`{"quantized": "qint8"}` for a quantized layer's row, `{}` for any other."""
+    return {"quantized": row.quantized} if row.quantized else {}
 
 
 def run_report(results: Iterable[ModelResult], stale: Iterable[str]) -> dict[str, Any]:
@@ -110,6 +125,7 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
             "buffers": count.buffers,
             "param_bytes": count.param_bytes,
             "buffer_bytes": count.buffer_bytes,
+            **({"quantized": count.quantized} if count.quantized else {}),
         },
         "bytes_by_dtype": {
             d.dtype: {
@@ -134,6 +150,7 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
                 "output_shape": _list(r.output_shape),
                 "macs": r.macs,
                 "flops": r.flops,
+                **_quantized(r),
             }
             for r in count.layers
         ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .budgets import figure_text, limit_text, ranks_trainable
-from .config import model_table
+from .config import is_fixture_name, model_table
 from .constants import UPDATE_COMMAND
 from .errors import exception_text
 from .inputs import format_shape
@@ -33,6 +33,11 @@ def row_name(name: str, repeat: int) -> str:
     return printable(repeat_name(name, repeat))
 
 
+def type_cell(row: LayerRow) -> str:
+    """A row's layer type, with the dtype of a quantized layer's weights: `Linear (qint8)`."""
+    return f"{row.type} ({row.quantized})" if row.quantized else row.type
+
+
 def trainable_cell(row: LayerRow) -> str:
     """`all`, `none` or how many of a row's parameters train."""
     if not row.params:
@@ -50,7 +55,7 @@ def layer_columns(
     rows = count.layers if rows is None else rows
     columns: list[Column[LayerRow]] = [
         Column("layer", lambda r: row_name(r.name, r.repeat)),
-        Column("type", lambda r: r.type),
+        Column("type", type_cell),
         Column("formula", lambda r: r.formula),
     ]
     if any(r.repeat > 1 for r in rows):
@@ -93,12 +98,15 @@ def layer_table(count: ParameterCount, style: Style = Style.TEXT, group: bool = 
 
 
 def totals_line(count: ParameterCount, compute: bool = True) -> str:
-    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`, and with `compute` the MACs
-    when the model ran forward."""
+    """`total 545,098 · trainable 545,098 · frozen 0 · buffers 0`, the packed elements of
+    quantized layers when there are some, and with `compute` the MACs when the model ran
+    forward."""
     line = (
         f"total {thousands(count.total)} · trainable {thousands(count.trainable)} · "
         f"frozen {thousands(count.frozen)} · buffers {thousands(count.buffers)}"
     )
+    if count.quantized:
+        line += f" · quantized {thousands(count.quantized)}"
     if compute and count.compute is not None:
         line += (
             f" · MACs {thousands(count.compute.macs)} · FLOPs {thousands(count.compute.flops)}"
@@ -183,10 +191,12 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
         lines += indent(render(_largest_columns(count, rows, trainable), rows))
         if any(r.repeat > 1 for r in rows):
             lines.append(f"  {GROUPED_NOTE}")
-        lines.append(
-            f"Shrink the model, or raise {', '.join(keys)} under {model_table(result.name)} in "
-            f"{config_name}."
+        where = (
+            "in its cnn_budget() call"
+            if is_fixture_name(result.name)
+            else f"under {model_table(result.name)} in {config_name}"
         )
+        lines.append(f"Shrink the model, or raise {', '.join(keys)} {where}.")
     return lines
 
 
@@ -311,7 +321,13 @@ def _failure_lines(
         return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name, group)
     diff = diff_lines(result, snapshot_name, group)
-    return [*budget, *([""] if budget and diff else []), *diff]
+    # Last: the first line is the one a short summary quotes.
+    return [*budget, *([""] if budget and diff else []), *diff, *note_lines(result)]
+
+
+def note_lines(result: ModelResult) -> list[str]:
+    """`mobilenet: built on cpu: …`: what to know about how a model was measured."""
+    return [f"{printable(result.name)}: {note}" for note in result.notes]
 
 
 def error_cause(result: ModelResult, width: int = 60) -> str:
@@ -385,6 +401,8 @@ def overview_lines(
     if hidden:
         passed = sum(1 for r in ordered if not r.failed)
         lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
+    for r in shown:
+        lines += note_lines(r)
     if stale:
         lines.append(
             "stale snapshot entries (no longer configured): "

@@ -35,6 +35,9 @@ class LayerRow:
     # Rows alike but for their block index shown as this one (grouping.py): its name is their
     # pattern, its counts their sum, its type, formula and shape each one's.
     repeat: int = 1
+    # A quantized layer's weights' dtype ("qint8"): its params are the weights and biases it
+    # holds packed, none of them trainable (quantized.py). None for every other row.
+    quantized: str | None = None
 
     @property
     def each(self) -> int:
@@ -83,6 +86,9 @@ class ParameterCount:
     dtypes: tuple[DtypeBytes, ...] = ()  # largest first
     compute: Compute | None = None
     depth: int | None = None  # rows grouped to this many name levels; None: one per module
+    # Of `total` (and `frozen`), the weights and biases quantized layers hold packed, which are
+    # no parameters: a quantized model counts what it holds, as its float original would.
+    quantized: int = 0
 
     @property
     def macs(self) -> int | None:
@@ -278,6 +284,8 @@ class ModelResult:
     target_source: SourceLocation | None = None
     # The rows as its tables show them, folded to the model's `depth`; None: as `count` has them.
     folded: ParameterCount | None = None
+    # What a reader should know about how it was measured: "built on cpu: …".
+    notes: tuple[str, ...] = ()
 
     @property
     def shown(self) -> ParameterCount | None:

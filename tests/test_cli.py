@@ -7,11 +7,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import architectures
+import nets
 import pytest
 import torch
-from project import NETS_SOURCE
+from project import NETS_SOURCE, toml_text
 
 from pytest_cnnbudget.cli import main
 from pytest_cnnbudget.inputs import parse_input_shape
@@ -231,7 +233,16 @@ def test_summary_of_a_lazy_model_needs_an_input_shape(capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["summary", NETS_MODULE], f"target '{NETS_MODULE}' is not of the form 'package.module:"),
+        (
+            ["summary", NETS_MODULE],
+            f"'{NETS_MODULE}' is not a target ('package.module:attr'), and no pyproject.toml with "
+            "[tool.cnnbudget] configures models in",
+        ),
+        (
+            ["summary", CIFAR, "--kwargs", '{"x": {"_target_": 5}}'],
+            "--kwargs: kwargs.x._target_: expected a string, got int 5",
+        ),
+        (["summary", CIFAR, "--config", "pyproject.toml"], "--config goes with the name of a"),
         (["summary", "no_such_module:Net"], "cannot import module 'no_such_module'"),
         (["summary", f"{NETS_MODULE}:Missing"], f"module '{NETS_MODULE}' has no attribute"),
         (["summary", CIFAR, "--kwargs", "{num_classes: 10}"], "--kwargs is not valid JSON"),
@@ -340,3 +351,183 @@ def test_console_script_imports_from_the_working_directory(project: Path) -> Non
     )
     assert "Traceback" not in failed.stderr
     assert len(failed.stderr.splitlines()) == 7  # the message, the arithmetic, the fix
+
+
+# -- a configured model by its name ------------------------------------------------------------
+
+CONFIGURED_MODULE = "cli_configured_nets"  # on sys.path only through its config's folder
+MLP: dict[str, Any] = {
+    "target": "torch.nn:Sequential",
+    "kwargs": {
+        "_args_": [
+            {
+                "_target_": "torch.nn:Sequential",
+                "_args_": [
+                    {"_target_": "torch.nn:Linear", "in_features": 8, "out_features": 16},
+                    {"_target_": "torch.nn.ReLU"},
+                ],
+            },
+            {"_target_": f"{CONFIGURED_MODULE}:fine_tuned", "widths": [16, 4], "frozen": 0},
+        ]
+    },
+    "input_shape": [1, 8],
+    "max_params": 1000,
+}
+MLP_PARAMS = (8 * 16 + 16) + (16 * 4 + 4)
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> Iterator[Path]:
+    """A project whose pyproject.toml configures `cifar_small` and `mlp`; not on sys.path."""
+    project = tmp_path / "project"
+    (project / "src" / "deeper").mkdir(parents=True)
+    (project / f"{CONFIGURED_MODULE}.py").write_text(NETS_SOURCE, encoding="utf-8")
+    models = {
+        "cifar_small": {
+            "target": f"{CONFIGURED_MODULE}:Cifar",
+            "kwargs": {"hidden": 64},
+            "input_shape": [1, 3, 32, 32],
+            "max_params": "600k",
+        },
+        "mlp": {**MLP, "depth": 1},
+    }
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n' + toml_text(models, {"depth": 2}), encoding="utf-8"
+    )
+    # A package's own pyproject.toml without budgets is walked past.
+    (project / "src" / "pyproject.toml").write_text('[project]\nname = "inner"\n', "utf-8")
+    yield project
+    sys.modules.pop(CONFIGURED_MODULE, None)
+
+
+def summary_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    status, out, err = run(capsys, "summary", *argv, "--format", "json")
+    assert (status, err) == (0, "")
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+@pytest.mark.parametrize("where", [".", "src/deeper"], ids=["project", "subfolder"])
+def test_a_configured_model_by_name_from_the_project_and_below_it(
+    configured: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    monkeypatch.chdir(configured / where)
+    before = list(sys.path)
+    doc = summary_json(capsys, "cifar_small")
+    assert sys.path == before  # the config's folder was there only while the model was built
+    assert (doc["model"], doc["target"], doc["kwargs"]) == (
+        "cifar_small",
+        f"{CONFIGURED_MODULE}:Cifar",
+        {"hidden": 64},
+    )
+    assert doc["totals"]["params"] == sum(p.numel() for p in nets.Cifar(hidden=64).parameters())
+    assert doc["compute"]["inputs"]["args"] == [[1, 3, 32, 32]]  # its input_shape
+    assert [r["name"] for r in doc["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
+
+
+def test_objects_input_shape_and_depth_come_from_the_config_and_options_win(
+    configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(configured)
+    doc = summary_json(capsys, "mlp")
+    # Nested `_target_` objects built, the model's own depth (1) over the top level's (2).
+    assert [(r["name"], r["params"]) for r in doc["layers"]] == [("0", 144), ("1", 68)]
+    assert doc["totals"]["params"] == MLP_PARAMS
+    assert doc["compute"]["inputs"]["args"] == [[1, 8]]
+    doc = summary_json(capsys, "mlp", "--depth", "2", "--input-shape", "3,8")
+    assert [r["name"] for r in doc["layers"]] == ["0.0", "1.0"]
+    assert doc["compute"]["inputs"]["args"] == [[3, 8]]
+
+
+def test_config_option_from_anywhere(
+    configured: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = str(Path("..", "project", "pyproject.toml"))
+    assert summary_json(capsys, "mlp", "--config", config)["totals"]["params"] == MLP_PARAMS
+    status, out, _ = run(capsys, "plot", "mlp", "--config", config, "--out", "charts")
+    assert status == 0
+    assert out.splitlines() == [str(Path("charts", "mlp.svg")), str(Path("charts", "mlp.png"))]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            ["summary", "cifar_smal"],
+            "no model 'cifar_smal' in {config} (did you mean 'cifar_small'?); configured: "
+            "cifar_small, mlp",
+            id="unknown-name",
+        ),
+        pytest.param(
+            ["summary", "models.Cifar"],
+            "no model 'models.Cifar' in {config}; configured: cifar_small, mlp; a target is "
+            "written 'package.module:attr'",
+            id="a-dotted-name",
+        ),
+        pytest.param(
+            ["summary", "mlp", "--kwargs", "{}"],
+            "--kwargs goes with a target ('package.module:attr'); the configured model 'mlp' "
+            "takes its kwargs from its table",
+            id="kwargs-with-a-name",
+        ),
+        pytest.param(
+            ["plot", "mlp", "--config", "missing.toml"],
+            "--config: no file at {project}/missing.toml",
+            id="no-such-config",
+        ),
+    ],
+)
+def test_configured_model_errors(
+    configured: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(configured)
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "")
+    config = configured / "pyproject.toml"
+    assert err == f"cnnbudget: error: {message.format(config=config, project=configured)}\n"
+
+
+def test_a_config_with_problems_says_them_all(
+    configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = configured / "pyproject.toml"
+    bad = {"bad": {"target": "x:Y", "kwargs": {"c": {"_target_": ["x:Y"]}}, "max_params": 1}}
+    config.write_text(toml_text({"mlp": MLP, **bad}), encoding="utf-8")
+    monkeypatch.chdir(configured)
+    status, _, err = run(capsys, "summary", "mlp")
+    assert status == 2
+    assert err.splitlines() == [
+        f"cnnbudget: error: {config}: invalid [tool.cnnbudget] configuration",
+        "  [tool.cnnbudget.models.bad]: kwargs.c._target_: expected a string, got list ['x:Y']",
+    ]
+
+
+def test_python_dash_m_from_a_subfolder_finds_the_config(
+    configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "summary", "mlp"],
+        cwd=configured / "src" / "deeper",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    monkeypatch.chdir(configured / "src" / "deeper")
+    assert run(capsys, "summary", "mlp")[1] == done.stdout
+    assert (
+        done.stdout.splitlines()[-1] == "input 1×8 → output 1×4 · MACs 192 (192) · FLOPs 384 (384)"
+    )

@@ -65,6 +65,32 @@ def test_without_the_flag_nothing_is_collected_and_torch_is_not_imported(
     assert "cnn-budget" not in result.stdout.str()
 
 
+def test_selecting_the_budget_marker_without_the_flag_says_how_to_run_them(
+    pytester: pytest.Pytester,
+) -> None:
+    Project(pytester, cifar=CIFAR)
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_torch_not_imported():
+            assert "torch" not in sys.modules
+        """
+    )
+    hint = (
+        "cnn-budget: the budget checks of [tool.cnnbudget] are collected only with "
+        "--cnn-budget: run pytest --cnn-budget -m cnn_budget"
+    )
+    alone = pytester.runpytest_subprocess("-m", "cnn_budget")
+    assert alone.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert [line for line in alone.outlines if line.startswith("cnn-budget")] == [hint]
+    # Any expression that names the marker; the plain test still runs, torch unimported.
+    negated = pytester.runpytest_subprocess("-m", "not cnn_budget")
+    negated.assert_outcomes(passed=1)
+    assert hint in negated.outlines
+    assert hint not in pytester.runpytest_subprocess("-m", "slow or fast").outlines
+
+
 CYCLIC = """
 import weakref
 

@@ -664,15 +664,18 @@ def test_annotation_lines_point_at_the_source_or_else_the_config_line() -> None:
     passing = check("tiny", "nets:Tiny", stored=accepted("nets:Tiny"))
     results = [warned, passing, ghost, changed]
     config = NETS_PATH.parent / CONFIG
-    where = anchors(results, config, {"ghost": 7, "cifar": 2, "warned": 12}, workspace)
+    tables = {"ghost": (config, 7), "cifar": (config, 2), "warned": (config, 12)}
+    where = anchors(results, tables, workspace)
     # The layer that changed most; a build error with no source of its own, the model's table.
     assert where["cifar"] == Anchor("nets.py", nets_line("self.fc1 ="))
     assert where["ghost"] == Anchor("pyproject.toml", 7)
     assert where["warned"] == Anchor("nets.py", nets_line("self.fc = "))
     # With no workspace, a path stays as it is; a source outside the workspace is not shown on
     # a pull request, so the annotation falls back to the model's table.
-    assert anchors([ghost], config, {}, None)["ghost"] == Anchor(str(config), None)
-    assert anchors([changed], config, {"cifar": 2}, "/elsewhere")["cifar"] == Anchor(str(config), 2)
+    assert anchors([ghost], {"ghost": (config, None)}, None)["ghost"] == Anchor(str(config), None)
+    assert anchors([changed], {"cifar": (config, 2)}, "/elsewhere")["cifar"] == Anchor(
+        str(config), 2
+    )
 
     def command(kind: str, result: ModelResult, title: str) -> str:
         anchor = where[result.name]
