@@ -415,17 +415,21 @@ def rendering(rounds: str) -> None:
 
 def timm_models(count: str, exclude: str, output: str) -> None:
     """Write `count` of timm's model names to `output`: evenly spaced over the sorted list, once
-    the names `exclude` matches are taken out. Reports how many timm lists and keeps."""
+    the names `exclude` matches are taken out. Reports how many timm lists and keeps, or
+    `timm=0` and writes nothing where timm does not import."""
     import re
 
-    import timm
-
+    try:
+        import timm
+    except ImportError:
+        report(timm=0.0)
+        return
     listed = sorted(timm.list_models())
     kept = [name for name in listed if not re.search(exclude, name)]
     n = min(int(count), len(kept))
     chosen = [kept[i * len(kept) // n] for i in range(n)]
     Path(output).write_text(json.dumps(chosen, indent=1), encoding="utf-8")
-    report(listed=float(len(listed)), kept=float(len(kept)), chosen=float(len(chosen)))
+    report(timm=1.0, listed=float(len(listed)), kept=float(len(kept)), chosen=float(n))
 
 
 def main(argv: list[str]) -> None:

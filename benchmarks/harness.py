@@ -49,6 +49,7 @@ class Sample:
     cpu: float  # user + system seconds: far less sensitive than wall to a busy machine
     rss_mb: float  # ru_maxrss is in KiB on Linux; every "MB" is 2**20 bytes
     busy: float  # share of the machine's CPU others used just before the run, 0 to 1
+    load: float  # the 1-minute load average just before the run (0 where it cannot be read)
     inside: dict[str, float]
     stdout: str
     stderr: str
@@ -75,6 +76,11 @@ class Stats:
     @property
     def busy(self) -> float:
         return max(s.busy for s in self.samples)
+
+    @property
+    def loads(self) -> tuple[float, float]:
+        """The lowest and highest 1-minute load average any of its runs started at."""
+        return min(s.load for s in self.samples), max(s.load for s in self.samples)
 
     @property
     def spread(self) -> str:
@@ -111,6 +117,7 @@ class Runner:
     def once(self, job: Job) -> Sample:
         """Run `job` to completion; its wall time, peak RSS and the numbers it reported."""
         busy = self.wait_for_idle() if self.idle_wait > 0 else cpu_busy(0.2)
+        load = load_average()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             timed_out = threading.Event()
             start = time.perf_counter()
@@ -166,11 +173,9 @@ class Runner:
             if line.startswith(REPORT_PREFIX):
                 inside = json.loads(line[len(REPORT_PREFIX) :])
         cpu = usage.ru_utime + usage.ru_stime
-        return Sample(wall, cpu, usage.ru_maxrss / 1024, busy, inside, stdout, stderr)
+        return Sample(wall, cpu, usage.ru_maxrss / 1024, busy, load, inside, stdout, stderr)
 
-    def measure(
-        self, jobs: Sequence[Job], repeat: int, warmup: bool = True
-    ) -> dict[str, Stats]:
+    def measure(self, jobs: Sequence[Job], repeat: int, warmup: bool = True) -> dict[str, Stats]:
         """Median-ready samples of each job, interleaved, in a rotating order; `warmup=False`
         where a set-up run has already paid what the warm-up would (a long job's bytecode)."""
         if self.warmup and warmup:
@@ -188,7 +193,7 @@ class Runner:
                 log(
                     f"  {round_ + 1}/{repeat}  {job.label}: "
                     f"{sample.wall:.3f} s wall, {sample.cpu:.3f} s CPU, {sample.rss_mb:.0f} MB, "
-                    f"machine {sample.busy:.0%} busy before"
+                    f"machine {sample.busy:.0%} busy before (load {sample.load:.2f})"
                 )
         return {label: Stats(tuple(runs)) for label, runs in samples.items()}
 
@@ -208,6 +213,14 @@ def cpu_busy(interval: float) -> float:
     except (OSError, ValueError, IndexError):
         return 0.0  # not Linux: no figure, and no waiting
     return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def load_average() -> float:
+    """The 1-minute load average: on a shared machine, how many others wanted a core."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 0.0
 
 
 def child_env(package: Path | None, pycache: Path | None) -> dict[str, str]:
@@ -256,5 +269,7 @@ def outcomes(text: str) -> dict[str, int]:
     for line in reversed(text.splitlines()):
         found = _OUTCOME.findall(line)
         if found and " in " in line:
-            return {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in found}
+            return {
+                kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in found
+            }
     return {}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import BENCH_DIR, REPO, Job, Runner, log, pytest_argv
+from harness import BENCH_DIR, REPO, Job, Runner, Sample, child_argv, log, pytest_argv
 
 # Where models.py finds them too; `published` imports no torch, which this process must not.
 _TESTS = str(REPO / "tests")
@@ -89,6 +89,50 @@ def test_floor():
 """
 
 
+# The timm sample leaves out the largest variants by name: a size word, or a parameter count in
+# billions (`aimv2_3b_…`, `vit_7b_…`). The rule reads names only, so the sample is the same on any
+# machine and needs no model built to be drawn.
+TIMM_EXCLUDE = r"giant|gigantic|huge|enormous|xxlarge|xxl|so400m|(?:^|_)\d+(?:p\d+)?b(?:_|$)"
+# No budget fails: the run measures what checking costs, not a verdict.
+TIMM_BUDGET = 10**15
+
+TIMM_FLOOR_TEST = """\
+import json
+from pathlib import Path
+
+
+def test_floor():
+    # What the gate does, minus the gate: import torch and timm, build on meta, sum numel().
+    import timm
+    import torch
+
+    here = Path(__file__).parent
+    counts = {}
+    for name in json.loads((here / "timm_models.json").read_text()):
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(name, pretrained=False)
+            counts[name] = sum(p.numel() for p in model.parameters())
+            del model
+        except Exception as e:  # a model that does not build on meta: an error, as in the gate
+            counts[name] = f"{type(e).__name__}: {e}"[:300]
+    (here / "floor_counts.json").write_text(json.dumps(counts, indent=1))
+"""
+
+# One package's model: nets.Tiny of the tests, in a module of the package's own name.
+PACKAGE_NETS = """\
+from torch import nn
+
+
+class Tiny(nn.Module):
+    \"\"\"One Linear: width² + width parameters.\"\"\"
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+"""
+
+
 @dataclass(frozen=True)
 class ModelConf:
     """One configured model of a benchmark project."""
@@ -161,6 +205,36 @@ def pyproject_text(models: Sequence[ModelConf], snapshot: bool) -> str:
     return "\n".join(lines)
 
 
+def timm_pyproject_text(names: Sequence[str], snapshot: bool) -> str:
+    """A pyproject.toml configuring each timm model by name, built by `timm.create_model`."""
+    lines = [
+        "[tool.pytest.ini_options]",
+        "",
+        "[tool.cnnbudget]",
+        "snapshot = " + ('"cnnbudget.snapshot.json"' if snapshot else "false"),
+        "",
+    ]
+    for name in names:
+        lines += [
+            f"[tool.cnnbudget.models.{name}]",
+            'target = "timm:create_model"',
+            f'kwargs = {{ model_name = "{name}", pretrained = false }}',
+            f"max_total_params = {TIMM_BUDGET}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def package_model(i: int) -> str:
+    """The `[tool.cnnbudget.models.<name>]` table of package `i`'s one model."""
+    return (
+        f"[tool.cnnbudget.models.pkg{i:02d}_tiny]\n"
+        f'target = "pkg{i:02d}_nets:Tiny"\n'
+        f"kwargs = {{ width = {8 + i} }}\n"
+        "max_params = 1000000\n"
+    )
+
+
 class Projects:
     """Benchmark projects in a scratch folder, each created (and its snapshot written) once."""
 
@@ -187,6 +261,79 @@ class Projects:
                 pytest_argv("--cnn-budget-update", "pyproject.toml"),
                 folder,
                 expect=(f"{len(models)} passed",),
+            )
+        )
+        self.made[name] = folder
+        return folder
+
+    def timm_models(self, n: int) -> tuple[list[str], dict[str, float]] | None:
+        """`n` timm model names, drawn by TIMM_EXCLUDE's rule, and how many timm lists and the
+        rule keeps; None where timm does not import. (This process never imports torch, so a
+        child draws them.)"""
+        out = self.root / f"timm_{n}.json"
+        drawn = self.runner.once(
+            Job(
+                "timm model names",
+                child_argv("timm-models", str(n), TIMM_EXCLUDE, str(out)),
+                self.root,
+            )
+        )
+        if not drawn.inside.get("timm"):
+            return None
+        names: list[str] = json.loads(out.read_text(encoding="utf-8"))
+        return names, drawn.inside
+
+    def timm(self, name: str, names: Sequence[str]) -> tuple[Path, Sample]:
+        """A project configuring the timm models `names`, and its set-up run, which accepted the
+        snapshot of every model that built (the others fail in it, as in every run)."""
+        folder = self.root / name
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text(timm_pyproject_text(names, snapshot=True))
+        (folder / "nosnap.toml").write_text(timm_pyproject_text(names, snapshot=False))
+        (folder / "timm_models.json").write_text(json.dumps(list(names), indent=1))
+        (folder / "test_floor.py").write_text(TIMM_FLOOR_TEST)
+        log(f"  set-up   {name}: writing the snapshot of {len(names)} timm models")
+        setup = self.runner.once(
+            Job(
+                f"{name} snapshot",
+                pytest_argv("-p", "no:cacheprovider", "--cnn-budget-update", "pyproject.toml"),
+                folder,
+                exit_codes=(0, 1),  # 1: some models do not build on meta
+            )
+        )
+        return folder, setup
+
+    def packages(self, n: int, split: bool) -> Path:
+        """`n` one-model packages, each with its module: budgeted in a pyproject.toml of each
+        package (`split`), or all in the root's. Snapshots accepted."""
+        name = f"packages_{n}_{'split' if split else 'one'}"
+        if name in self.made:
+            return self.made[name]
+        folder = self.root / name
+        folder.mkdir()
+        root = ["[tool.pytest.ini_options]", ""]
+        if not split:
+            root += ["[tool.cnnbudget]", ""]
+        for i in range(n):
+            table = package_model(i)
+            where = folder
+            if split:
+                where = folder / "packages" / f"pkg{i:02d}"
+                where.mkdir(parents=True)
+                (where / "pyproject.toml").write_text(
+                    f'[project]\nname = "pkg{i:02d}"\n\n[tool.cnnbudget]\n\n{table}'
+                )
+            else:
+                root.append(table)
+            (where / f"pkg{i:02d}_nets.py").write_text(PACKAGE_NETS)
+        (folder / "pyproject.toml").write_text("\n".join(root))
+        log(f"  set-up   {name}: writing the snapshots of {n} models")
+        self.runner.once(
+            Job(
+                f"{name} snapshot",
+                pytest_argv("-p", "no:cacheprovider", "--cnn-budget-update"),
+                folder,
+                expect=(f"{n} passed",),
             )
         )
         self.made[name] = folder

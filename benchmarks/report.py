@@ -87,11 +87,13 @@ def runs_table(
     ]
     runs = "/".join(str(n) for n in sorted({len(s.samples) for s in stats.values()}))
     busy = max(s.busy for s in stats.values())
+    low = min(s.loads[0] for s in stats.values())
+    high = max(s.loads[1] for s in stats.values())
     return [
         *table(headers, rows, right=[False, True, False, True, True] + [True] * len(extra)),
         "",
         f"Timed runs per job: {runs}. Just before a run, other processes used at most {busy:.0%} "
-        "of the CPU.",
+        f"of the CPU; the 1-minute load average was {low:.2f}–{high:.2f}.",
     ]
 
 

@@ -65,7 +65,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         Unit.COUNT,
         "total",
         lambda m: m.total,
-        "all parameters, frozen ones included",
+        "all parameters, frozen ones and quantized layers' packed weights included",
     ),
     BudgetKind(
         "max_macs",

@@ -77,10 +77,18 @@ class Configs:
         """The config file a claimed model belongs to."""
         return self.files[self.owner[name]]
 
-    def for_test(self, test_file: Path, rootdir: Path) -> ConfigFile:
+    def for_test(self, test_file: Path, rootdir: Path, discover: bool = True) -> ConfigFile:
         """The config whose snapshot a fixture check in `test_file` uses: the nearest config
-        above the file, else the first collected, else the default snapshot in the rootdir."""
+        above the file (with `discover`, also one this run did not collect: its snapshot, not
+        its models), else the first collected, else the default snapshot in the rootdir."""
         test_file = test_file.resolve()
+        rootdir = rootdir.resolve()
+        if discover and test_file.is_relative_to(rootdir):
+            for folder in test_file.parents:
+                candidate = folder / "pyproject.toml"
+                found = self.load(candidate) if candidate.is_file() else None
+                if found is not None or folder == rootdir:
+                    break
         above = [f for f in self if test_file.is_relative_to(f.path.parent)]
         if above:
             return max(above, key=lambda f: len(f.path.parent.parts))

@@ -787,7 +787,9 @@ class _FixtureCheck:
             node.stash[_UNCHECKED_KEY] = 1
             text = "\n".join(failure_lines(result, "", "(no snapshot)"))
         else:
-            file = session.configs.for_test(node.path, self.request.config.rootpath)
+            config = self.request.config
+            discover = not config.option.cnn_budget_config
+            file = session.configs.for_test(node.path, config.rootpath, discover)
             session.configs.claim(key, file.path)
             file.fixtures.add(key)
             result = check_built(

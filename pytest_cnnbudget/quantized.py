@@ -1,4 +1,4 @@
-"""Quantized modules → the weights and biases they hold packed, and the float layer each is.
+"""Quantized layers → what they hold packed, and the float layer each one stands for.
 
 A quantized Linear or Conv (`torch.ao.nn.quantized`, its `dynamic` and fused `intrinsic`
 variants), a quantized Embedding or EmbeddingBag and a dynamic LSTM, GRU or RNN cell keep their

@@ -7,7 +7,7 @@ What is restored: torch's default dtype and device, grad and anomaly mode, deter
 algorithms, intra-op threads, leaked torch function and dispatch modes, the torch, Python and
 NumPy random states, `sys.path`, the working directory, the environment, the recursion limit,
 `sys.modules` entries the check removed or replaced, signal handlers and a timer it started,
-torch's global module hooks, and `logging.disable`. Modules the check imported stay
+torch's global module hooks, `logging.disable` and the quantized engine. Modules the check imported stay
 imported: unloading a C extension is unsafe, and the next model from the same file would pay
 for the import again.
 """
@@ -43,6 +43,10 @@ def _set_default_device(device: Any) -> None:
 
 def _set_deterministic(value: tuple[bool, bool]) -> None:
     torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+
+
+def _set_quantized_engine(engine: str) -> None:
+    torch.backends.quantized.engine = engine
 
 
 def _environ() -> dict[Any, Any]:
@@ -215,6 +219,8 @@ _SETTINGS = (
     _Setting("timer (signal.alarm, setitimer)", _timer_armed, _disarm_timer),
     _Setting("torch global module hooks", _module_hooks, _set_module_hooks),
     _Setting("logging.disable", lambda: logging.root.manager.disable, logging.disable),
+    # torchvision's quantize=True models set the engine their weights are packed for.
+    _Setting("quantized engine", lambda: torch.backends.quantized.engine, _set_quantized_engine),
 )
 
 

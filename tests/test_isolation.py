@@ -385,6 +385,11 @@ def test_preserved_restores_every_setting(monkeypatch: pytest.MonkeyPatch) -> No
         signal.alarm(30)
         hook = module_hooks.register_module_forward_hook(lambda *_: None)
         logging.disable(logging.CRITICAL)
+        engine = torch.backends.quantized.engine
+        torch.backends.quantized.engine = next(
+            e for e in torch.backends.quantized.supported_engines if e not in (engine, "none")
+        )
+    assert torch.backends.quantized.engine == engine
     assert torch.get_default_dtype() == torch.float32
     assert torch.empty(1).device.type == "cpu"
     assert torch.is_grad_enabled()
@@ -409,6 +414,7 @@ def test_preserved_restores_every_setting(monkeypatch: pytest.MonkeyPatch) -> No
         "timer (signal.alarm, setitimer)",
         "torch global module hooks",
         "logging.disable",
+        "quantized engine",
     ):
         assert name in changed
 

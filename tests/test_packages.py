@@ -13,12 +13,12 @@ from nets import CIFAR_PARAMS
 # Importing it loads torch, which must happen before the first in-process pytester run.
 from project import NETS_SOURCE, toml_text
 
-VISION = {
+VISION: dict[str, dict[str, Any]] = {
     "cifar": {"target": "vision_nets:Cifar", "max_params": "600k"},
     "tiny": {"target": "vision_nets:Tiny", "max_params": 1000},
 }
-TEXT = {"lm": {"target": "text_nets:Tiny", "max_params": 1000, "kwargs": {"width": 4}}}
-ROOT = {"root_net": {"target": "nets:Tiny", "max_params": 1000}}
+TEXT: dict[str, dict[str, Any]] = {"lm": {"target": "text_nets:Tiny", "max_params": 1000, "kwargs": {"width": 4}}}
+ROOT: dict[str, dict[str, Any]] = {"root_net": {"target": "nets:Tiny", "max_params": 1000}}
 
 
 class Monorepo:
@@ -84,7 +84,9 @@ def test_each_snapshot_lives_beside_its_config_and_a_path_runs_its_package_alone
     only = repo.run("--cnn-budget", "packages/vision")
     only.assert_outcomes(passed=2)
     summary = only.stdout.str()
-    assert "cifar" in summary and "lm" not in summary and "root_net" not in summary
+    assert "cifar" in summary
+    assert "lm" not in summary
+    assert "root_net" not in summary
     repo.run("--cnn-budget", "packages/text", "-k", "lm").assert_outcomes(passed=1)
 
 
@@ -128,7 +130,8 @@ def test_stale_entries_are_removed_per_file_only_when_that_file_fully_ran(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["packages/vision/cnnbudget.snapshot.json: removed stale tiny"])
     assert repo.stored("vision") == ["cifar"]
-    assert repo.stored("text") == ["lm"] and repo.stored() == ["root_net"]
+    assert repo.stored("text") == ["lm"]
+    assert repo.stored() == ["root_net"]
 
 
 def test_a_name_configured_in_two_packages_fails_in_the_second_and_the_rest_still_run(
@@ -161,7 +164,8 @@ def test_a_broken_package_config_stops_the_run_naming_its_file_and_key(
         f"{repo.path}/packages/text/pyproject.toml: invalid [tool.cnnbudget] configuration\n"
         "  [tool.cnnbudget.models.lm] max_parms: unknown key (did you mean 'max_params'?)\n"
     ) in out
-    assert "Traceback" not in out and "passed" not in out
+    assert "Traceback" not in out
+    assert "passed" not in out
 
 
 def test_the_config_option_may_be_repeated(pytester: pytest.Pytester) -> None:
@@ -171,7 +175,8 @@ def test_the_config_option_may_be_repeated(pytester: pytest.Pytester) -> None:
     result = repo.run("--cnn-budget-update", *args)
     # The files it names and no others: the root config is not discovered.
     result.assert_outcomes(passed=3)
-    assert repo.stored("vision") == ["cifar", "tiny"] and repo.stored("text") == ["lm"]
+    assert repo.stored("vision") == ["cifar", "tiny"]
+    assert repo.stored("text") == ["lm"]
     assert not (repo.path / "cnnbudget.snapshot.json").exists()
 
 
@@ -192,3 +197,27 @@ def test_packages_under_xdist_write_the_same_snapshots(pytester: pytest.Pytester
         json.loads(local["packages/vision/cnnbudget.snapshot.json"])["models"]["cifar"]["total"]
         == CIFAR_PARAMS
     )
+
+
+def test_a_fixture_check_is_stored_beside_the_nearest_config_even_when_only_its_tests_run(
+    pytester: pytest.Pytester,
+) -> None:
+    repo = Monorepo(pytester)
+    tests = repo.path / "packages" / "vision" / "tests"
+    tests.mkdir()
+    (tests / "test_vision.py").write_text(
+        "from vision_nets import Tiny\n\n\ndef test_tiny(cnn_budget):\n"
+        "    cnn_budget(Tiny(), max_params=1000)\n",
+        encoding="utf-8",
+    )
+    # Only the tests folder: vision's config is not collected, its snapshot still takes the entry.
+    repo.run("--cnn-budget-update", "packages/vision/tests").assert_outcomes(passed=1)
+    assert repo.stored("vision") == ["packages/vision/tests/test_vision.py::test_tiny"]
+    assert not (repo.path / "cnnbudget.snapshot.json").exists()
+    # A full run keeps it (its test exists) beside the package's models.
+    repo.run("--cnn-budget-update", "packages").assert_outcomes(passed=4)
+    assert repo.stored("vision") == [
+        "cifar",
+        "packages/vision/tests/test_vision.py::test_tiny",
+        "tiny",
+    ]

@@ -489,3 +489,128 @@ def test_shared_module_is_reported_under_its_counting_name() -> None:
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     assert counts.get("SharedHead.second.1") == 2 * 2 * 64
     assert "SharedHead.first.0" not in counts
+
+
+# -- parameter views, grad mode, and where a pass failed ---------------------------------------
+
+
+class Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = nn.Parameter(torch.zeros(8), requires_grad=False)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor, cls_tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([cls_tokens, x], dim=1) + self.frozen)  # type: ignore[no-any-return]
+
+
+class ClassToken(nn.Module):
+    """A class token expanded to the batch and handed to a submodule, as PiT and CaiT do: a view
+    of a parameter, which under torch.no_grad() requires grad without having a grad_fn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+        self.head = Head()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x, self.cls_token.expand(x.shape[0], -1, -1))  # type: ignore[no-any-return]
+
+
+def test_a_submodule_given_a_view_of_a_parameter_is_profiled() -> None:
+    model = on_meta(ClassToken)
+    with pytest.raises(AssertionError, match="Expected gradient function to be set"):
+        with torch.no_grad(), FlopCounterMode(display=False):
+            model(torch.empty(2, 3, 8, device="meta"))
+    result = profile(model, parse_input_shape([2, 3, 8]))
+    assert result.module("head.fc").macs == 2 * 4 * 8 * 4
+    # Restored: the pass turns requires_grad off, and back on only where it was on.
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == {
+        "cls_token": True,
+        "head.frozen": False,
+        "head.fc.weight": True,
+        "head.fc.bias": True,
+    }
+
+
+class MakesItsOwnLeaf(nn.Module):
+    """A forward that makes a tensor requiring grad and hands a view of it to a submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        query = torch.zeros(1, 4, device=x.device, requires_grad=True)
+        return self.fc(query.expand(x.shape[0], -1)) + x  # type: ignore[no-any-return]
+
+
+def test_a_view_of_a_tensor_the_forward_makes_requiring_grad_is_profiled() -> None:
+    assert profile(on_meta(MakesItsOwnLeaf), parse_input_shape([3, 4])).macs == 3 * 4 * 4
+
+
+@pytest.mark.parametrize("name", ["pit_ti_224", "cait_xxs24_224"])
+def test_timm_models_with_class_token_views_profile(name: str) -> None:
+    timm = pytest.importorskip("timm")
+    from pytest_cnnbudget.loading import build_model
+
+    model = build_model(timm.create_model, {"model_name": name, "pretrained": False})
+    inputs = parse_input_shape([1, 3, 224, 224])
+    result = profile(model, inputs)
+    # The same pass outside no_grad, which FlopCounterMode handles, counts the same.
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        output = model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert result.flops == counter.get_total_flops() > 0
+    assert result.output_shape == tuple(output.shape) == (1, 1000)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+class Checked(nn.Module):
+    """A submodule whose own pre-hook rejects its input before it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+
+        def reject(module: nn.Module, args: tuple[Any, ...]) -> None:
+            raise ValueError("block expects normalized input")
+
+        self.block.register_forward_pre_hook(reject)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.stem(x))  # type: ignore[no-any-return]
+
+
+def test_a_failure_before_a_module_starts_names_that_module() -> None:
+    with pytest.raises(ProfileError) as info:
+        profile(on_meta(Checked), parse_input_shape([2, 4]))
+    assert str(info.value) == (
+        "forward pass with input 2×4 failed in block (Sequential), given input 2×4: "
+        "ValueError: block expects normalized input"
+    )
+
+
+class Recovers(nn.Module):
+    """A model that catches its first submodule's error, then fails in its own code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(3, 4)
+        self.second = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            x = self.first(x)
+        except RuntimeError:
+            pass
+        return self.second(x.reshape(-1, 5))  # type: ignore[no-any-return]
+
+
+def test_a_caught_submodule_error_is_not_blamed_for_the_next_one() -> None:
+    with pytest.raises(ProfileError) as info:
+        profile(on_meta(Recovers), parse_input_shape([2, 4]))
+    assert str(info.value).startswith(
+        "forward pass with input 2×4 failed in (root) (Recovers), given input 2×4: RuntimeError"
+    )

@@ -85,9 +85,7 @@ for _library, _models in LIBRARIES.items():
 def _gate_env() -> dict[str, str]:
     """This process's environment without what would change the inner session's behaviour:
     pytest's and xdist's variables, GitHub Actions' (annotations, the job summary file)."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GITHUB_", "COV_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GITHUB_"))}
     # Counting needs no weights; a model that tried to download should fail, not wait.
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
@@ -98,17 +96,18 @@ class GateRuns:
 
     Sessions run in folders under `root`, which every worker shares; a session's lock file
     makes one worker run it and the others wait for its report. A worker that would wait runs
-    another session nobody has started, so both workers stay busy.
+    another of the `wanted` sessions that nobody has started, so both workers stay busy.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, wanted: list[str]) -> None:
         self.root = root
+        self.wanted = wanted
         self.reports: dict[str, dict[str, Any]] = {}
 
     def report(self, name: str) -> dict[str, Any]:
         """The `--cnn-budget-json` report of session `name` (and its output, under "output")."""
         while name not in self.reports and not self._take(name, block=False):
-            others = (n for n in SESSIONS if n != name and n not in self.reports)
+            others = (n for n in self.wanted if n != name and n not in self.reports)
             if not any(self._take(other, block=False) for other in others):
                 self._take(name, block=True)
         return self.reports[name]
@@ -157,12 +156,18 @@ def run_gate(folder: Path, session: Session) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def gate_runs(tmp_path_factory: pytest.TempPathFactory) -> GateRuns:
+def gate_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> GateRuns:
     """The sessions' reports; under xdist, shared by all workers of this run."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # each worker's basetemp is a folder of the run's
-    return GateRuns(root / "zoo")
+    # The sessions that the selected tests (-k, node ids) need, in the order they run.
+    wanted: dict[str, None] = {}
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if isinstance(params.get("model"), zoo.ZooModel):
+            wanted[SESSION_OF[params["library"], params["model"].key]] = None
+    return GateRuns(root / "zoo", list(wanted))
 
 
 def _params() -> list[Any]:
@@ -174,10 +179,6 @@ def _params() -> list[Any]:
             marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
             params.append(pytest.param(library, model, id=f"{library}-{model.key}", marks=marks))
     return params
-
-
-def _rows(rows: Any) -> list[tuple[str, str, int, int, str]]:
-    return [(r["name"], r["type"], r["params"], r["trainable"], r["formula"]) for r in rows]
 
 
 @pytest.mark.parametrize(("library", "model"), _params())
@@ -199,7 +200,6 @@ def test_counts_through_the_gate_match_a_real_build(
         entry["trainable"],
         entry["buffers"],
     )
-    rows = [
-        (row.name, row.type, row.params, row.trainable, row.formula) for row in count.parameter_rows
-    ]
-    assert rows == _rows(layers)
+    here = [(r.name, r.type, r.params, r.trainable, r.formula) for r in count.parameter_rows]
+    gate = [(r["name"], r["type"], r["params"], r["trainable"], r["formula"]) for r in layers]
+    assert here == gate

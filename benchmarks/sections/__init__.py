@@ -10,11 +10,13 @@ from report import Section
 from sections.gate import bench_gate
 from sections.hardening import bench_hardening
 from sections.overhead import bench_overhead
+from sections.packages import bench_packages
 from sections.peers import bench_peers
 from sections.profile import bench_profile
 from sections.rendering import bench_rendering
 from sections.scale import bench_scale
 from sections.size import bench_size
+from sections.timm_zoo import bench_timm
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
     "overhead": bench_overhead,
@@ -25,4 +27,6 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "profile": bench_profile,
     "hardening": bench_hardening,
     "rendering": bench_rendering,
+    "timm": bench_timm,
+    "packages": bench_packages,
 }
