@@ -433,7 +433,7 @@ def test_example_project_passes(pytester: pytest.Pytester) -> None:
         (pytester.path / path.name).write_bytes(path.read_bytes())
     pytester.syspathinsert(example)
     result = pytester.runpytest("--cnn-budget", "-m", "cnn_budget", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["cifar_net*545,098*600,000*90.8%*ok*ok"])
 
 
