@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
 from .errors import ModelBuildError, exception_text
@@ -193,13 +193,17 @@ def _registered_on_meta() -> Iterator[None]:
     """
 
     def param_hook(module: nn.Module, name: str, param: Any) -> Any:
-        if param is None or is_lazy(param) or param.device.type == "meta":
+        if param is None or param.device.type == "meta":
             return None
+        if is_lazy(param):  # materialized on meta by the forward pass, as on a meta build
+            return UninitializedParameter(param.requires_grad, device="meta", dtype=param.dtype)
         return type(param)(param.to("meta"), requires_grad=param.requires_grad)
 
     def buffer_hook(module: nn.Module, name: str, buffer: Any) -> Any:
         if buffer is None or buffer.device.type == "meta":
             return None
+        if is_lazy(buffer):
+            return UninitializedBuffer(device="meta", dtype=buffer.dtype)
         return buffer.to("meta")
 
     from torch.nn.modules import module as module_mod

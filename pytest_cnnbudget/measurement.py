@@ -157,6 +157,8 @@ def join(
                 macs=macs if profiled else None,
                 flops=flops if profiled else None,
                 members=len(members),
+                # A group of several layers keeps no single dtype to show.
+                quantized=members[0].quantized if len(members) == 1 else None,
             )
         )
     result = replace(count, layers=tuple(rows), depth=depth)

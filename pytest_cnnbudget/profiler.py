@@ -204,25 +204,22 @@ def _running(recorder: _Recorder, error: BaseException) -> list[Call]:
     """
     from torch import nn
 
+    call_impl = nn.Module._call_impl.__code__
     shapes = {id(f.module): f.input_shape for f in recorder.stack}
     calls = []
     tb = error.__traceback__
     while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code is nn.Module._call_impl.__code__:
-            module = frame.f_locals.get("self")
-            name = recorder.names.get(id(module))
-            if name is not None and isinstance(module, nn.Module):
-                if id(module) in shapes:
-                    shape = shapes[id(module)]
-                else:
-                    given = (*frame.f_locals.get("args", ()), *frame.f_locals.get("kwargs", {}).values())
-                    shape = _first_shape(given)
-                calls.append(Call(name, module, shape, None))
+        local = tb.tb_frame.f_locals if tb.tb_frame.f_code is call_impl else {}
+        module = local.get("self")
+        name = recorder.names.get(id(module))
+        if name is not None and isinstance(module, nn.Module):
+            if id(module) in shapes:
+                shape = shapes[id(module)]
+            else:  # it failed before its pre-hook: its arguments, from its call
+                shape = _first_shape((*local.get("args", ()), *local.get("kwargs", {}).values()))
+            calls.append(Call(name, module, shape, None))
         tb = tb.tb_next
-    if calls:
-        return calls
-    return [Call(f.name, f.module, f.input_shape, None) for f in recorder.stack]
+    return calls or [Call(f.name, f.module, f.input_shape, None) for f in recorder.stack]
 
 
 def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

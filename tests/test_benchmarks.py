@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -32,4 +33,51 @@ def test_benchmark_smoke_run_writes_a_report(tmp_path: Path) -> None:
         "cost per additional model (30→60)",
         "linear growth: slope 60→120 / slope 30→60",
         "config + snapshot read, 60 → 120 models",
+    ]
+
+
+def _summary_rows(text: str, number: str) -> list[str]:
+    """The `measurement` cells of the summary rows numbered `number`."""
+    return [
+        line.split("|")[2].strip()
+        for line in text.splitlines()
+        if line.split("|")[1:2] and line.split("|")[1].strip() == number
+    ]
+
+
+def _quick(tmp_path: Path, *sections: str) -> str:
+    report = tmp_path / "results.md"
+    only = [arg for name in sections for arg in ("--only", name)]
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--quick", *only, "--output", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = report.read_text(encoding="utf-8")
+    assert text == done.stdout
+    return text
+
+
+def test_benchmark_of_package_configs_runs(tmp_path: Path) -> None:
+    text = _quick(tmp_path, "packages")
+    assert "## 10. Per-package configs: 8 packages vs. one config" in text
+    assert _summary_rows(text, "10") == [
+        "8 package configs / one config, full run",
+        "8 package configs / one config, --collect-only",
+    ]
+
+
+def test_benchmark_of_timm_models_runs(tmp_path: Path) -> None:
+    text = _quick(tmp_path, "timm")
+    if importlib.util.find_spec("timm") is None:
+        assert "timm does not import in this environment: not measured." in text
+        return
+    assert "## 9. Gate vs. floor, 3 timm models" in text
+    assert _summary_rows(text, "9") == [
+        "gate / pytest floor (3 timm models)",
+        "gate (snapshot = false) / pytest floor",
+        "timm models that do not build on meta",
     ]

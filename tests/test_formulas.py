@@ -447,3 +447,249 @@ def test_shape_fallback(
 ) -> None:
     (row,) = count_checked(module).layers
     assert (row.formula, row.params) == (formula, params)
+
+
+# -- weight-only norms -------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    cls=st.sampled_from(
+        [
+            nn.BatchNorm1d,
+            nn.BatchNorm2d,
+            nn.BatchNorm3d,
+            nn.SyncBatchNorm,
+            nn.InstanceNorm1d,
+            nn.InstanceNorm2d,
+            nn.InstanceNorm3d,
+        ]
+    ),
+    channels=st.integers(1, 2048),
+)
+def test_batch_and_instance_norm_without_bias(
+    cls: type[nn.Module], channels: int, textbook: Textbook
+) -> None:
+    with torch.device("meta"):
+        module = cls(channels, affine=True, bias=False)
+    textbook(module, [str(channels)])
+
+
+@SETTINGS
+@given(groups=small, per_group=sizes)
+def test_group_norm_without_bias(groups: int, per_group: int, textbook: Textbook) -> None:
+    with torch.device("meta"):
+        module = nn.GroupNorm(groups, groups * per_group, bias=False)
+    textbook(module, [str(groups * per_group)])
+
+
+# -- duck-typed rules: norm and scale classes of other libraries -------------------------------
+
+
+def timm_layer(name: str) -> Callable[..., nn.Module]:
+    """A layer class from timm.layers, made when the test runs (skipped without timm)."""
+
+    def make(*args: object, **kwargs: object) -> nn.Module:
+        layers = pytest.importorskip("timm.layers")
+        module: nn.Module = getattr(layers, name)(*args, **kwargs)
+        return module
+
+    return make
+
+
+def llama_rms_norm(hidden_size: int) -> nn.Module:
+    pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    return LlamaRMSNorm(hidden_size)
+
+
+@pytest.mark.parametrize(
+    ("make", "formula", "params"),
+    [
+        # A normalized_shape kept as LayerNorm keeps it: derived from it.
+        pytest.param(lambda: timm_layer("RmsNorm")(384), "384", 384, id="timm-RmsNorm"),
+        pytest.param(lambda: timm_layer("RmsNorm2d")(40), "40", 40, id="timm-RmsNorm2d"),
+        pytest.param(
+            lambda: timm_layer("RmsNormFp32")((3, 4)), "(3×4)", 12, id="timm-RmsNormFp32-2d"
+        ),
+        pytest.param(lambda: timm_layer("SimpleNorm")(10), "10", 10, id="timm-SimpleNorm"),
+        # Subclasses of torch's norms: torch's rules.
+        pytest.param(lambda: timm_layer("LayerNorm2d")(96), "2×96", 192, id="timm-LayerNorm2d"),
+        pytest.param(lambda: timm_layer("GroupNorm1")(32), "2×32", 64, id="timm-GroupNorm1"),
+        # Its activation and dropout are children without parameters.
+        pytest.param(
+            lambda: timm_layer("BatchNormAct2d")(64), "2×64", 128, id="timm-BatchNormAct2d"
+        ),
+        # A gain per output channel on a convolution: derived from out_channels.
+        pytest.param(
+            lambda: timm_layer("ScaledStdConv2d")(16, 32, 3),
+            "3×3×16/1×32 + 32 + 32 (gain)",
+            3 * 3 * 16 * 32 + 32 + 32,
+            id="timm-ScaledStdConv2d",
+        ),
+        pytest.param(
+            lambda: timm_layer("ScaledStdConv2dSame")(16, 32, 3, groups=4, bias=False),
+            "3×3×16/4×32 + 32 (gain)",
+            3 * 3 * 4 * 32 + 32,
+            id="timm-ScaledStdConv2dSame-no-bias",
+        ),
+        # Classes that keep no size: read from the parameter, and the text says so.
+        pytest.param(
+            lambda: timm_layer("LayerScale")(192), "192 (gamma's shape)", 192, id="timm-LayerScale"
+        ),
+        pytest.param(
+            lambda: timm_layer("LayerScale2d")(64),
+            "64 (gamma's shape)",
+            64,
+            id="timm-LayerScale2d",
+        ),
+        pytest.param(
+            lambda: llama_rms_norm(4096), "4096 (weight's shape)", 4096, id="LlamaRMSNorm"
+        ),
+    ],
+)
+def test_duck_typed_formula(
+    make: Callable[[], nn.Module], formula: str, params: int, textbook: Textbook
+) -> None:
+    with torch.device("meta"):
+        module = make()
+    count = textbook(module, [formula])
+    assert count.layers[0].params == params
+
+
+class SizedRMSNorm(nn.Module):
+    """An RMSNorm that keeps its width, as some user code does."""
+
+    def __init__(self, dim: int, kept: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim if kept is None else kept
+        self.eps = 1e-6
+        self.weight = nn.Parameter(torch.ones(dim))
+
+
+class MatrixRMSNorm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2, 8))
+
+
+class GainedConv(nn.Conv2d):
+    """A convolution with one scalar gain, not one per channel."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 8, 3)
+        self.gain = nn.Parameter(torch.ones(()))
+
+
+class LayerScaleBlock(nn.Module):
+    """A block that owns two scales itself (CaiT's): not one LayerScale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gamma_1 = nn.Parameter(torch.ones(8))
+        self.gamma_2 = nn.Parameter(torch.ones(8))
+
+
+class NormalizedExtra(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.normalized_shape = (8,)
+        self.weight = nn.Parameter(torch.ones(8))
+        self.offset = nn.Parameter(torch.zeros(8))
+
+
+def test_a_duck_rule_derives_a_kept_width() -> None:
+    with torch.device("meta"):
+        (row,) = count_parameters(SizedRMSNorm(64)).layers
+    assert (row.formula, row.params) == ("64", 64)
+
+
+@pytest.mark.parametrize(
+    ("make", "formula"),
+    [
+        # It keeps a width its weight does not have: the guess is wrong, so no rule is claimed.
+        pytest.param(lambda: SizedRMSNorm(8, kept=16), "weight 8", id="kept-width-disagrees"),
+        pytest.param(MatrixRMSNorm, "weight 2×8", id="rms-norm-with-a-matrix"),
+        pytest.param(GainedConv, "weight 8×3×3×3 + bias 8 + gain 1", id="scalar-gain"),
+        pytest.param(LayerScaleBlock, "gamma_1 8 + gamma_2 8", id="block-with-two-scales"),
+        pytest.param(NormalizedExtra, "weight 8 + offset 8", id="normalized-with-extra"),
+    ],
+)
+def test_a_duck_rule_that_does_not_fit_leaves_the_shape_formula_without_a_warning(
+    make: Callable[[], nn.Module],
+    formula: str,
+    count_checked: Callable[[ModelLike], ParameterCount],
+    fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
+) -> None:
+    with torch.device("meta"):
+        module = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FormulaMismatchWarning)
+        count = count_checked(module)
+    assert [row.formula for row in count.layers] == [formula]
+    assert fallback_rows(module, count) == {"(root)"}
+
+
+# -- whole models: every row's formula equals its numel ----------------------------------------
+
+
+def whole_model(
+    model: nn.Module,
+    count_checked: Callable[[ModelLike], ParameterCount],
+    fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
+) -> set[str]:
+    """The types of the rows left with a shape formula, after checking every invariant."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FormulaMismatchWarning)
+        count = count_checked(model)
+    modules = dict(model.named_modules())
+    return {type(modules[n if n != "(root)" else ""]).__name__ for n in fallback_rows(model, count)}
+
+
+@pytest.mark.parametrize(
+    ("name", "left"),
+    [
+        # Class and position tokens, CaiT's and ConViT's own block scales and gates keep their
+        # shape formulas: the owners are blocks and models, not layers with hyperparameters.
+        ("convit_tiny", {"ConVit", "GPSA"}),
+        ("pit_ti_224", {"PoolingVisionTransformer"}),
+        ("cait_xxs24_224", {"Cait", "LayerScaleBlock", "LayerScaleBlockClassAttn"}),
+        ("nf_resnet26", set()),  # ScaledStdConv2d throughout
+        ("convnext_atto_rms", {"ConvNeXtBlock"}),  # RmsNorm2d, and blocks owning gamma
+        ("vit_medium_patch16_reg1_gap_256", {"VisionTransformer"}),  # LayerScale
+    ],
+)
+def test_timm_models(
+    name: str,
+    left: set[str],
+    count_checked: Callable[[ModelLike], ParameterCount],
+    fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
+) -> None:
+    timm = pytest.importorskip("timm")
+    from pytest_cnnbudget.loading import build_model
+
+    model = build_model(timm.create_model, {"model_name": name, "pretrained": False})
+    assert whole_model(model, count_checked, fallback_rows) == left
+
+
+def test_a_llama_has_a_formula_for_every_row(
+    count_checked: Callable[[ModelLike], ParameterCount],
+    fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    from pytest_cnnbudget.loading import build_model
+
+    config = transformers.LlamaConfig(
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = build_model(transformers.LlamaForCausalLM, {"config": config})
+    assert whole_model(model, count_checked, fallback_rows) == set()
+    rows = {r.name: r.formula for r in count_parameters(model).layers}
+    assert rows["model.layers.0.input_layernorm"] == "64 (weight's shape)"
+    assert rows["model.layers.0.self_attn.k_proj"] == "64×32"  # 2 key-value heads of 16

@@ -429,3 +429,34 @@ def test_fallback_builds_without_allocating(tmp_path: Path) -> None:
     # The fallback builds on cpu and moves each weight to meta as it is registered; the 1.6 GB
     # float32 weight must never become resident.
     assert report["peak"] < GIB
+
+
+LAZY_READS_BACK = """
+import torch
+from torch import nn
+
+
+class LazyReadsBack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        width = int(torch.tensor(8).item())  # meta cannot read a value back: the fallback runs
+        self.fc = nn.LazyLinear(width)
+        self.bn = nn.LazyBatchNorm1d()
+
+    def forward(self, x):
+        return self.bn(self.fc(x))
+"""
+
+
+def test_the_fallback_leaves_lazy_modules_on_meta_for_the_forward_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_cnnbudget import measure, parse_input_shape
+
+    (tmp_path / "lazy_model.py").write_text(LAZY_READS_BACK, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    model = build_model("lazy_model:LazyReadsBack")
+    tensors = [*model.parameters(), *model.buffers()]
+    assert {t.device.type for t in tensors} == {"meta"}
+    count = measure(model, parse_input_shape([2, 5]))
+    assert (count.total, count.buffers) == (5 * 8 + 8 + 2 * 8, 8 + 8 + 1)

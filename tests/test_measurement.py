@@ -100,9 +100,7 @@ def test_a_scalar_output_is_shown_as_one() -> None:
 
 def without_compute(count: ParameterCount) -> ParameterCount:
     """The count alone: its parameter rows without shapes and MACs, and no compute."""
-    rows = tuple(
-        replace(r, output_shape=None, macs=None, flops=None) for r in count.parameter_rows
-    )
+    rows = tuple(replace(r, output_shape=None, macs=None, flops=None) for r in count.parameter_rows)
     return replace(count, layers=rows, compute=None)
 
 

@@ -186,7 +186,6 @@ def test_a_moved_model_builds_on_meta_as_a_cpu_build_counts_it(
     assert kinds(model) == {("meta", dtype) for _, dtype in kinds(real)}
     # Totals, rows, frozen parameters, buffers, and bytes by dtype: all as the real build's.
     assert count_parameters(model) == count_parameters(real)
-    assert not torch.cuda.is_initialized()
 
 
 @pytest.mark.usefixtures("moves", "no_cuda")
@@ -215,7 +214,7 @@ def test_every_form_of_a_tensor_move() -> None:
         "by_cuda": ("meta", torch.float32),
         "by_cpu": ("meta", torch.float32),
     }
-    assert (model.same, model.copied) == (True, True)
+    assert (vars(model)["same"], vars(model)["copied"]) == (True, True)
 
 
 @pytest.mark.usefixtures("moves", "no_cuda")

@@ -1,6 +1,6 @@
 """The zoo tier: real models through the gate, each checked against a real build.
 
-Every torchvision classifier, one model of each of 60 timm families and 45 small transformers
+Every torchvision classifier, one model of each of 60 timm families and 48 small transformers
 architectures run through `pytest --cnn-budget` on meta, a few real sessions with many models
 each (tests/zoo.py writes their tables). Each model is then one test here, which reads its
 counts from the session's `--cnn-budget-json` report and asserts:
@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,32 +53,16 @@ SESSION_SIZE = {"torchvision": 40, "timm": 30, "transformers": 50}
 
 # Failures the gate has today, each with its cause. Strict: once fixed, the test fails until
 # its entry here is removed.
-KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    "timm": {
-        "pit_ti_224": "forward profile fails on PiT (being fixed)",
-        "cait_xxs24_224": "forward profile fails on CaiT (being fixed)",
-    },
-}
+KNOWN_FAILURES: dict[str, dict[str, str]] = {}  # {"timm": {"pit_ti_224": "why"}}
 
 ZOO_SOURCE = Path(zoo.__file__).read_text(encoding="utf-8")
 
-
-@dataclass(frozen=True)
-class Session:
-    """One gate session: a project with these models, and the report it writes."""
-
-    name: str
-    models: tuple[zoo.ZooModel, ...]
-
-
-SESSIONS: dict[str, Session] = {}
-SESSION_OF: dict[tuple[str, str], str] = {}
-for _library, _models in LIBRARIES.items():
-    _size = SESSION_SIZE[_library]
-    for _start in range(0, len(_models), _size):
-        _session = Session(f"{_library}-{_start // _size}", tuple(_models[_start : _start + _size]))
-        SESSIONS[_session.name] = _session
-        SESSION_OF.update({(_library, m.key): _session.name for m in _session.models})
+# The session that checks each model: consecutive models of a library, SESSION_SIZE at a time.
+SESSION_OF = {
+    (library, model.key): f"{library}-{i // SESSION_SIZE[library]}"
+    for library, models in LIBRARIES.items()
+    for i, model in enumerate(models)
+}
 
 
 def _gate_env() -> dict[str, str]:
@@ -94,20 +77,21 @@ def _gate_env() -> dict[str, str]:
 class GateRuns:
     """Each session's report, run once for all xdist workers.
 
-    Sessions run in folders under `root`, which every worker shares; a session's lock file
-    makes one worker run it and the others wait for its report. A worker that would wait runs
-    another of the `wanted` sessions that nobody has started, so both workers stay busy.
+    `sessions` holds each session's selected models. Sessions run in folders under `root`,
+    which every worker shares; a session's lock file makes one worker run it and the others
+    wait for its report. A worker that would wait runs a session nobody has started instead,
+    so both workers stay busy.
     """
 
-    def __init__(self, root: Path, wanted: list[str]) -> None:
+    def __init__(self, root: Path, sessions: dict[str, list[zoo.ZooModel]]) -> None:
         self.root = root
-        self.wanted = wanted
+        self.sessions = sessions
         self.reports: dict[str, dict[str, Any]] = {}
 
     def report(self, name: str) -> dict[str, Any]:
         """The `--cnn-budget-json` report of session `name` (and its output, under "output")."""
         while name not in self.reports and not self._take(name, block=False):
-            others = (n for n in self.wanted if n != name and n not in self.reports)
+            others = (n for n in self.sessions if n != name and n not in self.reports)
             if not any(self._take(other, block=False) for other in others):
                 self._take(name, block=True)
         return self.reports[name]
@@ -124,17 +108,16 @@ class GateRuns:
                 return False
             done = folder / "done.json"
             if not done.exists():
-                report = run_gate(folder, SESSIONS[name])
+                report = run_gate(folder, self.sessions[name])
                 done.write_text(json.dumps(report), encoding="utf-8")
             self.reports[name] = json.loads(done.read_text(encoding="utf-8"))
         return True
 
 
-def run_gate(folder: Path, session: Session) -> dict[str, Any]:
-    """Run `pytest --cnn-budget` on a project configuring the session's models."""
+def run_gate(folder: Path, models: list[zoo.ZooModel]) -> dict[str, Any]:
+    """Run `pytest --cnn-budget` on a project configuring `models`."""
     (folder / "zoo.py").write_text(ZOO_SOURCE, encoding="utf-8")
-    models = {m.key: m.table() for m in session.models}
-    pyproject = toml_text(models, top={"snapshot": False})
+    pyproject = toml_text({m.key: m.table() for m in models}, top={"snapshot": False})
     (folder / "pyproject.toml").write_text(pyproject, encoding="utf-8")
     args = ["--cnn-budget", "--cnn-budget-json=report.json", "--cnn-budget-github=off"]
     done = subprocess.run(
@@ -161,13 +144,14 @@ def gate_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # each worker's basetemp is a folder of the run's
-    # The sessions that the selected tests (-k, node ids) need, in the order they run.
-    wanted: dict[str, None] = {}
+    # Only the models selected (-k, node ids), which every worker of a run agrees on.
+    sessions: dict[str, list[zoo.ZooModel]] = {}
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if isinstance(params.get("model"), zoo.ZooModel):
-            wanted[SESSION_OF[params["library"], params["model"].key]] = None
-    return GateRuns(root / "zoo", list(wanted))
+        model = params.get("model")
+        if isinstance(model, zoo.ZooModel):
+            sessions.setdefault(SESSION_OF[params["library"], model.key], []).append(model)
+    return GateRuns(root / "zoo", sessions)
 
 
 def _params() -> list[Any]:

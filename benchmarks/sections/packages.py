@@ -40,7 +40,9 @@ def bench_packages(ctx: Context) -> Section:
         for label, folder in runs.items()
     ]
     ran = ctx.runner.measure(run_jobs, ctx.repeat)
-    collected = ctx.runner.measure(collect_jobs, ctx.repeat * COLLECT_REPEAT)
+    collected = ctx.runner.measure(
+        collect_jobs, ctx.repeat if ctx.quick else ctx.repeat * COLLECT_REPEAT
+    )
 
     def compare(stats: dict[str, Stats]) -> tuple[Stats, Stats, float, float]:
         a, b = stats.values()

@@ -14,7 +14,7 @@ from report import Row, Section, ratio, runs_table, sec
 
 TIMM_TARGET = 1.05  # --cnn-budget vs. the same pytest run building the models by hand
 TIMM_MODELS = 300
-QUICK_MODELS = 6
+QUICK_MODELS = 3
 PLAIN = ("-p", "no:cacheprovider")  # both sides: no cache written between timed runs
 # A budget item's line in pytest's short summary: `FAILED pyproject.toml::cnn_budget[name] - …`.
 _FAILED = re.compile(r"^FAILED \S*::cnn_budget\[(.+?)\]", re.MULTILINE)
