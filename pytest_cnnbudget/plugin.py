@@ -905,9 +905,7 @@ class BudgetFile(pytest.File):
                 if first is not None
                 else None
             )
-            yield BudgetItem.from_parent(
-                self, name=name, spec=spec, file=file, duplicate=duplicate
-            )
+            yield BudgetItem.from_parent(self, name=name, spec=spec, file=file, duplicate=duplicate)
 
 
 class BudgetItem(pytest.Item):

@@ -7,9 +7,9 @@ What is restored: torch's default dtype and device, grad and anomaly mode, deter
 algorithms, intra-op threads, leaked torch function and dispatch modes, the torch, Python and
 NumPy random states, `sys.path`, the working directory, the environment, the recursion limit,
 `sys.modules` entries the check removed or replaced, signal handlers and a timer it started,
-torch's global module hooks, `logging.disable` and the quantized engine. Modules the check imported stay
-imported: unloading a C extension is unsafe, and the next model from the same file would pay
-for the import again.
+torch's global module hooks, `logging.disable` and the quantized engine. Modules the check
+imported stay imported: unloading a C extension is unsafe, and the next model from the same
+file would pay for the import again.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ VISION: dict[str, dict[str, Any]] = {
     "cifar": {"target": "vision_nets:Cifar", "max_params": "600k"},
     "tiny": {"target": "vision_nets:Tiny", "max_params": 1000},
 }
-TEXT: dict[str, dict[str, Any]] = {"lm": {"target": "text_nets:Tiny", "max_params": 1000, "kwargs": {"width": 4}}}
+TEXT: dict[str, dict[str, Any]] = {
+    "lm": {"target": "text_nets:Tiny", "max_params": 1000, "kwargs": {"width": 4}}
+}
 ROOT: dict[str, dict[str, Any]] = {"root_net": {"target": "nets:Tiny", "max_params": 1000}}
 
 
