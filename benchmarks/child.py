@@ -362,7 +362,7 @@ def rendering(rounds: str) -> None:
         times["failure"], t = clock() - t, clock()
         out["overview"] = overview_lines([result], [], verbose=True, group=group)
         times["overview"], t = clock() - t, clock()
-        where = anchors([result], config, {name: 1}, repo, environments)
+        where = anchors([result], {name: (config, 1)}, repo, environments)
         out["annotation"] = annotation_lines([result], where, failed)
         times["annotation"], t = clock() - t, clock()
         out["summary"] = summary_markdown([result], failed)

@@ -183,6 +183,11 @@ def _move_on_meta(
     )
 
 
+# Their constructors take a device and a dtype, which torch's stubs do not say.
+_LAZY_PARAMETER: Any = UninitializedParameter
+_LAZY_BUFFER: Any = UninitializedBuffer
+
+
 @contextmanager
 def _registered_on_meta() -> Iterator[None]:
     """Move every parameter and buffer to meta the moment a module registers it.
@@ -196,14 +201,14 @@ def _registered_on_meta() -> Iterator[None]:
         if param is None or param.device.type == "meta":
             return None
         if is_lazy(param):  # materialized on meta by the forward pass, as on a meta build
-            return UninitializedParameter(param.requires_grad, device="meta", dtype=param.dtype)
+            return _LAZY_PARAMETER(param.requires_grad, device="meta", dtype=param.dtype)
         return type(param)(param.to("meta"), requires_grad=param.requires_grad)
 
     def buffer_hook(module: nn.Module, name: str, buffer: Any) -> Any:
         if buffer is None or buffer.device.type == "meta":
             return None
         if is_lazy(buffer):
-            return UninitializedBuffer(device="meta", dtype=buffer.dtype)
+            return _LAZY_BUFFER(device="meta", dtype=buffer.dtype)
         return buffer.to("meta")
 
     from torch.nn.modules import module as module_mod

@@ -232,7 +232,7 @@ def test_the_meta_fallback_builds_objects_again_with_the_model(package: str) -> 
     model = build_model(
         "torch.nn:Sequential", {"_args_": [{"_target_": f"{package}.parts.Widths"}]}
     )
-    assert model[0].widths == [4, 8, 12]
+    assert model.get_submodule("0").widths == [4, 8, 12]
     assert {p.device.type for p in model.parameters()} == {"meta"}
     assert sum(p.numel() for p in model.parameters()) == 4 * 12 + 12
 
