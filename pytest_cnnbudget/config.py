@@ -66,6 +66,8 @@ class ModelSpec:
     # Name levels its tables fold rows into (`layers.3.mlp.up` → `layers.3` at 2); None when its
     # table does not say, and then Settings.depth or --cnn-budget-depth applies.
     depth: int | None = None
+    # The config file's folder, where its targets are imported from first (loading.local_to).
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -390,18 +392,9 @@ def discover_config(start: Path) -> Path | None:
 
 def _declares_budgets(path: Path) -> bool:
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-    except OSError:
-        return False
-    if b"cnnbudget" not in data:
-        return False
-    try:
-        document = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
-        return True  # it mentions us and cannot be read: load_settings says why
-    tool = document.get("tool")
-    return isinstance(tool, dict) and "cnnbudget" in tool
+        return read_settings(path) is not None
+    except ConfigError:
+        return True  # it has our table and cannot be read: load_settings says why
 
 
 def load_settings(path: Path) -> Settings:
@@ -416,6 +409,11 @@ def load_settings(path: Path) -> Settings:
     return settings
 
 
+# `[tool.cnnbudget…]`, or `cnnbudget = …` / `cnnbudget.models…` under `[tool]`: what a file that
+# configures budgets has, and a package that merely depends on pytest-cnnbudget does not.
+_TABLE = re.compile(rb"^\s*\[\s*tool\s*\.\s*cnnbudget\b|^\s*cnnbudget\s*[.=]", re.MULTILINE)
+
+
 def read_settings(path: Path, skim: bool = True) -> Settings | None:
     """`[tool.cnnbudget]` of `path` validated, or None when the file has no such table (a
     package's pyproject.toml that budgets nothing); ConfigError for every problem in one.
@@ -427,7 +425,7 @@ def read_settings(path: Path, skim: bool = True) -> Settings | None:
             data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{file}: cannot read the configuration: {e.strerror or e}") from e
-    if skim and b"cnnbudget" not in data:
+    if skim and _TABLE.search(data) is None:
         # Most pyproject.toml files pytest walks past budget nothing: not worth parsing.
         return None
     if len(data) > MAX_CONFIG_BYTES:
@@ -477,9 +475,9 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
     if not isinstance(models_table, dict):
         problems.add(top, "models", f"expected a table, got {type(models_table).__name__}")
         models_table = {}
-    if not models_table:
-        problems.add(top, None, "no models configured; add a [tool.cnnbudget.models.<name>] table")
-    elif len(models_table) > MAX_MODELS:
+    # No models is fine: a project whose budgets are all cnn_budget() calls configures only
+    # their snapshot here.
+    if len(models_table) > MAX_MODELS:
         problems.add(
             top,
             "models",
@@ -531,6 +529,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 input_shape=_get(problems, where, table, "input_shape", parse_input_shape),
                 timeout=_get(problems, where, table, "timeout", _timeout),
                 depth=_get(problems, where, table, "depth", parse_depth),
+                folder=str(path.parent),
             )
         )
     problems.raise_if_any()
@@ -563,11 +562,22 @@ def is_fixture_name(name: str) -> bool:
     return _NODE_ID.match(name) is not None
 
 
-def fixture_spec(name: str, options: Mapping[str, Any], where: str) -> ModelSpec:
+def fixture_spec(
+    name: str, options: Mapping[str, Any], where: str, call_name: object = None
+) -> ModelSpec:
     """The spec of a `cnn_budget(model, …)` call in the test `where`, validated as a model's
-    table is; ConfigError names the test and every bad key."""
+    table is (`call_name`: its `name=`, if given); ConfigError names the test and every bad
+    key."""
     problems = _Problems(Path(where))
     label = f"cnn_budget({printable(name)})"
+    if call_name is not None:
+        problem = (
+            _model_name_problem(call_name)
+            if isinstance(call_name, str)
+            else f"expected a string, got {type(call_name).__name__}"
+        )
+        if problem is not None:
+            problems.add(label, "name", problem)
     for key, message in _unknown_keys(options, FIXTURE_KEYS):
         problems.add(label, key, message)
     budgets = {}

@@ -10,8 +10,8 @@ config above their file. Torch-free: the xdist controller uses it too.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings, read_settings
@@ -27,8 +27,7 @@ class ConfigFile:
 
     settings: Settings
     stored: dict[str, SnapshotEntry]
-    # Names of this run's `cnn_budget` fixture checks whose entries belong to this file.
-    fixtures: set[str] = field(default_factory=set)
+    default: bool = False  # no file: the rootdir's default snapshot, for fixture checks
 
     @property
     def path(self) -> Path:
@@ -77,30 +76,37 @@ class Configs:
         """The config file a claimed model belongs to."""
         return self.files[self.owner[name]]
 
-    def for_test(self, test_file: Path, rootdir: Path, discover: bool = True) -> ConfigFile:
-        """The config whose snapshot a fixture check in `test_file` uses: the nearest config
-        above the file (with `discover`, also one this run did not collect: its snapshot, not
-        its models), else the first collected, else the default snapshot in the rootdir."""
-        test_file = test_file.resolve()
-        rootdir = rootdir.resolve()
-        if discover and test_file.is_relative_to(rootdir):
+    def for_test(self, test_file: Path, rootdir: Path, explicit: Sequence[Path] = ()) -> ConfigFile:
+        """The config whose snapshot a fixture check in `test_file` uses, by the test file
+        alone, whatever this run collected: the nearest `[tool.cnnbudget]` above it on disk (up
+        to the rootdir), else the one `--cnn-budget-config` file, else the default snapshot in
+        the rootdir."""
+        test_file, rootdir = test_file.resolve(), rootdir.resolve()
+        if test_file.is_relative_to(rootdir):
             for folder in test_file.parents:
                 candidate = folder / "pyproject.toml"
                 found = self.load(candidate) if candidate.is_file() else None
-                if found is not None or folder == rootdir:
+                if found is not None:
+                    return found
+                if folder == rootdir:
                     break
-        above = [f for f in self if test_file.is_relative_to(f.path.parent)]
-        if above:
-            return max(above, key=lambda f: len(f.path.parent.parts))
-        if self.files:
-            return next(iter(self))
-        # No config at all: the fixture alone, with the snapshot where a config would put it.
+        if len(explicit) == 1:
+            return self.files[explicit[0].resolve()]
+        return self.default(rootdir)
+
+    def default(self, rootdir: Path) -> ConfigFile:
+        """Where fixture checks go when no config covers them: `cnnbudget.snapshot.json` in
+        the rootdir, as a config there would put it, with no models of its own."""
         path = (rootdir / "pyproject.toml").resolve()
+        known = self.files.get(path)
+        if known is not None:
+            return known
         settings = Settings(
             path=path, snapshot=path.parent / DEFAULT_SNAPSHOT, device="meta", models=()
         )
         loaded = self.load(path, settings)
         assert loaded is not None
+        loaded.default = True
         return loaded
 
     def names(self) -> list[str]:
@@ -109,20 +115,27 @@ class Configs:
 
 
 def fixture_stale(name: str, rootdir: Path) -> bool:
-    """Whether a fixture check's stored entry (keyed `path/test_x.py::test_y[…]`) names a test
-    that is gone: its file no longer exists or defines no function of that name. Read from the
-    source, not from what this run collected: a `-k` run deselects tests that still exist."""
+    """Whether a fixture check's stored entry (keyed `path/test_x.py::Class::test_y[…]`)
+    names a test that is gone: its file no longer exists, or defines neither its class nor (for
+    a test outside a class) a function or name of its own. Read from the source, not from what
+    this run collected: a `-k` run deselects tests that still exist. A class is enough, as its
+    tests may be inherited from another file."""
     file, _, rest = name.partition("::")
-    function = rest.split("::")[-1].split("[")[0]
+    parts = rest.split("::")
+    wanted = parts[0].split("[")[0]
     path = rootdir / file
     try:
         tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
         return not path.exists()
-    return not any(
-        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function
-        for node in ast.walk(tree)
-    )
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):  # generated: test_x = make_test()
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return wanted not in defined
 
 
 def duplicate_message(name: str, first: Path, second: Path, rootdir: Path) -> str:

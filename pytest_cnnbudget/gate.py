@@ -14,7 +14,7 @@ from .budgets import check_budgets
 from .compare import diff_entries
 from .config import Level, ModelSpec
 from .errors import CnnBudgetError, CountError, ModelBuildError, ProfileError, exception_text
-from .loading import build_model, resolve_target
+from .loading import build_model, local_to, resolve_target
 from .locate import definition_source, error_source, layer_source, user_frames
 from .measurement import measure_folded
 from .results import (
@@ -74,7 +74,8 @@ def check_model(
     """
     stage = "build"
     try:
-        model = build_model(spec.target, spec.kwargs, device=spec.device)
+        with local_to(spec.folder, spec.target):
+            model = build_model(spec.target, spec.kwargs, device=spec.device)
         count, folded = measure_folded(model, spec.input_shape, spec.depth)
         stage = "check"
         result = _judge(spec, stored, model, count, snapshot_enabled, update)

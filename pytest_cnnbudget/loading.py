@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +24,38 @@ from .errors import ModelBuildError, exception_text
 from .instantiate import instantiate
 from .quantized import contains_quantized
 from .units import brief
+
+
+@contextmanager
+def local_to(folder: str | None, target: str) -> Iterator[None]:
+    """Import `target` from its config's folder while its model is built.
+
+    In a monorepo every package can have its own `models.py`: whichever package's was imported
+    first would otherwise build every package's models, with the wrong counts. So when the
+    folder holds the target's top-level module, that folder comes first on `sys.path` and a
+    same-named module imported from elsewhere is set aside (state.py puts it back afterwards);
+    else the folder is searched last, so that an installed package still wins.
+    """
+    if folder is None:
+        yield
+        return
+    top = target.partition(":")[0].split(".")[0]
+    local = Path(folder, f"{top}.py").is_file() or Path(folder, top).is_dir()
+    added = folder not in sys.path
+    if local:
+        cached = sys.modules.get(top)
+        where = getattr(cached, "__file__", None) or ""
+        if cached is not None and not Path(where).resolve().is_relative_to(Path(folder).resolve()):
+            for name in [n for n in sys.modules if n == top or n.startswith(f"{top}.")]:
+                del sys.modules[name]
+        sys.path.insert(0, folder)
+    elif added:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        if local or added:
+            sys.path.remove(folder)
 
 
 def resolve_target(target: str, key: str = "target", *, dotted: bool = False) -> Callable[..., Any]:

@@ -27,7 +27,7 @@ import pytest
 # Imported up front, though tiny, so that it outlives pytester's restoring of sys.modules: it
 # remembers whether it froze anything.
 from . import collector
-from .constants import DEFAULT_TIMEOUT, MAX_TIMEOUT
+from .constants import DEFAULT_SNAPSHOT, DEFAULT_TIMEOUT, MAX_TIMEOUT
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
@@ -198,6 +198,7 @@ class BudgetSession:
     ) -> None:
         self.config = config
         self.configs = configs
+        self.collected: set[Path] = set()  # config files this process collected
         self.baseline = baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
@@ -228,6 +229,8 @@ class BudgetSession:
             root = config.rootpath / "pyproject.toml"
             if not explicit and root.is_file():
                 configs.load(root)  # without [tool.cnnbudget], packages below may have theirs
+            if not explicit and not configs and (config.rootpath / DEFAULT_SNAPSHOT).is_file():
+                configs.default(config.rootpath)  # fixture checks' entries, for their stale ones
             baseline = None
             if option.cnn_budget_baseline:
                 baseline = {}
@@ -260,9 +263,9 @@ class BudgetSession:
         # A file named by --cnn-budget-config is checked whatever paths are given; the
         # rootdir's only when pytest collects its default paths, so that `pytest --cnn-budget
         # packages/vision` runs that package's models alone.
-        default_args = config.args_source is not pytest.Config.ArgsSource.ARGS
+        testpaths = config.args_source is pytest.Config.ArgsSource.TESTPATHS
         for file in configs:
-            if file.path in explicit or default_args:
+            if not file.default and (file.path in explicit or testpaths):
                 _ensure_collected(config, file.path)
         return cls(config, configs, baseline)
 
@@ -372,9 +375,9 @@ class BudgetSession:
         except CnnBudgetError as e:
             # A package's broken config fails its collection, by file, before any model runs.
             return BudgetFile.from_parent(parent, path=file_path, problem=neutralize_text(str(e)))
-        if file is None:
-            return None
-        _on_path(resolved.parent)
+        if file is None or resolved in self.collected:
+            return None  # a file reached twice (a symlinked folder) is checked once
+        self.collected.add(resolved)
         return BudgetFile.from_parent(parent, path=file_path)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -403,8 +406,14 @@ class BudgetSession:
         if not isinstance(item, BudgetItem):
             checked = item.stash.get(_FIXTURE_RESULTS, None)
             if checked and call.when == "call":
+                report = outcome.get_result()
+                if report.failed:
+                    # The test failed after its checks passed: an update accepts none of them.
+                    checked[:] = [replace(r, entry=None) for r in checked]
+                    for result in checked:
+                        self.record(result)
                 payloads = [self.report_payload(r) for r in checked]
-                setattr(outcome.get_result(), _REPORT_ATTR, payloads)
+                setattr(report, _REPORT_ATTR, payloads)
             return
         from .render_github import neutralize_text
 
@@ -448,7 +457,15 @@ class WorkerSession(BudgetSession):
 
         # The config file too: the controller collects nothing, so a package's config it
         # has not read yet is read when its first result arrives.
-        return {"config": str(self.configs.file_of(result.name).path), "result": encode(result)}
+        file = self.configs.file_of(result.name)
+        return {"config": str(file.path), "default": file.default, "result": encode(result)}
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Every config this worker collected, so that the controller, which collects nothing,
+        # knows the stale entries of a file none of whose models ran.
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["cnn_budget_configs"] = [str(p) for p in self.collected]
 
 
 class ReportingSession(BudgetSession):
@@ -522,7 +539,8 @@ class ReportingSession(BudgetSession):
         # The snapshots first, and on their own: an accepted update must not depend on the
         # other files. Each output after them is written even when the one before failed.
         merges = self.merged = {file.path: self.write_snapshot(file) for file in self.configs}
-        stale = sorted(name for merge in merges.values() for name in merge.stale)
+        written = self.update and not self.snapshot_failed
+        stale = sorted(n for merge in merges.values() for n in merge.stale_after(written))
         where = self.config.invocation_params.dir
         option = self.config.option
         if option.cnn_budget_json:
@@ -578,11 +596,17 @@ class ReportingSession(BudgetSession):
         before this run; compared once, for the job summary and the comment alike."""
         if self.compared is None:
             from .compare import compare_with_base
+            from .config import is_fixture_name
+            from .configs import fixture_stale
 
+            rootdir = self.config.rootpath
             base = self.baseline
             if base is None:
                 base = {name: e for file in self.configs for name, e in file.stored.items()}
-            self.compared = compare_with_base(results, base, self.configs.names())
+            # A fixture check is no table's model, and not removed while its test exists.
+            kept = [n for n in base if is_fixture_name(n) and not fixture_stale(n, rootdir)]
+            configured = [*self.configs.names(), *(r.name for r in results), *kept]
+            self.compared = compare_with_base(results, base, configured)
         return self.compared
 
     def write_snapshot(self, file: ConfigFile) -> Merge:
@@ -689,11 +713,26 @@ class ControllerSession(ReportingSession):
             from .wire import decode
 
             result = decode(payload["result"])
-            file = self.configs.load(Path(payload["config"]))
-            if file is None:  # the file lost its table while the run went on
-                continue
-            self.configs.claim(result.name, file.path)
-            self.record(result)
+            file = self.load(payload["config"], bool(payload.get("default")))
+            if file is not None:
+                self.configs.claim(result.name, file.path)
+                self.record(result)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        for path in getattr(node, "workeroutput", {}).get("cnn_budget_configs", ()):
+            self.load(path)
+
+    def load(self, path: str, default: bool = False) -> ConfigFile | None:
+        """A config a worker read, read here too; None if it cannot be (a worker already
+        failed that file's collection, naming why)."""
+        from .errors import CnnBudgetError
+
+        try:
+            if default:
+                return self.configs.default(self.config.rootpath)
+            return self.configs.load(Path(path))
+        except CnnBudgetError:
+            return None
 
 
 class _Terminal:
@@ -721,7 +760,7 @@ class _PlainRun:
     """A run without --cnn-budget: adds nothing but two notes, once each, when they apply."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.hint = "cnn_budget" in (config.option.markexpr or "")
+        self.hint = _selects_budget_items(config.option.markexpr or "")
         self.unchecked = 0  # tests whose cnn_budget() checks skipped the snapshot
 
     @pytest.hookimpl(hookwrapper=True)
@@ -751,35 +790,78 @@ class _PlainRun:
             )
 
 
+def _selects_budget_items(expression: str) -> bool:
+    """Whether a `-m` expression selects items marked `cnn_budget` (and no other mark)."""
+    if "cnn_budget" not in expression:
+        return False
+    try:
+        from _pytest.mark.expression import Expression  # pytest's own -m grammar
+
+        return bool(Expression.compile(expression).evaluate(_only_budget_mark))
+    except Exception:  # a pytest whose private grammar moved: the plain test
+        return True
+
+
+def _only_budget_mark(name: str, /, **kwargs: Any) -> bool:
+    return name == "cnn_budget"
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # A test that calls the fixture is a budget check too: `-m cnn_budget` selects it.
+    if "cnn_budget" in getattr(item, "fixturenames", ()):
+        item.add_marker("cnn_budget")
+
+
 class _FixtureCheck:
     """The callable the `cnn_budget` fixture gives a test (see `cnn_budget`)."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
+        # Fresh for each run of the test: a plugin that reruns a failed test reruns its checks.
+        request.node.stash[_FIXTURE_RESULTS] = []
 
     def __call__(self, model: Any, *, name: str | None = None, **budgets: Any) -> ModelResult:
+        from .errors import CnnBudgetError
+        from .render_github import neutralize_text
+        from .results import Outcome
+
+        caller = sys._getframe(1)  # the test's line: where a failure without a layer points
+        where = (caller.f_code.co_filename, caller.f_lineno)
+        try:
+            result, text = self.check(model, name, budgets, *where)
+        except CnnBudgetError as e:
+            result, text = None, str(e)
+        if result is None or result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            # Outside the except block, so that pytest shows the message once, unchained.
+            pytest.fail(neutralize_text(text), pytrace=False)
+        return result
+
+    def check(
+        self, model: Any, name: str | None, budgets: dict[str, Any], file: str, line: int
+    ) -> tuple[ModelResult, str]:
+        """The check and its failure text; CnnBudgetError for a call or config mistake."""
         from .config import fixture_name, fixture_spec
         from .errors import ConfigError
         from .gate import check_built
-        from .render_github import neutralize_text
         from .render_terminal import failure_lines
-        from .results import Outcome, SourceLocation
+        from .results import SourceLocation
 
         node = self.request.node
         key = fixture_name(node.nodeid, name)
-        try:
-            spec = fixture_spec(key, budgets, node.nodeid)
-        except ConfigError as e:
-            pytest.fail(neutralize_text(str(e)), pytrace=False)
-        checked = node.stash.setdefault(_FIXTURE_RESULTS, [])
-        if any(r.name == key for r in checked):
-            pytest.fail(
-                f"cnn_budget() checked {key} twice; give each call in a test its own name=",
-                pytrace=False,
+        spec = fixture_spec(key, budgets, node.nodeid, name)
+        if not _is_model(model):
+            raise ConfigError(
+                f"cnn_budget() takes an nn.Module (or a list of layers), not a "
+                f"{type(model).__name__}, in {node.nodeid}"
             )
-        caller = sys._getframe(1)  # the test's line: where a failure without a layer points
-        site = SourceLocation(caller.f_code.co_filename, caller.f_lineno)
-        session = self.request.config.stash.get(_SESSION_KEY, None)
+        checked = node.stash[_FIXTURE_RESULTS]
+        if any(r.name == key for r in checked):
+            raise ConfigError(
+                f"cnn_budget() checked {key} twice; give each call in a test its own name="
+            )
+        site = SourceLocation(file, line)
+        config = self.request.config
+        session = config.stash.get(_SESSION_KEY, None)
         if session is None:
             result = check_built(
                 spec, model, None, snapshot_enabled=False, update=False, call_site=site
@@ -787,25 +869,36 @@ class _FixtureCheck:
             node.stash[_UNCHECKED_KEY] = 1
             text = "\n".join(failure_lines(result, "", "(no snapshot)"))
         else:
-            config = self.request.config
-            discover = not config.option.cnn_budget_config
-            file = session.configs.for_test(node.path, config.rootpath, discover)
-            session.configs.claim(key, file.path)
-            file.fixtures.add(key)
+            explicit = [Path(p) for p in (config.option.cnn_budget_config or ())]
+            explicit = [Path(config.invocation_params.dir, p).resolve() for p in explicit]
+            owner = session.configs.for_test(node.path, config.rootpath, explicit)
+            session.configs.claim(key, owner.path)
             result = check_built(
-                replace(spec, depth=session.depth(spec, file.settings)),
+                replace(spec, depth=session.depth(spec, owner.settings)),
                 model,
-                file.stored.get(key),
-                snapshot_enabled=file.settings.snapshot is not None,
+                owner.stored.get(key),
+                snapshot_enabled=owner.settings.snapshot is not None,
                 update=session.update,
                 call_site=site,
             )
             session.record(result)
             text = session.failure_text(result)
         checked.append(result)
-        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
-            pytest.fail(neutralize_text(text), pytrace=False)
-        return result
+        return result, text
+
+
+def _is_model(model: Any) -> bool:
+    """What `count_parameters` takes: a module, or a list or mapping of them."""
+    from collections.abc import Mapping as MappingABC
+
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        return True
+    layers = model.values() if isinstance(model, MappingABC) else model
+    return isinstance(model, list | tuple | MappingABC) and all(
+        isinstance(layer, nn.Module) for layer in layers
+    )
 
 
 @pytest.fixture

@@ -209,17 +209,8 @@ CIFAR = "[tool.cnnbudget.models.cifar]"
         ),
         pytest.param(
             {},
-            {"snapshot": False},
-            ["[tool.cnnbudget]: no models configured; add a [tool.cnnbudget.models.<name>] table"],
-            id="no-models",
-        ),
-        pytest.param(
-            {},
             {"models": 5},
-            [
-                "[tool.cnnbudget] models: expected a table, got int",
-                "[tool.cnnbudget]: no models configured; add a [tool.cnnbudget.models.<name>] table",
-            ],
+            ["[tool.cnnbudget] models: expected a table, got int"],
             id="models-not-a-table",
         ),
     ],

@@ -164,3 +164,95 @@ def test_fixture_checks_travel_through_xdist_into_the_snapshot_and_annotations(
     assert len(annotations) == 1, annotations
     assert "file=nets.py" in annotations[0]
     assert "test_models.py::test_cifar" in summary.read_text(encoding="utf-8")
+
+
+def test_mistakes_in_a_call_fail_that_test_once_each_without_a_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(nets=NETS_SOURCE)
+    pytester.makepyfile(
+        test_calls="""
+        from nets import Tiny
+
+        def test_not_a_model(cnn_budget):
+            cnn_budget("Tiny", max_params=10)
+
+        def test_bad_name(cnn_budget):
+            cnn_budget(Tiny(), max_params=1000, name="a\\nb")
+
+        def test_twice(cnn_budget):
+            cnn_budget(Tiny(), max_params=1000)
+            cnn_budget(Tiny(), max_params=1000)
+
+        def test_warned(cnn_budget):
+            result = cnn_budget(Tiny(), max_params=10, level="warn")
+            assert result.outcome.value == "warned"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(failed=3, passed=1)
+    out = result.stdout.str()
+    assert "cnn_budget() takes an nn.Module (or a list of layers), not a str" in out
+    assert "name: model name 'a\\nb' contains the control character '\\n'" in out
+    assert "cnn_budget() checked test_calls.py::test_twice twice; give each call" in out
+    assert "During handling of the above exception" not in out
+    assert "Traceback" not in out
+
+
+def test_a_config_without_models_sets_the_fixture_snapshot_and_the_marker_selects_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(nets=NETS_SOURCE)
+    pytester.makepyprojecttoml('[tool.cnnbudget]\nsnapshot = "budgets.json"\n')
+    write_tests(pytester.path)
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    args = ("--cnn-budget-update", "-m", "cnn_budget", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*args, timeout=300)
+    result.assert_outcomes(passed=2, deselected=1)
+    entries = json.loads((pytester.path / "budgets.json").read_text(encoding="utf-8"))
+    assert sorted(entries["models"]) == [
+        "test_models.py::test_cifar",
+        "test_models.py::test_tiny[a]",
+        "test_models.py::test_tiny[b]",
+    ]
+
+
+def test_a_test_that_fails_after_its_check_passed_has_its_entry_refused(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(nets=NETS_SOURCE)
+    pytester.makepyfile(
+        test_after="""
+        from nets import Tiny
+
+        def test_checked_then_broken(cnn_budget):
+            cnn_budget(Tiny(), max_params=1000)
+            assert False, "the test's own assertion"
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--cnn-budget-update", "-p", "no:cacheprovider", timeout=300
+    )
+    result.assert_outcomes(failed=1)
+    assert not (pytester.path / "cnnbudget.snapshot.json").exists()
+
+
+def test_without_any_config_fixture_checks_keep_the_rootdirs_default_snapshot_under_xdist(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(nets=NETS_SOURCE)
+    write_tests(pytester.path)
+    for extra in ([], ["-n", "2", "-p", "xdist"]):
+        snapshot = pytester.path / "cnnbudget.snapshot.json"
+        snapshot.unlink(missing_ok=True)
+        args = ("--cnn-budget-update", "-p", "no:cacheprovider", *extra)
+        pytester.runpytest_subprocess(*args, timeout=300).assert_outcomes(passed=2)
+        assert len(json.loads(snapshot.read_text(encoding="utf-8"))["models"]) == 3
+    # A deleted test's entries are reported stale in a plain run, and the update removes them.
+    source = (pytester.path / "test_models.py").read_text(encoding="utf-8")
+    (pytester.path / "test_models.py").write_text(
+        source.split("def test_tiny")[0], encoding="utf-8"
+    )
+    plain = pytester.runpytest_subprocess("--cnn-budget", "-p", "no:cacheprovider", timeout=300)
+    plain.assert_outcomes(passed=1)
+    plain.stdout.fnmatch_lines(["stale snapshot entries*test_models.py::test_tiny?a?*"])

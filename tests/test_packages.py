@@ -223,3 +223,33 @@ def test_a_fixture_check_is_stored_beside_the_nearest_config_even_when_only_its_
         "packages/vision/tests/test_vision.py::test_tiny",
         "tiny",
     ]
+
+
+SAME_NAME = """
+from torch import nn
+
+
+class Net(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(10, {width}))
+"""
+
+
+def test_packages_with_modules_of_the_same_name_each_count_their_own(
+    pytester: pytest.Pytester,
+) -> None:
+    for package, width in (("vision", 8), ("text", 3)):
+        folder = pytester.path / "packages" / package
+        folder.mkdir(parents=True)
+        (folder / "nets.py").write_text(SAME_NAME.format(width=width), encoding="utf-8")
+        model = {f"{package}_net": {"target": "nets:Net", "max_params": 1000}}
+        (folder / "pyproject.toml").write_text(toml_text(model), encoding="utf-8")
+    expected = {"vision_net": 10 * 8 + 8, "text_net": 10 * 3 + 3}
+    for order in (["packages/vision", "packages/text"], ["packages/text", "packages/vision"]):
+        report = pytester.path / "report.json"
+        args = [*order, "--cnn-budget", "--cnn-budget-json", str(report), "-p", "no:cacheprovider"]
+        for extra in ([], ["-n", "2", "-p", "xdist"]):
+            result = pytester.runpytest_subprocess(*args, *extra, timeout=300)
+            result.assert_outcomes(failed=2)  # no snapshot entries yet
+            models = json.loads(report.read_text(encoding="utf-8"))["models"]
+            assert {name: m["total"] for name, m in models.items()} == expected
