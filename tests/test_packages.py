@@ -208,8 +208,8 @@ def test_a_fixture_check_is_stored_beside_the_nearest_config_even_when_only_its_
     tests = repo.path / "packages" / "vision" / "tests"
     tests.mkdir()
     (tests / "test_vision.py").write_text(
-        "from vision_nets import Tiny\n\n\ndef test_tiny(cnn_budget):\n"
-        "    cnn_budget(Tiny(), max_params=1000)\n",
+        "from torch import nn\n\n\ndef test_tiny(cnn_budget):\n"
+        "    cnn_budget(nn.Linear(10, 8), max_params=1000)\n",
         encoding="utf-8",
     )
     # Only the tests folder: vision's config is not collected, its snapshot still takes the entry.
