@@ -54,7 +54,7 @@ def local_to(folder: str | None, target: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if local or added:
+        if (local or added) and folder in sys.path:  # a constructor may have cleared it
             sys.path.remove(folder)
 
 

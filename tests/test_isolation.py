@@ -185,7 +185,7 @@ class StrayThread(nn.Module):
         import threading
 
         def end_later():
-            time.sleep(1.0)
+            time.sleep(3.0)  # past its own check, even on a busy machine
             os._exit(9)
 
         threading.Thread(target=end_later, daemon=True).start()
@@ -195,7 +195,7 @@ class StrayThread(nn.Module):
 class Sleeps(nn.Module):
     def __init__(self):
         super().__init__()
-        time.sleep(1.5)
+        time.sleep(4.0)
         self.fc = nn.Linear(2, 2)
 
 
@@ -654,7 +654,7 @@ def test_a_thread_the_model_left_running_cannot_end_the_next_models_check(
     zoo: Path, forked: Forked
 ) -> None:
     assert result_of(forked, request_for("StrayThread")).outcome is Outcome.PASSED
-    # Under way when the thread ends its process, a second after it started.
+    # Under way when the thread ends its process, three seconds after it started.
     assert result_of(forked, request_for("Sleeps", timeout=20)).outcome is Outcome.PASSED
     assert forked.forks == 2
 
