@@ -198,7 +198,7 @@ class BudgetSession:
     ) -> None:
         self.config = config
         self.configs = configs
-        self.collected: set[Path] = set()  # config files this process collected
+        self.collected: dict[Path, Path] = {}  # config files collected: resolved → as found
         self.baseline = baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.update: bool = config.option.cnn_budget_update
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
@@ -375,9 +375,12 @@ class BudgetSession:
         except CnnBudgetError as e:
             # A package's broken config fails its collection, by file, before any model runs.
             return BudgetFile.from_parent(parent, path=file_path, problem=neutralize_text(str(e)))
-        if file is None or resolved in self.collected:
-            return None  # a file reached twice (a symlinked folder) is checked once
-        self.collected.add(resolved)
+        if file is None:
+            return None
+        # A file reached by a second path (a symlinked folder) is checked once; pytest may
+        # ask again for the same path (once per argument that walks its folder).
+        if self.collected.setdefault(resolved, file_path) != file_path:
+            return None
         return BudgetFile.from_parent(parent, path=file_path)
 
     @pytest.hookimpl(hookwrapper=True)

@@ -429,6 +429,20 @@ def test_config_option_points_elsewhere(pytester: pytest.Pytester) -> None:
 # -- the example project, charts and compute ----------------------------------------------
 
 
+def test_the_rootdir_config_is_collected_beside_testpaths(pytester: pytest.Pytester) -> None:
+    project = Project(pytester, cifar=CIFAR)
+    with project.pyproject.open("a", encoding="utf-8") as file:
+        file.write('\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_plain.py").write_text(
+        "def test_plain():\n    pass\n", encoding="utf-8"
+    )
+    # pytest walks the rootdir once for `tests` and again for the config file added to it.
+    pytester.runpytest("--cnn-budget-update").assert_outcomes(passed=2)
+    assert list(project.stored()["models"]) == ["cifar"]
+    pytester.runpytest("--cnn-budget", "-n", "2", "-p", "xdist").assert_outcomes(passed=2)
+
+
 def test_example_project_passes(pytester: pytest.Pytester) -> None:
     example = Path(__file__).parent.parent / "example_project"
     for path in [example / "pyproject.toml", example / "cnnbudget.snapshot.json"]:

@@ -8,7 +8,7 @@ import re
 import statistics
 
 from context import Context
-from harness import BenchError, Job, Stats, outcomes, pytest_argv
+from harness import BenchError, Job, Stats, child_argv, outcomes, pytest_argv
 from projects import TIMM_EXCLUDE
 from report import Row, Section, ratio, runs_table, sec
 
@@ -66,10 +66,16 @@ def bench_timm(ctx: Context) -> Section:
                     f"{job.label}: {outcomes(sample.stdout)}, the set-up run had {expected}"
                 )
     g, ns, f = (stats[job.label] for job in (gate, nosnap, floor))
+    # The one step that sees every stored layer before the first check, timed on its own.
+    reading = Job("config + snapshot read", child_argv("load-config", "pyproject.toml"), folder)
+    read = ctx.runner.measure([reading], ctx.repeat)[reading.label]
 
     floor_counts: dict[str, int | str] = json.loads((folder / "floor_counts.json").read_text())
     floor_errors = sorted(k for k, v in floor_counts.items() if isinstance(v, str))
-    stored = json.loads((folder / "cnnbudget.snapshot.json").read_text())["models"]
+    snapshot = folder / "cnnbudget.snapshot.json"
+    snapshot_bytes = snapshot.stat().st_size
+    stored = json.loads(snapshot.read_text())["models"]
+    layers = sum(len(entry["layers"]) for entry in stored.values())
     built_both = [k for k in stored if isinstance(floor_counts.get(k), int)]
     agree = sum(floor_counts[k] == stored[k]["total"] for k in built_both)
 
@@ -116,7 +122,11 @@ def bench_timm(ctx: Context) -> Section:
     section.lines += [
         "",
         f"Median of the per-round ratios to the floor: {ratio(paired(g))} (snapshot), "
-        f"{ratio(paired(ns))} (snapshot = false).",
+        f"{ratio(paired(ns))} (snapshot = false). Reading the config and the accepted snapshot "
+        f"({snapshot_bytes / 2**20:.1f} MB, {layers:,} layers) before the first check: "
+        f"{sec(read.inside('config') + read.inside('snapshot'))} (config "
+        f"{sec(read.inside('config'))}, snapshot {sec(read.inside('snapshot'))}; median of "
+        f"{len(read.samples)}).",
         "",
         f"The models: of the {counts['listed']:.0f} names `timm.list_models()` gives, sorted, "
         f"the {counts['kept']:.0f} that `{TIMM_EXCLUDE}` does not match (the largest variants, "
