@@ -502,15 +502,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
         target = _get(problems, where, table, "target", _target)
         if "target" not in table:
             problems.add(where, "target", "missing; give 'package.module:ClassOrFactory'")
-        budgets = {}
-        for kind in BUDGETS:
-            limit = _get(problems, where, table, kind.key, kind.parse)
-            if limit is not None:
-                budgets[kind.key] = limit
-            if kind.key in table and kind.needs_input_shape and "input_shape" not in table:
-                problems.add(
-                    where, kind.key, "needs input_shape: compute depends on the input size"
-                )
+        budgets = _budgets(problems, where, table)
         if not any(kind.key in table for kind in BUDGETS):
             problems.add(where, BUDGETS[0].key, "missing; every model needs a budget")
         kwargs = _get(problems, where, table, "kwargs", check_kwargs, {})
@@ -547,6 +539,19 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
 FIXTURE_KEYS = ("level", "depth", "input_shape", *KEYS)
 
 
+def _budgets(problems: _Problems, where: str, table: Mapping[str, Any]) -> dict[str, int]:
+    """The budget keys of a model's table or a fixture call, parsed; compute budgets need an
+    input_shape beside them."""
+    budgets = {}
+    for kind in BUDGETS:
+        limit = _get(problems, where, table, kind.key, kind.parse)
+        if limit is not None:
+            budgets[kind.key] = limit
+        if kind.key in table and kind.needs_input_shape and "input_shape" not in table:
+            problems.add(where, kind.key, "needs input_shape: compute depends on the input size")
+    return budgets
+
+
 def fixture_name(nodeid: str, name: str | None = None) -> str:
     """The name a `cnn_budget` fixture check is stored and shown under: its test's node id, and
     the call's `name` when a test checks several models."""
@@ -580,13 +585,7 @@ def fixture_spec(
             problems.add(label, "name", problem)
     for key, message in _unknown_keys(options, FIXTURE_KEYS):
         problems.add(label, key, message)
-    budgets = {}
-    for kind in BUDGETS:
-        limit = _get(problems, label, options, kind.key, kind.parse)
-        if limit is not None:
-            budgets[kind.key] = limit
-        if kind.key in options and kind.needs_input_shape and "input_shape" not in options:
-            problems.add(label, kind.key, "needs input_shape: compute depends on the input size")
+    budgets = _budgets(problems, label, options)
     if not budgets and not problems.messages:
         problems.add(label, None, f"give at least one budget ({', '.join(KEYS)})")
     spec = ModelSpec(
