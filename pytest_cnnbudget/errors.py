@@ -23,6 +23,11 @@ class ProfileError(CnnBudgetError):
     """The forward pass on meta tensors failed; the message names the layer and its input."""
 
 
+class MemoryTraceError(CnnBudgetError):
+    """The training step or inference pass traced for memory failed on meta tensors, or its
+    optimizer cannot be made; the message names the module, the op or the optimizer."""
+
+
 class ShapeMismatchError(ProfileError):
     """A layer received a tensor of a size it was not built for (the classic wrong FC width)."""
 

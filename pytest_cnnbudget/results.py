@@ -6,8 +6,10 @@ crosses process boundaries and is rendered where torch was never imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from .inputs import InputSpec, Shape
 
@@ -38,6 +40,9 @@ class LayerRow:
     # A quantized layer's weights' dtype ("qint8"): its params are the weights and biases it
     # holds packed, none of them trainable (quantized.py). None for every other row.
     quantized: str | None = None
+    # Bytes autograd saved for backward while this module's own forward ran (outside its
+    # submodules); None when memory was not measured.
+    activations: int | None = None
 
     @property
     def each(self) -> int:
@@ -72,6 +77,50 @@ class Compute:
 
 
 @dataclass(frozen=True)
+class MemoryOptions:
+    """How a model's training step is traced: which optimizer, autocast, train or eval mode."""
+
+    # "adamw", "adam", "sgd", "sgd_momentum", "none", or a "pkg.mod:Class" optimizer target.
+    optimizer: str = "adamw"
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    autocast: str | None = None  # "bf16" or "fp16"; None: off
+    train_mode: bool = True  # model.train() for the step (dropout, BatchNorm statistics)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes one training step and one inference pass need, traced on meta tensors.
+
+    `peak_train` is the most bytes live at once over forward, backward and optimizer step,
+    with the optimizer's state already made (a step as every one after the first runs);
+    `peak_inference` the most over one forward under no_grad. Both count the weights and the
+    inputs. `activations` are the bytes autograd saves for backward (each storage once,
+    parameters and buffers left out); `saved` splits them by the module whose own forward saved
+    them, in `named_modules()` order.
+    """
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    peak_train: int
+    peak_inference: int
+    options: MemoryOptions = field(default_factory=MemoryOptions)
+    saved: tuple[tuple[str, int], ...] = ()
+
+    def figures(self) -> dict[str, int]:
+        """The six figures by name, as JSON and the snapshot store them."""
+        return {
+            "weights": self.weights,
+            "gradients": self.gradients,
+            "optimizer": self.optimizer,
+            "activations": self.activations,
+            "peak_train": self.peak_train,
+            "peak_inference": self.peak_inference,
+        }
+
+
+@dataclass(frozen=True)
 class ParameterCount:
     """The one measurement of a model: counts, per-layer rows (summing to `total`), bytes by
     dtype and, when it ran forward on an input shape, its compute."""
@@ -89,6 +138,7 @@ class ParameterCount:
     # Of `total` (and `frozen`), the weights and biases quantized layers hold packed, which are
     # no parameters: a quantized model counts what it holds, as its float original would.
     quantized: int = 0
+    memory: Memory | None = None  # measured only for a model that asks (memory.py)
 
     @property
     def macs(self) -> int | None:

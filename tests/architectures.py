@@ -931,6 +931,72 @@ def llama(
 
 
 # --------------------------------------------------------------------------------------------
+# GPT-2-shaped decoder
+# --------------------------------------------------------------------------------------------
+
+
+class GPT2Block(nn.Module):
+    """Pre-norm block of GPT-2: LayerNorm, fused-QKV causal attention, LayerNorm, GELU MLP."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln_1 = nn.LayerNorm(dim)
+        self.c_attn = nn.Linear(dim, 3 * dim)
+        self.c_proj = nn.Linear(dim, dim)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention then MLP, each with its own residual, on a (B, T, dim) input."""
+        b, t, d = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = (y.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for y in (q, k, v))
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.dropout(self.c_proj(attended.transpose(1, 2).reshape(b, t, d)))
+        return x + self.dropout(self.mlp(self.ln_2(x)))  # type: ignore[no-any-return]
+
+
+class GPT2(nn.Module):
+    """Decoder-only language model shaped like GPT-2: learned positions, tied output head."""
+
+    def __init__(
+        self, vocab: int, context: int, dim: int, n_layers: int, n_heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(context, dim)
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(GPT2Block(dim, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits of shape (B, T, vocab) for integer tokens of shape (B, T)."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        h = self.drop(self.wte(tokens) + self.wpe(positions))
+        for block in self.h:
+            h = block(h)
+        return self.lm_head(self.ln_f(h))  # type: ignore[no-any-return]
+
+
+def gpt2(
+    vocab: int = 50257,
+    context: int = 1024,
+    dim: int = 768,
+    n_layers: int = 12,
+    n_heads: int = 12,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """GPT-2-shaped decoder; the defaults are GPT-2 small, 124,439,808 parameters."""
+    return GPT2(vocab, context, dim, n_layers, n_heads, dropout)
+
+
+# --------------------------------------------------------------------------------------------
 # Diffusion UNet with irregular blocks
 # --------------------------------------------------------------------------------------------
 
