@@ -43,6 +43,9 @@ class BudgetKind:
     # Whether the "largest layers" of a failure rank trainable parameters (a frozen backbone is
     # not where to look when only the trainable ones broke the budget).
     ranks_trainable: bool = False
+    # Whether the figure needs the training step and inference pass traced (memory.py), which
+    # only models that set such a budget (or `memory = true`) pay for.
+    needs_memory: bool = False
 
     def parse(self, value: object) -> int:
         """The configured limit."""
@@ -109,10 +112,33 @@ BUDGETS: tuple[BudgetKind, ...] = (
         lambda m: m.buffer_bytes,
         "bytes of the buffers at their dtypes",
     ),
+    BudgetKind(
+        "max_train_memory",
+        "training step memory (peak)",
+        Unit.BYTES,
+        "bytes peak in training",
+        lambda m: m.memory.peak_train if m.memory is not None else None,
+        "peak bytes of one training step at input_shape: weights, gradients, optimizer state, "
+        "activations, traced on meta",
+        needs_input_shape=True,
+        needs_memory=True,
+    ),
+    BudgetKind(
+        "max_inference_memory",
+        "inference memory (peak)",
+        Unit.BYTES,
+        "bytes peak in inference",
+        lambda m: m.memory.peak_inference if m.memory is not None else None,
+        "peak bytes of one forward pass under no_grad at input_shape, weights included",
+        needs_input_shape=True,
+        needs_memory=True,
+    ),
 )
 
 KINDS: Mapping[str, BudgetKind] = {kind.key: kind for kind in BUDGETS}
 KEYS: tuple[str, ...] = tuple(KINDS)
+MEMORY_KEYS: tuple[str, ...] = tuple(kind.key for kind in BUDGETS if kind.needs_memory)
+BYTE_KEYS: tuple[str, ...] = tuple(kind.key for kind in BUDGETS if kind.unit is Unit.BYTES)
 
 
 def check_budgets(limits: Mapping[str, int], count: ParameterCount) -> tuple[BudgetCheck, ...]:

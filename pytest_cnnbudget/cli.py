@@ -3,6 +3,7 @@
     python -m pytest_cnnbudget summary pkg.module:Model [--kwargs JSON] [--input-shape 1,3,32,32]
                                        [--depth N] [--format table|json|markdown]
                                        [--no-group] [--trainable-only]
+                                       [--memory] [--optimizer NAME] [--autocast bf16|fp16]
     python -m pytest_cnnbudget plot pkg.module:Model [--kwargs JSON] [--top N] [--out DIR]
                                     [--no-group] [--trainable-only]
     python -m pytest_cnnbudget summary resnet18_small [--config PATH] [--input-shape …] [--depth N]
@@ -24,12 +25,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .constants import DEVICES
 from .errors import CnnBudgetError, CommandLineError, CountError
+from .results import MemoryOptions
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -118,6 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--format", choices=("table", "json", "markdown"), default="table", help="output format"
     )
+    summary.add_argument(
+        "--memory",
+        action="store_true",
+        help="also trace one training step and one inference pass at --input-shape on meta: "
+        "weights, gradients, optimizer state, saved activations and both peaks, in bytes",
+    )
+    summary.add_argument(
+        "--optimizer",
+        metavar="NAME",
+        help="the optimizer of the traced step: adamw (default), adam, sgd, sgd_momentum, none, "
+        "or package.module:Class (implies --memory)",
+    )
+    summary.add_argument(
+        "--autocast",
+        choices=("bf16", "fp16"),
+        help="trace the step under mixed precision (implies --memory)",
+    )
 
     plot = commands.add_parser(
         "plot",
@@ -187,25 +206,48 @@ class _Model:
     stem: str  # the chart's default file name
     name: str | None = None  # the configured model's
     config: Path | None = None  # the file that configures it
+    memory: MemoryOptions | None = None  # how to trace its memory; None: not measured
 
 
 def _model(args: argparse.Namespace) -> _Model:
     """A target (it has a colon) from the options, or the configured model MODEL names."""
     depth = getattr(args, "depth", None)  # summary has --depth, plot does not
     if ":" not in args.target:
-        return _configured(args, depth)
-    if args.config is not None:
+        model = _configured(args, depth)
+    elif args.config is not None:
         raise CommandLineError(
             f"--config goes with the name of a configured model, not a target ({args.target})"
         )
-    return _Model(
-        target=args.target,
-        kwargs=_kwargs(args.kwargs or "{}"),
-        device=args.device or "meta",
-        input_spec=_input_spec(args.input_shape),
-        depth=depth,
-        stem=args.target.rpartition(":")[2].rpartition(".")[2] or "model",
-    )
+    else:
+        model = _Model(
+            target=args.target,
+            kwargs=_kwargs(args.kwargs or "{}"),
+            device=args.device or "meta",
+            input_spec=_input_spec(args.input_shape),
+            depth=depth,
+            stem=args.target.rpartition(":")[2].rpartition(".")[2] or "model",
+        )
+    return replace(model, memory=_memory_options(args, model))
+
+
+def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | None:
+    """The configured model's memory options with the command line's on top; --memory,
+    --optimizer or --autocast turn measuring on."""
+    from .config import parse_optimizer
+
+    asked = getattr(args, "memory", False)  # summary has the options, plot does not
+    optimizer, autocast = getattr(args, "optimizer", None), getattr(args, "autocast", None)
+    if not (asked or optimizer or autocast):
+        return model.memory
+    if model.input_spec is None:
+        raise CommandLineError("--memory needs --input-shape: memory depends on the batch")
+    options = model.memory or MemoryOptions()
+    if optimizer is not None:
+        try:
+            options = replace(options, optimizer=parse_optimizer(optimizer))
+        except ValueError as e:
+            raise CommandLineError(f"--optimizer: {e}") from e
+    return replace(options, autocast=autocast) if autocast else options
 
 
 def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
@@ -245,6 +287,7 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
         stem=chart_stems([name])[name],
         name=name,
         config=path,
+        memory=spec.memory,
     )
 
 
@@ -319,7 +362,7 @@ def _input_spec(text: str | None) -> InputSpec | None:
         raise CommandLineError(f"--input-shape {text!r}: {e}") from e
 
 
-def _measure(model: _Model, depth: int | None = None) -> ParameterCount:
+def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> ParameterCount:
     """Build and measure the model."""
     from .loading import build_model
     from .measurement import measure
@@ -327,7 +370,7 @@ def _measure(model: _Model, depth: int | None = None) -> ParameterCount:
     spec = model.input_spec
     module = build_model(model.target, model.kwargs, device=model.device)
     try:
-        return measure(module, spec, depth=depth)
+        return measure(module, spec, depth=depth, memory=model.memory if memory else None)
     except CountError as e:
         raise CountError(f"{e} (--input-shape)" if spec is None else str(e)) from e
 
@@ -337,7 +380,7 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
     from .render_terminal import layer_report
     from .tables import Style
 
-    count = _measure(model, depth=model.depth)
+    count = _measure(model, depth=model.depth, memory=True)
     if args.trainable_only:
         from .views import trainable_only
 

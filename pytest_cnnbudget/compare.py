@@ -41,6 +41,11 @@ def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:
         b, a = getattr(before, label), getattr(after, label)
         if a != b:
             totals.append(TotalChange("MACs" if label == "macs" else label, b or 0, a or 0))
+    # Memory figures by name; one measured on only one side shows against 0.
+    stored, now = dict(before.memory or ()), dict(after.memory or ())
+    for name in (*now, *(n for n in stored if n not in now)):
+        if stored.get(name) != now.get(name):
+            totals.append(TotalChange(name, stored.get(name, 0), now.get(name, 0)))
     return SnapshotDiff(tuple(changes), tuple(totals))
 
 

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .budgets import BUDGETS, KEYS
+from .budgets import BUDGETS, KEYS, MEMORY_KEYS
 from .constants import (
     DEFAULT_SNAPSHOT,
     DEVICES,
@@ -32,6 +32,7 @@ from .constants import (
 from .errors import ConfigError
 from .inputs import InputSpec, parse_input_shape
 from .instantiate import kwargs_problems, target_problem
+from .results import MemoryOptions
 from .tables import printable
 from .units import brief
 
@@ -68,6 +69,8 @@ class ModelSpec:
     depth: int | None = None
     # The config file's folder, where its targets are imported from first (loading.local_to).
     folder: str | None = None
+    # How its training step is traced, for a model whose memory is measured; None: it is not.
+    memory: MemoryOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,21 @@ class Settings:
 
 
 _TOP_KEYS = ("snapshot", "device", "timeout", "depth", "models")
-_MODEL_KEYS = ("target", "kwargs", "level", "device", "timeout", "depth", "input_shape", *KEYS)
+# How a model's memory is traced (memory.py); a memory budget or `memory = true` asks for it.
+MEMORY_OPTION_KEYS = ("memory", "optimizer", "optimizer_kwargs", "autocast", "train_mode")
+OPTIMIZERS = ("adamw", "adam", "sgd", "sgd_momentum", "none")
+AUTOCAST = ("bf16", "fp16")
+_MODEL_KEYS = (
+    "target",
+    "kwargs",
+    "level",
+    "device",
+    "timeout",
+    "depth",
+    "input_shape",
+    *MEMORY_OPTION_KEYS,
+    *KEYS,
+)
 
 # C0 and C1 controls (newline, carriage return, tab, NUL, escape, NEL) and the Unicode line and
 # paragraph separators: what could break a name or a path across lines of a message, a table or
@@ -522,6 +539,7 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
                 timeout=_get(problems, where, table, "timeout", _timeout),
                 depth=_get(problems, where, table, "depth", parse_depth),
                 folder=str(path.parent),
+                memory=_memory(problems, where, table),
             )
         )
     problems.raise_if_any()
@@ -536,7 +554,59 @@ def parse_settings(section: Mapping[str, Any], path: Path, text: str = "") -> Se
     )
 
 
-FIXTURE_KEYS = ("level", "depth", "input_shape", *KEYS)
+FIXTURE_KEYS = ("level", "depth", "input_shape", *MEMORY_OPTION_KEYS, *KEYS)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__} {brief(value)}")
+    return value
+
+
+def parse_optimizer(value: Any) -> str:
+    """An `optimizer`: one of OPTIMIZERS, or a 'package.module:Class' target."""
+    text = _string(value)
+    if text in OPTIMIZERS:
+        return text
+    if ":" not in text:
+        close = difflib.get_close_matches(text, OPTIMIZERS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown optimizer {brief(text)}; {hint}expected one of "
+            f"{', '.join(map(repr, OPTIMIZERS))} or a 'package.module:Class' target"
+        )
+    problem = target_problem(text, dotted=False)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
+def _memory(problems: _Problems, where: str, table: Mapping[str, Any]) -> MemoryOptions | None:
+    """How the model's memory is traced, when a memory budget or `memory = true` asks for it;
+    options given without either are a mistake, not silently ignored."""
+    asked = _get(problems, where, table, "memory", _boolean)
+    budgeted = [key for key in MEMORY_KEYS if key in table]
+    options = [key for key in MEMORY_OPTION_KEYS[1:] if key in table]
+    if asked is False and budgeted:
+        problems.add(where, "memory", f"is false, but {budgeted[0]} needs memory measured")
+    if not (asked or budgeted):
+        for key in options:
+            problems.add(
+                where,
+                key,
+                "only applies when memory is measured; add max_train_memory, "
+                "max_inference_memory or memory = true",
+            )
+        return None
+    if asked and "input_shape" not in table:
+        problems.add(where, "memory", "needs input_shape: memory depends on the batch")
+    kwargs = _get(problems, where, table, "optimizer_kwargs", check_kwargs, {})
+    return MemoryOptions(
+        optimizer=_get(problems, where, table, "optimizer", parse_optimizer, "adamw"),
+        optimizer_kwargs=kwargs,
+        autocast=_get(problems, where, table, "autocast", _choice(AUTOCAST)),
+        train_mode=_get(problems, where, table, "train_mode", _boolean, True),
+    )
 
 
 def _budgets(problems: _Problems, where: str, table: Mapping[str, Any]) -> dict[str, int]:
@@ -595,6 +665,7 @@ def fixture_spec(
         level=Level(_get(problems, label, options, "level", _LEVEL, "error")),
         input_shape=_get(problems, label, options, "input_shape", parse_input_shape),
         depth=_get(problems, label, options, "depth", parse_depth),
+        memory=_memory(problems, label, options),
     )
     if problems.messages:
         raise ConfigError(

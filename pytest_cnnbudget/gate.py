@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from .budgets import check_budgets
 from .compare import diff_entries
 from .config import Level, ModelSpec
-from .errors import CnnBudgetError, CountError, ModelBuildError, ProfileError, exception_text
+from .errors import (
+    CnnBudgetError,
+    CountError,
+    MemoryTraceError,
+    ModelBuildError,
+    ProfileError,
+    exception_text,
+)
 from .loading import build_model, local_to, resolve_target
 from .locate import definition_source, error_source, layer_source, user_frames
 from .measurement import measure_folded
@@ -76,7 +83,7 @@ def check_model(
     try:
         with local_to(spec.folder, spec.target):
             model = build_model(spec.target, spec.kwargs, device=spec.device)
-        count, folded = measure_folded(model, spec.input_shape, spec.depth)
+        count, folded = measure_folded(model, spec.input_shape, spec.depth, spec.memory)
         stage = "check"
         result = _judge(spec, stored, model, count, snapshot_enabled, update)
         built = _built_on_cpu(spec, model, count)
@@ -88,6 +95,8 @@ def check_model(
     except Exception as e:
         if isinstance(e, ProfileError):
             stage = "forward"
+        elif isinstance(e, MemoryTraceError):
+            stage = "memory"
         elif isinstance(e, ModelBuildError | CountError):
             stage = "build"
         result = error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
@@ -107,9 +116,9 @@ def check_built(
     judges a configured one; failures point at `call_site`, the line that asked."""
     spec = replace(spec, target=spec.target or _class_target(model))
     try:
-        count, folded = measure_folded(model, spec.input_shape, spec.depth)
+        count, folded = measure_folded(model, spec.input_shape, spec.depth, spec.memory)
     except Exception as e:
-        stage = "forward" if isinstance(e, ProfileError) else "build"
+        stage = _stage(e)
         result = error_result(spec, describe_build_error(e), stage, call_site)
         return replace(result, target_source=call_site)
     result = _judge(spec, stored, model, count, snapshot_enabled, update)
@@ -118,6 +127,13 @@ def check_built(
         # line of the test that asked.
         result = replace(result, target_source=call_site)
     return replace(result, folded=folded) if folded is not count else result
+
+
+def _stage(error: BaseException) -> str:
+    """The step a measurement error comes from, as ModelResult.error_stage names it."""
+    if isinstance(error, ProfileError):
+        return "forward"
+    return "memory" if isinstance(error, MemoryTraceError) else "build"
 
 
 def _class_target(model: object) -> str:

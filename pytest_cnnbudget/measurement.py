@@ -26,7 +26,7 @@ from torch.nn.parameter import is_lazy
 from .constants import NO_PARAMETERS, ROOT_NAME
 from .counting import _by_dtype, as_module, count_parameters
 from .profiler import profile
-from .results import Compute, LayerRow, ParameterCount
+from .results import Compute, LayerRow, Memory, MemoryOptions, ParameterCount
 from .views import fold_name
 
 if TYPE_CHECKING:
@@ -39,21 +39,31 @@ if TYPE_CHECKING:
 
 
 def measure(
-    model: ModelLike, inputs: InputSpec | None = None, depth: int | None = None
+    model: ModelLike,
+    inputs: InputSpec | None = None,
+    depth: int | None = None,
+    memory: MemoryOptions | None = None,
 ) -> ParameterCount:
     """Count `model` per layer as built; with `inputs`, also run it forward once on meta
     tensors of those shapes (which materializes lazy modules, counted after it); with `depth`,
-    group the rows by the first `depth` levels of their names (`layer1.0.conv1` → `layer1`)."""
-    return measure_folded(model, inputs, depth)[1]
+    group the rows by the first `depth` levels of their names (`layer1.0.conv1` → `layer1`);
+    with `memory` (and `inputs`), trace a training step and an inference pass for the bytes
+    they need (memory.py)."""
+    return measure_folded(model, inputs, depth, memory)[1]
 
 
 def measure_folded(
-    model: ModelLike, inputs: InputSpec | None = None, depth: int | None = None
+    model: ModelLike,
+    inputs: InputSpec | None = None,
+    depth: int | None = None,
+    memory: MemoryOptions | None = None,
 ) -> tuple[ParameterCount, ParameterCount]:
     """`measure` without a depth and with it, from one forward pass: the gate stores every
     layer and shows them folded."""
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be at least 1, not {depth}")
+    if memory is not None and inputs is None:
+        raise ValueError("memory is measured at an input shape; give inputs")
     module = as_module(model)
     built = list(module.buffers())
     lazy = any(is_lazy(t) for t in (*module.parameters(), *built))
@@ -63,9 +73,14 @@ def measure_folded(
     else:
         measured = profile(module, inputs)
         count, types = _with_buffers(count_parameters(module), module, built), _types(module)
-    if measured is None and depth is None:
+    if memory is not None and inputs is not None:
+        # After the profile, which materialized any lazy module the step needs built.
+        from .memory import measure_memory
+
+        count = replace(count, memory=measure_memory(module, inputs, memory))
+    if measured is None and depth is None and count.memory is None:
         return count, count  # one row per parameter-owning module, as counted: nothing to join
-    full = join(count, measured, types) if measured is not None else count
+    full = join(count, measured, types)
     folded = join(count, measured, types, depth) if depth is not None else full
     return full, folded
 
@@ -98,13 +113,23 @@ def _with_buffers(
     )
 
 
+def _saved(memory: Memory | None, depth: int | None) -> dict[str, int]:
+    """Bytes saved for backward by each row's modules, rows folded to `depth`."""
+    out: dict[str, int] = {}
+    for name, n in memory.saved if memory is not None else ():
+        key = fold_name(name, depth)
+        out[key] = out.get(key, 0) + n
+    return out
+
+
 def join(
     count: ParameterCount,
     measured: Profile | None,
     types: Mapping[str, str],
     depth: int | None = None,
 ) -> ParameterCount:
-    """`count` with the profile's shapes and MACs on its rows, grouped to `depth` levels.
+    """`count` with the profile's shapes and MACs on its rows, and the bytes each module saved
+    for backward when memory was measured, grouped to `depth` levels.
 
     `types` maps every module name (in `named_modules()` order, the model as `(root)`) to its
     class name; it orders the rows and names the type of a group.
@@ -126,6 +151,9 @@ def join(
                 groups.setdefault(key, [])
                 macs, flops = compute.get(key, (0, 0))
                 compute[key] = (macs + module.self_macs, flops + module.self_flops)
+    saved = _saved(count.memory, depth)
+    for key in saved:
+        groups.setdefault(key, [])
 
     rows: list[LayerRow] = []
     cumulative = 0
@@ -159,6 +187,7 @@ def join(
                 members=len(members),
                 # A group of several layers keeps no single dtype to show.
                 quantized=members[0].quantized if len(members) == 1 else None,
+                activations=saved.get(key, 0) if count.memory is not None else None,
             )
         )
     result = replace(count, layers=tuple(rows), depth=depth)

@@ -33,20 +33,23 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
 from .constants import ROOT_NAME
-from .errors import MemoryTraceError
+from .errors import MemoryTraceError, exception_text
 from .explain import Call, explain_failure
 from .results import Memory, MemoryOptions
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
     from .counting import ModelLike
     from .inputs import InputSpec
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "sgd_momentum", "none")
-AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # config.AUTOCAST → torch's dtype names
 LOSS = "the sum of every floating-point tensor the forward returns"
 
 
@@ -57,7 +60,6 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     The model's parameters and buffers stand in as meta tensors of their shapes and dtypes (the
     model itself if it was built on meta), so a model on cpu is neither changed nor copied.
     """
-    import torch
 
     from .counting import as_module
 
@@ -98,15 +100,13 @@ class _MetaView:
     """The model's tensors as meta tensors, and a call that runs it on them."""
 
     def __init__(self, module: nn.Module) -> None:
-        import torch
-
         self.module = module
         self.names = [name or ROOT_NAME for name, _ in module.named_modules()]
         named = [*module.named_parameters(), *module.named_buffers()]
         self.on_meta = all(t.device.type == "meta" for _, t in named)
         if self.on_meta:
             self.stand_ins: dict[str, torch.Tensor] = {}
-            self.params = list(module.parameters())
+            self.params: list[torch.Tensor] = list(module.parameters())
             self.tensors = [*self.params, *module.buffers()]
         else:
             # Meta copies the step can give gradients to and update in place; the model's own
@@ -119,8 +119,6 @@ class _MetaView:
             self.tensors = list(self.stand_ins.values())
 
     def floating_dtype(self) -> torch.dtype:
-        import torch
-
         return next((t.dtype for t in self.tensors if t.is_floating_point()), torch.float32)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -132,7 +130,6 @@ class _MetaView:
 
 
 def _inputs(inputs: InputSpec, dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    import torch
 
     args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
     kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
@@ -141,7 +138,6 @@ def _inputs(inputs: InputSpec, dtype: torch.dtype) -> tuple[tuple[Any, ...], dic
 
 def _inference(view: _MetaView, inputs: InputSpec, dtype: torch.dtype) -> int:
     """The peak of live bytes over one forward in eval mode under no_grad."""
-    import torch
 
     view.module.eval()
     live = _Live(view.tensors)
@@ -172,7 +168,6 @@ def _train_step(
     state: list[torch.Tensor],
 ) -> _Step:
     """Forward, backward and optimizer step, with the live bytes traced throughout."""
-    import torch
 
     live = _Live([*view.tensors, *state])
     recorder = _Recorder(view, watch_backward=True)
@@ -190,7 +185,7 @@ def _train_step(
         # A training loop keeps the loss, not the outputs, through backward.
         del output, args, kwargs
         try:
-            loss.backward()
+            torch.autograd.backward(loss)
         except Exception as e:
             where = f"module {recorder.in_backward}" if recorder.in_backward else "the model"
             raise MemoryTraceError(
@@ -230,7 +225,6 @@ def _loss(output: Any) -> torch.Tensor:
 def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.optim.Optimizer | None:
     """The optimizer the step runs, over the trainable parameters; None for "none" or when
     nothing is trainable."""
-    import torch
 
     name = options.optimizer
     if name == "none" or not params:
@@ -253,7 +247,6 @@ def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.opti
 
 def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
     """The optimizer class a `"pkg.mod:Class"` target names; MemoryTraceError says why not."""
-    import torch
 
     module_name, _, attr = target.partition(":")
     try:
@@ -271,7 +264,6 @@ def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
 
 def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) -> list[Any]:
     """Make the optimizer's state with one step on zero gradients; its meta tensors."""
-    import torch
 
     if optimizer is None:
         return []
@@ -281,8 +273,7 @@ def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) 
         optimizer.step()
     except Exception as e:
         raise MemoryTraceError(
-            f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: "
-            f"{_message(e)}"
+            f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: {_message(e)}"
         ) from e
     finally:
         for p in params:
@@ -317,59 +308,56 @@ def _bytes(tensors: list[Any]) -> int:
     return sum(seen.values())
 
 
-def _live_class() -> type:
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
+class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Live bytes of meta storages after every operation, and their peak; `start` (the
+    weights, the optimizer's state) is live from the beginning."""
 
-    class Live(TorchDispatchMode):  # type: ignore[misc]
-        """Live bytes of meta storages after every operation, and their peak."""
+    def __init__(self, start: list[torch.Tensor]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.sizes: dict[int, int] = {}
+        self.refs: dict[int, weakref.ref[Any]] = {}
+        self.live = 0
+        self.peak = 0
+        for t in start:
+            self.add(t)
 
-        def __init__(self, start: list[Any]) -> None:
-            super().__init__()
-            self.sizes: dict[int, int] = {}
-            self.refs: dict[int, Any] = {}
-            self.live = 0
-            self.peak = 0
-            for t in start:
-                self.add(t)
+    @property
+    def known(self) -> frozenset[int]:
+        """The storages live now, by key."""
+        return frozenset(self.sizes)
 
-        @property
-        def known(self) -> frozenset[int]:
-            return frozenset(self.sizes)
+    def add(self, t: Any) -> None:
+        """Count `t`'s storage if it is a meta storage not yet counted (or one that grew)."""
+        if not isinstance(t, torch.Tensor) or t.device.type != "meta":
+            return
+        storage = _storage(t)
+        if storage is None:
+            return
+        key, size = storage._cdata, storage.nbytes()
+        old = self.sizes.get(key)
+        if old == size:
+            return
+        if old is None:
+            self.refs[key] = weakref.ref(storage, partial(self._free, key))
+        self.sizes[key] = size
+        self.live += size - (old or 0)  # a storage can grow (resize_, out= arguments)
+        self.peak = max(self.peak, self.live)
 
-        def add(self, t: Any) -> None:
-            if getattr(t, "device", None) is None or t.device.type != "meta":
-                return
-            storage = _storage(t)
-            if storage is None:
-                return
-            key, size = storage._cdata, storage.nbytes()
-            old = self.sizes.get(key)
-            if old == size:
-                return
-            if old is None:
-                self.refs[key] = weakref.ref(storage, partial(self.free, key))
-            self.sizes[key] = size
-            self.live += size - (old or 0)  # a storage can grow (resize_, out= arguments)
-            self.peak = max(self.peak, self.live)
+    def _free(self, key: int, _ref: object) -> None:
+        self.live -= self.sizes.pop(key, 0)
+        self.refs.pop(key, None)
 
-        def free(self, key: int, _ref: object) -> None:
-            self.live -= self.sizes.pop(key, 0)
-            self.refs.pop(key, None)
-
-        def __torch_dispatch__(
-            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-        ) -> Any:
-            out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                self.add(t)
-            return out
-
-    return Live
-
-
-def _Live(start: list[Any]) -> Any:  # noqa: N802 - a class made on first use, to import torch late
-    return _live_class()(start)
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            self.add(t)
+        return out
 
 
 @dataclass
@@ -401,8 +389,6 @@ class _Recorder:
                 handle.remove()
 
     def _enter(self, name: str, module: nn.Module, args: Any) -> Any:
-        from torch import nn
-
         self.stack.append((name, module))
         if isinstance(module, nn.Embedding | nn.EmbeddingBag) and args:
             first = args[0]
@@ -441,8 +427,6 @@ class _Saved:
 
     @contextmanager
     def hooks(self, recorder: _Recorder) -> Iterator[None]:
-        import torch
-
         def pack(t: torch.Tensor) -> torch.Tensor:
             storage = _storage(t) if t.device.type == "meta" else None
             if storage is not None:
@@ -465,105 +449,95 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
 # -- attention and autocast ----------------------------------------------------------------
 
 
-def _policy_class() -> type:
-    import torch
-    import torch.nn.functional as F
-    from torch.overrides import TorchFunctionMode
-
-    lower = {
-        F.linear,
-        F.bilinear,
-        F.conv1d,
-        F.conv2d,
-        F.conv3d,
-        F.conv_transpose1d,
-        F.conv_transpose2d,
-        F.conv_transpose3d,
-        F.prelu,
-        torch.matmul,
-        torch.mm,
-        torch.bmm,
-        torch.addmm,
-        torch.baddbmm,
-        torch.addbmm,
-        torch.einsum,
-        torch.Tensor.matmul,
-        torch.Tensor.__matmul__,
-        torch.Tensor.mm,
-        torch.Tensor.bmm,
-        F.scaled_dot_product_attention,
-    }
-    fp32 = {
-        F.layer_norm,
-        F.group_norm,
-        F.softmax,
-        F.log_softmax,
-        torch.softmax,
-        torch.log_softmax,
-        torch.Tensor.softmax,
-        torch.Tensor.log_softmax,
-        F.cross_entropy,
-        F.nll_loss,
-        F.mse_loss,
-        F.l1_loss,
-        F.smooth_l1_loss,
-        F.binary_cross_entropy_with_logits,
-        F.kl_div,
-        F.softplus,
-        F.cosine_similarity,
-        torch.cdist,
-    }
-    if hasattr(F, "rms_norm"):
-        fp32.add(F.rms_norm)
-    redispatch = getattr(torch.overrides, "redispatch_function", None)
-
-    class Policy(TorchFunctionMode):  # type: ignore[misc]
-        """Fused attention, and autocast's casts when `dtype` is a lower precision."""
-
-        def __init__(self, dtype: torch.dtype | None) -> None:
-            super().__init__()
-            self.dtype = dtype
-            self.cache: dict[int, torch.Tensor] = {}  # leaf weights cast, as autocast caches
-
-        def cast(self, value: Any, to: torch.dtype, only: tuple[torch.dtype, ...]) -> Any:
-            if isinstance(value, torch.Tensor):
-                if not value.is_floating_point() or value.dtype == to or value.dtype not in only:
-                    return value
-                if value.is_leaf and value.requires_grad:
-                    cached = self.cache.get(id(value))
-                    if cached is None:
-                        cached = self.cache[id(value)] = value.to(to)
-                    return cached
-                return value.to(to)
-            if isinstance(value, list | tuple):
-                return type(value)(self.cast(v, to, only) for v in value)
-            return value
-
-        def __torch_function__(
-            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-        ) -> Any:
-            kwargs = kwargs or {}
-            if self.dtype is not None and func in lower:
-                args = self.cast(args, self.dtype, (torch.float32, torch.float64))
-                kwargs = {k: self.cast(v, self.dtype, (torch.float32,)) for k, v in kwargs.items()}
-            elif self.dtype is not None and func in fp32:
-                args = self.cast(args, torch.float32, (torch.float16, torch.bfloat16))
-            if func is F.scaled_dot_product_attention:
-                fused = _fused_attention(*args, **kwargs)
-                if fused is not None:
-                    return fused
-            if redispatch is not None and getattr(func, "__module__", "") == F.__name__:
-                # Functions written in Python (multi_head_attention_forward) call others, which
-                # this mode should see too; torch's own calls are not re-entered.
-                with self:
-                    return redispatch(func, types, args, kwargs)
-            return func(*args, **kwargs)
-
-    return Policy
+# Where CUDA's autocast runs an op in the lower precision, and where in float32.
+_LOWER = {
+    F.linear,
+    F.bilinear,
+    F.conv1d,
+    F.conv2d,
+    F.conv3d,
+    F.conv_transpose1d,
+    F.conv_transpose2d,
+    F.conv_transpose3d,
+    F.prelu,
+    torch.matmul,
+    torch.mm,
+    torch.bmm,
+    torch.addmm,
+    torch.baddbmm,
+    torch.addbmm,
+    torch.einsum,
+    torch.Tensor.matmul,
+    torch.Tensor.__matmul__,
+    torch.Tensor.mm,
+    torch.Tensor.bmm,
+    F.scaled_dot_product_attention,
+}
+_FP32 = {
+    F.layer_norm,
+    F.group_norm,
+    F.softmax,
+    F.log_softmax,
+    torch.softmax,
+    torch.log_softmax,
+    torch.Tensor.softmax,
+    torch.Tensor.log_softmax,
+    F.cross_entropy,
+    F.nll_loss,
+    F.mse_loss,
+    F.l1_loss,
+    F.smooth_l1_loss,
+    F.binary_cross_entropy_with_logits,
+    F.kl_div,
+    F.softplus,
+    F.cosine_similarity,
+    torch.cdist,
+}
+if hasattr(F, "rms_norm"):
+    _FP32.add(F.rms_norm)
+# Re-entering this mode for the functions written in Python that a mode call runs (torch 2.5+).
+_REDISPATCH = getattr(torch.overrides, "redispatch_function", None)
 
 
-def _Policy(dtype: torch.dtype | None) -> Any:  # noqa: N802 - made on first use, like _Live
-    return _policy_class()(dtype)
+class _Policy(TorchFunctionMode):
+    """Fused attention, and autocast's casts when `dtype` is a lower precision."""
+
+    def __init__(self, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.cache: dict[int, torch.Tensor] = {}  # leaf weights cast, as autocast caches
+
+    def cast(self, value: Any, to: torch.dtype, only: tuple[torch.dtype, ...]) -> Any:
+        if isinstance(value, torch.Tensor):
+            if not value.is_floating_point() or value.dtype == to or value.dtype not in only:
+                return value
+            if value.is_leaf and value.requires_grad:
+                cached = self.cache.get(id(value))
+                if cached is None:
+                    cached = self.cache[id(value)] = value.to(to)
+                return cached
+            return value.to(to)
+        if isinstance(value, list | tuple):
+            return type(value)(self.cast(v, to, only) for v in value)
+        return value
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.dtype is not None and func in _LOWER:
+            args = self.cast(args, self.dtype, (torch.float32, torch.float64))
+            kwargs = {k: self.cast(v, self.dtype, (torch.float32,)) for k, v in kwargs.items()}
+        elif self.dtype is not None and func in _FP32:
+            args = self.cast(args, torch.float32, (torch.float16, torch.bfloat16))
+        if func is F.scaled_dot_product_attention:
+            fused = _fused_attention(*args, **kwargs)
+            if fused is not None:
+                return fused
+        if _REDISPATCH is not None and getattr(func, "__module__", "") == F.__name__:
+            # Functions written in Python (multi_head_attention_forward) call others, which
+            # this mode should see too; torch's own calls are not re-entered.
+            with self:
+                return _REDISPATCH(func, types, args, kwargs)
+        return func(*args, **kwargs)
 
 
 def _fused_attention(
@@ -578,7 +552,6 @@ def _fused_attention(
 ) -> torch.Tensor | None:
     """Attention as cpu's fused (flash) kernel computes it, on meta; None where that kernel
     would not be chosen (dropout, grouped heads, a mask with causal, odd layouts)."""
-    import torch
 
     tensors = (query, key, value)
     if (
@@ -610,7 +583,6 @@ def _fused_attention(
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    import torch
 
     if isinstance(value, torch.Tensor):
         yield value
@@ -632,8 +604,6 @@ def _op(error: BaseException) -> str:
 
 
 def _message(error: BaseException) -> str:
-    from .errors import exception_text
-
     return exception_text(error).splitlines()[0] if str(error) else type(error).__name__
 
 

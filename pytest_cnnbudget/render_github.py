@@ -149,6 +149,7 @@ def anchors(
 # An annotation's title for a model that could not be checked, by the step that failed.
 _ERRORS = {
     "forward": "could not run forward",
+    "memory": "could not trace its memory",
     "check": "could not be checked",
     "timeout": "timed out",
     "crash": "crashed the process checking it",

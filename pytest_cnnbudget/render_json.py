@@ -24,6 +24,11 @@ Element counts are integers, `share` a fraction of the total parameters, shapes 
 `output_shape`, `macs` and `flops` of a row are null when the model was not profiled or the
 module never ran.
 
+`memory` is null unless the model's memory was measured (a memory budget, `memory = true` or
+`--memory`); then it holds `weights`, `gradients`, `optimizer`, `activations`, `peak_train` and
+`peak_inference`, in bytes, and `traced_with` (optimizer, optimizer_kwargs, autocast,
+train_mode), and every row has `activations`, the bytes its modules saved for backward.
+
 A model with quantized layers also has `totals.quantized`, the elements those layers hold
 packed (counted in `params` and `frozen`, never `trainable`), and each of their rows
 `"quantized": "qint8"`, its weights' dtype; `bytes_by_dtype` then lists `qint8` (1 byte an
@@ -37,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .results import LayerRow, ModelResult, Outcome, ParameterCount
+from .results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
 
 FORMAT_VERSION = 1
 SUMMARY_VERSION = 1
@@ -66,6 +71,7 @@ def metadata(result: ModelResult) -> dict[str, Any]:
             "param_bytes": count.param_bytes if count else None,
             "buffer_bytes": count.buffer_bytes if count else None,
             **({"quantized": count.quantized} if count and count.quantized else {}),
+            "memory": memory_dict(count.memory) if count and count.memory else None,
             "layers": [
                 {
                     "output_shape": _list(r.output_shape),
@@ -76,6 +82,7 @@ def metadata(result: ModelResult) -> dict[str, Any]:
                     "trainable": r.trainable,
                     "formula": r.formula,
                     **_quantized(r),
+                    **_activations(r),
                 }
                 for r in (count.parameter_rows if count else ())
             ],
@@ -83,6 +90,25 @@ def metadata(result: ModelResult) -> dict[str, Any]:
             **({"notes": list(result.notes)} if result.notes else {}),
         }
     }
+
+
+def memory_dict(memory: Memory) -> dict[str, Any]:
+    """The memory figures in bytes, and how the step was traced."""
+    options = memory.options
+    return {
+        **memory.figures(),
+        "traced_with": {
+            "optimizer": options.optimizer,
+            "optimizer_kwargs": dict(options.optimizer_kwargs),
+            "autocast": options.autocast,
+            "train_mode": options.train_mode,
+        },
+    }
+
+
+def _activations(row: LayerRow) -> dict[str, int]:
+    """`{"activations": bytes}` on every row of a model whose memory was measured."""
+    return {"activations": row.activations} if row.activations is not None else {}
 
 
 def _quantized(row: LayerRow) -> dict[str, str]:
@@ -137,6 +163,7 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
             for d in count.dtypes
         },
         "compute": compute,
+        "memory": memory_dict(count.memory) if count.memory is not None else None,
         "layers": [
             {
                 "name": r.name,
@@ -151,6 +178,7 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
                 "macs": r.macs,
                 "flops": r.flops,
                 **_quantized(r),
+                **_activations(r),
             }
             for r in count.layers
         ],

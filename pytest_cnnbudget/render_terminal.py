@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .budgets import figure_text, limit_text, ranks_trainable
+from .budgets import BYTE_KEYS, MEMORY_KEYS, figure_text, limit_text, ranks_trainable
 from .config import is_fixture_name, model_table
 from .constants import UPDATE_COMMAND
 from .errors import exception_text
@@ -14,6 +14,7 @@ from .merge import Merge
 from .results import (
     LayerChange,
     LayerRow,
+    Memory,
     ModelResult,
     Outcome,
     ParameterCount,
@@ -22,7 +23,7 @@ from .results import (
 )
 from .tables import Column, Style, indent, markdown_escape, printable, render
 from .units import human_bytes, human_count, percent, short_count, signed, thousands
-from .views import folded_changes, largest, layer_changes, layer_rows, repeat_name
+from .views import folded_changes, largest, layer_changes, layer_rows, repeat_name, saving_most
 
 LARGEST_LAYERS = 5
 
@@ -76,7 +77,78 @@ def layer_columns(
             ),
             Column("MACs", lambda r: "-" if r.macs is None else thousands(r.macs), right=True),
         ]
+    if count.memory is not None:
+        columns.append(Column("saved", _saved_cell, right=True))
     return columns
+
+
+def _saved_cell(row: LayerRow) -> str:
+    """Bytes a row's modules saved for backward: `-` for none, so the ones that did stand out."""
+    return human_bytes(row.activations) if row.activations else "-"
+
+
+_OPTIMIZER_NAMES = {
+    "adamw": "AdamW",
+    "adam": "Adam",
+    "sgd": "SGD",
+    "sgd_momentum": "SGD with momentum",
+    "none": "no optimizer",
+}
+
+
+def memory_setup(memory: Memory) -> str:
+    """`AdamW, float32, train mode`: how the training step was traced."""
+    options = memory.options
+    return ", ".join(
+        [
+            _OPTIMIZER_NAMES.get(options.optimizer, options.optimizer),
+            f"autocast {options.autocast}" if options.autocast else "no autocast",
+            "train mode" if options.train_mode else "eval mode",
+        ]
+    )
+
+
+def memory_breakdown(memory: Memory, at: str | None = None) -> list[str]:
+    """The training step's bytes by what holds them, and both peaks, one figure a line."""
+    parts = [
+        ("weights", memory.weights, "parameters and buffers"),
+        ("gradients", memory.gradients, "of the trainable parameters"),
+        ("optimizer", memory.optimizer, "its state after a step"),
+        ("activations", memory.activations, "saved for backward"),
+        ("peak_train", memory.peak_train, "most bytes live in one training step"),
+        ("peak_inference", memory.peak_inference, "most bytes live in one forward, no_grad"),
+    ]
+    where = f" at {at}" if at else ""
+    lines = [f"memory{where} ({memory_setup(memory)}):"]
+    lines += [
+        f"  {label:<14}  {thousands(n):>17}  {human_bytes(n):>10}  {why}" for label, n, why in parts
+    ]
+    return lines
+
+
+SAVING_MOST = 3
+
+
+def saving_lines(count: ParameterCount, group: bool = True) -> list[str]:
+    """The modules that save the most activations for backward, grouped as the layer tables."""
+    memory = count.memory
+    rows = saving_most(count, SAVING_MOST, group)
+    if memory is None or not rows:
+        return []
+    columns: list[Column[LayerRow]] = [
+        Column("layer", lambda r: row_name(r.name, r.repeat)),
+        Column("type", type_cell),
+        Column("saved", lambda r: human_bytes(r.activations or 0), right=True),
+        Column(
+            "share",
+            lambda r: percent((r.activations or 0) / memory.activations),
+            right=True,
+        ),
+    ]
+    lines = ["modules saving the most activations:", *indent(render(columns, rows))]
+    if any(r.repeat > 1 for r in rows):
+        lines.append(f"  {GROUPED_NOTE}")
+    return lines
 
 
 GROUPED_NOTE = (
@@ -111,6 +183,11 @@ def totals_line(count: ParameterCount, compute: bool = True) -> str:
         line += (
             f" · MACs {thousands(count.compute.macs)} · FLOPs {thousands(count.compute.flops)}"
             f" at {count.input_shape} (1 MAC = 2 FLOPs)"
+        )
+    if compute and count.memory is not None:
+        line += (
+            f" · peak memory: training {human_bytes(count.memory.peak_train)}, "
+            f"inference {human_bytes(count.memory.peak_inference)}"
         )
     return line
 
@@ -161,6 +238,8 @@ def layer_report(count: ParameterCount, style: Style = Style.TEXT, group: bool =
     compute = compute_line(count)
     if compute is not None:
         footer.append(compute)
+    if count.memory is not None:
+        footer += memory_breakdown(count.memory, count.input_shape)
     if style is Style.TEXT:
         return [*table, *footer]
     return [*table, "", *(f"- {markdown_escape(line)}" for line in footer)]
@@ -175,12 +254,21 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
             f"(+{check.excess / check.limit * 100:.1f}%)"
         )
         width = max(len(check.label), len(check.key) + 9)
+        in_bytes = check.key in BYTE_KEYS
+
+        def human(n: int, in_bytes: bool = in_bytes) -> str:
+            return f"  {human_bytes(n)}" if in_bytes else ""
+
         lines += [
-            f"  {check.label:<{width}}  {thousands(check.actual):>15}",
-            f"  {check.key + ' (budget)':<{width}}  {thousands(check.limit):>15}",
-            f"  {'excess':<{width}}  {signed(check.excess):>15}",
+            f"  {check.label:<{width}}  {thousands(check.actual):>15}{human(check.actual)}",
+            f"  {check.key + ' (budget)':<{width}}  {thousands(check.limit):>15}"
+            f"{human(check.limit)}",
+            f"  {'excess':<{width}}  {signed(check.excess):>15}{human(check.excess)}",
         ]
     count = result.shown
+    if lines and count is not None and count.memory is not None and _memory_over(result):
+        lines += memory_breakdown(count.memory, count.input_shape)
+        lines += saving_lines(count, group)
     if lines and count is not None:
         keys = [c.key for c in result.exceeded]
         # When only trainable parameters broke the budget, frozen layers, however large, are not
@@ -198,6 +286,10 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
         )
         lines.append(f"Shrink the model, or raise {', '.join(keys)} {where}.")
     return lines
+
+
+def _memory_over(result: ModelResult) -> bool:
+    return any(c.key in MEMORY_KEYS for c in result.exceeded)
 
 
 def _largest_columns(
@@ -291,6 +383,7 @@ def _accept_hint(result: ModelResult) -> str:
 _STAGES = {
     "build": "could not build",
     "forward": "could not run forward",
+    "memory": "could not trace the memory of",
     "check": "could not check",
     "timeout": "timed out checking",
     "crash": "crashed checking",

@@ -87,6 +87,17 @@ class MemoryOptions:
     train_mode: bool = True  # model.train() for the step (dropout, BatchNorm statistics)
 
 
+# The figures of a Memory, in the order every output lists them.
+MEMORY_FIGURES = (
+    "weights",
+    "gradients",
+    "optimizer",
+    "activations",
+    "peak_train",
+    "peak_inference",
+)
+
+
 @dataclass(frozen=True)
 class Memory:
     """Bytes one training step and one inference pass need, traced on meta tensors.
@@ -110,14 +121,7 @@ class Memory:
 
     def figures(self) -> dict[str, int]:
         """The six figures by name, as JSON and the snapshot store them."""
-        return {
-            "weights": self.weights,
-            "gradients": self.gradients,
-            "optimizer": self.optimizer,
-            "activations": self.activations,
-            "peak_train": self.peak_train,
-            "peak_inference": self.peak_inference,
-        }
+        return {name: getattr(self, name) for name in MEMORY_FIGURES}
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,8 @@ class SnapshotEntry:
     macs: int | None = None
     flops: int | None = None
     input_shape: str | None = None
+    # The memory figures (Memory.figures), by name, for a model whose memory is measured.
+    memory: tuple[tuple[str, int], ...] | None = None
 
     @classmethod
     def from_count(cls, count: ParameterCount) -> SnapshotEntry:
@@ -217,6 +223,7 @@ class SnapshotEntry:
             macs=count.macs,
             flops=count.flops,
             input_shape=count.input_shape,
+            memory=tuple(count.memory.figures().items()) if count.memory is not None else None,
         )
 
 

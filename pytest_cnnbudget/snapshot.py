@@ -25,7 +25,7 @@ from typing import Any, TypeGuard
 
 from .constants import DEFAULT_SNAPSHOT, UPDATE_COMMAND
 from .errors import SnapshotError, os_error_text
-from .results import SnapshotEntry, SnapshotLayer
+from .results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
 
 try:
     import fcntl
@@ -89,6 +89,8 @@ def entry_to_json(entry: SnapshotEntry) -> dict[str, Any]:
     }
     if entry.macs is not None:
         data.update(macs=entry.macs, flops=entry.flops, input_shape=entry.input_shape)
+    if entry.memory is not None:
+        data["memory"] = dict(entry.memory)
     return data
 
 
@@ -133,12 +135,25 @@ def entry_from_json(data: Any, where: str) -> SnapshotEntry:
         )
     has_compute = "macs" in data
     return SnapshotEntry(
+        memory=_memory(data, where) if "memory" in data else None,
         layers=tuple(rows),
         **counts,
         macs=_count(data, "macs", where) if has_compute else None,
         flops=_count(data, "flops", where) if has_compute else None,
         input_shape=_text(data, "input_shape", where) if has_compute else None,
     )
+
+
+def _memory(data: dict[str, Any], where: str) -> tuple[tuple[str, int], ...]:
+    """The stored memory figures, each a byte count, in the order Memory.figures gives them."""
+    figures = data["memory"]
+    at = f"{where}.memory"
+    if not isinstance(figures, dict):
+        raise SnapshotError(f"{at} is not an object")
+    unknown = sorted(set(figures) - set(MEMORY_FIGURES))
+    if unknown:
+        raise SnapshotError(f"{at} has an unknown figure {unknown[0]!r}")
+    return tuple((key, _count(figures, key, at)) for key in MEMORY_FIGURES if key in figures)
 
 
 class _Huge:

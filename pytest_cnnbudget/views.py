@@ -38,6 +38,7 @@ def _layer_signature(row: LayerRow) -> Hashable:
         row.macs,
         row.flops,
         row.members,
+        row.activations,
     )
 
 
@@ -56,6 +57,9 @@ def _merged_row(group: Group[LayerRow]) -> LayerRow:
         share=sum(r.share for r in group.members),
         macs=None if first.macs is None else sum(m or 0 for m in macs),
         flops=None if first.flops is None else sum(f or 0 for f in flops),
+        activations=None
+        if first.activations is None
+        else sum(r.activations or 0 for r in group.members),
         members=sum(r.members for r in group.members),
         repeat=sum(r.repeat for r in group.members),
     )
@@ -85,6 +89,13 @@ def largest(
 ) -> tuple[LayerRow, ...]:
     """`ParameterCount.largest` of the rows as shown: a group ranks by its sum."""
     return grouped(count, group).largest(n, trainable)
+
+
+def saving_most(count: ParameterCount, n: int, group: bool = True) -> tuple[LayerRow, ...]:
+    """The `n` rows (groups ranking by their sum) whose modules saved the most bytes for
+    backward, most first; rows that saved nothing are left out."""
+    rows = [r for r in grouped(count, group).layers if r.activations]
+    return tuple(sorted(rows, key=lambda r: -(r.activations or 0))[:n])
 
 
 def trainable_only(count: ParameterCount) -> ParameterCount:

@@ -15,6 +15,8 @@ from .results import (
     DtypeBytes,
     LayerChange,
     LayerRow,
+    Memory,
+    MemoryOptions,
     ModelResult,
     Outcome,
     ParameterCount,
@@ -45,6 +47,8 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):  # a traced optimizer's keyword arguments
+        return {k: _plain(v) for k, v in value.items()}
     names = _FIELDS.get(type(value))
     if names is None:
         names = _FIELDS[type(value)] = tuple(f.name for f in fields(value))
@@ -74,8 +78,9 @@ def decode(data: dict[str, Any]) -> ModelResult:
         if diff is not None
         else None,
         entry=SnapshotEntry(
-            **{k: v for k, v in entry.items() if k != "layers"},
+            **{k: v for k, v in entry.items() if k not in ("layers", "memory")},
             layers=tuple(SnapshotLayer(**_shaped(x)) for x in entry["layers"]),
+            memory=_pairs(entry["memory"]),
         )
         if entry is not None
         else None,
@@ -88,11 +93,27 @@ def decode(data: dict[str, Any]) -> ModelResult:
     )
 
 
+def _pairs(data: list[list[Any]] | None) -> tuple[tuple[str, int], ...] | None:
+    return tuple((name, n) for name, n in data) if data is not None else None
+
+
+def _memory(data: dict[str, Any] | None) -> Memory | None:
+    if data is None:
+        return None
+    return Memory(
+        **{k: v for k, v in data.items() if k not in ("options", "saved")},
+        options=MemoryOptions(**data["options"]),
+        saved=_pairs(data["saved"]) or (),
+    )
+
+
 def _count(data: dict[str, Any]) -> ParameterCount:
     compute = data["compute"]
-    fields = {k: v for k, v in data.items() if k not in ("layers", "dtypes", "compute")}
+    skip = ("layers", "dtypes", "compute", "memory")
+    fields = {k: v for k, v in data.items() if k not in skip}
     return ParameterCount(
         **fields,
+        memory=_memory(data["memory"]),
         layers=tuple(LayerRow(**_shaped(r)) for r in data["layers"]),
         dtypes=tuple(DtypeBytes(**d) for d in data["dtypes"]),
         compute=Compute(

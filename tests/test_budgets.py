@@ -24,7 +24,7 @@ from pytest_cnnbudget.gate import check_model
 from pytest_cnnbudget.inputs import parse_input_shape
 from pytest_cnnbudget.measurement import measure
 from pytest_cnnbudget.render_terminal import failure_lines
-from pytest_cnnbudget.results import Outcome
+from pytest_cnnbudget.results import MemoryOptions, Outcome
 
 README = Path(__file__).parent.parent / "README.md"
 CONFIG = Path("pyproject.toml")
@@ -49,8 +49,9 @@ def test_every_kind_measures_its_own_figure() -> None:
     with torch.device("meta"):
         model = nets.Cifar()
         model.conv1.requires_grad_(False)  # so trainable and total differ
-        count = measure(model, parse_input_shape([1, 3, 32, 32]))
+        count = measure(model, parse_input_shape([1, 3, 32, 32]), memory=MemoryOptions())
     figures = {kind.key: kind.measure(count) for kind in BUDGETS}
+    assert count.memory is not None
     params = list(model.parameters())
     assert figures == {
         "max_params": sum(p.numel() for p in params if p.requires_grad),
@@ -60,10 +61,16 @@ def test_every_kind_measures_its_own_figure() -> None:
         "max_param_bytes": sum(p.numel() * p.element_size() for p in params),
         "max_buffers": 0,
         "max_buffer_bytes": 0,
+        "max_train_memory": count.memory.peak_train,
+        "max_inference_memory": count.memory.peak_inference,
     }
     without_input = measure(model)
     assert {k.key for k in BUDGETS if k.measure(without_input) is None} == {
         k.key for k in BUDGETS if k.needs_input_shape
+    }
+    without_memory = measure(model, parse_input_shape([1, 3, 32, 32]))
+    assert {k.key for k in BUDGETS if k.measure(without_memory) is None} == {
+        k.key for k in BUDGETS if k.needs_memory
     }
 
 

@@ -9,6 +9,7 @@ from report import Section
 
 from sections.gate import bench_gate
 from sections.hardening import bench_hardening
+from sections.memory import bench_memory
 from sections.overhead import bench_overhead
 from sections.packages import bench_packages
 from sections.peers import bench_peers
@@ -29,4 +30,5 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "rendering": bench_rendering,
     "timm": bench_timm,
     "packages": bench_packages,
+    "memory": bench_memory,
 }
