@@ -135,7 +135,7 @@ def cuda_peaks(
         loss = loss + parts[i].sum()
     # A training loop keeps the loss, not the outputs, through backward.
     del parts
-    loss.backward()
+    torch.autograd.backward(loss)
     del loss
     optimizer.step()
     train = read_peak()

@@ -72,7 +72,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     optimizer = _optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
     try:
-        peak_inference = _inference(view, inputs, dtype)
+        peak_inference = _inference(view, inputs, dtype, lower)
         state = _prime(optimizer, trainable)
         module.train(options.train_mode)
         step = _train_step(view, inputs, dtype, lower, optimizer, state)
@@ -136,13 +136,15 @@ def _inputs(inputs: InputSpec, dtype: torch.dtype) -> tuple[tuple[Any, ...], dic
     return args, kwargs
 
 
-def _inference(view: _MetaView, inputs: InputSpec, dtype: torch.dtype) -> int:
-    """The peak of live bytes over one forward in eval mode under no_grad."""
+def _inference(
+    view: _MetaView, inputs: InputSpec, dtype: torch.dtype, lower: torch.dtype | None
+) -> int:
+    """The peak of live bytes over one forward in eval mode under no_grad (and autocast)."""
 
     view.module.eval()
     live = _Live(view.tensors)
     recorder = _Recorder(view)
-    with live, torch.no_grad(), recorder.hooks(), _Policy(None):
+    with live, torch.no_grad(), recorder.hooks(), _Policy(lower):
         try:
             args, kwargs = _inputs(inputs, dtype)
             output = view(args, kwargs)
@@ -210,8 +212,8 @@ def _loss(output: Any) -> torch.Tensor:
     if not parts:
         raise MemoryTraceError(
             "the forward returned no floating-point tensor that requires grad, so there is "
-            f"nothing to backpropagate (the loss traced is {LOSS}); return the logits or "
-            "loss, or set max_inference_memory only"
+            f"nothing to backpropagate (the loss traced is {LOSS}); have it return the "
+            "logits or the loss"
         )
     loss = parts[0]
     for part in parts[1:]:
@@ -598,7 +600,7 @@ def _op(error: BaseException) -> str:
     """The aten operation an error came from, as far as its message says."""
     text = _message(error)
     for word in text.replace("'", " ").replace('"', " ").split():
-        if word.startswith("aten."):
+        if word.startswith(("aten.", "aten::")):
             return word.rstrip(".,:")
     return "an operation with no meta implementation"
 

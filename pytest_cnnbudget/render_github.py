@@ -28,7 +28,7 @@ from .tables import (
     markdown_escape,
     render,
 )
-from .units import signed, thousands
+from .units import human_bytes, signed, thousands
 
 # Every line break str.splitlines honours. The runner itself ends a line at \n, \r and \r\n
 # (.NET's StreamReader.ReadLine), but a log viewer, a log shipper or a later step that rereads
@@ -309,12 +309,23 @@ def _macs(result: ModelResult) -> str:
     return thousands(macs) if macs is not None else "-"
 
 
+def _peaks(result: ModelResult) -> str:
+    memory = result.count.memory if result.count is not None else None
+    if memory is None:
+        return "-"
+    return f"{human_bytes(memory.peak_train)} / {human_bytes(memory.peak_inference)}"
+
+
+PEAKS = "peak memory (train / inference)"
+
 # The job summary's table of models; the MACs column only when some model has an input_shape,
-# the base column only with a baseline.
+# the memory column only when some model's memory was measured, the base column only with a
+# baseline.
 SUMMARY_COLUMNS: list[Column[ModelResult]] = [
     *model_columns(human=True),
     Column("used", _used),
     Column("MACs", _macs, right=True),
+    Column(PEAKS, _peaks, right=True),
     Column("Δ vs snapshot", _delta, right=True),
     Column("status", _status),
 ]
@@ -335,7 +346,10 @@ def summary_markdown(
         head = f"## cnn-budget: all {len(ordered)} models within budget"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
-    columns = SUMMARY_COLUMNS if compute else [c for c in SUMMARY_COLUMNS if c.header != "MACs"]
+    memory = any(r.count is not None and r.count.memory is not None for r in ordered)
+    hidden = {"MACs"} if not compute else set()
+    hidden |= {PEAKS} if not memory else set()
+    columns = [c for c in SUMMARY_COLUMNS if c.header not in hidden]
     if base is not None:
         compared = {c.name: c for c in base}
         columns = [

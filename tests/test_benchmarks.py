@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+GPU_MEMORY = RUN.with_name("gpu_memory.py")
 
 
 def test_benchmark_smoke_run_writes_a_report(tmp_path: Path) -> None:
@@ -81,3 +83,34 @@ def test_benchmark_of_timm_models_runs(tmp_path: Path) -> None:
         "gate (snapshot = false) / pytest floor",
         "timm models that do not build on meta",
     ]
+
+
+def test_benchmark_of_memory_runs(tmp_path: Path) -> None:
+    text = _quick(tmp_path, "memory")
+    assert "## 11. Memory: the meta trace vs. a real cpu run, and its cost in the gate" in text
+    assert "**ResNet-18**, images 2×3×64×64" in text
+    assert _summary_rows(text, "11") == [
+        "meta/real peak, training step",
+        "meta/real peak, inference",
+        "saved activations meta == real",
+        "LLaMA shape (2 blocks, dim 256) at 1×128, max_train_memory: pytest --cnn-budget wall",
+        "LLaMA shape (2 blocks, dim 256) at 1×128, max_train_memory: peak RSS",
+        "ResNet-18 at 2×3×64×64: what max_train_memory adds to the gate session",
+    ]
+
+
+def test_gpu_memory_script_without_cuda_says_so() -> None:
+    # Hiding every device gives the path a machine without one takes, on any machine.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, str(GPU_MEMORY)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "no CUDA device (torch.cuda.is_available() is False): nothing measured\n"
+    )
