@@ -26,6 +26,7 @@ much a real run differs.
 from __future__ import annotations
 
 import importlib
+import warnings
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -144,7 +145,10 @@ def _inference(
     view.module.eval()
     live = _Live(view.tensors)
     recorder = _Recorder(view)
-    with live, torch.no_grad(), recorder.hooks(), _Policy(lower):
+    with live, torch.no_grad(), recorder.hooks(), _Policy(lower), warnings.catch_warnings():
+        # Reentrant checkpointing warns that nothing requires grad, which under no_grad is
+        # the point; a project's -W error must not turn the pass into a failure.
+        warnings.filterwarnings("ignore", module="torch.utils.checkpoint")
         try:
             args, kwargs = _inputs(inputs, dtype)
             output = view(args, kwargs)
@@ -190,8 +194,9 @@ def _train_step(
             torch.autograd.backward(loss)
         except Exception as e:
             where = f"module {recorder.in_backward}" if recorder.in_backward else "the model"
+            op = str(live.failing) if live.failing is not None else _op(e)
             raise MemoryTraceError(
-                f"backward on meta tensors failed in {where}, at {_op(e)}: {_message(e)}"
+                f"backward on meta tensors failed in {where}, at {op}: {_message(e)}"
             ) from e
         del loss
         gradients = _bytes([p.grad for p in view.params if p.grad is not None])
@@ -320,6 +325,7 @@ class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.refs: dict[int, weakref.ref[Any]] = {}
         self.live = 0
         self.peak = 0
+        self.failing: Any = None
         for t in start:
             self.add(t)
 
@@ -356,7 +362,9 @@ class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        self.failing = func  # until it returns: the op an error came from
         out = func(*args, **(kwargs or {}))
+        self.failing = None
         for t in tree_leaves(out):
             self.add(t)
         return out
@@ -373,6 +381,7 @@ class _Recorder:
     # The module whose outputs' gradients backward reached last: where a backward failure is.
     in_backward: str | None = None
     watch_backward: bool = False
+    watched: set[Any] = field(default_factory=set)
 
     @property
     def running(self) -> str:
@@ -407,7 +416,10 @@ class _Recorder:
         self.trail.append(Call(name, module, None, None))
         if self.watch_backward:
             node = next((t.grad_fn for t in _tensors(output) if t.grad_fn is not None), None)
-            if node is not None:
+            # The innermost module returns first: a parent returning its child's output as
+            # its own leaves the node to the child.
+            if node is not None and node not in self.watched:
+                self.watched.add(node)
                 node.register_prehook(partial(self._reached, name))
 
     def _reached(self, name: str, grad_outputs: Any) -> None:

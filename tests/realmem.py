@@ -77,9 +77,11 @@ def train_step(
     model: nn.Module,
     make_inputs: Callable[[], tuple[Any, ...]],
     optimizer: torch.optim.Optimizer | None,
+    autocast: torch.dtype | None = None,
 ) -> Real:
     """One training step on cpu after a first that made the optimizer's state, as the meta
-    trace runs it: forward, the sum of the floating outputs, backward, optimizer step."""
+    trace runs it: forward (under cpu autocast to `autocast`, if given), the sum of the
+    floating outputs, backward, optimizer step."""
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is not None:
         for p in params:
@@ -107,7 +109,10 @@ def train_step(
 
     start = storage_bytes([*weights, *state, *(i for i in inputs if isinstance(i, torch.Tensor))])
     with allocations() as peak:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None),
+        ):
             output = model(*inputs)
         parts = _floating(output)
         loss = parts[0].sum()
