@@ -918,6 +918,7 @@ METADATA_KEYS = {
     "input_shape",
     "param_bytes",
     "buffer_bytes",
+    "memory",
     "layers",
     "error",
 }
@@ -974,7 +975,16 @@ def test_summary_dict_structure_with_keyword_inputs_and_depth() -> None:
         model = nn.Sequential(OrderedDict(backbone=nets.Cifar(), head=nn.Linear(10, 2)))
     inputs = InputSpec(kwargs=(("input", (1, 3, 32, 32)),))  # Sequential.forward(input)
     doc = render_json.summary_dict(measure(model, inputs, depth=1))
-    assert list(doc) == ["version", "depth", "totals", "bytes_by_dtype", "compute", "layers"]
+    assert list(doc) == [
+        "version",
+        "depth",
+        "totals",
+        "bytes_by_dtype",
+        "compute",
+        "memory",
+        "layers",
+    ]
+    assert doc["memory"] is None  # measured only when asked
     assert (doc["version"], doc["depth"]) == (1, 1)
     assert doc["totals"]["params"] == params(model)
     assert doc["compute"]["inputs"] == {"args": [], "kwargs": {"input": [1, 3, 32, 32]}}
