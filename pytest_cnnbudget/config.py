@@ -618,7 +618,9 @@ def _budgets(problems: _Problems, where: str, table: Mapping[str, Any]) -> dict[
         if limit is not None:
             budgets[kind.key] = limit
         if kind.key in table and kind.needs_input_shape and "input_shape" not in table:
-            problems.add(where, kind.key, "needs input_shape: compute depends on the input size")
+            depends = kind.needs_memory and "memory depends on the batch"
+            depends = depends or "compute depends on the input size"
+            problems.add(where, kind.key, f"needs input_shape: {depends}")
     return budgets
 
 

@@ -188,8 +188,9 @@ def _train_step(
             raise
         except Exception as e:
             raise recorder.failure("the training forward pass", inputs, e) from e
-        # A training loop keeps the loss, not the outputs, through backward.
-        del output, args, kwargs
+        # A training loop keeps the loss and its batch through backward and the step, not
+        # the outputs.
+        del output
         try:
             torch.autograd.backward(loss)
         except Exception as e:

@@ -41,6 +41,18 @@ class Tiny(nn.Module):
         self.fc = nn.Linear(width, width)
 
 
+class Dense(nn.Module):
+    """One bias-free Linear(1000, 1000): 4,000,000 bytes of float32 weight, so the memory of a
+    step can be worked out by hand (tests/test_check.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1000, 1000, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)  # type: ignore[no-any-return]
+
+
 class Normed(nn.Module):
     """A conv and a BatchNorm: 2·C parameters and 2·C + 1 buffer elements in the norm."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._C._autograd import DeviceType
 
 MEMORY_EVENT = "[memory]"
 
@@ -53,8 +54,8 @@ def allocations() -> Iterator[list[int]]:
         yield result
     records = sorted(
         (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
-        if e.name() == MEMORY_EVENT and e.device_type() == torch.autograd.DeviceType.CPU
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == MEMORY_EVENT and e.device_type() == DeviceType.CPU
     )
     live = peak = 0
     for _, nbytes in records:
@@ -119,7 +120,7 @@ def train_step(
         for part in parts[1:]:
             loss = loss + part.sum()
         del output, parts
-        loss.backward()
+        torch.autograd.backward(loss)
         del loss
         gradients = storage_bytes([p.grad for p in params if p.grad is not None])
         if optimizer is not None:

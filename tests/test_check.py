@@ -105,6 +105,12 @@ FIGURES: dict[str, tuple[str, list[int] | None, int]] = {
     # BatchNorm2d(16): running mean and variance (float32), and an int64 batch counter.
     "max_buffers": ("nets:Normed", None, 2 * 16 + 1),
     "max_buffer_bytes": ("nets:Normed", None, 2 * 16 * 4 + 8),
+    # One AdamW step of Dense at 16 × 1000: the weight W (4 MB), AdamW's two states (8 MB) and
+    # the batch (64 kB) are live throughout; backward adds W's gradient (4 MB); the step's
+    # `exp_avg_sq.sqrt() / bias_correction` holds two W-sized temporaries at once (8 MB).
+    "max_train_memory": ("nets:Dense", [16, 1000], 24_000_000 + 64_000),
+    # Inference: W, the batch and the output.
+    "max_inference_memory": ("nets:Dense", [16, 1000], 4_000_000 + 2 * 64_000),
 }
 
 

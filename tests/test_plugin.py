@@ -449,8 +449,13 @@ def test_example_project_passes(pytester: pytest.Pytester) -> None:
         (pytester.path / path.name).write_bytes(path.read_bytes())
     pytester.syspathinsert(example)
     result = pytester.runpytest("--cnn-budget", "-m", "cnn_budget", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["cifar_net*545,098*600,000*90.8%*ok*ok"])
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "cifar_net *545,098*600,000*90.8%*ok*ok",
+            "cifar_net_training *36,693,416 bytes peak in training*40,000,000*91.7%*ok*ok",
+        ]
+    )
 
 
 def test_plot_option_writes_charts(pytester: pytest.Pytester) -> None:
