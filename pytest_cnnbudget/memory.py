@@ -316,6 +316,9 @@ def _bytes(tensors: list[Any]) -> int:
     return sum(seen.values())
 
 
+_BATCH_NORM = torch.ops.aten.native_batch_norm.default
+
+
 class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Live bytes of meta storages after every operation, and their peak; `start` (the
     weights, the optimizer's state) is live from the beginning."""
@@ -366,6 +369,10 @@ class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.failing = func  # until it returns: the op an error came from
         out = func(*args, **(kwargs or {}))
         self.failing = None
+        if func is _BATCH_NORM and not args[5]:
+            # Not training, the cpu and CUDA kernels return no batch statistics (empty tensors)
+            # but meta's returns them channel-sized, and autograd would save them.
+            out = (out[0], out[1].new_empty(0), out[2].new_empty(0))
         for t in tree_leaves(out):
             self.add(t)
         return out

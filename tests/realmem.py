@@ -79,10 +79,11 @@ def train_step(
     make_inputs: Callable[[], tuple[Any, ...]],
     optimizer: torch.optim.Optimizer | None,
     autocast: torch.dtype | None = None,
+    train: bool = True,
 ) -> Real:
     """One training step on cpu after a first that made the optimizer's state, as the meta
     trace runs it: forward (under cpu autocast to `autocast`, if given), the sum of the
-    floating outputs, backward, optimizer step."""
+    floating outputs, backward, optimizer step; with `train` off, in eval mode."""
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is not None:
         for p in params:
@@ -90,7 +91,7 @@ def train_step(
         optimizer.step()
         for p in params:
             p.grad = None
-    model.train()
+    model.train(train)
     inputs = make_inputs()
     state = [
         t

@@ -175,9 +175,29 @@ def _compare(build: Any, shape: tuple[int, ...], **options: Any) -> tuple[Memory
     model = build()
     autocast = {"bf16": torch.bfloat16}.get(options.get("autocast") or "")
     real = realmem.train_step(
-        model, lambda: (torch.randn(shape),), torch.optim.AdamW(model.parameters()), autocast
+        model,
+        lambda: (torch.randn(shape),),
+        torch.optim.AdamW(model.parameters()),
+        autocast,
+        train=options.get("train_mode", True),
     )
     return memory, real
+
+
+def _regularized() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(256, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, 10)
+    )
+
+
+def test_train_mode_off_traces_the_step_in_eval_mode() -> None:
+    trained, real_trained = _compare(_regularized, (32, 256))
+    frozen, real_frozen = _compare(_regularized, (32, 256), train_mode=False)
+    assert trained.activations == real_trained.saved
+    assert frozen.activations == real_frozen.saved
+    # In eval mode dropout is the identity and BatchNorm uses its running statistics: less saved.
+    assert frozen.activations < trained.activations
+    assert frozen.peak_train == pytest.approx(real_frozen.peak, rel=0.10)
 
 
 @pytest.mark.parametrize(
