@@ -173,7 +173,7 @@ def _compare(build: Any, shape: tuple[int, ...], **options: Any) -> tuple[Memory
     torch.manual_seed(0)
     memory = traced(meta(build), *shape, **options)
     model = build()
-    autocast = {"bf16": torch.bfloat16}.get(options.get("autocast") or "")
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.get("autocast") or "")
     real = realmem.train_step(
         model,
         lambda: (torch.randn(shape),),
@@ -230,7 +230,7 @@ def test_saved_activations_of_a_convnet_equal_a_real_step(autocast: str | None) 
     # (README's Memory says so): only the saved tensors are compared here.
 
 
-@pytest.mark.parametrize("autocast", [None, "bf16"])
+@pytest.mark.parametrize("autocast", [None, "bf16", "fp16"])
 def test_an_mlp_step_matches_a_real_step(autocast: str | None) -> None:
     memory, real = _compare(_wide_mlp, (64, 512), autocast=autocast)
     assert memory.activations == real.saved

@@ -433,7 +433,7 @@ def _cost(ctx: Context, llama: Gated, resnet: Gated) -> tuple[list[Row], list[st
         f"`max_train_memory = {MEMORY_BUDGET}`, against the same config with `max_params` in "
         "its place. Both sides run the forward pass on meta that an input shape asks for "
         "(shapes and MACs); the memory trace (inference pass, AdamW's state, training step) is "
-        "the difference. The wall targets judge: for the "
+        "the difference. The wall targets judge: for "
         f"{llama.label} the whole process, for {resnet.label} the paired difference (median "
         "over rounds of with − without). Peak RSS is the process's ru_maxrss from wait4(): by "
         "default the gate checks in a forked process, whose own peak that figure may not show "
