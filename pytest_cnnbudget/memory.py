@@ -517,7 +517,8 @@ _FP32 = {
 }
 if hasattr(F, "rms_norm"):
     _FP32.add(F.rms_norm)
-# Re-entering this mode for the functions written in Python that a mode call runs (torch 2.5+).
+# Re-entering this mode for the functions written in Python that a mode call runs; recent
+# torch releases only.
 _REDISPATCH = getattr(torch.overrides, "redispatch_function", None)
 
 
