@@ -11,6 +11,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+# The one place the version is written: pyproject.toml reads it from here when the package is
+# built (setuptools reads the assignment without importing the package).
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from .counting import count_parameters
     from .errors import (
