@@ -1,0 +1,67 @@
+"""What a release is made of: one version, named alike by the installed metadata, the changelog
+and the release workflow; the built wheel itself is checked by scripts/check-wheel in .ci/run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import pytest_cnnbudget
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_installed_version_is_the_one_written_in_the_package() -> None:
+    assert importlib.metadata.version("pytest-cnnbudget") == pytest_cnnbudget.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+(?:\.dev\d+|rc\d+)?", pytest_cnnbudget.__version__)
+
+
+def test_the_changelog_has_a_section_for_the_version() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    first = re.search(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    assert first is not None
+    assert first.group(1) == pytest_cnnbudget.__version__
+
+
+def test_the_release_workflow_checks_the_tag_and_publishes_with_trusted_publishing() -> None:
+    text = (ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    assert 'tags: ["v*"]' in text
+    assert '"$TAG" != "v$version"' in text
+    assert "id-token: write" in text
+    assert "pypa/gh-action-pypi-publish@release/v1" in text
+    assert "password" not in text  # no stored token
+
+
+def _wheel(tmp_path: Path, drop: str | None = None) -> Path:
+    """A wheel-shaped archive of the source tree, `drop` left out."""
+    path = tmp_path / "pytest_cnnbudget-0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for source in sorted((ROOT / "pytest_cnnbudget").iterdir()):
+            name = f"pytest_cnnbudget/{source.name}"
+            if source.is_file() and name != drop and source.suffix in (".py", ".typed"):
+                archive.write(source, name)
+        archive.writestr(
+            "pytest_cnnbudget-0.dist-info/entry_points.txt",
+            "[console_scripts]\ncnnbudget = pytest_cnnbudget.cli:main\n\n"
+            "[pytest11]\ncnnbudget = pytest_cnnbudget.plugin\n",
+        )
+    return path
+
+
+@pytest.mark.parametrize("drop", [None, "pytest_cnnbudget/memory.py", "pytest_cnnbudget/py.typed"])
+def test_the_wheel_check_names_a_missing_file(tmp_path: Path, drop: str | None) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "wheel_contents.py"), str(_wheel(tmp_path, drop))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == (1 if drop else 0), done.stdout
+    if drop:
+        assert f": missing {drop}" in done.stdout
