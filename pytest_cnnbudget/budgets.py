@@ -19,8 +19,8 @@ from .units import human_bytes, parse_bytes, parse_count, short_count, thousands
 class Unit(str, Enum):
     """What a budget's figure is a number of."""
 
-    COUNT = "count"  # written 600_000, "600k", "1.5M", "7B"
-    BYTES = "bytes"  # written "100MB", "1.5GiB", 1048576
+    COUNT = "count"  # written 600_000, "600k", "1.5M", "7B", "2e9" (units.py's grammar)
+    BYTES = "bytes"  # written "100MB", "1.5GiB", "47.7MiB", 1048576
 
     def parse(self, value: object) -> int:
         """A config value → an exact positive integer; ValueError says how to write it."""
@@ -194,7 +194,10 @@ def ranks_trainable(checks: tuple[BudgetCheck, ...]) -> bool:
     return bool(checks) and all(KINDS[c.key].ranks_trainable for c in checks if c.key in KINDS)
 
 
-_WRITTEN = {Unit.COUNT: '600_000, "600k", "1.5M", "7B"', Unit.BYTES: '"100MB", "1.5GiB", 1048576'}
+_WRITTEN = {
+    Unit.COUNT: '600_000, "600k", "1.5M", "7B", "2e9"',
+    Unit.BYTES: '"100MB", "1.5GiB", "47.7MiB", 1048576',
+}
 
 
 def docs_table() -> list[str]:

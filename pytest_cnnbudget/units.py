@@ -6,23 +6,32 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from decimal import Context, Decimal
+from decimal import ROUND_FLOOR, Context, Decimal
 
 from .constants import MAX_BUDGET
 
+# Counts: k, M, B or G (both a billion), T, in either case ("7b", "1.5m" are how model sizes are
+# written). Bytes: powers of ten kB (or KB), MB, GB, TB and of two KiB, MiB, GiB, TiB, each with
+# a capital B (a lowercase b is a bit) and a capital M, G, T (a lowercase m is milli).
 _COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _BYTE_SUFFIX = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
+    "": 1,
+    "B": 1,
+    "kB": 10**3,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "kiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
 }
-_QUANTITY = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9_]+)?)\s*([A-Za-z]*)\s*$")
+# A number as a config or a printed table writes it: `600000`, `600_000`, `1,070,794`, `47.7`,
+# `2e9`, `1.5e6`; then an optional unit.
+_NUMBER = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9][0-9_]*)(?:\.[0-9_]+)?(?:[eE][+-]?[0-9]+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z]*)\s*$")
 # No budget needs more: 10**18 written with a separator every digit is 37 characters. Checked
 # before the regex and Decimal see the text, which int() refuses past 4,300 digits.
 _MAX_QUANTITY_TEXT = 64
@@ -64,44 +73,67 @@ def scientific(n: int) -> str:
 _LARGEST = f"{scientific(MAX_BUDGET)} ({MAX_BUDGET:,})"
 
 
+def _unit(text: str, suffixes: dict[str, int], example: str) -> int:
+    """The factor of a unit as written; ValueError for one that is not in the grammar."""
+    if suffixes is _COUNT_SUFFIX:
+        factor = suffixes.get(text.lower())
+    else:
+        factor = suffixes.get(text)
+        meant = [unit for unit in suffixes if unit and unit.lower() == text.lower()]
+        if factor is None and meant:
+            raise ValueError(
+                f"{text!r} is ambiguous (a lowercase b is a bit, a lowercase m is milli); "
+                f"write {' or '.join(meant)}"
+            )
+    if factor is None:
+        raise ValueError(f"unknown unit {text!r}; write it like {example}")
+    return factor
+
+
 def _parse(value: object, suffixes: dict[str, int], example: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a number like {example}, got a boolean")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value!r} is not a finite number; write it like {example}")
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
-        number = int(value)
+        exact = Decimal(value)
     elif isinstance(value, int):
-        number = value
+        exact = Decimal(value)
     elif isinstance(value, str):
         too_long = len(value) > _MAX_QUANTITY_TEXT
         match = None if too_long else _QUANTITY.match(value)
-        unit = match.group(2).lower() if match else ""
-        if not match or unit not in suffixes:
+        if not match:
             length = f" ({len(value):,} characters)" if too_long else ""
             raise ValueError(f"cannot parse {brief(value)}{length}; write it like {example}")
-        exact = _EXACT.multiply(Decimal(match.group(1).replace("_", "")), suffixes[unit])
-        if exact != exact.to_integral_value():
-            raise ValueError(f"{value!r} is not a whole number")
-        number = int(exact)
+        try:
+            factor = _unit(match.group(2), suffixes, example)
+        except ValueError as e:
+            raise ValueError(f"cannot parse {brief(value)}: {e}") from e
+        number = Decimal(match.group(1).replace("_", "").replace(",", ""))
+        if number.adjusted() > 40:  # an exponent past any budget: not worth multiplying out
+            raise ValueError(f"{brief(value)} is too large; a budget is at most {_LARGEST}")
+        exact = _EXACT.multiply(number, factor)
     else:
         raise ValueError(f"expected a number like {example}, got {type(value).__name__}")
-    if number <= 0:
-        raise ValueError(f"{brief(value)} must be positive")
-    if number > MAX_BUDGET:
+    if exact > MAX_BUDGET:
         raise ValueError(f"{brief(value)} is too large; a budget is at most {_LARGEST}")
+    # A fraction of an element or a byte rounds down: "47.7MiB" is 50,017,075 bytes.
+    number = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    if number <= 0:
+        rounded = " (rounded down to a whole number)" if exact > 0 else ""
+        raise ValueError(f"{brief(value)} must be positive{rounded}")
     return number
 
 
 def parse_count(value: object) -> int:
-    """`600000`, `"600k"`, `"1.5M"`, `"7B"` → an exact positive integer."""
-    return _parse(value, _COUNT_SUFFIX, "600_000, '600k', '1.5M' or '7B'")
+    """`600000`, `"600k"`, `"1.5M"`, `"7B"`, `"2e9"`, `"1,070,794"` → a positive integer; a
+    fraction rounds down."""
+    return _parse(value, _COUNT_SUFFIX, "600_000, '600k', '1.5M', '7B' or '2e9'")
 
 
 def parse_bytes(value: object) -> int:
-    """`"100MB"`, `"1.5GiB"`, `1048576` → bytes (MB = 1000², MiB = 1024²)."""
+    """`"100MB"`, `"1.5GiB"`, `1048576` → bytes (MB = 1000², MiB = 1024²); a fraction of a byte
+    rounds down, `"47.7MiB"` is 50,017,075."""
     return _parse(value, _BYTE_SUFFIX, "'100MB', '1.5GiB' or 1048576")
 
 

@@ -164,8 +164,8 @@ ALLOWED = (
             {},
             [
                 f"{CIFAR} target: expected a string, got int 5",
-                f"{CIFAR} max_params: cannot parse 'lots'; write it like 600_000, '600k', '1.5M' "
-                "or '7B'",
+                f"{CIFAR} max_params: cannot parse 'lots'; write it like 600_000, '600k', '1.5M', "
+                "'7B' or '2e9'",
             ],
             id="wrong-types",
         ),

@@ -5,9 +5,20 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_cnnbudget.constants import MAX_BUDGET
-from pytest_cnnbudget.units import brief, parse_bytes, parse_count, scientific
+from pytest_cnnbudget.units import (
+    brief,
+    human_bytes,
+    human_count,
+    parse_bytes,
+    parse_count,
+    scientific,
+    short_count,
+    thousands,
+)
 
 LARGEST = "a budget is at most 1e18 (1,000,000,000,000,000,000)"
 
@@ -25,6 +36,15 @@ LARGEST = "a budget is at most 1e18 (1,000,000,000,000,000,000)"
         (MAX_BUDGET, MAX_BUDGET),
         ("1000000T", MAX_BUDGET),
         ("0.000000000001T", 1),  # exact: no float, no rounding
+        ("2e9", 2 * 10**9),
+        ("11.5e6", 11_500_000),
+        ("1,070,794", 1_070_794),  # as the tables print it
+        ("7b", 7 * 10**9),
+        ("1.5m", 1_500_000),
+        ("2G", 2 * 10**9),  # G and B are both a billion
+        ("1.5", 1),  # a fraction rounds down
+        (1.5, 1),
+        ("1.2345k", 1234),
     ],
 )
 def test_parse_count(value: object, count: int) -> None:
@@ -37,8 +57,14 @@ def test_parse_count(value: object, count: int) -> None:
         ("100MB", 10**8),
         ("1.5GiB", 3 * 2**29),
         (1048576, 2**20),
-        ("1kib", 1024),
+        ("1KiB", 1024),
+        ("1kB", 1000),
+        ("1KB", 1000),
         ("1000000TB", 10**18),
+        ("47.7MiB", 50_017_075),  # 50,017,075.2, rounded down
+        ("26.95 GB", 26_950_000_000),  # as the tables print it
+        ("1e9", 10**9),
+        ("3 B", 3),
     ],
 )
 def test_parse_bytes(value: object, size: int) -> None:
@@ -64,19 +90,41 @@ def test_parse_bytes(value: object, size: int) -> None:
             id="5000-digits",
         ),
         pytest.param("1" * 65, "(65 characters); write it like", id="65-characters"),
-        # 29 nines: Decimal's default 28-digit context would round this to a whole 1.
-        pytest.param("0." + "9" * 29, "is not a whole number", id="no-rounding"),
-        pytest.param("1.5", "'1.5' is not a whole number", id="fraction"),
+        # 29 nines: Decimal's default 28-digit context would round this up to a whole 1.
+        pytest.param(
+            "0." + "9" * 29, "must be positive (rounded down to a whole number)", id="no-rounding"
+        ),
+        pytest.param(0.5, "0.5 must be positive (rounded down to a whole number)", id="half"),
         pytest.param(0, "0 must be positive", id="zero"),
         pytest.param(True, "got a boolean", id="bool"),
-        pytest.param("1e6", "cannot parse '1e6'", id="exponent-text"),
-        pytest.param("5 lots", "cannot parse '5 lots'", id="unit"),
+        pytest.param("1e99", f"'1e99' is too large; {LARGEST}", id="exponent"),
+        pytest.param("1,07,794", "cannot parse '1,07,794'", id="bad-grouping"),
+        pytest.param("5 lots", "cannot parse '5 lots': unknown unit 'lots'", id="unit"),
         pytest.param(None, "got NoneType", id="none"),
     ],
 )
 def test_parse_count_rejects(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_count(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "meant"),
+    [("50Mb", "MB"), ("50mb", "MB"), ("5gB", "GB"), ("1kib", "KiB or kiB"), ("2TIB", "TiB")],
+)
+def test_ambiguous_byte_units_say_what_to_write(value: str, meant: str) -> None:
+    ambiguous = "is ambiguous (a lowercase b is a bit, a lowercase m is milli); write "
+    with pytest.raises(ValueError, match=re.escape(ambiguous + meant) + "$"):
+        parse_bytes(value)
+
+
+@given(st.integers(min_value=1, max_value=MAX_BUDGET))
+def test_every_printed_count_and_size_reads_back_as_a_budget(n: int) -> None:
+    assert parse_count(thousands(n)) == n
+    for printed in (short_count(n), human_count(n)):
+        # Three significant digits: the value printed, read back, is within 1% of n.
+        assert parse_count(printed) == pytest.approx(n, rel=0.01, abs=1)
+    assert parse_bytes(human_bytes(n)) == pytest.approx(n, rel=0.01, abs=1)
 
 
 def test_parse_bytes_is_bounded_too() -> None:
