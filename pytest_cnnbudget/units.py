@@ -118,11 +118,11 @@ def _parse(value: object, suffixes: dict[str, int], example: str) -> int:
     if exact > MAX_BUDGET:
         raise ValueError(f"{brief(value)} is too large; a budget is at most {_LARGEST}")
     # A fraction of an element or a byte rounds down: "47.7MiB" is 50,017,075 bytes.
-    number = int(exact.to_integral_value(rounding=ROUND_FLOOR))
-    if number <= 0:
+    whole = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    if whole <= 0:
         rounded = " (rounded down to a whole number)" if exact > 0 else ""
         raise ValueError(f"{brief(value)} must be positive{rounded}")
-    return number
+    return whole
 
 
 def parse_count(value: object) -> int:
