@@ -386,8 +386,14 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
 
         count = trainable_only(count)
     if args.format == "json":
-        named = {"model": model.name} if model.name is not None else {}
-        document = {**named, "target": model.target, "kwargs": model.kwargs, **summary_dict(count)}
+        measured = summary_dict(count)
+        document = {
+            "schema": measured.pop("schema"),
+            "model": model.name,  # null for a target given on the command line
+            "target": model.target,
+            "kwargs": model.kwargs,
+            **measured,
+        }
         # default=str: a TOML date or time in kwargs has no JSON form of its own.
         return json.dumps(document, indent=2, ensure_ascii=False, default=str)
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT

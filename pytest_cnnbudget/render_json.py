@@ -1,40 +1,40 @@
 """Results → JSON-ready dicts: pytest-json-report's per-test metadata, `--cnn-budget-json`, and
 `cnnbudget summary --format json`. No I/O.
 
-The summary's JSON form (`summary_dict`) is stable; `version` changes if a key is renamed or
-removed:
+One vocabulary for all three: a model's check is a `model_dict` wherever it appears (the JSON
+report's `models`, the test metadata's `cnn_budget`), and its `measurement` is what the command
+line prints. Shapes are lists of integers, every count and byte figure an integer. Each document
+names its structure in `schema`; the JSON Schema files in `pytest_cnnbudget/schemas/` describe
+them (README's "JSON outputs"):
 
 ```text
-{
-  "version": 1,
+model   {"schema": "pytest-cnnbudget/model/2", "model", "target", "outcome", "level",
+         "snapshot", "budgets": {key: {"limit", "actual", "over"}}, "error", "error_stage",
+         "notes": [...], "measurement": null | measurement}
+report  {"schema": "pytest-cnnbudget/report/2", "passed", "models": {name: model}, "stale"}
+summary {"schema": "pytest-cnnbudget/summary/2", ...measurement} (the command line adds
+         "model", "target", "kwargs")
+measurement {
   "depth": null | int,                      # rows grouped to this many name levels
   "totals": {"params", "trainable", "frozen", "buffers", "param_bytes", "buffer_bytes"},
   "bytes_by_dtype": {"float32": {"params", "param_bytes", "buffers", "buffer_bytes"}, ...},
-  "compute": null | {                       # null unless the model was profiled
+  "compute": null | {                       # null unless the model ran forward
     "inputs": {"args": [[1, 3, 32, 32]], "kwargs": {"mask": [1, 32]}},
     "output_shape": [1, 10] | null,
     "macs": int, "flops": int               # 1 MAC = 2 FLOPs
   },
+  "memory": null | {"weights", "gradients", "optimizer", "activations", "peak_train",
+                    "peak_inference", "traced_with"},
   "layers": [{"name", "type", "formula", "params", "trainable", "cumulative", "share",
               "layers", "output_shape", "macs", "flops"}, ...]
 }
 ```
 
-Element counts are integers, `share` a fraction of the total parameters, shapes lists of ints;
-`output_shape`, `macs` and `flops` of a row are null when the model was not profiled or the
-module never ran.
-
-`memory` is null unless the model's memory was measured (a memory budget, `memory = true` or
-`--memory`); then it holds `weights`, `gradients`, `optimizer`, `activations`, `peak_train` and
-`peak_inference`, in bytes, and `traced_with` (optimizer, optimizer_kwargs, autocast,
-train_mode), and every row has `activations`, the bytes its modules saved for backward.
-
-A model with quantized layers also has `totals.quantized`, the elements those layers hold
-packed (counted in `params` and `frozen`, never `trainable`), and each of their rows
-`"quantized": "qint8"`, its weights' dtype; `bytes_by_dtype` then lists `qint8` (1 byte an
-element) beside the float32 biases. Both keys are absent for every other model and row, so a
-float model's JSON is what it always was; the test metadata adds them, and `notes` (how the
-model was measured: `"built on cpu: …"`), the same way.
+`share` is a fraction of the total parameters; a row's `output_shape`, `macs` and `flops` are null
+when the model did not run forward or the module never ran. With memory measured, every row has
+`activations`, the bytes its modules saved for backward. A model with quantized layers has
+`totals.quantized`, the elements those layers hold packed (counted in `params` and `frozen`,
+never `trainable`), and each of their rows `"quantized": "qint8"`.
 """
 
 from __future__ import annotations
@@ -44,52 +44,37 @@ from typing import Any
 
 from .results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
 
-FORMAT_VERSION = 1
-SUMMARY_VERSION = 1
+# Each document names its structure and version in its `schema` key; pytest_cnnbudget/schemas/
+# holds a JSON Schema for each (and for the snapshot file). A version changes when a key is
+# renamed or removed, or changes its meaning; adding a key does not change it.
+MODEL_SCHEMA = "pytest-cnnbudget/model/2"
+REPORT_SCHEMA = "pytest-cnnbudget/report/2"
+SUMMARY_SCHEMA = "pytest-cnnbudget/summary/2"
+
+
+def model_dict(result: ModelResult) -> dict[str, Any]:
+    """One model's check: the structure of the JSON report's models, of pytest-json-report's
+    metadata and, for its `measurement`, of `cnnbudget summary --format json`."""
+    return {
+        "schema": MODEL_SCHEMA,
+        "model": result.name,
+        "target": result.target,
+        "outcome": result.outcome.value,
+        "level": result.level,
+        "snapshot": result.snapshot.value,
+        "budgets": {
+            b.key: {"limit": b.limit, "actual": b.actual, "over": b.over} for b in result.budgets
+        },
+        "error": result.error,
+        "error_stage": result.error_stage if result.error is not None else None,
+        "notes": list(result.notes),
+        "measurement": measurement_dict(result.count) if result.count is not None else None,
+    }
 
 
 def metadata(result: ModelResult) -> dict[str, Any]:
     """The per-test `metadata` attached to pytest-json-report's entry for a model."""
-    budget = result.primary_budget
-    count = result.count
-    return {
-        "cnn_budget": {
-            "model": result.name,
-            "target": result.target,
-            "outcome": result.outcome.value,
-            "level": result.level,
-            "trainable": count.trainable if count else None,
-            "total": count.total if count else None,
-            "frozen": count.frozen if count else None,
-            "buffers": count.buffers if count else None,
-            "budget": budget.limit if budget else None,
-            "budgets": {b.key: {"limit": b.limit, "actual": b.actual} for b in result.budgets},
-            "snapshot": result.snapshot.value,
-            "macs": count.macs if count else None,
-            "flops": count.flops if count else None,
-            "input_shape": count.input_shape if count else None,
-            "param_bytes": count.param_bytes if count else None,
-            "buffer_bytes": count.buffer_bytes if count else None,
-            **({"quantized": count.quantized} if count and count.quantized else {}),
-            "memory": memory_dict(count.memory) if count and count.memory else None,
-            "layers": [
-                {
-                    "output_shape": _list(r.output_shape),
-                    "macs": r.macs,
-                    "name": r.name,
-                    "type": r.type,
-                    "params": r.params,
-                    "trainable": r.trainable,
-                    "formula": r.formula,
-                    **_quantized(r),
-                    **_activations(r),
-                }
-                for r in (count.parameter_rows if count else ())
-            ],
-            "error": result.error,
-            **({"notes": list(result.notes)} if result.notes else {}),
-        }
-    }
+    return {"cnn_budget": model_dict(result)}
 
 
 def memory_dict(memory: Memory) -> dict[str, Any]:
@@ -120,14 +105,19 @@ def run_report(results: Iterable[ModelResult], stale: Iterable[str]) -> dict[str
     """The whole run, for `--cnn-budget-json`."""
     ordered = sorted(results, key=lambda r: r.name)
     return {
-        "version": FORMAT_VERSION,
+        "schema": REPORT_SCHEMA,
         "passed": all(r.outcome in (Outcome.PASSED, Outcome.WARNED) for r in ordered),
-        "models": {r.name: metadata(r)["cnn_budget"] for r in ordered},
+        "models": {r.name: model_dict(r) for r in ordered},
         "stale": sorted(stale),
     }
 
 
 def summary_dict(count: ParameterCount) -> dict[str, Any]:
+    """`cnnbudget summary --format json`: a measurement, named by its schema."""
+    return {"schema": SUMMARY_SCHEMA, **measurement_dict(count)}
+
+
+def measurement_dict(count: ParameterCount) -> dict[str, Any]:
     """The documented JSON structure of one measurement (see the module docstring)."""
     compute = None
     if count.compute is not None:
@@ -142,7 +132,6 @@ def summary_dict(count: ParameterCount) -> dict[str, Any]:
             "flops": count.compute.flops,
         }
     return {
-        "version": SUMMARY_VERSION,
         "depth": count.depth,
         "totals": {
             "params": count.total,

@@ -14,6 +14,7 @@ import nets
 import pytest
 import torch
 from project import NETS_SOURCE, toml_text
+from schemas import problems
 
 from pytest_cnnbudget.cli import main
 from pytest_cnnbudget.inputs import parse_input_shape
@@ -70,7 +71,8 @@ def test_summary_json_structure(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0
     doc = json.loads(out)
     assert doc["target"] == CIFAR
-    assert doc["version"] == 1
+    assert doc["schema"] == "pytest-cnnbudget/summary/2"
+    assert problems(doc, "summary") == []
     assert doc["totals"] == {
         "params": 545_098,
         "trainable": 545_098,

@@ -84,7 +84,8 @@ def test_with_the_flag_the_entry_is_keyed_by_node_id_and_updated_like_a_models(
     ok.assert_outcomes(passed=3)
     assert "test_models.py::test_tiny[b]" in ok.stdout.str()  # in the summary table
     report = json.loads(json_path.read_text(encoding="utf-8"))
-    assert report["models"]["test_models.py::test_cifar"]["total"] == CIFAR_PARAMS
+    fixture_check = report["models"]["test_models.py::test_cifar"]
+    assert fixture_check["measurement"]["totals"]["params"] == CIFAR_PARAMS
 
     # A change the test makes fails with the per-layer diff, and the update accepts it.
     write_tests(project.path, hidden=64)

@@ -444,9 +444,9 @@ def test_memory_travels_in_json_snapshot_and_json_report_alike_under_xdist(
             *extra,
         )
         result.assert_outcomes(passed=1)
-        reports.append(json.loads(out.read_text())["models"]["mlp"]["memory"])
+        reports.append(json.loads(out.read_text())["models"]["mlp"]["measurement"]["memory"])
         metadata = json.loads(report.read_text())["tests"][0]["metadata"]["cnn_budget"]
-        assert metadata["memory"] == reports[-1]
+        assert metadata["measurement"]["memory"] == reports[-1]
     assert reports[0] == reports[1]
     memory = reports[0]
     assert {k: memory[k] for k in stored["memory"]} == stored["memory"]

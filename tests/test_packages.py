@@ -252,4 +252,5 @@ def test_packages_with_modules_of_the_same_name_each_count_their_own(
             result = pytester.runpytest_subprocess(*args, *extra, timeout=300)
             result.assert_outcomes(failed=2)  # no snapshot entries yet
             models = json.loads(report.read_text(encoding="utf-8"))["models"]
-            assert {name: m["total"] for name, m in models.items()} == expected
+            totals = {name: m["measurement"]["totals"]["params"] for name, m in models.items()}
+            assert totals == expected

@@ -452,7 +452,7 @@ def test_the_gate_budgets_a_quantized_model_on_what_it_holds() -> None:
     assert wire.decode(data) == result
     meta = metadata(result)["cnn_budget"]
     assert meta["notes"] == list(result.notes)
-    assert meta["quantized"] == 3_487_816
+    assert meta["measurement"]["totals"]["quantized"] == 3_487_816
 
 
 def test_a_quantized_model_budgeted_on_trainable_parameters_alone_is_told_so() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import nets
 import pytest
 import torch
+from schemas import problems
 from torch import nn
 
 from pytest_cnnbudget import render_json, wire
@@ -902,25 +903,17 @@ def test_markdown_padded_rule_has_a_hyphen_in_every_cell() -> None:
 # -- JSON ----------------------------------------------------------------------------------------
 
 METADATA_KEYS = {
+    "schema",
     "model",
     "target",
     "outcome",
     "level",
-    "trainable",
-    "total",
-    "frozen",
-    "buffers",
-    "budget",
-    "budgets",
     "snapshot",
-    "macs",
-    "flops",
-    "input_shape",
-    "param_bytes",
-    "buffer_bytes",
-    "memory",
-    "layers",
+    "budgets",
     "error",
+    "error_stage",
+    "notes",
+    "measurement",
 }
 
 
@@ -931,27 +924,31 @@ def test_metadata_of_a_measured_model_and_of_a_broken_one() -> None:
     assert list(data) == ["cnn_budget"]
     meta = data["cnn_budget"]
     assert set(meta) == METADATA_KEYS
+    assert problems(meta, "model") == []
     model = nets.Cifar()
-    assert meta["total"] == meta["trainable"] == params(model) == nets.CIFAR_PARAMS
-    assert (meta["macs"], meta["flops"]) == (nets.CIFAR_MACS, 2 * nets.CIFAR_MACS)
-    assert meta["input_shape"] == "1×3×32×32"
-    assert meta["param_bytes"] == sum(p.numel() * p.element_size() for p in model.parameters())
+    measured = meta["measurement"]
+    totals = measured["totals"]
+    assert totals["params"] == totals["trainable"] == params(model) == nets.CIFAR_PARAMS
+    compute = measured["compute"]
+    assert (compute["macs"], compute["flops"]) == (nets.CIFAR_MACS, 2 * nets.CIFAR_MACS)
+    assert compute["inputs"] == {"args": [[1, 3, 32, 32]], "kwargs": {}}  # a list, as elsewhere
+    assert totals["param_bytes"] == sum(p.numel() * p.element_size() for p in model.parameters())
     assert meta["budgets"] == {
-        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS},
-        "max_macs": {"limit": 7_000_000, "actual": nets.CIFAR_MACS},
+        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS, "over": False},
+        "max_macs": {"limit": 7_000_000, "actual": nets.CIFAR_MACS, "over": False},
     }
-    # The headline budget is the one most used: 90.8% of max_params against 87.6% of max_macs.
-    assert meta["budget"] == 600_000
-    assert [set(row) for row in meta["layers"]] == [
-        {"output_shape", "macs", "name", "type", "params", "trainable", "formula"}
-    ] * 4
-    assert meta["layers"][0]["output_shape"] == [1, 32, 32, 32]
+    # The measurement is the command line's, key for key.
+    assert result.count is not None
+    assert measured == {
+        k: v for k, v in render_json.summary_dict(result.count).items() if k != "schema"
+    }
+    assert measured["layers"][0]["output_shape"] == [1, 32, 32, 32]
     assert json.loads(json.dumps(meta)) == meta
     broken = render_json.metadata(check("broken", "nowhere:Net"))["cnn_budget"]
     assert set(broken) == METADATA_KEYS
-    assert broken["total"] is None
-    assert broken["layers"] == []
-    assert broken["outcome"] == "error"
+    assert problems(broken, "model") == []
+    assert broken["measurement"] is None
+    assert (broken["outcome"], broken["error_stage"]) == ("error", "build")
     assert "No module named 'nowhere'" in broken["error"]
 
 
@@ -962,8 +959,13 @@ def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
     )
     failed = check("failed", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
     report = render_json.run_report([warned, ok], stale=["b", "a"])
-    assert list(report) == ["version", "passed", "models", "stale"]
-    assert (report["version"], report["passed"], report["stale"]) == (1, True, ["a", "b"])
+    assert list(report) == ["schema", "passed", "models", "stale"]
+    assert problems(report, "report") == []
+    assert (report["schema"], report["passed"], report["stale"]) == (
+        "pytest-cnnbudget/report/2",
+        True,
+        ["a", "b"],
+    )
     assert list(report["models"]) == ["ok", "warned"]
     assert report["models"]["ok"] == render_json.metadata(ok)["cnn_budget"]
     assert render_json.run_report([ok, failed], [])["passed"] is False
@@ -976,7 +978,7 @@ def test_summary_dict_structure_with_keyword_inputs_and_depth() -> None:
     inputs = InputSpec(kwargs=(("input", (1, 3, 32, 32)),))  # Sequential.forward(input)
     doc = render_json.summary_dict(measure(model, inputs, depth=1))
     assert list(doc) == [
-        "version",
+        "schema",
         "depth",
         "totals",
         "bytes_by_dtype",
@@ -985,7 +987,7 @@ def test_summary_dict_structure_with_keyword_inputs_and_depth() -> None:
         "layers",
     ]
     assert doc["memory"] is None  # measured only when asked
-    assert (doc["version"], doc["depth"]) == (1, 1)
+    assert (doc["schema"], doc["depth"]) == ("pytest-cnnbudget/summary/2", 1)
     assert doc["totals"]["params"] == params(model)
     assert doc["compute"]["inputs"] == {"args": [], "kwargs": {"input": [1, 3, 32, 32]}}
     assert doc["compute"]["output_shape"] == [1, 2]

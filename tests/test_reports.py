@@ -15,6 +15,7 @@ import pytest
 # Importing project loads torch first: in-process pytester runs restore sys.modules, and torch
 # cannot be imported twice in one process.
 from project import CIFAR, TINY, Project
+from schemas import problems
 
 
 def read_json(project: Project, name: str) -> Any:
@@ -30,20 +31,21 @@ def test_json_report_metadata(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     tests = {t["nodeid"]: t for t in read_json(project, "report.json")["tests"]}
     meta = tests["pyproject.toml::cnn_budget[cifar]"]["metadata"]["cnn_budget"]
-    assert meta["trainable"] == meta["total"] == nets.CIFAR_PARAMS
-    assert (meta["frozen"], meta["buffers"], meta["budget"], meta["snapshot"]) == (
-        0,
-        0,
-        600_000,
-        "ok",
-    )
-    assert [(row["name"], row["params"]) for row in meta["layers"]] == [
+    assert problems(meta, "model") == []
+    totals = meta["measurement"]["totals"]
+    assert totals["trainable"] == totals["params"] == nets.CIFAR_PARAMS
+    assert (totals["frozen"], totals["buffers"], meta["snapshot"]) == (0, 0, "ok")
+    assert meta["budgets"] == {
+        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS, "over": False}
+    }
+    layers = meta["measurement"]["layers"]
+    assert [(row["name"], row["params"]) for row in layers] == [
         ("conv1", 896),
         ("conv2", 18_496),
         ("fc1", 524_416),
         ("fc2", 1_290),
     ]
-    assert meta["layers"][2]["formula"] == "4096×128 + 128"
+    assert layers[2]["formula"] == "4096×128 + 128"
 
 
 # BatchNorm's running mean and variance (float32) and its batch counter (int64) are buffers.
@@ -62,10 +64,11 @@ def test_both_json_reports_carry_the_buffer_budgets(pytester: pytest.Pytester, x
     result.assert_outcomes(passed=3)
     buffers = list(nets.Normed().buffers())
     budgets = {
-        "max_buffers": {"limit": 100, "actual": sum(b.numel() for b in buffers)},
+        "max_buffers": {"limit": 100, "actual": sum(b.numel() for b in buffers), "over": False},
         "max_buffer_bytes": {
             "limit": 1024,
             "actual": sum(b.numel() * b.element_size() for b in buffers),
+            "over": False,
         },
     }
     tests = read_json(project, "report.json")["tests"]
@@ -73,10 +76,12 @@ def test_both_json_reports_carry_the_buffer_budgets(pytester: pytest.Pytester, x
     by_model = read_json(project, "budget.json")["models"]
     for meta in (metadata["pyproject.toml::cnn_budget[normed]"], by_model["normed"]):
         assert meta["budgets"] == budgets
-        assert meta["buffers"] == budgets["max_buffers"]["actual"]
-        assert meta["buffer_bytes"] == budgets["max_buffer_bytes"]["actual"]
+        totals = meta["measurement"]["totals"]
+        assert totals["buffers"] == budgets["max_buffers"]["actual"]
+        assert totals["buffer_bytes"] == budgets["max_buffer_bytes"]["actual"]
     # Every model's counts arrive, not only the one with buffers.
-    assert {node: meta["total"] for node, meta in metadata.items()} == {
+    total = {node: meta["measurement"]["totals"]["params"] for node, meta in metadata.items()}
+    assert total == {
         "pyproject.toml::cnn_budget[normed]": sum(p.numel() for p in nets.Normed().parameters()),
         "pyproject.toml::cnn_budget[cifar]": nets.CIFAR_PARAMS,
         "pyproject.toml::cnn_budget[tiny]": sum(p.numel() for p in nets.Tiny().parameters()),
@@ -90,12 +95,13 @@ def test_cnn_budget_json_report(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--cnn-budget", "--cnn-budget-json", "out/budget.json")
     result.assert_outcomes(passed=3)
     data = read_json(project, "out/budget.json")
-    assert data["version"] == 1
+    assert data["schema"] == "pytest-cnnbudget/report/2"
+    assert problems(data, "report") == []
     assert data["passed"] is True
     assert sorted(data["models"]) == ["cifar", "frozen", "tiny"]
     assert data["models"]["frozen"]["outcome"] == "warned"
     assert data["models"]["cifar"]["budgets"] == {
-        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS}
+        "max_params": {"limit": 600_000, "actual": nets.CIFAR_PARAMS, "over": False}
     }
 
 
