@@ -42,9 +42,10 @@ def _wheel(tmp_path: Path, drop: str | None = None) -> Path:
     """A wheel-shaped archive of the source tree, `drop` left out."""
     path = tmp_path / "pytest_cnnbudget-0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as archive:
-        for source in sorted((ROOT / "pytest_cnnbudget").iterdir()):
-            name = f"pytest_cnnbudget/{source.name}"
-            if source.is_file() and name != drop and source.suffix in (".py", ".typed"):
+        package = ROOT / "pytest_cnnbudget"
+        for source in sorted(package.rglob("*")):
+            name = f"pytest_cnnbudget/{source.relative_to(package).as_posix()}"
+            if source.suffix in (".py", ".typed", ".json") and name != drop:
                 archive.write(source, name)
         archive.writestr(
             "pytest_cnnbudget-0.dist-info/entry_points.txt",
@@ -54,7 +55,15 @@ def _wheel(tmp_path: Path, drop: str | None = None) -> Path:
     return path
 
 
-@pytest.mark.parametrize("drop", [None, "pytest_cnnbudget/memory.py", "pytest_cnnbudget/py.typed"])
+@pytest.mark.parametrize(
+    "drop",
+    [
+        None,
+        "pytest_cnnbudget/memory.py",
+        "pytest_cnnbudget/py.typed",
+        "pytest_cnnbudget/schemas/model.schema.json",
+    ],
+)
 def test_the_wheel_check_names_a_missing_file(tmp_path: Path, drop: str | None) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "wheel_contents.py"), str(_wheel(tmp_path, drop))],
