@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_flatten
 
 from .constants import ROOT_NAME
 from .errors import MemoryTraceError, exception_text
@@ -61,9 +61,9 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     The model's parameters and buffers stand in as meta tensors of their shapes and dtypes (the
     model itself if it was built on meta), so a model on cpu is neither changed nor copied.
     """
-
     from .counting import as_module
 
+    _check_torch()
     module = as_module(model)
     view = _MetaView(module)
     dtype = view.floating_dtype()
@@ -92,6 +92,20 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
         options=options,
         saved=tuple((name, step.saved[name]) for name in view.names if step.saved.get(name)),
     )
+
+
+@cache
+def _check_torch() -> None:
+    """Refuse a torch whose storages get a new Python object on every `untyped_storage()` call:
+    the trace keeps weak references to storages to see them freed, which such a torch (2.1)
+    does not support (a weak reference to a storage there crashes the process)."""
+    probe = torch.empty(1, device="meta")
+    if probe.untyped_storage() is not probe.untyped_storage():
+        raise MemoryTraceError(
+            f"memory budgets need a newer torch than {torch.__version__}: its storages keep no "
+            "single Python object, which tracing their lifetimes needs (torch 2.13 and 2.14 "
+            "are tested)"
+        )
 
 
 # -- what runs --------------------------------------------------------------------------
@@ -373,7 +387,7 @@ class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
             # Not training, the cpu and CUDA kernels return no batch statistics (empty tensors)
             # but meta's returns them channel-sized, and autograd would save them.
             out = (out[0], out[1].new_empty(0), out[2].new_empty(0))
-        for t in tree_leaves(out):
+        for t in tree_flatten(out)[0]:  # tree_leaves is newer than torch 2.1
             self.add(t)
         return out
 
