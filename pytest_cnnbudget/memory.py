@@ -145,7 +145,6 @@ class _MetaView:
 
 
 def _inputs(inputs: InputSpec, dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
-
     args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
     kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
     return args, kwargs
@@ -155,7 +154,6 @@ def _inference(
     view: _MetaView, inputs: InputSpec, dtype: torch.dtype, lower: torch.dtype | None
 ) -> int:
     """The peak of live bytes over one forward in eval mode under no_grad (and autocast)."""
-
     view.module.eval()
     live = _Live(view.tensors)
     recorder = _Recorder(view)
@@ -188,7 +186,6 @@ def _train_step(
     state: list[torch.Tensor],
 ) -> _Step:
     """Forward, backward and optimizer step, with the live bytes traced throughout."""
-
     live = _Live([*view.tensors, *state])
     recorder = _Recorder(view, watch_backward=True)
     saved = _Saved(live.known)
@@ -247,7 +244,6 @@ def _loss(output: Any) -> torch.Tensor:
 def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.optim.Optimizer | None:
     """The optimizer the step runs, over the trainable parameters; None for "none" or when
     nothing is trainable."""
-
     name = options.optimizer
     if name == "none" or not params:
         return None
@@ -269,7 +265,6 @@ def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.opti
 
 def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
     """The optimizer class a `"pkg.mod:Class"` target names; MemoryTraceError says why not."""
-
     module_name, _, attr = target.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
@@ -286,7 +281,6 @@ def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
 
 def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) -> list[Any]:
     """Make the optimizer's state with one step on zero gradients; its meta tensors."""
-
     if optimizer is None:
         return []
     for p in params:
@@ -589,7 +583,6 @@ def _fused_attention(
 ) -> torch.Tensor | None:
     """Attention as cpu's fused (flash) kernel computes it, on meta; None where that kernel
     would not be chosen (dropout, grouped heads, a mask with causal, odd layouts)."""
-
     tensors = (query, key, value)
     if (
         dropout_p
@@ -620,7 +613,6 @@ def _fused_attention(
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
-
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, list | tuple):
