@@ -28,7 +28,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -42,6 +41,7 @@ if str(REPO) not in sys.path:
 
 # When mypy checks tests/ and benchmarks/ together it finds the module; alone it does not.
 import architectures  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+from realmem import floating  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 from pytest_cnnbudget.inputs import InputSpec  # noqa: E402
 from pytest_cnnbudget.memory import measure_memory  # noqa: E402
@@ -67,17 +67,6 @@ class Measured:
 
 def shape_of(name: str, batch: int, tokens: int, size: int) -> tuple[int, ...]:
     return (batch, tokens) if name in TOKEN_MODELS else (batch, 3, size, size)
-
-
-def floating(output: Any) -> list[torch.Tensor]:
-    """The floating tensors of a forward's output that backward can start from."""
-    if isinstance(output, torch.Tensor):
-        return [output] if output.is_floating_point() and output.requires_grad else []
-    if isinstance(output, list | tuple):
-        return [t for item in output for t in floating(item)]
-    if isinstance(output, dict):
-        return [t for item in output.values() for t in floating(item)]
-    return []
 
 
 def reset_peak() -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -44,6 +44,7 @@ from torch.utils._pytree import tree_flatten
 from .constants import ROOT_NAME
 from .errors import MemoryTraceError, exception_text
 from .explain import Call, explain_failure
+from .profiler import tensors, token_ids
 from .results import Memory, MemoryOptions
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def _train_step(
 
 def _loss(output: Any) -> torch.Tensor:
     """What backward starts from: the sum of every floating output that requires grad."""
-    parts = [t.sum() for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
+    parts = [t.sum() for t in tensors(output) if t.is_floating_point() and t.requires_grad]
     if not parts:
         raise MemoryTraceError(
             "the forward returned no floating-point tensor that requires grad, so there is "
@@ -417,12 +418,7 @@ class _Recorder:
 
     def _enter(self, name: str, module: nn.Module, args: Any) -> Any:
         self.stack.append((name, module))
-        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and args:
-            first = args[0]
-            if getattr(first, "is_floating_point", lambda: False)():
-                # The placeholder inputs are floating; token ids never are (as in profiler.py).
-                return (first.long(), *args[1:])
-        return None
+        return token_ids(module, args)
 
     def _leave(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
         while self.stack and self.stack[-1][1] is not module:
@@ -431,7 +427,7 @@ class _Recorder:
             self.stack.pop()
         self.trail.append(Call(name, module, None, None))
         if self.watch_backward:
-            node = next((t.grad_fn for t in _tensors(output) if t.grad_fn is not None), None)
+            node = next((t.grad_fn for t in tensors(output) if t.grad_fn is not None), None)
             # The innermost module returns first: a parent returning its child's output as
             # its own leaves the node to the child.
             if node is not None and node not in self.watched:
@@ -610,17 +606,6 @@ def _fused_attention(
 
 
 # -- small things -------------------------------------------------------------------------
-
-
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _tensors(item)
 
 
 def _op(error: BaseException) -> str:

@@ -235,19 +235,16 @@ def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, An
 
 
 def _pre_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., Any]:
-    from torch import nn
 
     def hook(
         module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         name = recorder.names[id(module)]
         changed = None
-        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and args:
-            first = args[0]
-            if getattr(first, "is_floating_point", lambda: False)():
-                # The placeholder inputs are floating; token ids never are.
-                args = (first.long(), *args[1:])
-                changed = (args, kwargs)
+        as_ids = token_ids(module, args)
+        if as_ids is not None:
+            args = as_ids
+            changed = (args, kwargs)
         recorder.stack.append(
             _Frame(
                 name,
@@ -285,7 +282,20 @@ def _post_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., A
     return hook
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def token_ids(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """An embedding's arguments with a floating first one made int64, or None to keep them:
+    the placeholder inputs are floating, and token ids never are."""
+    from torch import nn
+
+    if not isinstance(module, nn.Embedding | nn.EmbeddingBag) or not args:
+        return None
+    first = args[0]
+    if not getattr(first, "is_floating_point", lambda: False)():
+        return None
+    return (first.long(), *args[1:])
+
+
+def tensors(value: Any) -> Iterator[torch.Tensor]:
     """Tensors in `value`, depth-first through tuples, lists and dict values."""
     import torch
 
@@ -293,12 +303,12 @@ def _tensors(value: Any) -> Iterator[torch.Tensor]:
         yield value
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors(item)
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors(item)
 
 
 def _first_shape(value: Any) -> Shape | None:
-    first = next(_tensors(value), None)
+    first = next(tensors(value), None)
     return None if first is None else tuple(int(d) for d in first.shape)

@@ -64,13 +64,14 @@ def allocations() -> Iterator[list[int]]:
     result.append(peak)
 
 
-def _floating(output: Any) -> list[torch.Tensor]:
+def floating(output: Any) -> list[torch.Tensor]:
+    """The floating tensors of a forward's output that backward can start from."""
     if isinstance(output, torch.Tensor):
         return [output] if output.is_floating_point() and output.requires_grad else []
     if isinstance(output, list | tuple):
-        return [t for item in output for t in _floating(item)]
+        return [t for item in output for t in floating(item)]
     if isinstance(output, dict):
-        return [t for item in output.values() for t in _floating(item)]
+        return [t for item in output.values() for t in floating(item)]
     return []
 
 
@@ -116,7 +117,7 @@ def train_step(
             torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None),
         ):
             output = model(*inputs)
-        parts = _floating(output)
+        parts = floating(output)
         loss = parts[0].sum()
         for part in parts[1:]:
             loss = loss + part.sum()
