@@ -7,6 +7,8 @@ model counts in a few hundred megabytes.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import re
 import sys
 import traceback
@@ -127,6 +129,10 @@ _FILLS = frozenset(
         Tensor.exponential_,
         Tensor.cauchy_,
         Tensor.geometric_,
+        # Not random: trunc_normal_'s later steps, whose meta kernels are Python in older
+        # releases (2.8).
+        Tensor.erfinv_,
+        Tensor.clamp_,
         # Dispatches on its own, so the mode would not see the normal_ inside it.
         nn.init.normal_,
     }
@@ -161,7 +167,14 @@ class _SkipFillsOnMeta(TorchFunctionMode):
         if func in _FILLS:
             key = "tensor" if "tensor" in kwargs else "self"
             tensor = args[0] if args else kwargs.get(key)
-            if isinstance(tensor, Tensor) and tensor.is_meta and not is_lazy(tensor):
+            operands = [*args[1:], *(v for k, v in kwargs.items() if k != key)]
+            if (
+                isinstance(tensor, Tensor)
+                and tensor.is_meta
+                and not is_lazy(tensor)
+                # clamp_(min=t): the stand-in could not meet a tensor operand on its device.
+                and not any(isinstance(v, Tensor) for v in operands)
+            ):
                 kwargs.pop("generator", None)  # a real generator must not advance
                 stand_in = torch.empty(1, dtype=tensor.dtype, device="cpu")
                 if args:
@@ -215,6 +228,51 @@ def _move_on_meta(
         copy,
         memory_format=torch.preserve_format if memory_format is None else memory_format,
     )
+
+
+# Imported during a build under `torch.device("meta")`, a module's import-time tensors would be
+# made on meta. torch._dynamo's are computed on (torch 2.8 runs ops on them at import, which
+# fail there), and a model library imports it lazily the first time a model is built
+# (transformers' GenerationMixin). Its import, alone, runs as outside the build.
+_IMPORTED_OFF_META = frozenset({"torch._dynamo"})
+
+
+class _ImportsOffMeta(importlib.abc.MetaPathFinder):
+    """Finds the modules of _IMPORTED_OFF_META as usual and runs them under `torch.device("cpu")`
+    (the default device an import outside the build would see)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in _IMPORTED_OFF_META:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _OffMetaLoader(spec.loader)
+        return spec
+
+
+class _OffMetaLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        with torch.device("cpu"):
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, is_package …
+        return getattr(self._loader, name)
+
+
+@contextmanager
+def _imports_off_meta() -> Iterator[None]:
+    finder = _ImportsOffMeta()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 # Their constructors take a device and a dtype, which torch's stubs do not say.
@@ -281,7 +339,7 @@ def build_model(
             model = _call(factory, kwargs)
         else:
             try:
-                with torch.device("meta"), _SkipFillsOnMeta():
+                with torch.device("meta"), _SkipFillsOnMeta(), _imports_off_meta():
                     model = _call(factory, kwargs)
             except Exception as e:
                 if not meta_caused(e):

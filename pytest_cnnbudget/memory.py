@@ -71,7 +71,8 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     weights = _bytes(view.tensors)
     trainable = [t for t in view.params if t.requires_grad]
-    optimizer = _optimizer(options, trainable)
+    with _host_default():
+        optimizer = _optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
     try:
         peak_inference = _inference(view, inputs, dtype, lower)
@@ -215,7 +216,8 @@ def _train_step(
         gradients = _bytes([p.grad for p in view.params if p.grad is not None])
         if optimizer is not None:
             try:
-                optimizer.step()
+                with _host_default():
+                    optimizer.step()
             except Exception as e:
                 raise MemoryTraceError(
                     f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: "
@@ -264,6 +266,15 @@ def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.opti
         raise MemoryTraceError(f"optimizer {name} could not be made: {_message(e)}") from e
 
 
+def _host_default() -> torch.device:
+    """A context in which tensors made without a device are made on the cpu, as in a real
+    training loop, whatever device context the model was built in (the gate builds under
+    `torch.device("meta")`). Older torch (2.8, for one) makes an optimizer's step counters with
+    `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the first optimizer
+    is made, whose import-time tensors fail on meta."""
+    return torch.device("cpu")
+
+
 def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
     """The optimizer class a `"pkg.mod:Class"` target names; MemoryTraceError says why not."""
     module_name, _, attr = target.partition(":")
@@ -287,7 +298,8 @@ def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) 
     for p in params:
         p.grad = torch.zeros_like(p)
     try:
-        optimizer.step()
+        with _host_default():
+            optimizer.step()
     except Exception as e:
         raise MemoryTraceError(
             f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: {_message(e)}"

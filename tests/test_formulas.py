@@ -7,6 +7,7 @@ a formula is asserted, it is spelled out here from the drawn hyperparameters, in
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -124,6 +125,14 @@ def test_bilinear(a: int, b: int, out: int, bias: bool, textbook: Textbook) -> N
 
 
 # -- normalization -----------------------------------------------------------------------------
+
+
+def takes_bias(cls: type[nn.Module]) -> pytest.MarkDecorator:
+    """Skipped on a torch whose `cls` has no `bias` argument (it came after affine)."""
+    return pytest.mark.skipif(
+        "bias" not in inspect.signature(cls).parameters,
+        reason=f"this torch's nn.{cls.__name__} takes no bias argument",
+    )
 
 
 @SETTINGS
@@ -452,6 +461,7 @@ def test_shape_fallback(
 # -- weight-only norms -------------------------------------------------------------------------
 
 
+@takes_bias(nn.BatchNorm2d)
 @SETTINGS
 @given(
     cls=st.sampled_from(
@@ -475,6 +485,7 @@ def test_batch_and_instance_norm_without_bias(
     textbook(module, [str(channels)])
 
 
+@takes_bias(nn.GroupNorm)
 @SETTINGS
 @given(groups=small, per_group=sizes)
 def test_group_norm_without_bias(groups: int, per_group: int, textbook: Textbook) -> None:

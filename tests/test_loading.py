@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_cnnbudget import ModelBuildError, build_model, count_parameters
+from pytest_cnnbudget import ModelBuildError, build_model, count_parameters, loading
 
 PACKAGE = "cnnbudget_zoo"
 MODELS = f"{PACKAGE}.models"
@@ -318,6 +318,69 @@ def test_initializers_on_meta_are_skipped(tmp_path: Path, target: str) -> None:
     assert report["total"] == 100 * 16 + 3 * (16 * 16 + 16)
     assert report["devices"] == ["meta"]
     assert report["dynamo"] is False
+
+
+def test_an_in_place_op_with_a_tensor_operand_runs_on_meta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The skip checks a fill's arguments on a one-element cpu tensor, which a meta operand
+    # could not meet: such a call runs on meta as it is, with no retry off meta.
+    source = (
+        "import torch\nfrom torch import nn\n\nCALLS = []\n\n\nclass Clamped(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        CALLS.append(1)\n"
+        "        self.fc = nn.Linear(4, 4)\n"
+        "        self.fc.bias.data.clamp_(min=torch.zeros(()))\n"
+    )
+    (tmp_path / "clamped_model.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = build_model("clamped_model:Clamped")
+    assert sys.modules["clamped_model"].CALLS == [1]
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert count_parameters(model).total == 4 * 4 + 4
+
+
+def test_a_module_torch_lists_is_imported_off_meta_during_a_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its import-time tensors are made as an import outside the build would make them.
+    (tmp_path / "import_time.py").write_text(
+        "import torch\n\nCONSTANT = torch.ones(2)\n", encoding="utf-8"
+    )
+    (tmp_path / "imports_late.py").write_text(
+        "import importlib\nfrom torch import nn\n\n\nclass Late(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.constant = importlib.import_module('import_time').CONSTANT\n"
+        "        self.fc = nn.Linear(2, 2)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(loading, "_IMPORTED_OFF_META", frozenset({"import_time"}))
+    model = build_model("imports_late:Late")
+    assert model.constant.device.type == "cpu"
+    assert model.constant.tolist() == [1.0, 1.0]
+    assert all(p.is_meta for p in model.parameters())
+
+
+DYNAMO_LATE = """
+import torch
+from torch import nn
+
+
+class DynamoLate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        import torch._dynamo  # first imported here, as transformers' GenerationMixin does
+
+        self.fc = nn.Linear(4, 4)
+"""
+
+
+def test_torch_dynamo_first_imported_by_a_constructor_on_meta(tmp_path: Path) -> None:
+    # torch 2.8 fails this import inside torch.device("meta") ("partially initialized module
+    # 'torch._dynamo'").
+    (tmp_path / "dynamo_late.py").write_text(DYNAMO_LATE, encoding="utf-8")
+    report = build_in_subprocess("dynamo_late:DynamoLate", tmp_path)
+    assert report == {**report, "total": 4 * 4 + 4, "devices": ["meta"], "dynamo": True}
 
 
 BROKEN_INITS = """

@@ -64,6 +64,33 @@ def test_optimizer_state_is_what_the_real_optimizer_makes(optimizer: str, states
     assert memory.gradients == params
 
 
+class CountedSGD(torch.optim.Optimizer):
+    """SGD that keeps its step counter as older torch's Adam does: `torch.tensor(0.0)`, made
+    with no device, read back with `.item()`."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {"lr": 0.01})
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                state.setdefault("step", torch.tensor(0.0))
+                state["step"] += 1
+                p.add_(p.grad, alpha=-group["lr"] / state["step"].item())
+
+
+def test_the_optimizer_runs_outside_the_device_context_the_model_was_built_in() -> None:
+    # As in a real loop, tensors the optimizer makes without a device are cpu tensors, also
+    # when the trace runs inside torch.device("meta") (a 4-byte cpu counter, not counted).
+    with torch.device("meta"):
+        model = nn.Linear(256, 128)
+        memory = traced(model, 4, 256, optimizer=f"{__name__}:CountedSGD")
+    assert memory.optimizer == 0
+    assert memory.gradients == (256 * 128 + 128) * F32
+
+
 def test_an_optimizer_target_and_its_kwargs_are_used() -> None:
     model = meta(nn.Linear, 256, 128)
     params = (256 * 128 + 128) * F32

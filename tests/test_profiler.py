@@ -520,8 +520,10 @@ class ClassToken(nn.Module):
 
 def test_a_submodule_given_a_view_of_a_parameter_is_profiled() -> None:
     model = on_meta(ClassToken)
+    # FlopCounterMode's own module tracking fails on it ("Expected gradient function to be
+    # set"; older releases raise the AssertionError with no message).
     with (
-        pytest.raises(AssertionError, match="Expected gradient function to be set"),
+        pytest.raises(AssertionError),
         torch.no_grad(),
         FlopCounterMode(display=False),
     ):
