@@ -218,6 +218,12 @@ def _move_on_meta(
     copy_at = 2 if rest and isinstance(rest[0], torch.dtype | Tensor) else 3
     if len(rest) > copy_at:
         copy = bool(rest.pop(copy_at))
+    # A bare index names the current accelerator, which torch 2.6 cannot resolve on a machine
+    # without one; for this purpose any index is simply a device other than meta.
+    if rest and isinstance(rest[0], int) and not isinstance(rest[0], bool):
+        rest[0] = "cpu"
+    if isinstance(options.get("device"), int) and not isinstance(options["device"], bool):
+        options["device"] = "cpu"
     device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*rest, **options)
     if device is None or device == here:
         return None

@@ -43,7 +43,18 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], bool]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# Without torch.overrides.redispatch_function (absent in 2.6 and 2.8, there in 2.13), the attention inside
+# nn.MultiheadAttention's Python forward is traced on meta's math path: torch 2.6 traced
+# 1,239,404,864 saved bytes for ViT-B/16 against a real 945,285,440 (README, Memory).
+NESTED_ATTENTION = pytest.mark.xfail(
+    not hasattr(torch.overrides, "redispatch_function"),
+    reason="this torch cannot re-enter nn.MultiheadAttention's attention call",
+)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=NESTED_ATTENTION) if n == "vit_b_16" else n for n in CASES]
+)
 def test_meta_figures_match_a_real_cpu_step(name: str) -> None:
     build, shape, tokens = CASES[name]
     with torch.device("meta"):

@@ -108,6 +108,7 @@ class TensorMoves(nn.Module):
         other = torch.empty(1, dtype=torch.float64, device="cpu")
         self.register_buffer("to_device", base.to("cuda"))
         self.register_buffer("to_index", base.to(0))
+        self.register_buffer("to_index_keyword", base.to(device=1, dtype=torch.float16))
         self.register_buffer("to_dtype_positional", base.to("cuda", torch.float16, False, True))
         self.register_buffer("to_other", base.to(other))
         self.register_buffer("to_other_copy", base.to(other, False, True))
@@ -206,6 +207,7 @@ def test_every_form_of_a_tensor_move() -> None:
     assert buffers == {
         "to_device": ("meta", torch.float32),
         "to_index": ("meta", torch.float32),
+        "to_index_keyword": ("meta", torch.float16),
         "to_dtype_positional": ("meta", torch.float16),
         "to_other": ("meta", torch.float64),
         "to_other_copy": ("meta", torch.float64),

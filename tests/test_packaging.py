@@ -74,3 +74,36 @@ def test_the_wheel_check_names_a_missing_file(tmp_path: Path, drop: str | None) 
     assert done.returncode == (1 if drop else 0), done.stdout
     if drop:
         assert f": missing {drop}" in done.stdout
+
+
+def _check_torch(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "check-torch"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "pins"),
+    [
+        ("2.6.0", "torch==2.6.0 torchvision==0.21.0"),
+        ("2.14.1", "torch==2.14.1 torchvision==0.29.1"),
+        # Built against NumPy 1.
+        ("2.1.2", "torch==2.1.2 torchvision==0.16.2 numpy<2"),
+    ],
+)
+def test_check_torch_pairs_each_torch_with_its_torchvision(version: str, pins: str) -> None:
+    result = _check_torch(version, DRY_RUN="1")
+    assert result.returncode == 0, result.stderr
+    assert f"would install {pins} and the checkout's test extra" in result.stdout
+
+
+@pytest.mark.parametrize("argument", ["2.6", "latest", "1.13.1"])
+def test_check_torch_refuses_what_is_not_a_2_x_release(argument: str) -> None:
+    result = _check_torch(argument, DRY_RUN="1")
+    assert result.returncode == 2
+    assert "usage: scripts/check-torch 2.MINOR.PATCH" in result.stderr
