@@ -105,8 +105,8 @@ def _check_torch() -> None:
     if probe.untyped_storage() is not probe.untyped_storage():
         raise MemoryTraceError(
             f"memory budgets need a newer torch than {torch.__version__}: its storages keep no "
-            "single Python object, which tracing their lifetimes needs (torch 2.13 and 2.14 "
-            "are tested)"
+            "single Python object, which tracing their lifetimes needs (pytest-cnnbudget "
+            "supports torch 2.6 and newer)"
         )
 
 

@@ -14,6 +14,11 @@ import pytest
 
 import pytest_cnnbudget
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -107,3 +112,20 @@ def test_check_torch_refuses_what_is_not_a_2_x_release(argument: str) -> None:
     result = _check_torch(argument, DRY_RUN="1")
     assert result.returncode == 2
     assert "usage: scripts/check-torch 2.MINOR.PATCH" in result.stderr
+
+
+def test_the_torch_range_is_the_one_readme_shows_checked() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (torch_requirement,) = [d for d in project["dependencies"] if d.startswith("torch")]
+    lowest = re.fullmatch(r"torch>=(\d+)\.(\d+),<3", torch_requirement)
+    assert lowest is not None, torch_requirement
+    bound = (int(lowest.group(1)), int(lowest.group(2)))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"(`{torch_requirement}`)" in readme
+    rows = re.findall(r"^\| (\d+)\.(\d+)\.\d+[^|]*\| [^|]* \| 3\.\d+ \| ([^|]+) \|$", readme, re.M)
+    assert rows
+    for major, minor, result in rows:
+        below = (int(major), int(minor)) < bound
+        assert result.startswith("below the range") == below, (major, minor, result)
+    # The range's lowest release is one the table shows checked.
+    assert any((int(major), int(minor)) == bound for major, minor, _ in rows)
