@@ -368,7 +368,8 @@ def test_every_written_form_of_a_budget_still_reads(tmp_path: Path) -> None:
         pytest.param(b"\x00\xff\xfe", "is not UTF-8 text (byte 0xff at offset 1)", id="binary"),
         pytest.param(
             "x = " + "9" * 5000,
-            "malformed TOML: a value cannot be read (Exceeds the limit (4300 digits)",
+            # Python 3.10 says "(4300) for integer string conversion", 3.11 "(4300 digits)".
+            "malformed TOML: a value cannot be read (Exceeds the limit (4300",
             id="5000-digit-integer",
         ),
         pytest.param(

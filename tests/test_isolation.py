@@ -594,7 +594,10 @@ def test_log_extras_of_the_models_types_do_not_import_its_module_here(
     zoo: Path, forked: Forked
 ) -> None:
     captured = forked.check(request_for("LogsAnEnum")).captured
-    assert [r["tag"] for r in captured.records] == ["1"]
+    # str() of an IntEnum member, as the model's process formats it: its value from Python 3.11
+    # on, its name before.
+    expected = "1" if sys.version_info >= (3, 11) else "Tag.A"
+    assert [r["tag"] for r in captured.records] == [expected]
     assert "iso_zoo" not in sys.modules
 
 
