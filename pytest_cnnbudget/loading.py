@@ -13,7 +13,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +219,12 @@ def _move_on_meta(
     if len(rest) > copy_at:
         copy = bool(rest.pop(copy_at))
     # A bare index names the current accelerator, which torch 2.6 cannot resolve on a machine
-    # without one; for this purpose any index is simply a device other than meta.
+    # without one; for this purpose any index is simply a device other than the tensor's own.
+    other = "meta" if here.type != "meta" else "cpu"
     if rest and isinstance(rest[0], int) and not isinstance(rest[0], bool):
-        rest[0] = "cpu"
+        rest[0] = other
     if isinstance(options.get("device"), int) and not isinstance(options["device"], bool):
-        options["device"] = "cpu"
+        options["device"] = other
     device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*rest, **options)
     if device is None or device == here:
         return None
@@ -268,6 +269,8 @@ class _OffMetaLoader(importlib.abc.Loader):
             self._loader.exec_module(module)
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename, is_package …
+        if name == "_loader":  # not set yet (a copy): no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
@@ -278,7 +281,9 @@ def _imports_off_meta() -> Iterator[None]:
     try:
         yield
     finally:
-        sys.meta_path.remove(finder)
+        # A constructor may have replaced sys.meta_path; its own error must not be hidden.
+        with suppress(ValueError):
+            sys.meta_path.remove(finder)
 
 
 # Their constructors take a device and a dtype, which torch's stubs do not say.

@@ -105,8 +105,8 @@ def _check_torch() -> None:
     if probe.untyped_storage() is not probe.untyped_storage():
         raise MemoryTraceError(
             f"memory budgets need a newer torch than {torch.__version__}: its storages keep no "
-            "single Python object, which tracing their lifetimes needs (pytest-cnnbudget "
-            "supports torch 2.6 and newer)"
+            "single Python object, which tracing their lifetimes needs (README, Which torch, "
+            "gives the supported releases)"
         )
 
 
@@ -268,10 +268,10 @@ def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.opti
 
 def _host_default() -> torch.device:
     """A context in which tensors made without a device are made on the cpu, as in a real
-    training loop, whatever device context the model was built in (the gate builds under
-    `torch.device("meta")`). Older torch (2.8, for one) makes an optimizer's step counters with
-    `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the first optimizer
-    is made, whose import-time tensors fail on meta."""
+    training loop, whatever device context the caller measures in (a model built and checked
+    inside `with torch.device("meta"):`). Older torch (2.8, for one) makes an optimizer's step
+    counters with `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the
+    first optimizer is made, whose import-time tensors fail on meta."""
     return torch.device("cpu")
 
 

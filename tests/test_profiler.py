@@ -523,7 +523,7 @@ def test_a_submodule_given_a_view_of_a_parameter_is_profiled() -> None:
     # FlopCounterMode's own module tracking fails on it ("Expected gradient function to be
     # set"; older releases raise the AssertionError with no message).
     with (
-        pytest.raises(AssertionError),
+        pytest.raises(AssertionError, match=r"Expected gradient function to be set|^$"),
         torch.no_grad(),
         FlopCounterMode(display=False),
     ):
