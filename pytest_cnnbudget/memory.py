@@ -71,7 +71,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     weights = _bytes(view.tensors)
     trainable = [t for t in view.params if t.requires_grad]
-    with _host_default():
+    with _HOST:
         optimizer = _optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
     try:
@@ -216,7 +216,7 @@ def _train_step(
         gradients = _bytes([p.grad for p in view.params if p.grad is not None])
         if optimizer is not None:
             try:
-                with _host_default():
+                with _HOST:
                     optimizer.step()
             except Exception as e:
                 raise MemoryTraceError(
@@ -266,13 +266,12 @@ def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.opti
         raise MemoryTraceError(f"optimizer {name} could not be made: {_message(e)}") from e
 
 
-def _host_default() -> torch.device:
-    """A context in which tensors made without a device are made on the cpu, as in a real
-    training loop, whatever device context the caller measures in (a model built and checked
-    inside `with torch.device("meta"):`). Older torch (2.8, for one) makes an optimizer's step
-    counters with `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the
-    first optimizer is made, whose import-time tensors fail on meta."""
-    return torch.device("cpu")
+# The optimizer is made and stepped under it: tensors made without a device go to the cpu, as in
+# a real training loop, whatever device context the caller measures in (a model built and
+# checked inside `with torch.device("meta"):`). Older torch (2.8, for one) makes an optimizer's
+# step counters with `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the
+# first optimizer is made, whose import-time tensors fail on meta.
+_HOST = torch.device("cpu")
 
 
 def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
@@ -298,7 +297,7 @@ def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) 
     for p in params:
         p.grad = torch.zeros_like(p)
     try:
-        with _host_default():
+        with _HOST:
             optimizer.step()
     except Exception as e:
         raise MemoryTraceError(

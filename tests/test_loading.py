@@ -339,7 +339,7 @@ def test_an_in_place_op_with_a_tensor_operand_runs_on_meta(
     assert count_parameters(model).total == 4 * 4 + 4
 
 
-def test_a_module_torch_lists_is_imported_off_meta_during_a_build(
+def test_a_module_listed_as_imported_off_meta_gets_cpu_tensors_in_a_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Its import-time tensors are made as an import outside the build would make them.
