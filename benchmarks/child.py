@@ -181,8 +181,8 @@ def gc_pytest(*args: str) -> None:
 
 def load_config(path: str) -> None:
     """Read and validate `[tool.cnnbudget]` and its snapshot, the steps that see every model."""
-    from pytest_cnnbudget.config import load_settings
-    from pytest_cnnbudget.snapshot import read_snapshot
+    from pytest_cnnbudget.config.settings import load_settings
+    from pytest_cnnbudget.snapshot.store import read_snapshot
 
     clock = Clock()
     with clock.time("config"):
@@ -244,10 +244,10 @@ def hardening(folder: str) -> None:
     the snapshot lock (with the re-read it guards), and the forked checking process."""
     import tempfile
 
-    from pytest_cnnbudget.config import ModelSpec
-    from pytest_cnnbudget.isolation import Forked, InProcess, Request
-    from pytest_cnnbudget.snapshot import locked, read_snapshot
-    from pytest_cnnbudget.state import preserved
+    from pytest_cnnbudget.config.settings import ModelSpec
+    from pytest_cnnbudget.run.isolation import Forked, InProcess, Request
+    from pytest_cnnbudget.run.state import preserved
+    from pytest_cnnbudget.snapshot.store import locked, read_snapshot
 
     rounds = 1000
     start = time.perf_counter()
@@ -316,16 +316,17 @@ def rendering(rounds: str) -> None:
     import statistics
 
     from pytest_cnnbudget import build_model, measure
-    from pytest_cnnbudget.compare import compare_with_base
-    from pytest_cnnbudget.config import ModelSpec
-    from pytest_cnnbudget.gate import check_model
-    from pytest_cnnbudget.render_comment import comment_markdown
-    from pytest_cnnbudget.render_github import anchors, annotation_lines, summary_markdown
-    from pytest_cnnbudget.render_json import run_report
-    from pytest_cnnbudget.render_terminal import failure_lines, overview_lines, shown_changes
+    from pytest_cnnbudget.config.settings import ModelSpec
+    from pytest_cnnbudget.report.cells import shown_changes
+    from pytest_cnnbudget.report.comment import comment_markdown
+    from pytest_cnnbudget.report.github import anchors, annotation_lines, summary_markdown
+    from pytest_cnnbudget.report.json import run_report
+    from pytest_cnnbudget.report.terminal import failure_lines, overview_lines
+    from pytest_cnnbudget.report.views import layer_rows
     from pytest_cnnbudget.results import SnapshotEntry, SnapshotStatus
-    from pytest_cnnbudget.views import layer_rows
-    from pytest_cnnbudget.wire import decode, encode
+    from pytest_cnnbudget.run.gate import check_model
+    from pytest_cnnbudget.run.wire import decode, encode
+    from pytest_cnnbudget.snapshot.compare import compare_with_base
 
     shape = {"vocab": 32000, "dim": 8192, "n_layers": 80, "hidden": 28672, "n_heads": 64}
     # The stored entry as the gate records one: the model built on meta, measured, and dropped.

@@ -43,10 +43,10 @@ if str(REPO) not in sys.path:
 import architectures  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 from realmem import floating  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
+from pytest_cnnbudget.engine.memory import measure_memory  # noqa: E402
 from pytest_cnnbudget.inputs import InputSpec  # noqa: E402
-from pytest_cnnbudget.memory import measure_memory  # noqa: E402
+from pytest_cnnbudget.report.tables import Style, grid  # noqa: E402
 from pytest_cnnbudget.results import MemoryOptions  # noqa: E402
-from pytest_cnnbudget.tables import Style, grid  # noqa: E402
 
 LABELS = {"resnet18": "ResNet-18", "resnet50": "ResNet-50", "vit_b_16": "ViT-B/16", "gpt2": "GPT-2"}
 TOKEN_MODELS = frozenset({"gpt2"})

@@ -20,8 +20,8 @@ from harness import BENCH_DIR, REPO, Stats, python
 # or measured (`--package`); importing it imports no torch, which this process must not.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from pytest_cnnbudget.tables import Style, grid
-from pytest_cnnbudget.tables import markdown_code as markdown_code  # for the sections
+from pytest_cnnbudget.report.tables import Style, grid
+from pytest_cnnbudget.report.tables import markdown_code as markdown_code  # for the sections
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .counting import count_parameters
+    from .engine.counting import count_parameters
+    from .engine.loading import build_model
+    from .engine.measurement import measure
+    from .engine.profiler import ModuleProfile, Profile, profile
     from .errors import (
         CnnBudgetError,
         ConfigError,
@@ -28,11 +31,8 @@ if TYPE_CHECKING:
         SnapshotError,
     )
     from .inputs import InputSpec, parse_input_shape
-    from .loading import build_model
-    from .measurement import measure
-    from .plot import save_plot
-    from .profiler import ModuleProfile, Profile, profile
-    from .render_terminal import format_table
+    from .report.plot import save_plot
+    from .report.terminal import format_table
     from .results import Compute, DtypeBytes, LayerRow, ParameterCount
 
 __all__ = [
@@ -73,18 +73,16 @@ _LAZY = {
     "DtypeBytes": ".results",
     "LayerRow": ".results",
     "ParameterCount": ".results",
-    "count_parameters": ".counting",
-    "measure": ".measurement",
-    "build_model": ".loading",
-    "format_table": ".render_terminal",
+    "count_parameters": ".engine.counting",
+    "measure": ".engine.measurement",
+    "build_model": ".engine.loading",
+    "format_table": ".report.terminal",
     "InputSpec": ".inputs",
     "parse_input_shape": ".inputs",
-    "ModuleProfile": ".profiler",
-    "Profile": ".profiler",
-    "profile": ".profiler",
-    "save_plot": ".plot",
-    # `plot` itself is not re-exported: importing the submodule `pytest_cnnbudget.plot` binds
-    # that name on the package, so the function would turn into the module after first use.
+    "ModuleProfile": ".engine.profiler",
+    "Profile": ".engine.profiler",
+    "profile": ".engine.profiler",
+    "save_plot": ".report.plot",
 }
 
 

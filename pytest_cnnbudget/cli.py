@@ -34,7 +34,7 @@ from .errors import CnnBudgetError, CommandLineError, CountError
 from .results import MemoryOptions
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .config.settings import Settings
     from .inputs import InputSpec
     from .results import ParameterCount
 
@@ -233,7 +233,7 @@ def _model(args: argparse.Namespace) -> _Model:
 def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | None:
     """The configured model's memory options with the command line's on top; --memory,
     --optimizer or --autocast turn measuring on."""
-    from .config import parse_optimizer
+    from .config.settings import parse_optimizer
 
     asked = getattr(args, "memory", False)  # summary has the options, plot does not
     optimizer, autocast = getattr(args, "optimizer", None), getattr(args, "autocast", None)
@@ -251,8 +251,8 @@ def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | 
 
 
 def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
-    from .config import discover_config, load_settings
-    from .outputs import chart_stems
+    from .config.settings import discover_config, load_settings
+    from .run.outputs import chart_stems
     from .units import brief
 
     name = args.target
@@ -292,7 +292,7 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
 
 
 def _not_configured(name: str, settings: Settings) -> str:
-    from .tables import printable
+    from .names import printable
     from .units import brief
 
     names = [m.name for m in settings.models]
@@ -324,9 +324,9 @@ def _importable(config: Path | None) -> Iterator[None]:
 
 
 def _kwargs(text: str) -> dict[str, Any]:
-    from .config import check_kwargs
+    from .config.instantiate import kwargs_problems
+    from .config.settings import check_kwargs
     from .constants import MAX_CONFIG_BYTES
-    from .instantiate import kwargs_problems
     from .units import brief
 
     if len(text) > MAX_CONFIG_BYTES:
@@ -364,8 +364,8 @@ def _input_spec(text: str | None) -> InputSpec | None:
 
 def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> ParameterCount:
     """Build and measure the model."""
-    from .loading import build_model
-    from .measurement import measure
+    from .engine.loading import build_model
+    from .engine.measurement import measure
 
     spec = model.input_spec
     module = build_model(model.target, model.kwargs, device=model.device)
@@ -376,13 +376,13 @@ def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> P
 
 
 def _summary(args: argparse.Namespace, model: _Model) -> str:
-    from .render_json import summary_dict
-    from .render_terminal import layer_report
-    from .tables import Style
+    from .report.json import summary_dict
+    from .report.tables import Style
+    from .report.terminal import layer_report
 
     count = _measure(model, depth=model.depth, memory=True)
     if args.trainable_only:
-        from .views import trainable_only
+        from .report.views import trainable_only
 
         count = trainable_only(count)
     if args.format == "json":
@@ -401,7 +401,7 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
 
 
 def _plot(args: argparse.Namespace, model: _Model) -> list[Path]:
-    from .plot import save_plot
+    from .report.plot import save_plot
 
     count = _measure(model)
     return save_plot(

@@ -24,20 +24,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from .constants import DEFAULT_SNAPSHOT, DEFAULT_TIMEOUT, MAX_TIMEOUT
+
 # Imported up front, though tiny, so that it outlives pytester's restoring of sys.modules: it
 # remembers whether it froze anything.
-from . import collector
-from .constants import DEFAULT_SNAPSHOT, DEFAULT_TIMEOUT, MAX_TIMEOUT
+from .run import collector
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
-    from .compare import BaseComparison
-    from .config import ModelSpec, Settings
-    from .configs import ConfigFile, Configs
-    from .isolation import Checker, Raised
-    from .merge import Merge
+    from .config.files import ConfigFile, Configs
+    from .config.settings import ModelSpec, Settings
     from .results import ModelResult, SnapshotEntry
+    from .run.isolation import Checker, Raised
+    from .snapshot.compare import BaseComparison
+    from .snapshot.merge import Merge
 
 _SESSION_KEY = pytest.StashKey["BudgetSession"]()
 _REPORT_ATTR = "cnn_budget"  # on a budget item's call report; through xdist, the result itself
@@ -151,7 +152,7 @@ def _depth(text: str) -> int:
     """A --cnn-budget-depth value: a whole number of name levels."""
     import argparse
 
-    from .config import parse_depth
+    from .config.settings import parse_depth
 
     try:
         return parse_depth(int(text))
@@ -210,12 +211,12 @@ class BudgetSession:
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
-        from .config import find_config, load_settings
-        from .configs import Configs
+        from .config.files import Configs
+        from .config.settings import find_config, load_settings
         from .errors import CnnBudgetError, ConfigError
-        from .outputs import output_problems
-        from .render_github import neutralize_text
-        from .snapshot import read_baseline
+        from .report.github import neutralize_text
+        from .run.outputs import output_problems
+        from .snapshot.store import read_baseline
 
         option = config.option
         configs = Configs()
@@ -271,8 +272,8 @@ class BudgetSession:
 
     def check(self, spec: ModelSpec, file: ConfigFile) -> ModelResult:
         """Run one model's check (called by its item), where the isolation option says."""
-        from .isolation import Request, make_checker, picklable_filters, replay
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
+        from .run.isolation import Request, make_checker, picklable_filters, replay
 
         if self.checker is None:
             self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
@@ -330,7 +331,7 @@ class BudgetSession:
         """The rendered failure of one model, rendered on first use."""
         lines = self.failed.get(result.name)
         if lines is None:
-            from .render_terminal import failure_lines
+            from .report.terminal import failure_lines
 
             names = self.names(self.configs.file_of(result.name))
             lines = self.failed[result.name] = failure_lines(result, *names, self.group)
@@ -342,7 +343,7 @@ class BudgetSession:
 
     def failure_text(self, result: ModelResult) -> str:
         """The rendered failure of one model, safe to print in a CI log."""
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
 
         return neutralize_text("\n".join(self.failure_lines(result)))
 
@@ -363,7 +364,7 @@ class BudgetSession:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
         from .errors import CnnBudgetError
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
 
         resolved = file_path.resolve()
         # With --cnn-budget-config, the files it names and no others.
@@ -390,7 +391,7 @@ class BudgetSession:
         if not session.config.option.collectonly and any(
             isinstance(item, BudgetItem) for item in session.items
         ):
-            collector.import_frozen("pytest_cnnbudget.gate")
+            collector.import_frozen("pytest_cnnbudget.run.gate")
         yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -418,7 +419,7 @@ class BudgetSession:
                 payloads = [self.report_payload(r) for r in checked]
                 setattr(report, _REPORT_ATTR, payloads)
             return
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
 
         report = outcome.get_result()
         # What a model's constructor printed is shown with its failure; keep it from starting
@@ -440,7 +441,7 @@ class BudgetSession:
         if not results:
             return {}
         from .errors import exception_text
-        from .render_json import metadata
+        from .report.json import metadata
 
         shown = []
         for result in results:
@@ -456,7 +457,7 @@ class WorkerSession(BudgetSession):
     """An xdist worker: checks its share of the models and ships each result in its report."""
 
     def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
-        from .wire import encode
+        from .run.wire import encode
 
         # The config file too: the controller collects nothing, so a package's config it
         # has not read yet is read when its first result arrives.
@@ -513,9 +514,9 @@ class ReportingSession(BudgetSession):
         results: Iterable[ModelResult],
     ) -> Merge:
         """The merge of one snapshot: fixture entries whose tests still exist are kept."""
-        from .config import is_fixture_name
-        from .configs import fixture_stale
-        from .merge import merge_snapshot
+        from .config.files import fixture_stale
+        from .config.settings import is_fixture_name
+        from .snapshot.merge import merge_snapshot
 
         rootdir = self.config.rootpath
         kept = [n for n in entries if is_fixture_name(n) and not fixture_stale(n, rootdir)]
@@ -535,7 +536,7 @@ class ReportingSession(BudgetSession):
             self.config.pluginmanager.register(_SkipBudgetReports(other), "annotate_errors")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from . import outputs
+        from .run import outputs
 
         self.close()
         results = sorted(self.results.values(), key=lambda r: r.name)
@@ -547,7 +548,7 @@ class ReportingSession(BudgetSession):
         where = self.config.invocation_params.dir
         option = self.config.option
         if option.cnn_budget_json:
-            from .render_json import run_report
+            from .report.json import run_report
 
             path = Path(where, option.cnn_budget_json)
             self.output(
@@ -556,7 +557,7 @@ class ReportingSession(BudgetSession):
             )
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if self.github and summary_file and results:
-            from .render_github import summary_markdown
+            from .report.github import summary_markdown
 
             base = self.comparisons(results) if self.baseline is not None else None
             self.output(
@@ -566,7 +567,7 @@ class ReportingSession(BudgetSession):
                 ),
             )
         if option.cnn_budget_comment:
-            from .render_comment import comment_markdown
+            from .report.comment import comment_markdown
 
             comment = Path(where, option.cnn_budget_comment)
             against = (
@@ -598,9 +599,9 @@ class ReportingSession(BudgetSession):
         """Every model against the base: the baseline when given, else the snapshot as it was
         before this run; compared once, for the job summary and the comment alike."""
         if self.compared is None:
-            from .compare import compare_with_base
-            from .config import is_fixture_name
-            from .configs import fixture_stale
+            from .config.files import fixture_stale
+            from .config.settings import is_fixture_name
+            from .snapshot.compare import compare_with_base
 
             rootdir = self.config.rootpath
             base = self.baseline
@@ -616,7 +617,7 @@ class ReportingSession(BudgetSession):
         """Merge this run's accepted counts of one config's models into its snapshot on disk,
         under its lock, so that a concurrent update's entries are kept; the merge as written."""
         from .errors import CnnBudgetError
-        from .snapshot import locked, write_snapshot
+        from .snapshot.store import locked, write_snapshot
 
         path = file.settings.snapshot
         results = self.results_of(file)
@@ -648,7 +649,7 @@ class ReportingSession(BudgetSession):
     def output(self, what: str, write: Callable[[], object]) -> None:
         """Write one output; a failure is reported with `what` and fails the run, and the
         other outputs are still written."""
-        from .outputs import failure_text
+        from .run.outputs import failure_text
 
         try:
             write()
@@ -656,8 +657,8 @@ class ReportingSession(BudgetSession):
             self.output_errors.append(f"could not write {what}: {failure_text(e)}")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        from .render_github import anchors, annotation_lines
-        from .render_terminal import overview_lines, update_lines, warning_lines
+        from .report.github import anchors, annotation_lines
+        from .report.terminal import overview_lines, update_lines, warning_lines
 
         terminal = _Terminal(terminalreporter)
         results = list(self.results.values())
@@ -713,7 +714,7 @@ class ControllerSession(ReportingSession):
         for payload in payloads:
             if not isinstance(payload, dict):
                 continue
-            from .wire import decode
+            from .run.wire import decode
 
             result = decode(payload["result"])
             file = self.load(payload["config"], bool(payload.get("default")))
@@ -747,14 +748,14 @@ class _Terminal:
     def section(
         self, title: str, lines: Iterable[str], yellow: bool = False, red: bool = False
     ) -> None:
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
 
         self.reporter.section(title, yellow=yellow, red=red)
         for line in lines:
             self.reporter.write_line(neutralize_text(line))
 
     def commands(self, lines: Iterable[str]) -> None:
-        """Workflow commands, escaped where they were made (render_github.workflow_command)."""
+        """Workflow commands, escaped where they were made (report.github.workflow_command)."""
         for line in lines:
             self.reporter.write_line(line)
 
@@ -825,7 +826,7 @@ class _FixtureCheck:
 
     def __call__(self, model: Any, *, name: str | None = None, **budgets: Any) -> ModelResult:
         from .errors import CnnBudgetError
-        from .render_github import neutralize_text
+        from .report.github import neutralize_text
         from .results import Outcome
 
         caller = sys._getframe(1)  # the test's line: where a failure without a layer points
@@ -843,11 +844,11 @@ class _FixtureCheck:
         self, model: Any, name: str | None, budgets: dict[str, Any], file: str, line: int
     ) -> tuple[ModelResult, str]:
         """The check and its failure text; CnnBudgetError for a call or config mistake."""
-        from .config import fixture_name, fixture_spec
+        from .config.settings import fixture_name, fixture_spec
         from .errors import ConfigError
-        from .gate import check_built
-        from .render_terminal import failure_lines
+        from .report.terminal import failure_lines
         from .results import SourceLocation
+        from .run.gate import check_built
 
         node = self.request.node
         key = fixture_name(node.nodeid, name)
@@ -915,7 +916,7 @@ def cnn_budget(request: pytest.FixtureRequest) -> Callable[..., ModelResult]:
 def _raise_outcome(raised: Raised | None) -> NoReturn:
     """Raise again the pytest outcome a model's code raised in the checking process; pytest
     prints its message, so it is neutralized like every other line of user text."""
-    from .render_github import neutralize_text
+    from .report.github import neutralize_text
 
     kind = raised.kind if raised else ""
     message = neutralize_text(raised.message if raised else "")
@@ -986,8 +987,8 @@ class BudgetFile(pytest.File):
         self.problem = problem  # why the file cannot be read, reported as its collection error
 
     def collect(self) -> Iterator[BudgetItem]:
-        from .configs import duplicate_message
-        from .tables import printable
+        from .config.files import duplicate_message
+        from .names import printable
 
         if self.problem is not None:
             raise self.CollectError(self.problem)

@@ -18,7 +18,7 @@ def problems(wheel: Path) -> list[str]:
         names = set(archive.namelist())
         entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
         entries = archive.read(entry_points).decode() if entry_points else ""
-    wanted = {f"{PACKAGE}/{p.name}" for p in (ROOT / PACKAGE).iterdir() if p.suffix == ".py"}
+    wanted = {f"{PACKAGE}/{p.relative_to(ROOT / PACKAGE)}" for p in (ROOT / PACKAGE).rglob("*.py")}
     wanted.add(f"{PACKAGE}/py.typed")
     wanted |= {
         f"{PACKAGE}/{p.relative_to(ROOT / PACKAGE)}" for p in (ROOT / PACKAGE).rglob("*.json")

@@ -12,7 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from torch import nn
 
-    from pytest_cnnbudget.counting import ModelLike
+    from pytest_cnnbudget.engine.counting import ModelLike
     from pytest_cnnbudget.results import ParameterCount
 
 EXPECTED_DIR = Path(__file__).parent / "expected"
@@ -49,7 +49,7 @@ def expected(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
 def _count_checked(model: ModelLike) -> ParameterCount:
     """Count `model` and assert the invariants that hold for every model."""
     # Imported here so that runs which never count a model do not pay for torch.
-    from pytest_cnnbudget.counting import as_module, count_parameters
+    from pytest_cnnbudget.engine.counting import as_module, count_parameters
 
     count = count_parameters(model)
     module = as_module(model)
@@ -73,7 +73,7 @@ def _count_checked(model: ModelLike) -> ParameterCount:
 def _fallback_rows(module: nn.Module, count: ParameterCount) -> set[str]:
     """Names of the rows whose formula is not the text of their layer's textbook rule."""
     from pytest_cnnbudget.constants import ROOT_NAME
-    from pytest_cnnbudget.formulas import rule_for
+    from pytest_cnnbudget.engine.formulas import rule_for
 
     modules = dict(module.named_modules())
     fallback = set()

@@ -36,9 +36,9 @@ def preload_torch() -> None:
     import torch
     from torch import nn
 
-    import pytest_cnnbudget.gate  # noqa: F401 - else each run collects all of torch to freeze it
+    import pytest_cnnbudget.run.gate  # noqa: F401 - else each run collects all of torch to freeze it
+    from pytest_cnnbudget.engine.measurement import measure
     from pytest_cnnbudget.inputs import parse_input_shape
-    from pytest_cnnbudget.measurement import measure
 
     with torch.device("meta"):
         model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), nn.Linear(1, 1))

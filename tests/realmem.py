@@ -1,6 +1,6 @@
 """What a real cpu run of a training step or an inference pass allocates: the reference the
 meta-traced memory figures are validated against (tests/test_memory_real.py and the memory
-benchmark). Independent of pytest_cnnbudget.memory on purpose: it measures, it does not trace.
+benchmark). Independent of pytest_cnnbudget.engine.memory on purpose: it measures, it does not trace.
 
 The peak comes from torch.profiler's allocation records (`profile_memory=True`): every
 allocation and free the cpu allocator made, with its size and time, read from the raw kineto

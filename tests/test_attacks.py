@@ -50,7 +50,7 @@ from nets import Tiny
 # cannot be imported twice in one process.
 from project import Project, toml_text, toml_value
 
-from pytest_cnnbudget.snapshot import dumps, read_snapshot
+from pytest_cnnbudget.snapshot.store import dumps, read_snapshot
 
 ExitCode = pytest.ExitCode
 Kind = Literal["usage", "model", "output"]
@@ -125,9 +125,9 @@ def entry_json(width: int) -> dict[str, Any]:
     """The snapshot entry of a Linear(width, width) called `fc`, as the plugin stores it."""
     import torch
 
-    from pytest_cnnbudget.measurement import measure
+    from pytest_cnnbudget.engine.measurement import measure
     from pytest_cnnbudget.results import SnapshotEntry
-    from pytest_cnnbudget.snapshot import entry_to_json
+    from pytest_cnnbudget.snapshot.store import entry_to_json
 
     with torch.device("meta"):
         model = Tiny(width)

@@ -9,22 +9,22 @@ import pytest
 import torch
 from project import Project
 
-from pytest_cnnbudget.budgets import (
+from pytest_cnnbudget.config.budgets import (
     BUDGETS,
     KINDS,
     BudgetKind,
     Unit,
     budget_text,
     check_budgets,
-    docs_table,
 )
-from pytest_cnnbudget.config import ModelSpec, parse_settings
+from pytest_cnnbudget.config.settings import ModelSpec, parse_settings
+from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.errors import ConfigError
-from pytest_cnnbudget.gate import check_model
 from pytest_cnnbudget.inputs import parse_input_shape
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.render_terminal import failure_lines
+from pytest_cnnbudget.report.cells import docs_table
+from pytest_cnnbudget.report.terminal import failure_lines
 from pytest_cnnbudget.results import MemoryOptions, Outcome
+from pytest_cnnbudget.run.gate import check_model
 
 README = Path(__file__).parent.parent / "README.md"
 CONFIG = Path("pyproject.toml")

@@ -14,11 +14,9 @@ import nets
 import pytest
 from project import CIFAR
 
-from pytest_cnnbudget.budgets import KEYS, KINDS
-from pytest_cnnbudget.compare import diff_entries
-from pytest_cnnbudget.config import ModelSpec, parse_settings
-from pytest_cnnbudget.gate import check_model
-from pytest_cnnbudget.render_terminal import failure_lines, format_table, overview_lines
+from pytest_cnnbudget.config.budgets import KEYS, KINDS
+from pytest_cnnbudget.config.settings import ModelSpec, parse_settings
+from pytest_cnnbudget.report.terminal import failure_lines, format_table, overview_lines
 from pytest_cnnbudget.results import (
     LayerChange,
     ModelResult,
@@ -29,6 +27,8 @@ from pytest_cnnbudget.results import (
     SourceLocation,
     TotalChange,
 )
+from pytest_cnnbudget.run.gate import check_model
+from pytest_cnnbudget.snapshot.compare import diff_entries
 
 CONFIG = Path("pyproject.toml")
 SNAPSHOT = "cnnbudget.snapshot.json"

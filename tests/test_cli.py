@@ -17,9 +17,9 @@ from project import NETS_SOURCE, toml_text
 from schemas import problems
 
 from pytest_cnnbudget.cli import main
+from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import parse_input_shape
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.views import fold_name
+from pytest_cnnbudget.names import fold_name
 
 Expected = Callable[[str, str], None]
 

@@ -1,4 +1,4 @@
-"""The sticky pull-request comment (render_comment.comment_markdown), called directly.
+"""The sticky pull-request comment (report.comment.comment_markdown), called directly.
 
 Every result is made by the real check (`gate.check_model`) of a real model from nets.py or
 architectures.py, and compared with a base by `compare_with_base`, as a run does. Whole bodies
@@ -18,12 +18,12 @@ import nets
 import pytest
 from test_render import HOSTILE_KEYS, accepted, check, markdown_cells, read_cell
 
-from pytest_cnnbudget.compare import BaseComparison, Change, compare_with_base
 from pytest_cnnbudget.constants import UPDATE_COMMAND
-from pytest_cnnbudget.render_comment import COMMENT_LIMIT, MARKER, comment_markdown
-from pytest_cnnbudget.render_terminal import error_cause
+from pytest_cnnbudget.report.cells import error_cause
+from pytest_cnnbudget.report.comment import COMMENT_LIMIT, MARKER, comment_markdown
+from pytest_cnnbudget.report.tables import LINE_BREAKS
 from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
-from pytest_cnnbudget.tables import LINE_BREAKS
+from pytest_cnnbudget.snapshot.compare import BaseComparison, Change, compare_with_base
 
 Expected = Callable[[str, str], None]
 
@@ -464,7 +464,7 @@ def test_user_text_in_every_cell_is_shown_as_written() -> None:
         assert [r[0] for r in block.rows] == ["fc1", "fc2"]
 
 
-# Known bug: render_comment._used escapes the error cause with markdown_escape, then grid
+# Known bug: report.comment._used escapes the error cause with markdown_escape, then grid
 # escapes the cell again, so `<` shows as `&lt;`, `|` as `\|`, a backtick as `\``.
 def test_the_cause_of_an_error_reads_back_as_written() -> None:
     broken = check("broken", "no|where:<script>`x`[link](x)")

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from project import toml_text
 
-from pytest_cnnbudget.config import Level, find_config, load_settings, parse_settings
+from pytest_cnnbudget.config.settings import (
+    Level,
+    find_config,
+    load_settings,
+    parse_settings,
+)
 from pytest_cnnbudget.constants import MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from pytest_cnnbudget.errors import ConfigError
 

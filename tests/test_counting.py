@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from pytest_cnnbudget import CountError, count_parameters, format_table
-from pytest_cnnbudget.counting import ModelLike
+from pytest_cnnbudget.engine.counting import ModelLike
 from pytest_cnnbudget.results import ParameterCount
 
 CountChecked = Callable[[ModelLike], ParameterCount]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from pytest_cnnbudget.counting import ModelLike, count_parameters
+from pytest_cnnbudget.engine.counting import ModelLike, count_parameters
 from pytest_cnnbudget.errors import FormulaMismatchWarning
 from pytest_cnnbudget.results import ParameterCount
 
@@ -678,7 +678,7 @@ def test_timm_models(
     fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
 ) -> None:
     timm = pytest.importorskip("timm")
-    from pytest_cnnbudget.loading import build_model
+    from pytest_cnnbudget.engine.loading import build_model
 
     model = build_model(timm.create_model, {"model_name": name, "pretrained": False})
     assert whole_model(model, count_checked, fallback_rows) == left
@@ -689,7 +689,7 @@ def test_a_llama_has_a_formula_for_every_row(
     fallback_rows: Callable[[nn.Module, ParameterCount], set[str]],
 ) -> None:
     transformers = pytest.importorskip("transformers")
-    from pytest_cnnbudget.loading import build_model
+    from pytest_cnnbudget.engine.loading import build_model
 
     config = transformers.LlamaConfig(
         vocab_size=1000,

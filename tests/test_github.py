@@ -21,7 +21,7 @@ import pytest
 # cannot be imported twice in one process.
 from project import CIFAR, TINY, Project
 
-from pytest_cnnbudget.render_github import workflow_command
+from pytest_cnnbudget.report.github import workflow_command
 
 ROOT = Path(__file__).parent.parent
 NODE_DIR = Path(__file__).parent / "node"

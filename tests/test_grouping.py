@@ -16,9 +16,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_cnnbudget import views
-from pytest_cnnbudget.grouping import Group, group_rows, index_set, ungrouped
-from pytest_cnnbudget.measurement import measure
+from pytest_cnnbudget.engine.measurement import measure
+from pytest_cnnbudget.report import views
+from pytest_cnnbudget.report.grouping import Group, group_rows, index_set, ungrouped
 from pytest_cnnbudget.results import LayerChange, LayerRow, ParameterCount
 
 Row = tuple[str, Hashable]  # (name, signature)

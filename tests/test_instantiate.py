@@ -20,10 +20,10 @@ from project import Project, failure_section, toml_text
 from torch import nn
 
 from pytest_cnnbudget import ModelBuildError, build_model
-from pytest_cnnbudget.config import load_settings
+from pytest_cnnbudget.config.instantiate import instantiate, kwargs_problems
+from pytest_cnnbudget.config.settings import load_settings
+from pytest_cnnbudget.engine.loading import resolve_target
 from pytest_cnnbudget.errors import ConfigError
-from pytest_cnnbudget.instantiate import instantiate, kwargs_problems
-from pytest_cnnbudget.loading import resolve_target
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
 

@@ -22,9 +22,11 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
 
-from pytest_cnnbudget.config import ModelSpec
+from pytest_cnnbudget.config.settings import ModelSpec
+from pytest_cnnbudget.engine.loading import build_hint, build_model, meta_caused
 from pytest_cnnbudget.errors import ModelBuildError
-from pytest_cnnbudget.isolation import (
+from pytest_cnnbudget.results import ModelResult, Outcome
+from pytest_cnnbudget.run.isolation import (
     FORK_AVAILABLE,
     Checker,
     Forked,
@@ -32,9 +34,7 @@ from pytest_cnnbudget.isolation import (
     Request,
     picklable_filters,
 )
-from pytest_cnnbudget.loading import build_hint, build_model, meta_caused
-from pytest_cnnbudget.results import ModelResult, Outcome
-from pytest_cnnbudget.state import preserved
+from pytest_cnnbudget.run.state import preserved
 
 needs_fork = pytest.mark.skipif(not FORK_AVAILABLE, reason="os.fork is not available")
 
@@ -492,8 +492,8 @@ def test_build_hint_reads_causes() -> None:
 
 
 def test_replayed_warnings_are_cleaned_and_so_is_the_source_line_shown(tmp_path: Path) -> None:
-    from pytest_cnnbudget.isolation import Captured, CapturedWarning, replay
-    from pytest_cnnbudget.render_github import neutralize_text
+    from pytest_cnnbudget.report.github import neutralize_text
+    from pytest_cnnbudget.run.isolation import Captured, CapturedWarning, replay
 
     source = tmp_path / "doc.py"
     source.write_text('DOC = """\n::error::from the source\n"""\n', encoding="utf-8")
@@ -515,8 +515,8 @@ def test_without_fork_a_hang_ends_the_run_with_where_it_was(zoo: Path) -> None:
         """
         import iso_zoo  # torch too, before the clock starts
 
-        from pytest_cnnbudget.config import ModelSpec
-        from pytest_cnnbudget.isolation import InProcess, Request
+        from pytest_cnnbudget.config.settings import ModelSpec
+        from pytest_cnnbudget.run.isolation import InProcess, Request
 
         spec = ModelSpec("hang", "iso_zoo:Hang", {}, {"max_params": 10})
         InProcess().check(Request(spec, None, False, False, timeout=0.5))
@@ -695,7 +695,7 @@ def test_user_files_include_installed_libraries_but_not_torch_pytest_or_the_stdl
     import sysconfig
 
     import pytest_cnnbudget
-    from pytest_cnnbudget.locate import is_user_file
+    from pytest_cnnbudget.run.locate import is_user_file
 
     paths = sysconfig.get_paths()
     installed = Path(paths["purelib"])
@@ -704,5 +704,5 @@ def test_user_files_include_installed_libraries_but_not_torch_pytest_or_the_stdl
     assert not is_user_file(str(installed / "torch" / "nn" / "modules" / "module.py"))
     assert not is_user_file(str(installed / "_pytest" / "runner.py"))
     assert not is_user_file(str(Path(paths["stdlib"]) / "json" / "decoder.py"))
-    assert not is_user_file(str(Path(pytest_cnnbudget.__file__).parent / "gate.py"))
+    assert not is_user_file(str(Path(pytest_cnnbudget.__file__).parent / "run" / "gate.py"))
     assert not is_user_file("<frozen importlib._bootstrap>")

@@ -18,7 +18,7 @@ import pytest
 from project import Project, failure_section
 from test_github import command_lines, github_env
 
-from pytest_cnnbudget.render_comment import MARKER
+from pytest_cnnbudget.report.comment import MARKER
 
 # LLaMA-7B's shape (tests/architectures.py): 32 blocks, hidden size 4096, 6,738,415,616
 # parameters, built on meta.

@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_cnnbudget import ModelBuildError, build_model, count_parameters, loading
+from pytest_cnnbudget import ModelBuildError, build_model, count_parameters
+from pytest_cnnbudget.engine import loading
 
 PACKAGE = "cnnbudget_zoo"
 MODELS = f"{PACKAGE}.models"

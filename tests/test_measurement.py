@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from pytest_cnnbudget.constants import NO_PARAMETERS
-from pytest_cnnbudget.counting import count_parameters
+from pytest_cnnbudget.engine.counting import count_parameters
+from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import parse_input_shape
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.render_terminal import format_table
+from pytest_cnnbudget.report.terminal import format_table
 from pytest_cnnbudget.results import ParameterCount
 
 
@@ -149,7 +149,7 @@ def test_a_lazy_model_counts_its_parameters_after_the_pass_and_its_buffers_as_bu
 
 def test_convit_counts_the_same_with_and_without_an_input_shape() -> None:
     timm = pytest.importorskip("timm")
-    from pytest_cnnbudget.loading import build_model
+    from pytest_cnnbudget.engine.loading import build_model
 
     def convit() -> nn.Module:
         return build_model(timm.create_model, {"model_name": "convit_tiny", "pretrained": False})

@@ -1,4 +1,4 @@
-"""Memory of a training step and an inference pass, traced on meta (pytest_cnnbudget.memory):
+"""Memory of a training step and an inference pass, traced on meta (pytest_cnnbudget.engine.memory):
 figures worked out by hand, figures against a real cpu run of the same step (tests/realmem.py),
 the bad inputs, and the budgets end to end through real gate sessions."""
 
@@ -17,10 +17,10 @@ from project import Project, preload_torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from pytest_cnnbudget.engine.measurement import measure
+from pytest_cnnbudget.engine.memory import measure_memory
 from pytest_cnnbudget.errors import ConfigError, MemoryTraceError
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.memory import measure_memory
 from pytest_cnnbudget.results import Memory, MemoryOptions
 
 F32 = 4  # bytes of a float32
@@ -365,7 +365,7 @@ def test_memory_configuration_mistakes_name_the_model_and_key(
 ) -> None:
     from project import toml_text
 
-    from pytest_cnnbudget.config import load_settings
+    from pytest_cnnbudget.config.settings import load_settings
 
     path = tmp_path / "pyproject.toml"
     path.write_text(

@@ -17,8 +17,8 @@ import realmem
 import torch
 from torch import nn
 
+from pytest_cnnbudget.engine.memory import measure_memory
 from pytest_cnnbudget.inputs import InputSpec
-from pytest_cnnbudget.memory import measure_memory
 from pytest_cnnbudget.results import MemoryOptions
 
 TRAIN_TOLERANCE = 0.10

@@ -5,7 +5,6 @@ Results are built as the check returns them: an entry only where an update may w
 
 from __future__ import annotations
 
-from pytest_cnnbudget.merge import merge_snapshot
 from pytest_cnnbudget.results import (
     ModelResult,
     Outcome,
@@ -13,6 +12,7 @@ from pytest_cnnbudget.results import (
     SnapshotLayer,
     SnapshotStatus,
 )
+from pytest_cnnbudget.snapshot.merge import merge_snapshot
 
 
 def entry(params: int) -> SnapshotEntry:

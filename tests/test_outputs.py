@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cnnbudget.outputs import failure_text, output_problems
+from pytest_cnnbudget.run.outputs import failure_text, output_problems
 
 
 def test_output_problems_name_each_output_that_could_never_be_written(tmp_path: Path) -> None:

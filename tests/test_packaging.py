@@ -64,7 +64,7 @@ def _wheel(tmp_path: Path, drop: str | None = None) -> Path:
     "drop",
     [
         None,
-        "pytest_cnnbudget/memory.py",
+        "pytest_cnnbudget/engine/memory.py",
         "pytest_cnnbudget/py.typed",
         "pytest_cnnbudget/schemas/model.schema.json",
     ],

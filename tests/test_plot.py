@@ -27,9 +27,8 @@ from PIL import Image
 from torch import nn
 
 from pytest_cnnbudget import count_parameters
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.outputs import STEM_LENGTH, chart_stems, write_charts
-from pytest_cnnbudget.plot import (
+from pytest_cnnbudget.engine.measurement import measure
+from pytest_cnnbudget.report.plot import (
     BAR_COLOR,
     FROZEN_COLOR,
     FROZEN_HATCH,
@@ -40,6 +39,7 @@ from pytest_cnnbudget.plot import (
     save_plot,
 )
 from pytest_cnnbudget.results import LayerRow, ModelResult, Outcome, ParameterCount, SnapshotStatus
+from pytest_cnnbudget.run.outputs import STEM_LENGTH, chart_stems, write_charts
 
 
 def cifar_count() -> ParameterCount:
@@ -525,7 +525,7 @@ def test_chart_stems_are_short_and_the_same_in_every_run() -> None:
     assert all(len(stem) <= STEM_LENGTH + 9 for stem in stems.values())
     assert chart_stems(reversed(names)) == stems
     # A fresh interpreter, another hash seed: the same names.
-    script = f"from pytest_cnnbudget.outputs import chart_stems; print(chart_stems({names!r}))"
+    script = f"from pytest_cnnbudget.run.outputs import chart_stems; print(chart_stems({names!r}))"
     run = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
@@ -584,7 +584,7 @@ def test_missing_matplotlib_is_a_clear_error() -> None:
         import sys
         sys.modules["matplotlib"] = None
         from pytest_cnnbudget import CnnBudgetError
-        from pytest_cnnbudget.plot import PlotUnavailableError, plot
+        from pytest_cnnbudget.report.plot import PlotUnavailableError, plot
         from pytest_cnnbudget.results import ParameterCount
         try:
             plot(ParameterCount(0, 0, 0, 0, ()))

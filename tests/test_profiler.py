@@ -15,9 +15,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pytest_cnnbudget import CnnBudgetError, CountError, count_parameters
+from pytest_cnnbudget.engine.profiler import profile
 from pytest_cnnbudget.errors import ProfileError, ShapeMismatchError
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
-from pytest_cnnbudget.profiler import profile
 
 
 def on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -558,7 +558,7 @@ def test_a_view_of_a_tensor_the_forward_makes_requiring_grad_is_profiled() -> No
 @pytest.mark.parametrize("name", ["pit_ti_224", "cait_xxs24_224"])
 def test_timm_models_with_class_token_views_profile(name: str) -> None:
     timm = pytest.importorskip("timm")
-    from pytest_cnnbudget.loading import build_model
+    from pytest_cnnbudget.engine.loading import build_model
 
     model = build_model(timm.create_model, {"model_name": name, "pretrained": False})
     inputs = parse_input_shape([1, 3, 224, 224])

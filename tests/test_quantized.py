@@ -27,17 +27,17 @@ from torch import nn
 from torch.ao import quantization
 from torch.ao.nn import quantized
 
-from pytest_cnnbudget import wire
-from pytest_cnnbudget.config import ModelSpec
-from pytest_cnnbudget.counting import count_parameters
+from pytest_cnnbudget.config.settings import ModelSpec
+from pytest_cnnbudget.engine.counting import count_parameters
+from pytest_cnnbudget.engine.loading import build_model
+from pytest_cnnbudget.engine.quantized import contains_quantized, quantized_layer
 from pytest_cnnbudget.errors import ModelBuildError
-from pytest_cnnbudget.gate import check_model
-from pytest_cnnbudget.loading import build_model
-from pytest_cnnbudget.quantized import contains_quantized, quantized_layer
-from pytest_cnnbudget.render_json import metadata, summary_dict
-from pytest_cnnbudget.render_terminal import failure_lines, format_table, overview_lines
+from pytest_cnnbudget.report.json import metadata, summary_dict
+from pytest_cnnbudget.report.terminal import failure_lines, format_table, overview_lines
 from pytest_cnnbudget.results import ParameterCount, SnapshotEntry
-from pytest_cnnbudget.snapshot import dumps, parse_snapshot
+from pytest_cnnbudget.run import wire
+from pytest_cnnbudget.run.gate import check_model
+from pytest_cnnbudget.snapshot.store import dumps, parse_snapshot
 
 # torch's quantization API and torchvision are untyped; through Any, strict mypy checks the rest.
 tq: Any = quantization

@@ -24,13 +24,12 @@ import torch
 from schemas import problems
 from torch import nn
 
-from pytest_cnnbudget import render_json, wire
-from pytest_cnnbudget.config import Level, ModelSpec
-from pytest_cnnbudget.gate import check_model
+from pytest_cnnbudget.config.settings import Level, ModelSpec
+from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
-from pytest_cnnbudget.measurement import measure
-from pytest_cnnbudget.merge import merge_snapshot
-from pytest_cnnbudget.render_github import (
+from pytest_cnnbudget.report import json as render_json
+from pytest_cnnbudget.report.cells import error_cause
+from pytest_cnnbudget.report.github import (
     ANNOTATION_LIMIT,
     FULL_REPORT,
     SUMMARY_LIMIT,
@@ -46,10 +45,18 @@ from pytest_cnnbudget.render_github import (
     usage_bar,
     workflow_command,
 )
-from pytest_cnnbudget.render_terminal import (
+from pytest_cnnbudget.report.tables import (
+    LINE_BREAKS,
+    Column,
+    Style,
+    grid,
+    markdown_code,
+    markdown_escape,
+    render,
+)
+from pytest_cnnbudget.report.terminal import (
     budget_lines,
     diff_lines,
-    error_cause,
     failure_lines,
     format_table,
     layer_report,
@@ -64,15 +71,9 @@ from pytest_cnnbudget.results import (
     SnapshotEntry,
     SnapshotStatus,
 )
-from pytest_cnnbudget.tables import (
-    LINE_BREAKS,
-    Column,
-    Style,
-    grid,
-    markdown_code,
-    markdown_escape,
-    render,
-)
+from pytest_cnnbudget.run import wire
+from pytest_cnnbudget.run.gate import check_model
+from pytest_cnnbudget.snapshot.merge import merge_snapshot
 from pytest_cnnbudget.units import short_count
 
 Expected = Callable[[str, str], None]

@@ -21,12 +21,12 @@ import nets
 import pytest
 import torch
 
-from pytest_cnnbudget import snapshot
+from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.errors import SnapshotError
 from pytest_cnnbudget.inputs import parse_input_shape
-from pytest_cnnbudget.measurement import measure
 from pytest_cnnbudget.results import SnapshotEntry, SnapshotLayer
-from pytest_cnnbudget.snapshot import (
+from pytest_cnnbudget.snapshot import store as snapshot
+from pytest_cnnbudget.snapshot.store import (
     LockedSnapshot,
     dumps,
     locked,
@@ -550,7 +550,7 @@ def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 OVER_THE_FILE_SIZE_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
-from pytest_cnnbudget import snapshot
+from pytest_cnnbudget.snapshot import store as snapshot
 from pytest_cnnbudget.errors import SnapshotError
 from pytest_cnnbudget.results import SnapshotEntry, SnapshotLayer
 
@@ -611,7 +611,7 @@ def test_a_write_killed_mid_way_leaves_the_old_file_and_nothing_the_next_write_k
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pytest_cnnbudget.snapshot import locked
+from pytest_cnnbudget.snapshot.store import locked
 
 path, log, hold = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 with locked(path) as current:
@@ -708,7 +708,7 @@ UPDATER = """
 import sys, time
 from pathlib import Path
 from pytest_cnnbudget.results import SnapshotEntry
-from pytest_cnnbudget.snapshot import locked, write_snapshot
+from pytest_cnnbudget.snapshot.store import locked, write_snapshot
 
 path, who, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))  # both processes begin together

@@ -32,8 +32,8 @@ import zoo
 # cannot be imported twice in one process.
 from project import toml_text
 
-from pytest_cnnbudget.counting import ModelLike
-from pytest_cnnbudget.loading import build_model
+from pytest_cnnbudget.engine.counting import ModelLike
+from pytest_cnnbudget.engine.loading import build_model
 from pytest_cnnbudget.results import ParameterCount
 
 CountChecked = Callable[[ModelLike], ParameterCount]

@@ -1,6 +1,6 @@
 """Section 11: the memory of a training step and an inference pass as the meta trace gives it
-(pytest_cnnbudget.memory) against a real cpu run of the same step, and what tracing it adds to a
-gate run.
+(pytest_cnnbudget.engine.memory) against a real cpu run of the same step, and what tracing it
+adds to a gate run.
 
 The real runs are tests/realmem.py's: torch.profiler's record of every cpu allocation and free,
 with the bytes live at the start added. Each model is traced and run in a fresh process of its
@@ -234,8 +234,8 @@ def validate_child(argv: Sequence[str]) -> None:
     import architectures  # type: ignore[import-not-found,unused-ignore]
     import realmem  # type: ignore[import-not-found,unused-ignore]
 
+    from pytest_cnnbudget.engine.memory import measure_memory
     from pytest_cnnbudget.inputs import InputSpec
-    from pytest_cnnbudget.memory import measure_memory
     from pytest_cnnbudget.results import MemoryOptions
 
     factory = getattr(architectures, argv[0])

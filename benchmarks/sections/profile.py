@@ -70,15 +70,15 @@ def bench_profile(ctx: Context) -> Section:
         return profiles[label].cumulative(file_suffix, function)
 
     def build_net(label: str) -> float:
-        return prof(label, "pytest_cnnbudget/loading.py", "build_model") - prof(
+        return prof(label, "pytest_cnnbudget/engine/loading.py", "build_model") - prof(
             label, "torch/_dynamo/__init__.py", "<module>"
         )
 
     def check_rest(label: str) -> float:
         return (
-            prof(label, "pytest_cnnbudget/gate.py", "check_model")
-            - prof(label, "pytest_cnnbudget/loading.py", "build_model")
-            - prof(label, "pytest_cnnbudget/counting.py", "count_parameters")
+            prof(label, "pytest_cnnbudget/run/gate.py", "check_model")
+            - prof(label, "pytest_cnnbudget/engine/loading.py", "build_model")
+            - prof(label, "pytest_cnnbudget/engine/counting.py", "count_parameters")
         )
 
     def reporting(label: str) -> float:
@@ -117,7 +117,7 @@ def bench_profile(ctx: Context) -> Section:
         ["– check_model: build_model, minus the torch._dynamo import", *both(build_net)],
         [
             "– check_model: count_parameters (formulas included)",
-            *both(lambda k: prof(k, "pytest_cnnbudget/counting.py", "count_parameters")),
+            *both(lambda k: prof(k, "pytest_cnnbudget/engine/counting.py", "count_parameters")),
         ],
         ["– check_model: budgets, snapshot diff", *both(check_rest)],
         [

@@ -7,7 +7,7 @@ from harness import BENCH_DIR, Job, Stats, child_argv
 from report import Row, Section, markdown_code, table
 
 RENDER_TARGET_MS = 50.0  # every output of one failing 80-block model, on top of its check
-ANNOTATION_LIMIT = 4096  # bytes of an annotation's message (render_github.ANNOTATION_LIMIT)
+ANNOTATION_LIMIT = 4096  # bytes of an annotation's message (report.github.ANNOTATION_LIMIT)
 
 # What `child.py rendering` times, in the order a gate run renders it: the output, the calls.
 PARTS = {

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings, read_settings
-from .constants import DEFAULT_SNAPSHOT
-from .results import SnapshotEntry
-from .snapshot import read_snapshot
-from .tables import printable
+from ..constants import DEFAULT_SNAPSHOT
+from ..names import printable
+from ..results import SnapshotEntry
+from ..snapshot.store import read_snapshot
+from .settings import Settings, read_settings
 
 
 @dataclass

@@ -10,16 +10,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 
-from .constants import ROOT_NAME
+from ..names import fold_name
+from ..results import LayerChange, LayerRow, ParameterCount
 from .grouping import Group, group_rows, ungrouped
-from .results import LayerChange, LayerRow, ParameterCount
-
-
-def fold_name(name: str, depth: int | None) -> str:
-    """`layer1.0.conv1` at depth 1 → `layer1`; the root and `None` (no folding) keep the name."""
-    if depth is None or name == ROOT_NAME:
-        return name
-    return ".".join(name.split(".")[:depth])
 
 
 def repeat_name(name: str, repeat: int) -> str:

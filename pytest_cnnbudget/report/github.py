@@ -15,10 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compare import BaseComparison, Change
-from .constants import UPDATE_COMMAND
-from .render_terminal import Failures, error_cause, model_columns, used_text
-from .results import ModelResult, Outcome, SnapshotStatus
+from ..constants import UPDATE_COMMAND
+from ..results import ModelResult, Outcome, SnapshotStatus
+from ..snapshot.compare import BaseComparison, Change
+from ..units import human_bytes, signed, thousands
+from .cells import Failures, error_cause, model_columns, used_text
 from .tables import (
     LINE_BREAKS,
     Column,
@@ -28,7 +29,6 @@ from .tables import (
     markdown_escape,
     render,
 )
-from .units import human_bytes, signed, thousands
 
 # Every line break str.splitlines honours. The runner itself ends a line at \n, \r and \r\n
 # (.NET's StreamReader.ReadLine), but a log viewer, a log shipper or a later step that rereads

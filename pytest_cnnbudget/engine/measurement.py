@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING
 
 from torch.nn.parameter import is_lazy
 
-from .constants import NO_PARAMETERS, ROOT_NAME
+from ..constants import NO_PARAMETERS, ROOT_NAME
+from ..names import fold_name
+from ..results import Compute, LayerRow, Memory, MemoryOptions, ParameterCount
 from .counting import _by_dtype, as_module, count_parameters
 from .profiler import profile
-from .results import Compute, LayerRow, Memory, MemoryOptions, ParameterCount
-from .views import fold_name
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ..inputs import InputSpec
     from .counting import ModelLike
-    from .inputs import InputSpec
     from .profiler import ModuleProfile, Profile
 
 

@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
-from .errors import ModelBuildError, exception_text
-from .instantiate import instantiate
+from ..config.instantiate import instantiate
+from ..errors import ModelBuildError, exception_text
+from ..units import brief
 from .quantized import contains_quantized
-from .units import brief
 
 
 @contextmanager

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import views
-from .errors import PlotUnavailableError
+from ..errors import PlotUnavailableError
+from ..report import views
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.ticker import Formatter
 
-    from .results import LayerRow, ParameterCount
+    from ..results import LayerRow, ParameterCount
 
 FIGURE_WIDTH = 8.0  # inches
 BAR_HEIGHT = 0.4  # inches of figure height per bar

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .results import ModelResult, SnapshotEntry, SnapshotStatus
+from ..results import ModelResult, SnapshotEntry, SnapshotStatus
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
+from ..names import printable
+
 Row = TypeVar("Row")
 
 
@@ -38,14 +40,9 @@ class Column(Generic[Row]):
     right: bool = False  # numbers are right-aligned
 
 
-def printable(text: str) -> str:
-    """`text` on one line: control characters (a newline in a quoted TOML key) are escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 # Every line break str.splitlines honours. CommonMark ends a line only at \n, \r and \r\n, but
 # a browser or another reader may break at the others: in Markdown each is a space, and the CI
-# log's guard (render_github.neutralize_text) treats each as the end of a line.
+# log's guard (report.github.neutralize_text) treats each as the end of a line.
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 _HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **dict.fromkeys(LINE_BREAKS, " ")}
 _HTML = str.maketrans(_HTML_ESCAPES)

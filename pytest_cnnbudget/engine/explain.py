@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .constants import ROOT_NAME
-from .errors import CnnBudgetError, ProfileError, ShapeMismatchError
-from .inputs import InputSpec, Shape, format_shape
+from ..constants import ROOT_NAME
+from ..errors import CnnBudgetError, ProfileError, ShapeMismatchError
+from ..inputs import InputSpec, Shape, format_shape
 
 if TYPE_CHECKING:
     from torch import nn

@@ -39,13 +39,13 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
+from ..config.settings import ModelSpec, model_table
+from ..errors import exception_text
+from ..results import ModelResult, SnapshotEntry, SourceLocation
 from . import collector
-from .config import ModelSpec, model_table
-from .errors import exception_text
-from .results import ModelResult, SnapshotEntry, SourceLocation
+from .locate import PACKAGE_DIR, is_user_file
 
 FORK_AVAILABLE = hasattr(os, "fork")
 # After the time limit, how long the stack dump of a stuck check may take to appear.
@@ -615,7 +615,6 @@ def make_checker(isolation: str, stderr: int | None = None) -> Checker:
 # -- what a stuck or crashed check says ---------------------------------------------------------
 
 _FRAME = re.compile(r'^\s*File "(?P<path>.*)", line (?P<line>\d+) in (?P<func>.*)$')
-_PACKAGE = str(Path(__file__).parent) + os.sep
 
 
 def _user_frames(dump: str) -> list[tuple[str, int, str]]:
@@ -624,15 +623,13 @@ def _user_frames(dump: str) -> list[tuple[str, int, str]]:
     frames: list[tuple[str, int, str]] = []
     for block in re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump):
         found = [m for m in map(_FRAME.match, block.splitlines()) if m]
-        if any(m["path"].startswith(_PACKAGE) for m in found):  # the checking thread
+        if any(m["path"].startswith(PACKAGE_DIR + os.sep) for m in found):  # the checking thread
             frames = [(m["path"], int(m["line"]), m["func"]) for m in found]
             break
     # Innermost first: what lies beyond our own innermost frame is the model's code; what lies
     # outside our outermost is pytest's, as it was when the process was forked.
-    ours = [i for i, f in enumerate(frames) if f[0].startswith(_PACKAGE)]
+    ours = [i for i, f in enumerate(frames) if f[0].startswith(PACKAGE_DIR + os.sep)]
     frames = frames[: ours[0]] if ours else frames
-    from .locate import is_user_file
-
     user = [f for f in frames if is_user_file(f[0])]
     return user[::-1]  # faulthandler lists the innermost first
 

@@ -17,9 +17,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .constants import MAX_TARGET
-from .errors import ModelBuildError, exception_text
-from .units import brief
+from ..constants import MAX_TARGET
+from ..errors import ModelBuildError, exception_text
+from ..units import brief
 
 TARGET = "_target_"
 ARGS = "_args_"

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from .constants import ROOT_NAME
-from .errors import CountError, FormulaMismatchWarning
+from ..constants import ROOT_NAME
+from ..errors import CountError, FormulaMismatchWarning
+from ..results import DtypeBytes, LayerRow, ParameterCount
 from .formulas import formula_for
 from .quantized import Packed, quantized_layer
-from .results import DtypeBytes, LayerRow, ParameterCount
 
 ModelLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
 

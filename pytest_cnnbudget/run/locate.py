@@ -9,20 +9,22 @@ import re
 import sysconfig
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from ..results import SourceLocation
 
-from .results import SourceLocation
+if TYPE_CHECKING:
+    from torch import nn
 
-_PACKAGE_DIR = str(Path(__file__).parent)
+# The package's own folder: frames in it are ours, never the user's.
+PACKAGE_DIR = str(Path(__file__).parent.parent)
 
 
 def _assignment_line(cls: type, attr: str) -> SourceLocation | None:
     """The line of `self.<attr> = …` in `cls` or its bases (user classes only)."""
     pattern = re.compile(rf"^\s*self\.{re.escape(attr)}\s*(?::[^=]*)?=")
     for klass in inspect.getmro(cls):
-        if klass.__module__.startswith(("torch.", "builtins")) or klass is nn.Module:
+        if klass.__module__.startswith(("torch.", "builtins")):
             continue
         try:
             source, start = inspect.getsourcelines(klass)
@@ -80,7 +82,7 @@ _NOT_USER = tuple(f"{os.sep}{name}{os.sep}" for name in ("torch", "_pytest", "pl
 def is_user_file(path: str) -> bool:
     """Whether a frame in `path` is the user's code: not ours, torch's, pytest's, the standard
     library's or frozen (`<frozen importlib._bootstrap>`)."""
-    if path.startswith(("<", _PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
+    if path.startswith(("<", PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
         return False
     return path.startswith(_INSTALLED) or not path.startswith(_STDLIB)
 

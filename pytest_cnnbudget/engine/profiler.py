@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .constants import ROOT_NAME
-from .errors import ProfileError
+from ..constants import ROOT_NAME
+from ..errors import ProfileError
+from ..inputs import InputSpec, Shape
 from .explain import Call, explain_failure
-from .inputs import InputSpec, Shape
 
 if TYPE_CHECKING:
     import torch

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
+from ..results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
 
 # Each document names its structure and version in its `schema` key; pytest_cnnbudget/schemas/
 # holds a JSON Schema for each (and for the snapshot file). A version changes when a key is

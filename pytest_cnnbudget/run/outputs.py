@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import exception_text, os_error_text
-from .results import ModelResult
+from ..errors import exception_text, os_error_text
+from ..results import ModelResult
 
 
 def output_problems(
@@ -132,7 +132,7 @@ def chart_stems(names: Iterable[str]) -> dict[str, str]:
 def write_charts(directory: Path, results: Iterable[ModelResult]) -> list[Path]:
     """Each counted model's share chart as `<directory>/<stem>.svg` and `.png`, its stem from
     `chart_stems`."""
-    from .plot import save_plot
+    from ..report.plot import save_plot
 
     counted = [(r, r.count) for r in results if r.count is not None]
     stems = chart_stems(r.name for r, _ in counted)

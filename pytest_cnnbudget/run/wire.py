@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from .inputs import InputSpec
-from .results import (
+from ..inputs import InputSpec
+from ..results import (
     BudgetCheck,
     Compute,
     DtypeBytes,

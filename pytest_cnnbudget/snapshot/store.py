@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .constants import DEFAULT_SNAPSHOT, UPDATE_COMMAND
-from .errors import SnapshotError, os_error_text
-from .results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
+from ..constants import DEFAULT_SNAPSHOT, UPDATE_COMMAND
+from ..errors import SnapshotError, os_error_text
+from ..results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
 
 try:
     import fcntl

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .budgets import limit_text, noun
-from .compare import BaseComparison, Change
-from .constants import UPDATE_COMMAND
-from .render_github import arrow, usage_bar
-from .render_terminal import (
+from ..config.budgets import limit_text, noun
+from ..constants import UPDATE_COMMAND
+from ..results import ModelResult, Outcome, SnapshotStatus
+from ..snapshot.compare import BaseComparison, Change
+from ..units import signed, thousands
+from .cells import (
     CHANGED_NOTE,
     change_columns,
     change_totals,
@@ -25,9 +26,8 @@ from .render_terminal import (
     shown_changes,
     used_text,
 )
-from .results import ModelResult, Outcome, SnapshotStatus
+from .github import arrow, usage_bar
 from .tables import Column, Style, markdown_code, markdown_escape, render
-from .units import signed, thousands
 
 MARKER = "<!-- cnn-budget-comment -->"
 # Bytes of the body; GitHub's limit is 65,536 characters, and a character is at least a byte.

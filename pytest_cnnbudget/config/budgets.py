@@ -11,9 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .results import BudgetCheck, ParameterCount
-from .tables import Style, grid
-from .units import human_bytes, parse_bytes, parse_count, short_count, thousands
+from ..results import BudgetCheck, ParameterCount
+from ..units import human_bytes, parse_bytes, parse_count, short_count, thousands
 
 
 class Unit(str, Enum):
@@ -192,22 +191,3 @@ def limit_text(check: BudgetCheck | None, human: bool = False) -> str:
 def ranks_trainable(checks: tuple[BudgetCheck, ...]) -> bool:
     """Whether every one of `checks` counts trainable parameters only."""
     return bool(checks) and all(KINDS[c.key].ranks_trainable for c in checks if c.key in KINDS)
-
-
-_WRITTEN = {
-    Unit.COUNT: '600_000, "600k", "1.5M", "7B", "2e9"',
-    Unit.BYTES: '"100MB", "1.5GiB", "47.7MiB", 1048576',
-}
-
-
-def docs_table() -> list[str]:
-    """The README's table of budget keys, as Markdown lines."""
-    rows = [
-        [
-            kind.key,
-            kind.description + (" (needs input_shape)" if kind.needs_input_shape else ""),
-            _WRITTEN[kind.unit],
-        ]
-        for kind in BUDGETS
-    ]
-    return grid(["budget key", "limits", "written as"], rows, [False] * 3, Style.MARKDOWN)

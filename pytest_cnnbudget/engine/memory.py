@@ -41,15 +41,15 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .constants import ROOT_NAME
-from .errors import MemoryTraceError, exception_text
+from ..constants import ROOT_NAME
+from ..errors import MemoryTraceError, exception_text
+from ..results import Memory, MemoryOptions
 from .explain import Call, explain_failure
 from .profiler import tensors, token_ids
-from .results import Memory, MemoryOptions
 
 if TYPE_CHECKING:
+    from ..inputs import InputSpec
     from .counting import ModelLike
-    from .inputs import InputSpec
 
 AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # config.AUTOCAST → torch's dtype names
 LOSS = "the sum of every floating-point tensor the forward returns"

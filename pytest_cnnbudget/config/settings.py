@@ -17,8 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .budgets import BUDGETS, KEYS, MEMORY_KEYS
-from .constants import (
+from ..constants import (
     DEFAULT_SNAPSHOT,
     DEVICES,
     MAX_CONFIG_BYTES,
@@ -29,12 +28,13 @@ from .constants import (
     MAX_SNAPSHOT_PATH,
     MAX_TIMEOUT,
 )
-from .errors import ConfigError
-from .inputs import InputSpec, parse_input_shape
+from ..errors import ConfigError
+from ..inputs import InputSpec, parse_input_shape
+from ..names import printable
+from ..results import MemoryOptions
+from ..units import brief
+from .budgets import BUDGETS, KEYS, MEMORY_KEYS
 from .instantiate import kwargs_problems, target_problem
-from .results import MemoryOptions
-from .tables import printable
-from .units import brief
 
 if sys.version_info >= (3, 11):
     import tomllib

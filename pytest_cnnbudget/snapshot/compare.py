@@ -9,13 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .results import (
-    LayerChange,
-    ModelResult,
-    SnapshotDiff,
-    SnapshotEntry,
-    TotalChange,
-)
+from ..results import LayerChange, ModelResult, SnapshotDiff, SnapshotEntry, TotalChange
 
 
 def diff_entries(before: SnapshotEntry, after: SnapshotEntry) -> SnapshotDiff:

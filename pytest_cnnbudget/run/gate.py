@@ -10,10 +10,11 @@ import traceback
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .budgets import check_budgets
-from .compare import diff_entries
-from .config import Level, ModelSpec
-from .errors import (
+from ..config.budgets import check_budgets
+from ..config.settings import Level, ModelSpec
+from ..engine.loading import build_model, local_to, resolve_target
+from ..engine.measurement import measure_folded
+from ..errors import (
     CnnBudgetError,
     CountError,
     MemoryTraceError,
@@ -21,10 +22,7 @@ from .errors import (
     ProfileError,
     exception_text,
 )
-from .loading import build_model, local_to, resolve_target
-from .locate import definition_source, error_source, layer_source, user_frames
-from .measurement import measure_folded
-from .results import (
+from ..results import (
     ModelResult,
     Outcome,
     ParameterCount,
@@ -33,7 +31,9 @@ from .results import (
     SnapshotStatus,
     SourceLocation,
 )
-from .units import thousands
+from ..snapshot.compare import diff_entries
+from ..units import thousands
+from .locate import definition_source, error_source, layer_source, user_frames
 
 if TYPE_CHECKING:
     from torch import nn
