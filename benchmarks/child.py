@@ -244,8 +244,9 @@ def hardening(folder: str) -> None:
     the snapshot lock (with the re-read it guards), and the forked checking process."""
     import tempfile
 
-    from pytest_cnnbudget.config.settings import ModelSpec
-    from pytest_cnnbudget.run.isolation import Forked, InProcess, Request
+    from pytest_cnnbudget.config.spec import ModelSpec, Order
+    from pytest_cnnbudget.run.forked import Forked
+    from pytest_cnnbudget.run.isolation import InProcess, Request
     from pytest_cnnbudget.run.state import preserved
     from pytest_cnnbudget.snapshot.store import locked, read_snapshot
 
@@ -273,7 +274,7 @@ def hardening(folder: str) -> None:
     def request(i: int, timeout: float | None) -> Request:
         kwargs = {"in_features": 8 + i % 7, "out_features": 8}
         spec = ModelSpec(f"m{i}", "torch.nn:Linear", kwargs, {"max_params": 10**6})
-        return Request(spec, None, False, False, timeout)
+        return Request(Order(spec), timeout)
 
     n = 50
     checks: dict[str, float] = {}
@@ -316,7 +317,7 @@ def rendering(rounds: str) -> None:
     import statistics
 
     from pytest_cnnbudget import build_model, measure
-    from pytest_cnnbudget.config.settings import ModelSpec
+    from pytest_cnnbudget.config.spec import ModelSpec, Order
     from pytest_cnnbudget.report.cells import shown_changes
     from pytest_cnnbudget.report.comment import comment_markdown
     from pytest_cnnbudget.report.github import anchors, annotation_lines, summary_markdown
@@ -342,7 +343,7 @@ def rendering(rounds: str) -> None:
     gc.collect()
     gc.freeze()
     start = time.perf_counter()
-    result = check_model(spec, stored, snapshot_enabled=True, update=False)
+    result = check_model(Order(spec, stored, snapshot_enabled=True))
     check = time.perf_counter() - start
     gc.collect()  # the checked model, as a forked check leaves none of it in pytest's process
     if result.count is None or result.diff is None or result.snapshot is not SnapshotStatus.CHANGED:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         SnapshotError,
     )
     from .inputs import InputSpec, parse_input_shape
-    from .report.plot import save_plot
+    from .report.plot import plot, save_plot
     from .report.terminal import format_table
     from .results import Compute, DtypeBytes, LayerRow, ParameterCount
 
@@ -56,6 +56,7 @@ __all__ = [
     "format_table",
     "measure",
     "parse_input_shape",
+    "plot",
     "profile",
     "save_plot",
 ]
@@ -82,6 +83,7 @@ _LAZY = {
     "ModuleProfile": ".engine.profiler",
     "Profile": ".engine.profiler",
     "profile": ".engine.profiler",
+    "plot": ".report.plot",
     "save_plot": ".report.plot",
 }
 

@@ -27,16 +27,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .constants import DEVICES
+from .config.fields import AUTOCAST, check_kwargs, depth_option, parse_optimizer
+from .config.instantiate import kwargs_problems
+from .config.settings import discover_config, load_settings
+from .config.spec import Settings, model_depth
+from .constants import DEVICES, MAX_CONFIG_BYTES
 from .errors import CnnBudgetError, CommandLineError, CountError
-from .results import MemoryOptions
-
-if TYPE_CHECKING:
-    from .config.settings import Settings
-    from .inputs import InputSpec
-    from .results import ParameterCount
+from .inputs import InputSpec, parse_input_shape
+from .names import printable
+from .report.json import summary_dict
+from .report.plot import save_plot
+from .report.tables import Style
+from .report.terminal import layer_report
+from .report.views import trainable_only
+from .results import MemoryOptions, ParameterCount
+from .run.outputs import chart_stems
+from .units import brief
 
 PROG = "cnnbudget"
 USAGE_ERROR = 2
@@ -59,63 +67,78 @@ def _parser() -> argparse.ArgumentParser:
         description="Count a PyTorch model's parameters per layer, with the textbook formulas.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def model_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "target",
-            metavar="MODEL",
-            help='the model: "package.module:attr" (class or factory), or the name of a model '
-            "configured in [tool.cnnbudget], whose target, kwargs, device, input_shape and "
-            "depth are used (options given here win)",
+    _summary_options(
+        commands.add_parser(
+            "summary",
+            help="print the per-layer table",
+            description="Print the per-layer parameter table; with --input-shape also output "
+            "shapes and multiply-adds.",
         )
-        sub.add_argument(
-            "--config",
-            metavar="PATH",
-            help="the TOML file that configures MODEL (default: the first pyproject.toml with "
-            "[tool.cnnbudget] in the working directory or above it)",
-        )
-        sub.add_argument(
-            "--kwargs",
-            metavar="JSON",
-            help="keyword arguments of a target, e.g. '{\"num_classes\": 10}'",
-        )
-        sub.add_argument(
-            "--input-shape",
-            metavar="SHAPE",
-            help="run one forward pass on meta tensors of this shape: 1,3,32,32 (several "
-            "inputs: 1,3,32,32;1,10; keyword inputs: x=1,3,32,32;mask=1,32; or JSON)",
-        )
-        sub.add_argument(
-            "--device",
-            choices=DEVICES,
-            help="where the model is built (default: meta, which allocates no weights, or the "
-            "configured model's device)",
-        )
-        sub.add_argument(
-            "--no-group",
-            action="store_true",
-            help="one row per layer (by default layers alike but for their block index are one "
-            "row: layers.{0..31}.mlp.up ×32)",
-        )
-        sub.add_argument(
-            "--trainable-only",
-            action="store_true",
-            help="only the layers that train, each counted by its trainable parameters (an "
-            "adapter's view of a model with a frozen base)",
-        )
-
-    summary = commands.add_parser(
-        "summary",
-        help="print the per-layer table",
-        description="Print the per-layer parameter table; with --input-shape also output "
-        "shapes and multiply-adds.",
     )
-    model_options(summary)
+    _plot_options(
+        commands.add_parser(
+            "plot",
+            help="write a bar chart of the largest layers (SVG and PNG)",
+            description="Write <name>.svg and <name>.png: each layer's share of the parameters.",
+        )
+    )
+    return parser
+
+
+def _model_options(sub: argparse.ArgumentParser) -> None:
+    """What both commands take: the model, how to build it, which rows to show."""
+    sub.add_argument(
+        "target",
+        metavar="MODEL",
+        help='the model: "package.module:attr" (class or factory), or the name of a model '
+        "configured in [tool.cnnbudget], whose target, kwargs, device, input_shape and "
+        "depth are used (options given here win, except over the depth its own table sets)",
+    )
+    sub.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the TOML file that configures MODEL (default: the first pyproject.toml with "
+        "[tool.cnnbudget] in the working directory or above it)",
+    )
+    sub.add_argument(
+        "--kwargs",
+        metavar="JSON",
+        help="keyword arguments of a target, e.g. '{\"num_classes\": 10}'",
+    )
+    sub.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="run one forward pass on meta tensors of this shape: 1,3,32,32 (several "
+        "inputs: 1,3,32,32;1,10; keyword inputs: x=1,3,32,32;mask=1,32; or JSON)",
+    )
+    sub.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="where the model is built (default: meta, which allocates no weights, or the "
+        "configured model's device)",
+    )
+    sub.add_argument(
+        "--no-group",
+        action="store_true",
+        help="one row per layer (by default layers alike but for their block index are one "
+        "row: layers.{0..31}.mlp.up ×32)",
+    )
+    sub.add_argument(
+        "--trainable-only",
+        action="store_true",
+        help="only the layers that train, each counted by its trainable parameters (an "
+        "adapter's view of a model with a frozen base)",
+    )
+
+
+def _summary_options(summary: argparse.ArgumentParser) -> None:
+    _model_options(summary)
     summary.add_argument(
         "--depth",
-        type=_positive,
+        type=depth_option,
         metavar="N",
-        help="group rows by the first N levels of the module name (layer1.0.conv1 → layer1)",
+        help="group rows by the first N levels of the module name (layer1.0.conv1 → layer1), "
+        "unless a configured model's table sets `depth`",
     )
     summary.add_argument(
         "--format", choices=("table", "json", "markdown"), default="table", help="output format"
@@ -134,16 +157,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     summary.add_argument(
         "--autocast",
-        choices=("bf16", "fp16"),
+        choices=AUTOCAST,
         help="trace the step under mixed precision (implies --memory)",
     )
 
-    plot = commands.add_parser(
-        "plot",
-        help="write a bar chart of the largest layers (SVG and PNG)",
-        description="Write <name>.svg and <name>.png: each layer's share of the parameters.",
-    )
-    model_options(plot)
+
+def _plot_options(plot: argparse.ArgumentParser) -> None:
+    _model_options(plot)
     plot.add_argument("--top", type=_positive, default=10, metavar="N", help="bars (default 10)")
     plot.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
     plot.add_argument(
@@ -151,7 +171,6 @@ def _parser() -> argparse.ArgumentParser:
         help="file name without extension (default: the attr's name, or the configured model's)",
     )
     plot.add_argument("--title", help="chart title (default: the parameter total)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,8 +252,6 @@ def _model(args: argparse.Namespace) -> _Model:
 def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | None:
     """The configured model's memory options with the command line's on top; --memory,
     --optimizer or --autocast turn measuring on."""
-    from .config.settings import parse_optimizer
-
     asked = getattr(args, "memory", False)  # summary has the options, plot does not
     optimizer, autocast = getattr(args, "optimizer", None), getattr(args, "autocast", None)
     if not (asked or optimizer or autocast):
@@ -251,10 +268,6 @@ def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | 
 
 
 def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
-    from .config.settings import discover_config, load_settings
-    from .run.outputs import chart_stems
-    from .units import brief
-
     name = args.target
     if args.kwargs is not None:
         raise CommandLineError(
@@ -283,7 +296,7 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
         kwargs=dict(spec.kwargs),
         device=args.device or spec.device,
         input_spec=spec.input_shape if args.input_shape is None else _input_spec(args.input_shape),
-        depth=next((d for d in (depth, spec.depth, settings.depth) if d is not None), None),
+        depth=model_depth(spec, depth, settings),
         stem=chart_stems([name])[name],
         name=name,
         config=path,
@@ -292,9 +305,6 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
 
 
 def _not_configured(name: str, settings: Settings) -> str:
-    from .names import printable
-    from .units import brief
-
     names = [m.name for m in settings.models]
     close = difflib.get_close_matches(name, names, n=1)
     shown = ", ".join(printable(n) for n in names[:SHOWN_NAMES])
@@ -324,11 +334,6 @@ def _importable(config: Path | None) -> Iterator[None]:
 
 
 def _kwargs(text: str) -> dict[str, Any]:
-    from .config.instantiate import kwargs_problems
-    from .config.settings import check_kwargs
-    from .constants import MAX_CONFIG_BYTES
-    from .units import brief
-
     if len(text) > MAX_CONFIG_BYTES:
         raise CommandLineError(
             f"--kwargs is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
@@ -354,8 +359,6 @@ def _kwargs(text: str) -> dict[str, Any]:
 def _input_spec(text: str | None) -> InputSpec | None:
     if text is None:
         return None
-    from .inputs import parse_input_shape
-
     try:
         return parse_input_shape(text)
     except ValueError as e:
@@ -364,6 +367,7 @@ def _input_spec(text: str | None) -> InputSpec | None:
 
 def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> ParameterCount:
     """Build and measure the model."""
+    # torch: imported once a model is built, so that --help and a usage error stay instant.
     from .engine.loading import build_model
     from .engine.measurement import measure
 
@@ -376,14 +380,8 @@ def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> P
 
 
 def _summary(args: argparse.Namespace, model: _Model) -> str:
-    from .report.json import summary_dict
-    from .report.tables import Style
-    from .report.terminal import layer_report
-
     count = _measure(model, depth=model.depth, memory=True)
     if args.trainable_only:
-        from .report.views import trainable_only
-
         count = trainable_only(count)
     if args.format == "json":
         measured = summary_dict(count)
@@ -401,8 +399,6 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
 
 
 def _plot(args: argparse.Namespace, model: _Model) -> list[Path]:
-    from .report.plot import save_plot
-
     count = _measure(model)
     return save_plot(
         count,

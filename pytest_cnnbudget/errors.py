@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class CnnBudgetError(Exception):
     """Base class of every error the package raises on purpose."""
@@ -54,8 +56,6 @@ class FormulaMismatchWarning(UserWarning):
 
 def os_error_text(error: OSError) -> str:
     """The OS's words and its errno name, `No space left on device (ENOSPC)`."""
-    import errno
-
     name = errno.errorcode.get(error.errno or 0)
     if error.strerror and name:
         return f"{error.strerror} ({name})"

@@ -1,4 +1,12 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite, and its tiers.
+
+The heavy tiers live in folders named after their markers: every test in tests/zoo/ is marked
+`zoo` (real models of torchvision, timm and transformers through the gate), in tests/reference/
+`reference` (the meta trace against real cpu runs), in tests/slow/ `slow` (benchmark smoke runs,
+attack sessions, long pytester sessions). A heavy test in a file of the fast tier carries
+`@pytest.mark.slow` itself. The fast tier is the rest:
+`pytest -n auto -m "not (zoo or reference or slow)"`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,9 @@ if TYPE_CHECKING:
     from pytest_cnnbudget.engine.counting import ModelLike
     from pytest_cnnbudget.results import ParameterCount
 
-EXPECTED_DIR = Path(__file__).parent / "expected"
+TESTS = Path(__file__).parent
+EXPECTED_DIR = TESTS / "expected"
+TIERS = ("zoo", "reference", "slow")  # folders of tests/ and their markers, in pyproject
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,6 +34,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite the stored expected output in tests/expected instead of comparing with it",
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            folder = item.path.relative_to(TESTS).parts[0]
+            if folder in TIERS:
+                item.add_marker(folder)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from pytest_cnnbudget.config.budgets import (
     budget_text,
     check_budgets,
 )
-from pytest_cnnbudget.config.settings import ModelSpec, parse_settings
+from pytest_cnnbudget.config.settings import parse_settings
+from pytest_cnnbudget.config.spec import ModelSpec, Order
 from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.errors import ConfigError
 from pytest_cnnbudget.inputs import parse_input_shape
@@ -81,7 +82,7 @@ def test_buffer_budgets_count_batchnorm_running_statistics() -> None:
     # running_mean and running_var (16 float32 each) and num_batches_tracked (one int64).
     assert sum(b.numel() for b in buffers) == 33
     spec = settings_of(max_params=10_000, max_buffers=32, max_buffer_bytes="1kB")
-    result = check_model(spec, None, snapshot_enabled=False, update=False)
+    result = check_model(Order(spec))
     assert result.outcome is Outcome.FAILED
     checks = {c.key: (c.actual, c.limit, c.over) for c in result.budgets}
     assert checks == {

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import nets
 import pytest
 from project import CIFAR
 
 from pytest_cnnbudget.config.budgets import KEYS, KINDS
-from pytest_cnnbudget.config.settings import ModelSpec, parse_settings
+from pytest_cnnbudget.config.settings import parse_settings
+from pytest_cnnbudget.config.spec import ModelSpec, Order
+from pytest_cnnbudget.errors import (
+    CountError,
+    MemoryTraceError,
+    ModelBuildError,
+    ShapeMismatchError,
+)
 from pytest_cnnbudget.report.terminal import failure_lines, format_table, overview_lines
 from pytest_cnnbudget.results import (
     LayerChange,
@@ -27,6 +34,7 @@ from pytest_cnnbudget.results import (
     SourceLocation,
     TotalChange,
 )
+from pytest_cnnbudget.run import gate
 from pytest_cnnbudget.run.gate import check_model
 from pytest_cnnbudget.snapshot.compare import diff_entries
 
@@ -49,7 +57,7 @@ def check(
     update: bool = False,
 ) -> ModelResult:
     """`model`'s check against `stored`, in a plain run unless `update`."""
-    return check_model(model, stored, snapshot_enabled=snapshot, update=update)
+    return check_model(Order(model, stored, snapshot_enabled=snapshot, update=update))
 
 
 def accepted(model: ModelSpec) -> SnapshotEntry:
@@ -428,6 +436,44 @@ def test_a_constructor_error_shows_where_it_was_raised() -> None:
         ],
         consecutive=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "reached", "stage"),
+    [
+        (ShapeMismatchError("fc1"), "check", "forward"),
+        (MemoryTraceError("step"), "check", "memory"),
+        (CountError("lazy"), "check", "build"),
+        (ModelBuildError("import"), "check", "build"),
+        (RuntimeError("a bug of ours"), "check", "check"),  # the step the check had reached
+        (RuntimeError("a bug of ours"), "build", "build"),
+    ],
+)
+def test_one_rule_names_the_stage_an_error_comes_from(
+    error: Exception, reached: str, stage: str
+) -> None:
+    assert gate.error_stage(error, reached) == stage
+
+
+@pytest.mark.parametrize(
+    ("error", "stage"),
+    [
+        (ShapeMismatchError("fc1"), "forward"),
+        (MemoryTraceError("step"), "memory"),
+        (CountError("lazy"), "build"),
+        (RuntimeError("a bug of ours"), "build"),
+    ],
+)
+def test_a_configured_and_a_fixture_check_name_the_same_stage(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, stage: str
+) -> None:
+    def measure_folded(*args: object) -> NoReturn:
+        raise error
+
+    monkeypatch.setattr(gate, "measure_folded", measure_folded)
+    configured = check(spec(**CIFAR))
+    built = gate.check_built(Order(spec(**CIFAR), None, snapshot_enabled=True), nets.Cifar())
+    assert (configured.error_stage, built.error_stage) == (stage, stage)
 
 
 # -- input shapes: output shapes and compute ----------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import torch
 from project import NETS_SOURCE, toml_text
 from schemas import problems
 
-from pytest_cnnbudget.cli import main
+from pytest_cnnbudget.cli import _parser, main
+from pytest_cnnbudget.config.fields import AUTOCAST
 from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import parse_input_shape
 from pytest_cnnbudget.names import fold_name
@@ -288,7 +290,10 @@ def test_errors_are_one_clean_message(
     [
         ([], "the following arguments are required: COMMAND"),
         (["summary", CIFAR, "--format", "yaml"], "invalid choice: 'yaml'"),
-        (["summary", CIFAR, "--depth", "0"], "0 must be at least 1"),
+        # As --cnn-budget-depth and `depth` in a file say it.
+        (["summary", CIFAR, "--depth", "0"], "--depth: expected name levels, '0' is 0 is not from"),
+        (["summary", CIFAR, "--depth", "65"], "--depth: expected name levels, '65' is 65 is not"),
+        (["summary", CIFAR, "--depth", "two"], "expected name levels, 'two' is not a whole number"),
         (["plot", CIFAR, "--top", "many"], "'many' is not a whole number"),
     ],
 )
@@ -298,6 +303,13 @@ def test_usage_errors_exit_2(
     status, _, err = run(capsys, *argv)
     assert status == 2
     assert message in err
+
+
+def test_autocast_takes_the_names_the_config_validates() -> None:
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    summary = commands.choices["summary"]
+    autocast = next(a for a in summary._actions if "--autocast" in a.option_strings)
+    assert autocast.choices is AUTOCAST
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,6 +332,7 @@ def test_plot_writes_svg_and_png(project: Path, capsys: pytest.CaptureFixture[st
 # -- as users run it ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_python_dash_m_in_a_project_folder(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -335,6 +348,7 @@ def test_python_dash_m_in_a_project_folder(
     assert run(capsys, *argv)[1] == run_m.stdout
 
 
+@pytest.mark.slow
 def test_console_script_imports_from_the_working_directory(project: Path) -> None:
     script = Path(sys.executable).with_name("cnnbudget")
     if not script.exists():
@@ -439,9 +453,23 @@ def test_objects_input_shape_and_depth_come_from_the_config_and_options_win(
     assert [(r["name"], r["params"]) for r in doc["layers"]] == [("0", 144), ("1", 68)]
     assert doc["totals"]["params"] == MLP_PARAMS
     assert doc["compute"]["inputs"]["args"] == [[1, 8]]
-    doc = summary_json(capsys, "mlp", "--depth", "2", "--input-shape", "3,8")
-    assert [r["name"] for r in doc["layers"]] == ["0.0", "1.0"]
+    doc = summary_json(capsys, "mlp", "--input-shape", "3,8")
     assert doc["compute"]["inputs"]["args"] == [[3, 8]]
+
+
+def test_depth_is_the_tables_else_the_options_else_the_top_levels_as_in_pytest(
+    configured: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(configured)
+    # mlp's table says depth 1: --depth does not override it, as --cnn-budget-depth does not.
+    doc = summary_json(capsys, "mlp", "--depth", "2")
+    assert [r["name"] for r in doc["layers"]] == ["0", "1"]
+    # Without a depth of its own, --depth wins over the top level's (2).
+    Path("inherits.toml").write_text(toml_text({"mlp": MLP}, {"depth": 2}), "utf-8")
+    doc = summary_json(capsys, "mlp", "--config", "inherits.toml")
+    assert [r["name"] for r in doc["layers"]] == ["0.0", "1.0"]
+    doc = summary_json(capsys, "mlp", "--config", "inherits.toml", "--depth", "1")
+    assert [r["name"] for r in doc["layers"]] == ["0", "1"]
 
 
 def test_config_option_from_anywhere(

@@ -3,6 +3,7 @@ model is declared, in every TOML spelling."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import textwrap
@@ -12,13 +13,10 @@ from typing import Any
 import pytest
 from project import toml_text
 
-from pytest_cnnbudget.config.settings import (
-    Level,
-    find_config,
-    load_settings,
-    parse_settings,
-)
-from pytest_cnnbudget.constants import MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
+from pytest_cnnbudget.config.fields import depth_option
+from pytest_cnnbudget.config.settings import find_config, load_settings, parse_settings
+from pytest_cnnbudget.config.spec import Level, ModelSpec, Settings, model_depth, model_timeout
+from pytest_cnnbudget.constants import DEFAULT_TIMEOUT, MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from pytest_cnnbudget.errors import ConfigError
 
 PYPROJECT = textwrap.dedent(
@@ -675,3 +673,53 @@ def test_a_depth_is_a_number_of_name_levels(tmp_path: Path, depth: object, probl
         f"[tool.cnnbudget] depth: {problem}",
         f"{CIFAR} depth: {problem}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("0", "expected name levels, '0' is 0 is not from 1 to 64"),
+        ("65", "expected name levels, '65' is 65 is not from 1 to 64"),
+        ("two", "expected name levels, 'two' is not a whole number"),
+        ("1.5", "expected name levels, '1.5' is not a whole number"),
+    ],
+)
+def test_a_depth_option_is_checked_as_the_key(text: str, problem: str) -> None:
+    assert depth_option(" 64 ") == 64
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        depth_option(text)
+    assert str(raised.value) == problem
+
+
+@pytest.mark.parametrize(
+    ("table", "option", "top", "depth"),
+    [
+        (1, 2, 3, 1),  # the model's own key
+        (None, 2, 3, 2),  # else the command line's
+        (None, None, 3, 3),  # else the file's top level
+        (None, None, None, None),  # else every level
+    ],
+)
+def test_a_models_depth_is_its_tables_then_the_options_then_the_files(
+    table: int | None, option: int | None, top: int | None, depth: int | None
+) -> None:
+    settings = Settings(Path("pyproject.toml"), None, "meta", (), depth=top)
+    assert model_depth(ModelSpec("m", "nets:A", depth=table), option, settings) == depth
+
+
+@pytest.mark.parametrize(
+    ("table", "option", "top", "timeout"),
+    [
+        (1.0, 2.0, 3.0, 1.0),
+        (0.0, 2.0, 3.0, None),  # 0: no limit, and it still wins
+        (None, 2.0, 3.0, 2.0),
+        (None, 0.0, 3.0, None),
+        (None, None, 3.0, 3.0),
+        (None, None, None, DEFAULT_TIMEOUT),
+    ],
+)
+def test_a_models_timeout_is_its_tables_then_the_options_then_the_files(
+    table: float | None, option: float | None, top: float | None, timeout: float | None
+) -> None:
+    settings = Settings(Path("pyproject.toml"), None, "meta", (), timeout=top)
+    assert model_timeout(ModelSpec("m", "nets:A", timeout=table), option, settings) == timeout

@@ -205,6 +205,7 @@ def test_one_annotation_per_model_beside_annotate_failures_plugin(
     assert other[0].startswith("::error file=test_other.py")
 
 
+@pytest.mark.slow
 def test_xdist_annotates_once_from_the_controller(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,18 +22,12 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
 
-from pytest_cnnbudget.config.settings import ModelSpec
+from pytest_cnnbudget.config.spec import ModelSpec, Order
 from pytest_cnnbudget.engine.loading import build_hint, build_model, meta_caused
 from pytest_cnnbudget.errors import ModelBuildError
 from pytest_cnnbudget.results import ModelResult, Outcome
-from pytest_cnnbudget.run.isolation import (
-    FORK_AVAILABLE,
-    Checker,
-    Forked,
-    InProcess,
-    Request,
-    picklable_filters,
-)
+from pytest_cnnbudget.run.forked import FORK_AVAILABLE, Forked
+from pytest_cnnbudget.run.isolation import Checker, InProcess, Request, picklable_filters
 from pytest_cnnbudget.run.state import preserved
 
 needs_fork = pytest.mark.skipif(not FORK_AVAILABLE, reason="os.fork is not available")
@@ -240,7 +234,7 @@ def request_for(cls: str, timeout: float | None = None, **kwargs: object) -> Req
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         filters = picklable_filters()
-    return Request(spec, None, False, False, timeout, filters=filters)
+    return Request(Order(spec), timeout, filters=filters)
 
 
 def result_of(checker: Checker, request: Request) -> ModelResult:
@@ -343,7 +337,7 @@ def test_a_warning_turned_into_an_error_is_the_models_failure(zoo: Path) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         request = request_for("Good")
-        request = Request(request.spec, None, False, False, None, filters=picklable_filters())
+        request = Request(Order(request.spec), None, filters=picklable_filters())
     result = result_of(InProcess(), request)
     assert result.outcome is Outcome.ERROR
     assert "UserWarning: warned by Good" in (result.error or "")
@@ -515,11 +509,11 @@ def test_without_fork_a_hang_ends_the_run_with_where_it_was(zoo: Path) -> None:
         """
         import iso_zoo  # torch too, before the clock starts
 
-        from pytest_cnnbudget.config.settings import ModelSpec
+        from pytest_cnnbudget.config.spec import ModelSpec, Order
         from pytest_cnnbudget.run.isolation import InProcess, Request
 
         spec = ModelSpec("hang", "iso_zoo:Hang", {}, {"max_params": 10})
-        InProcess().check(Request(spec, None, False, False, timeout=0.5))
+        InProcess().check(Request(Order(spec), timeout=0.5))
         print("not reached")
         """
     )
@@ -635,6 +629,7 @@ def test_a_crash_is_seen_though_a_process_the_model_forked_holds_the_socket(
     assert "SIGSEGV" in (result.error or "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("capture", ["fd", "sys"])
 def test_in_pytests_process_a_time_limit_says_where_on_the_terminal(
     pytester: pytest.Pytester, capture: str
@@ -652,6 +647,7 @@ def test_in_pytests_process_a_time_limit_says_where_on_the_terminal(
     assert "iso_zoo.py" in err
 
 
+@pytest.mark.slow
 @needs_fork
 def test_a_thread_the_model_left_running_cannot_end_the_next_models_check(
     zoo: Path, forked: Forked

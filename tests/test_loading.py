@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pytest_cnnbudget import ModelBuildError, build_model, count_parameters
-from pytest_cnnbudget.engine import loading
+from pytest_cnnbudget.engine import meta
 
 PACKAGE = "cnnbudget_zoo"
 MODELS = f"{PACKAGE}.models"
@@ -278,6 +278,7 @@ def build_in_subprocess(target: str, *path: Path) -> dict[str, Any]:
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="the resource module is POSIX-only")
 
 
+@pytest.mark.slow
 @posix_only
 def test_llama_7b_builds_without_allocating() -> None:
     report = build_in_subprocess("architectures:llama", TESTS_DIR)
@@ -355,7 +356,7 @@ def test_a_module_listed_as_imported_off_meta_gets_cpu_tensors_in_a_build(
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(loading, "_IMPORTED_OFF_META", frozenset({"import_time"}))
+    monkeypatch.setattr(meta, "_IMPORTED_OFF_META", frozenset({"import_time"}))
     model = build_model("imports_late:Late")
     assert model.constant.device.type == "cpu"
     assert model.constant.tolist() == [1.0, 1.0]
@@ -376,6 +377,7 @@ class DynamoLate(nn.Module):
 """
 
 
+@pytest.mark.slow
 def test_torch_dynamo_first_imported_by_a_constructor_on_meta(tmp_path: Path) -> None:
     # torch 2.8 fails this import inside torch.device("meta") ("partially initialized module
     # 'torch._dynamo'").
@@ -484,6 +486,7 @@ class Huge(nn.Module):
 """
 
 
+@pytest.mark.slow
 @posix_only
 def test_fallback_builds_without_allocating(tmp_path: Path) -> None:
     (tmp_path / "huge_model.py").write_text(HUGE, encoding="utf-8")

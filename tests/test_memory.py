@@ -442,6 +442,7 @@ def test_an_over_budget_step_shows_the_breakdown_and_the_modules_saving_most(
     )
 
 
+@pytest.mark.slow
 def test_memory_travels_in_json_snapshot_and_json_report_alike_under_xdist(
     memory_project: pytest.Pytester,
 ) -> None:
@@ -563,6 +564,7 @@ def test_the_fixture_checks_memory(memory_project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*training step memory (peak) over budget by*"])
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_breakdown_and_its_json(memory_project: pytest.Pytester) -> None:
     argv = [sys.executable, "-m", "pytest_cnnbudget", "summary", "memnets:Mlp"]
     result = memory_project.run(*argv, "--input-shape", "64,512", "--memory")

@@ -1,12 +1,18 @@
-"""The pure parts of writing outputs: which ones could never be written, and why one failed."""
+"""Writing outputs: which ones could never be written, why one failed, and that a write that
+fails leaves the file it would have replaced as it was."""
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pytest_cnnbudget.run.outputs import failure_text, output_problems
+from pytest_cnnbudget.run.outputs import failure_text, output_problems, write_json, write_text
 
 
 def test_output_problems_name_each_output_that_could_never_be_written(tmp_path: Path) -> None:
@@ -33,3 +39,62 @@ def test_failure_text_gives_the_os_reason_and_the_file() -> None:
         "No such file or directory (ENOENT): /no/such/folder/report.json"
     )
     assert failure_text(ValueError("bad figure")) == "ValueError: bad figure"
+
+
+def test_a_text_that_cannot_be_encoded_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "comment.md"
+    path.write_text("the old comment\n", encoding="utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        write_text(path, "a model name from a file: m\udc80\n")  # a lone surrogate
+    assert path.read_text(encoding="utf-8") == "the old comment\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comment.md"]
+
+
+OVER_THE_FILE_SIZE_LIMIT = """
+import resource, sys
+from pathlib import Path
+from pytest_cnnbudget.run.outputs import failure_text, write_json
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_json(Path(sys.argv[1]), {f"model{i}": i for i in range(1000)})  # 17 kB
+except OSError as e:
+    print(failure_text(e))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_a_json_report_that_cannot_be_written_in_full_leaves_the_old_one(tmp_path: Path) -> None:
+    # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG, as on a full disk.
+    path = tmp_path / "report.json"
+    write_json(path, {"old": 1})
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", OVER_THE_FILE_SIZE_LIMIT, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "File too large (EFBIG)\n"
+    assert path.read_text(encoding="utf-8") == '{\n  "old": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_pipe_in_an_outputs_place_is_written_to_not_replaced(tmp_path: Path) -> None:
+    # As `--cnn-budget-json /dev/stdout` is: there is no file to replace.
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_json(pipe, {"a": 1})
+        assert os.read(reader, 4096) == b'{\n  "a": 1\n}\n'
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)

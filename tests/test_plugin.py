@@ -65,6 +65,7 @@ def test_without_the_flag_nothing_is_collected_and_torch_is_not_imported(
     assert "cnn-budget" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_selecting_the_budget_marker_without_the_flag_says_how_to_run_them(
     pytester: pytest.Pytester,
 ) -> None:
@@ -117,6 +118,7 @@ class Skipping(Cyclic):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("user_disabled_gc", [False, True])
 def test_torch_is_frozen_out_of_later_collections_and_models_are_not(
     pytester: pytest.Pytester, user_disabled_gc: bool
@@ -171,6 +173,7 @@ def test_a_broken_torch_fails_the_items_not_the_run(pytester: pytest.Pytester) -
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.slow
 def test_in_process_runs_thaw_what_earlier_runs_froze(pytester: pytest.Pytester) -> None:
     Project(pytester, top={"snapshot": False}, cifar=CIFAR)
     script = """
@@ -429,6 +432,7 @@ def test_config_option_points_elsewhere(pytester: pytest.Pytester) -> None:
 # -- the example project, charts and compute ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_rootdir_config_is_collected_beside_testpaths(pytester: pytest.Pytester) -> None:
     project = Project(pytester, cifar=CIFAR)
     with project.pyproject.open("a", encoding="utf-8") as file:

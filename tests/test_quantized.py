@@ -27,7 +27,7 @@ from torch import nn
 from torch.ao import quantization
 from torch.ao.nn import quantized
 
-from pytest_cnnbudget.config.settings import ModelSpec
+from pytest_cnnbudget.config.spec import ModelSpec, Order
 from pytest_cnnbudget.engine.counting import count_parameters
 from pytest_cnnbudget.engine.loading import build_model
 from pytest_cnnbudget.engine.quantized import contains_quantized, quantized_layer
@@ -37,14 +37,11 @@ from pytest_cnnbudget.report.terminal import failure_lines, format_table, overvi
 from pytest_cnnbudget.results import ParameterCount, SnapshotEntry
 from pytest_cnnbudget.run import wire
 from pytest_cnnbudget.run.gate import check_model
-from pytest_cnnbudget.snapshot.store import dumps, parse_snapshot
+from pytest_cnnbudget.snapshot.format import dumps, parse_snapshot
 
 # torch's quantization API and torchvision are untyped; through Any, strict mypy checks the rest.
 tq: Any = quantization
 nnq: Any = quantized
-# Imported before any pytester run: an in-process run drops what it imported, and torchvision's
-# operators cannot be registered twice in one process.
-tvq: Any = importlib.import_module("torchvision.models.quantization")
 
 pytestmark = [
     # torch deprecates eager-mode quantization and creating quantized tensors, which every
@@ -167,10 +164,7 @@ def test_float_layers_beside_quantized_ones_stay_on_meta_and_say_so() -> None:
         ("1", "Linear", 105, "20×5 + 5", "qint8"),
     ]
     result = check_model(
-        ModelSpec("mixed", "test_quantized:mixed_net", budgets={"max_total_params": 10_000}),
-        None,
-        snapshot_enabled=False,
-        update=False,
+        Order(ModelSpec("mixed", "test_quantized:mixed_net", budgets={"max_total_params": 10_000}))
     )
     assert result.notes == (
         "its quantized layers were built on cpu (meta cannot hold packed weights)",
@@ -352,11 +346,19 @@ def test_a_warning_made_an_error_is_the_constructors_and_fails_at_once() -> None
 TORCHVISION = ["mobilenet_v2", "resnet18", "shufflenet_v2_x0_5"]
 
 
+def torchvision_quantization() -> Any:
+    """torchvision.models.quantization, imported by the tests that use it, not at collection
+    (tests/slow/test_collection.py). A test imports it before a pytester run of its own that
+    builds one of its models: an in-process run drops what it imported, and torchvision's
+    operators cannot be registered twice in one process."""
+    return importlib.import_module("torchvision.models.quantization")
+
+
 @cache
 def torchvision_counts(name: str) -> tuple[ParameterCount, ParameterCount, ParameterCount, int]:
     """The quantized model (built as the gate builds it), its float original, that original with
     its layers fused as quantization fuses them, and the float original's BatchNorm channels."""
-    factory = getattr(tvq, name)
+    factory = getattr(torchvision_quantization(), name)
     quantized = build_model(factory, {"weights": None, "quantize": True})
     original = factory(weights=None, quantize=False)
     norms = sum(m.num_features for m in original.modules() if isinstance(m, nn.BatchNorm2d))
@@ -430,10 +432,7 @@ def mobilenet_spec(**budgets: Any) -> ModelSpec:
 
 def test_the_gate_budgets_a_quantized_model_on_what_it_holds() -> None:
     result = check_model(
-        mobilenet_spec(max_total_params=3_000_000, max_param_bytes=3_000_000),
-        None,
-        snapshot_enabled=False,
-        update=False,
+        Order(mobilenet_spec(max_total_params=3_000_000, max_param_bytes=3_000_000))
     )
     assert [b.key for b in result.exceeded] == ["max_total_params", "max_param_bytes"]
     assert [b.actual for b in result.exceeded] == [3_487_816, 3_541_984]
@@ -456,9 +455,7 @@ def test_the_gate_budgets_a_quantized_model_on_what_it_holds() -> None:
 
 
 def test_a_quantized_model_budgeted_on_trainable_parameters_alone_is_told_so() -> None:
-    result = check_model(
-        mobilenet_spec(max_params=1_000), None, snapshot_enabled=False, update=False
-    )
+    result = check_model(Order(mobilenet_spec(max_params=1_000)))
     # Its weights are quantized, not trainable: within any trainable budget, and told why.
     assert not result.failed
     assert result.notes[1] == (
@@ -473,6 +470,7 @@ def test_a_quantized_model_budgeted_on_trainable_parameters_alone_is_told_so() -
 def test_a_quantized_torchvision_model_fails_over_budget_in_a_session(
     pytester: pytest.Pytester,
 ) -> None:
+    torchvision_quantization()
     Project(
         pytester,
         top={"snapshot": False},

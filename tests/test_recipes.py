@@ -218,6 +218,7 @@ def test_every_library_has_a_recipe_and_every_recipe_a_real_build() -> None:
     }
 
 
+@pytest.mark.slow
 # peft's get_peft_model asks transformers 5 a question it has renamed; a build here sees the
 # deprecation as an error (filterwarnings = error), the gate session shows it as a warning.
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")

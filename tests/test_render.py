@@ -24,7 +24,7 @@ import torch
 from schemas import problems
 from torch import nn
 
-from pytest_cnnbudget.config.settings import Level, ModelSpec
+from pytest_cnnbudget.config.spec import Level, ModelSpec, Order
 from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
 from pytest_cnnbudget.report import json as render_json
@@ -103,7 +103,7 @@ def check(
 ) -> ModelResult:
     """One model's real check, as the gate runs it; `spec` is the rest of its ModelSpec."""
     return check_model(
-        ModelSpec(name, target, **spec), stored, snapshot_enabled=snapshot, update=update
+        Order(ModelSpec(name, target, **spec), stored, snapshot_enabled=snapshot, update=update)
     )
 
 

@@ -52,7 +52,9 @@ def test_json_report_metadata(pytester: pytest.Pytester) -> None:
 NORMED = {"target": "nets:Normed", "max_buffers": 100, "max_buffer_bytes": "1KiB"}
 
 
-@pytest.mark.parametrize("xdist", [False, True], ids=["in-process", "xdist"])
+@pytest.mark.parametrize(
+    "xdist", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-process", "xdist"]
+)
 def test_both_json_reports_carry_the_buffer_budgets(pytester: pytest.Pytester, xdist: bool) -> None:
     project = Project(pytester, top={"snapshot": False}, normed=NORMED, cifar=CIFAR, tiny=TINY)
     reports = ["--json-report", "--json-report-file=report.json", "--cnn-budget-json=budget.json"]
@@ -113,6 +115,7 @@ def _run(pytester: pytest.Pytester, *args: str) -> tuple[bytes, str]:
     return snapshot, section.split("===")[0].strip()
 
 
+@pytest.mark.slow
 def test_xdist_gives_the_same_results_and_a_byte_identical_snapshot(
     pytester: pytest.Pytester,
 ) -> None:
@@ -128,6 +131,7 @@ def test_xdist_gives_the_same_results_and_a_byte_identical_snapshot(
     check.assert_outcomes(passed=7)
 
 
+@pytest.mark.slow
 def test_xdist_partial_update_keeps_other_entries(pytester: pytest.Pytester) -> None:
     project = Project(pytester, cifar=CIFAR, tiny=TINY)
     pytester.runpytest_subprocess("--cnn-budget-update", "-n", "2").assert_outcomes(passed=2)

@@ -25,15 +25,10 @@ from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.errors import SnapshotError
 from pytest_cnnbudget.inputs import parse_input_shape
 from pytest_cnnbudget.results import SnapshotEntry, SnapshotLayer
+from pytest_cnnbudget.snapshot import format as snapshot_format
 from pytest_cnnbudget.snapshot import store as snapshot
-from pytest_cnnbudget.snapshot.store import (
-    LockedSnapshot,
-    dumps,
-    locked,
-    parse_snapshot,
-    read_snapshot,
-    write_snapshot,
-)
+from pytest_cnnbudget.snapshot.format import MAX_SNAPSHOT_BYTES, dumps, parse_snapshot
+from pytest_cnnbudget.snapshot.store import LockedSnapshot, locked, read_snapshot, write_snapshot
 
 PATH = Path("/repo/cnnbudget.snapshot.json")
 
@@ -307,7 +302,7 @@ def test_every_malformed_field_is_a_snapshot_error_naming_the_file_and_the_field
 def test_a_file_over_256_mib_is_refused_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "cnnbudget.snapshot.json"
     with path.open("wb") as handle:
-        handle.truncate(snapshot.MAX_SNAPSHOT_BYTES + 1)  # sparse: no disk, and no time to read
+        handle.truncate(MAX_SNAPSHOT_BYTES + 1)  # sparse: no disk, and no time to read
     with pytest.raises(SnapshotError) as info:
         read_snapshot(path)
     assert str(info.value) == (
@@ -337,7 +332,7 @@ def test_the_entry_and_layer_counts_are_bounded(
     layers = tuple(SnapshotLayer(f"fc{i}", "Linear", 1, "1") for i in range(3))
     entry = SnapshotEntry(trainable=3, total=3, frozen=0, buffers=0, layers=layers)
     text = dumps(dict.fromkeys("abc", entry))
-    monkeypatch.setattr(snapshot, bound, 2)
+    monkeypatch.setattr(snapshot_format, bound, 2)
     with pytest.raises(SnapshotError) as info:
         parse_snapshot(text, PATH)
     assert str(info.value) == f"{PATH}: malformed entry: {message}"

@@ -83,7 +83,7 @@ def bench_profile(ctx: Context) -> Section:
 
     def reporting(label: str) -> float:
         return sum(
-            prof(label, "pytest_cnnbudget/plugin.py", fn)
+            prof(label, "pytest_cnnbudget/session.py", fn)
             for fn in (
                 "pytest_runtest_makereport",
                 "pytest_runtest_logreport",
@@ -122,7 +122,7 @@ def bench_profile(ctx: Context) -> Section:
         ["– check_model: budgets, snapshot diff", *both(check_rest)],
         [
             "– BudgetSession.start: config + snapshot read",
-            *both(lambda k: prof(k, "pytest_cnnbudget/plugin.py", "start")),
+            *both(lambda k: prof(k, "pytest_cnnbudget/session.py", "start")),
         ],
         ["– reporting: test reports, failure text, terminal summary", *both(reporting)],
         [

@@ -18,7 +18,8 @@ from ..constants import DEFAULT_SNAPSHOT
 from ..names import printable
 from ..results import SnapshotEntry
 from ..snapshot.store import read_snapshot
-from .settings import Settings, read_settings
+from .settings import read_settings
+from .spec import Settings
 
 
 @dataclass
@@ -33,6 +34,12 @@ class ConfigFile:
     def path(self) -> Path:
         """The config file."""
         return self.settings.path
+
+    def shown_names(self, rootdir: Path) -> tuple[str, str]:
+        """How failures name the file and its snapshot: relative to the rootdir."""
+        path = self.path
+        shown = str(path.relative_to(rootdir)) if path.is_relative_to(rootdir) else path.name
+        return shown, self.settings.snapshot_name(rootdir)
 
     def configured(self) -> list[str]:
         """The models of its tables, which a complete run must all have checked."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,6 +64,19 @@ def _check_materialized(mod_name: str, mod: nn.Module) -> None:
             )
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """A row before the model's totals are known, which its cumulative sum and share need."""
+
+    name: str
+    type: str
+    params: int
+    trainable: int
+    formula: str
+    formula_params: int
+    quantized: str | None  # a quantized layer's weights' dtype
+
+
 def count_parameters(model: ModelLike) -> ParameterCount:
     """Count `model`'s parameters per layer, with textbook formulas, cumulative sums and shares."""
     module = as_module(model)
@@ -72,54 +86,13 @@ def count_parameters(model: ModelLike) -> ParameterCount:
     for mod_name, mod in module.named_modules(remove_duplicate=False):
         names.setdefault(id(mod), []).append(mod_name)
     owner: dict[int, str] = {}
-    drafts: list[tuple[str, str, int, int, str, int, str | None]] = []
+    drafts: list[_Draft] = []
     packed: list[Packed] = []
     for mod_name, mod in module.named_modules():
         _check_materialized(mod_name, mod)
-        quantized = quantized_layer(mod)
-        counted: list[tuple[str, torch.Tensor]] = []
-        shared: list[tuple[str, str]] = []
-        for p_name, p in mod.named_parameters(recurse=False):
-            qualified = f"{mod_name}.{p_name}" if mod_name else p_name
-            if id(p) in owner:
-                shared.append((p_name, owner[id(p)]))
-                continue
-            owner[id(p)] = qualified
-            counted.append((p_name, p))
-        if not counted and not shared and quantized is None:
-            continue
-        row_name = mod_name or ROOT_NAME
-        params = sum(_numel(p) for _, p in counted)
-        trainable = sum(_numel(p) for _, p in counted if p.requires_grad)
-        if quantized is not None:
-            packed += quantized.packed
-            params += quantized.numel
-            # The float layer's rule, fed its hyperparameters, never the packed shapes.
-            formula = formula_for(
-                quantized.float_layer or mod,
-                [*counted, *((p.name, p.stand_in()) for p in quantized.packed)],
-            )
-            text, value = formula.text, formula.value
-        elif counted:
-            formula = formula_for(mod, counted)
-            text, value = formula.text, formula.value
-        else:
-            text, value = "", 0
-        # A tied tensor is shown where it is reused, so the row never looks like it lost weights.
-        notes = [f"{name} shared with {first}" for name, first in shared]
-        aliases = [name for name in names[id(mod)] if name != mod_name]
-        if aliases:
-            notes.append(f"also registered as {', '.join(aliases)}")
-        text = "; ".join(part for part in (text, *notes) if part)
-        if value != params:
-            warnings.warn(
-                f"{row_name} ({type(mod).__name__}): formula {text} gives {value:,} "
-                f"but numel() gives {params:,}",
-                FormulaMismatchWarning,
-                stacklevel=2,
-            )
-        dtype = quantized.dtype if quantized is not None else None
-        drafts.append((row_name, type(mod).__name__, params, trainable, text, value, dtype))
+        draft = _draft(mod_name, mod, names[id(mod)], owner, packed)
+        if draft is not None:
+            drafts.append(draft)
 
     params_list = list(module.parameters())
     buffers_list = list(module.buffers())
@@ -128,15 +101,23 @@ def count_parameters(model: ModelLike) -> ParameterCount:
     trainable_total = sum(_numel(p) for p in params_list if p.requires_grad)
     rows: list[LayerRow] = []
     cumulative = 0
-    for name, type_name, params, trainable, text, value, dtype in drafts:
-        cumulative += params
-        share = params / total if total else 0.0
+    for d in drafts:
+        cumulative += d.params
+        share = d.params / total if total else 0.0
         rows.append(
             LayerRow(
-                name, type_name, params, trainable, text, value, cumulative, share, quantized=dtype
+                d.name,
+                d.type,
+                d.params,
+                d.trainable,
+                d.formula,
+                d.formula_params,
+                cumulative,
+                share,
+                quantized=d.quantized,
             )
         )
-    dtypes = _by_dtype(params_list, buffers_list, packed)
+    dtypes = by_dtype(params_list, buffers_list, packed)
     return ParameterCount(
         total=total,
         trainable=trainable_total,
@@ -150,12 +131,67 @@ def count_parameters(model: ModelLike) -> ParameterCount:
     )
 
 
+def _draft(
+    mod_name: str,
+    mod: nn.Module,
+    registered_as: list[str],
+    owner: dict[int, str],
+    packed: list[Packed],
+) -> _Draft | None:
+    """The row of one module: the parameters it is the first to own (noted in `owner`), and
+    what it holds packed (added to `packed`); None for a module that owns nothing."""
+    quantized = quantized_layer(mod)
+    counted: list[tuple[str, torch.Tensor]] = []
+    shared: list[tuple[str, str]] = []
+    for p_name, p in mod.named_parameters(recurse=False):
+        qualified = f"{mod_name}.{p_name}" if mod_name else p_name
+        if id(p) in owner:
+            shared.append((p_name, owner[id(p)]))
+            continue
+        owner[id(p)] = qualified
+        counted.append((p_name, p))
+    if not counted and not shared and quantized is None:
+        return None
+    row_name = mod_name or ROOT_NAME
+    params = sum(_numel(p) for _, p in counted)
+    trainable = sum(_numel(p) for _, p in counted if p.requires_grad)
+    if quantized is not None:
+        packed += quantized.packed
+        params += quantized.numel
+        # The float layer's rule, fed its hyperparameters, never the packed shapes.
+        formula = formula_for(
+            quantized.float_layer or mod,
+            [*counted, *((p.name, p.stand_in()) for p in quantized.packed)],
+        )
+        text, value = formula.text, formula.value
+    elif counted:
+        formula = formula_for(mod, counted)
+        text, value = formula.text, formula.value
+    else:
+        text, value = "", 0
+    # A tied tensor is shown where it is reused, so the row never looks like it lost weights.
+    notes = [f"{name} shared with {first}" for name, first in shared]
+    aliases = [name for name in registered_as if name != mod_name]
+    if aliases:
+        notes.append(f"also registered as {', '.join(aliases)}")
+    text = "; ".join(part for part in (text, *notes) if part)
+    if value != params:
+        warnings.warn(
+            f"{row_name} ({type(mod).__name__}): formula {text} gives {value:,} "
+            f"but numel() gives {params:,}",
+            FormulaMismatchWarning,
+            stacklevel=3,  # the caller of count_parameters
+        )
+    dtype = quantized.dtype if quantized is not None else None
+    return _Draft(row_name, type(mod).__name__, params, trainable, text, value, dtype)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """`torch.bfloat16` → `"bfloat16"`."""
     return str(dtype).removeprefix("torch.")
 
 
-def _by_dtype(
+def by_dtype(
     params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], packed: Sequence[Packed] = ()
 ) -> tuple[DtypeBytes, ...]:
     """Elements and bytes per dtype, largest first; a tied tensor counts once, and what

@@ -8,14 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from torch import nn
 
 from ..constants import ROOT_NAME
 from ..errors import CnnBudgetError, ProfileError, ShapeMismatchError
 from ..inputs import InputSpec, Shape, format_shape
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,6 @@ class _Expectation:
 
 def _expectation(module: nn.Module, shape: Shape | None) -> _Expectation | None:
     """What size `module` was built for and what it got, read from its hyperparameters."""
-    from torch import nn
-
     if not shape:
         return None
     last = shape[-1]
@@ -165,8 +162,6 @@ def _spatial_chain(
     input_spatial: Sequence[int], trail: Sequence[Call]
 ) -> tuple[list[str], list[str]]:
     """`the input is 64×64`, `conv1 (3×3, pad 1, stride 1) keeps 64`, … and the arithmetic."""
-    from torch import nn
-
     spatial_types = (
         nn.modules.conv._ConvNd,
         nn.modules.pooling._MaxPoolNd,
@@ -227,8 +222,6 @@ def _window(
     module: nn.Module,
 ) -> tuple[int, tuple[int, ...], Any, tuple[int, ...], tuple[int, ...]] | None:
     """(dims, kernel, padding, stride, dilation) of a conv or fixed-window pool."""
-    from torch import nn
-
     if isinstance(module, nn.modules.conv._ConvNd):
         n = len(module.kernel_size)
         padding = module.padding if isinstance(module.padding, str) else _tuple(module.padding, n)
@@ -244,8 +237,6 @@ def _window(
 
 def _hyperparameters(module: nn.Module) -> str:
     """`3×3, pad 1, stride 1`; `2×2, stride 2`; `adaptive to 7×7`."""
-    from torch import nn
-
     if isinstance(
         module, nn.modules.pooling._AdaptiveAvgPoolNd | nn.modules.pooling._AdaptiveMaxPoolNd
     ):
@@ -268,8 +259,6 @@ def _hyperparameters(module: nn.Module) -> str:
 
 def _arithmetic(module: nn.Module, before: Sequence[int], after: Sequence[int]) -> str:
     """`⌊(64 + 2·1 − 1·(3−1) − 1)/1⌋ + 1 = 64`, once per distinct spatial dimension."""
-    from torch import nn
-
     window = _window(module)
     if window is None or isinstance(window[2], str):
         return ""

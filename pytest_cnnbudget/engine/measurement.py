@@ -26,7 +26,7 @@ from torch.nn.parameter import is_lazy
 from ..constants import NO_PARAMETERS, ROOT_NAME
 from ..names import fold_name
 from ..results import Compute, LayerRow, Memory, MemoryOptions, ParameterCount
-from .counting import _by_dtype, as_module, count_parameters
+from .counting import as_module, by_dtype, count_parameters
 from .profiler import profile
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _with_buffers(
     """`count` with the buffer figures of `buffers`, the build's, instead of the module's now."""
     if [id(b) for b in module.buffers()] == [id(b) for b in buffers]:
         return count
-    built = {d.dtype: d for d in _by_dtype((), buffers)}
+    built = {d.dtype: d for d in by_dtype((), buffers)}
     rows = []
     for d in count.dtypes:
         b = built.pop(d.dtype, None)

@@ -8,15 +8,11 @@ saved-tensor hooks see each tensor saved for backward as it is saved.
 
 What makes the figures match a real run rather than meta's own shortcuts:
 
-- `scaled_dot_product_attention` is traced as the fused kernel that cpu and CUDA pick for it
-  (it saves the output and a log-sum-exp per row), not the math path meta takes, which would
-  keep a batch × heads × L × L matrix alive for backward;
-- `autocast` ("bf16", "fp16") is applied by this module, since torch's autocast leaves meta
-  tensors alone: matrix products, convolutions and attention take their floating inputs in the
-  lower precision (a leaf weight cast once per forward, as autocast caches it), and the ops
-  CUDA's autocast runs in float32 (normalization, softmax, losses) take float32 inputs;
+- `scaled_dot_product_attention` is traced as the fused kernel that cpu and CUDA pick for it,
+  not the math path meta takes, and `autocast` ("bf16", "fp16") is applied here, since torch's
+  leaves meta tensors alone (autocast.py);
 - the step is a step after the first: the optimizer's state exists before it starts, as in
-  every step of a training run but the first, whose peak is lower.
+  every step of a training run but the first, whose peak is lower (optimizer.py).
 
 Left out, because no tensor owns them: workspaces kernels allocate for themselves (cpu
 convolutions, cuBLAS), allocator rounding and the CUDA context. README's "Memory" says by how
@@ -25,7 +21,6 @@ much a real run differs.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -35,16 +30,18 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
+from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ..constants import ROOT_NAME
-from ..errors import MemoryTraceError, exception_text
+from ..errors import MemoryTraceError
 from ..results import Memory, MemoryOptions
+from .autocast import Policy
+from .counting import as_module
 from .explain import Call, explain_failure
+from .optimizer import first_line, make_optimizer, optimizer_step, prime
 from .profiler import tensors, token_ids
 
 if TYPE_CHECKING:
@@ -62,8 +59,6 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     The model's parameters and buffers stand in as meta tensors of their shapes and dtypes (the
     model itself if it was built on meta), so a model on cpu is neither changed nor copied.
     """
-    from .counting import as_module
-
     _check_torch()
     module = as_module(model)
     view = _MetaView(module)
@@ -71,12 +66,11 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     weights = _bytes(view.tensors)
     trainable = [t for t in view.params if t.requires_grad]
-    with _HOST:
-        optimizer = _optimizer(options, trainable)
+    optimizer = make_optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
     try:
         peak_inference = _inference(view, inputs, dtype, lower)
-        state = _prime(optimizer, trainable)
+        state = prime(optimizer, trainable)
         module.train(options.train_mode)
         step = _train_step(view, inputs, dtype, lower, optimizer, state)
     finally:
@@ -141,8 +135,6 @@ class _MetaView:
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.on_meta:
             return self.module(*args, **kwargs)
-        from torch.func import functional_call
-
         return functional_call(self.module, self.stand_ins, args, kwargs)
 
 
@@ -159,7 +151,7 @@ def _inference(
     view.module.eval()
     live = _Live(view.tensors)
     recorder = _Recorder(view)
-    with live, torch.no_grad(), recorder.hooks(), _Policy(lower), warnings.catch_warnings():
+    with live, torch.no_grad(), recorder.hooks(), Policy(lower), warnings.catch_warnings():
         # Reentrant checkpointing warns that nothing requires grad, which under no_grad is
         # the point; a project's -W error must not turn the pass into a failure.
         warnings.filterwarnings("ignore", module="torch.utils.checkpoint")
@@ -194,7 +186,7 @@ def _train_step(
     with live, torch.enable_grad():
         try:
             args, kwargs = _inputs(inputs, dtype)
-            with recorder.hooks(), saved.hooks(recorder), _Policy(lower):
+            with recorder.hooks(), saved.hooks(recorder), Policy(lower):
                 output = view(args, kwargs)
             loss = _loss(output)
         except MemoryTraceError:
@@ -210,19 +202,12 @@ def _train_step(
             where = f"module {recorder.in_backward}" if recorder.in_backward else "the model"
             op = str(live.failing) if live.failing is not None else _op(e)
             raise MemoryTraceError(
-                f"backward on meta tensors failed in {where}, at {op}: {_message(e)}"
+                f"backward on meta tensors failed in {where}, at {op}: {first_line(e)}"
             ) from e
         del loss
         gradients = _bytes([p.grad for p in view.params if p.grad is not None])
         if optimizer is not None:
-            try:
-                with _HOST:
-                    optimizer.step()
-            except Exception as e:
-                raise MemoryTraceError(
-                    f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: "
-                    f"{_message(e)}"
-                ) from e
+            optimizer_step(optimizer)
     return _Step(live.peak, gradients, saved.by_module)
 
 
@@ -241,79 +226,13 @@ def _loss(output: Any) -> torch.Tensor:
     return loss
 
 
-# -- the optimizer ------------------------------------------------------------------------
-
-
-def _optimizer(options: MemoryOptions, params: list[torch.Tensor]) -> torch.optim.Optimizer | None:
-    """The optimizer the step runs, over the trainable parameters; None for "none" or when
-    nothing is trainable."""
-    name = options.optimizer
-    if name == "none" or not params:
-        return None
-    kwargs = dict(options.optimizer_kwargs)
-    if name == "adamw":
-        return torch.optim.AdamW(params, **kwargs)
-    if name == "adam":
-        return torch.optim.Adam(params, **kwargs)
-    if name == "sgd":
-        return torch.optim.SGD(params, **{"lr": 0.01, **kwargs})
-    if name == "sgd_momentum":
-        return torch.optim.SGD(params, **{"lr": 0.01, "momentum": 0.9, **kwargs})
-    cls = optimizer_class(name)
-    try:
-        return cls(params, **kwargs)
-    except Exception as e:
-        raise MemoryTraceError(f"optimizer {name} could not be made: {_message(e)}") from e
-
-
-# The optimizer is made and stepped under it: tensors made without a device go to the cpu, as in
-# a real training loop, whatever device context the caller measures in (a model built and
-# checked inside `with torch.device("meta"):`). Older torch (2.8, for one) makes an optimizer's
-# step counters with `torch.tensor(0.0)` and no device, and 2.8 imports torch._dynamo when the
-# first optimizer is made, whose import-time tensors fail on meta.
-_HOST = torch.device("cpu")
-
-
-def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
-    """The optimizer class a `"pkg.mod:Class"` target names; MemoryTraceError says why not."""
-    module_name, _, attr = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except Exception as e:
-        raise MemoryTraceError(f"optimizer {target} cannot be imported: {_message(e)}") from e
-    if not (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)):
-        raise MemoryTraceError(
-            f"optimizer {target} is {_kind(obj)}, not a torch.optim.Optimizer subclass"
-        )
-    return obj
-
-
-def _prime(optimizer: torch.optim.Optimizer | None, params: list[torch.Tensor]) -> list[Any]:
-    """Make the optimizer's state with one step on zero gradients; its meta tensors."""
-    if optimizer is None:
-        return []
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    try:
-        with _HOST:
-            optimizer.step()
-    except Exception as e:
-        raise MemoryTraceError(
-            f"the optimizer step ({type(optimizer).__name__}) failed on meta tensors: {_message(e)}"
-        ) from e
-    finally:
-        for p in params:
-            p.grad = None
-    # The step counters torch keeps on the cpu (a 4-byte scalar each) hold no memory on the
-    # device the model trains on.
-    return [
-        t
-        for s in optimizer.state.values()
-        for t in s.values()
-        if isinstance(t, torch.Tensor) and t.device.type == "meta"
-    ]
+def _op(error: BaseException) -> str:
+    """The aten operation an error came from, as far as its message says."""
+    text = first_line(error)
+    for word in text.replace("'", " ").replace('"', " ").split():
+        if word.startswith(("aten.", "aten::")):
+            return word.rstrip(".,:")
+    return "an operation with no meta implementation"
 
 
 # -- the tracing --------------------------------------------------------------------------
@@ -481,158 +400,3 @@ class _Saved:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
-
-
-# -- attention and autocast ----------------------------------------------------------------
-
-
-# Where CUDA's autocast runs an op in the lower precision, and where in float32.
-_LOWER = {
-    F.linear,
-    F.bilinear,
-    F.conv1d,
-    F.conv2d,
-    F.conv3d,
-    F.conv_transpose1d,
-    F.conv_transpose2d,
-    F.conv_transpose3d,
-    F.prelu,
-    torch.matmul,
-    torch.mm,
-    torch.bmm,
-    torch.addmm,
-    torch.baddbmm,
-    torch.addbmm,
-    torch.einsum,
-    torch.Tensor.matmul,
-    torch.Tensor.__matmul__,
-    torch.Tensor.mm,
-    torch.Tensor.bmm,
-    F.scaled_dot_product_attention,
-}
-_FP32 = {
-    F.layer_norm,
-    F.group_norm,
-    F.softmax,
-    F.log_softmax,
-    torch.softmax,
-    torch.log_softmax,
-    torch.Tensor.softmax,
-    torch.Tensor.log_softmax,
-    F.cross_entropy,
-    F.nll_loss,
-    F.mse_loss,
-    F.l1_loss,
-    F.smooth_l1_loss,
-    F.binary_cross_entropy_with_logits,
-    F.kl_div,
-    F.softplus,
-    F.cosine_similarity,
-    torch.cdist,
-}
-if hasattr(F, "rms_norm"):
-    _FP32.add(F.rms_norm)
-# Re-entering this mode for the functions written in Python that a mode call runs; recent
-# torch releases only.
-_REDISPATCH = getattr(torch.overrides, "redispatch_function", None)
-
-
-class _Policy(TorchFunctionMode):
-    """Fused attention, and autocast's casts when `dtype` is a lower precision."""
-
-    def __init__(self, dtype: torch.dtype | None) -> None:
-        super().__init__()
-        self.dtype = dtype
-        self.cache: dict[int, torch.Tensor] = {}  # leaf weights cast, as autocast caches
-
-    def cast(self, value: Any, to: torch.dtype, only: tuple[torch.dtype, ...]) -> Any:
-        if isinstance(value, torch.Tensor):
-            if not value.is_floating_point() or value.dtype == to or value.dtype not in only:
-                return value
-            if value.is_leaf and value.requires_grad:
-                cached = self.cache.get(id(value))
-                if cached is None:
-                    cached = self.cache[id(value)] = value.to(to)
-                return cached
-            return value.to(to)
-        if isinstance(value, list | tuple):
-            return type(value)(self.cast(v, to, only) for v in value)
-        return value
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if self.dtype is not None and func in _LOWER:
-            args = self.cast(args, self.dtype, (torch.float32, torch.float64))
-            kwargs = {k: self.cast(v, self.dtype, (torch.float32,)) for k, v in kwargs.items()}
-        elif self.dtype is not None and func in _FP32:
-            args = self.cast(args, torch.float32, (torch.float16, torch.bfloat16))
-        if func is F.scaled_dot_product_attention:
-            fused = _fused_attention(*args, **kwargs)
-            if fused is not None:
-                return fused
-        if _REDISPATCH is not None and getattr(func, "__module__", "") == F.__name__:
-            # Functions written in Python (multi_head_attention_forward) call others, which
-            # this mode should see too; torch's own calls are not re-entered.
-            with self:
-                return _REDISPATCH(func, types, args, kwargs)
-        return func(*args, **kwargs)
-
-
-def _fused_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor | None:
-    """Attention as cpu's fused (flash) kernel computes it, on meta; None where that kernel
-    would not be chosen (dropout, grouped heads, a mask with causal, odd layouts)."""
-    tensors = (query, key, value)
-    if (
-        dropout_p
-        or enable_gqa
-        or (attn_mask is not None and is_causal)
-        or any(not isinstance(t, torch.Tensor) or t.device.type != "meta" for t in tensors)
-        or any(t.dim() != 4 or t.stride(-1) != 1 for t in tensors)
-        or not (query.size(-1) == key.size(-1) == value.size(-1))
-        or not (query.dtype == key.dtype == value.dtype)
-        or (attn_mask is not None and attn_mask.dim() not in (2, 4))
-    ):
-        return None
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        # As the kernel's caller does: a boolean mask becomes an additive one.
-        attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill_(
-            attn_mask.logical_not(), float("-inf")
-        )
-    try:
-        output, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale
-        )
-    except (RuntimeError, TypeError, NotImplementedError):
-        return None  # a torch without the kernel's meta function: the math path
-    return output  # type: ignore[no-any-return]
-
-
-# -- small things -------------------------------------------------------------------------
-
-
-def _op(error: BaseException) -> str:
-    """The aten operation an error came from, as far as its message says."""
-    text = _message(error)
-    for word in text.replace("'", " ").replace('"', " ").split():
-        if word.startswith(("aten.", "aten::")):
-            return word.rstrip(".,:")
-    return "an operation with no meta implementation"
-
-
-def _message(error: BaseException) -> str:
-    return exception_text(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _kind(obj: object) -> str:
-    if isinstance(obj, type):
-        return f"the class {obj.__module__}.{obj.__qualname__}"
-    return f"a {type(obj).__name__}"

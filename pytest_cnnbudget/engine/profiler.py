@@ -20,17 +20,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.parameter import is_lazy
+
 from ..constants import ROOT_NAME
 from ..errors import ProfileError
 from ..inputs import InputSpec, Shape
+from .counting import ModelLike, as_module
 from .explain import Call, explain_failure
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
-
-    from .counting import ModelLike
 
 
 @dataclass(frozen=True)
@@ -111,31 +113,16 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
     requiring grad; every module's training flag and every tensor's `requires_grad` are restored
     afterwards.
     """
-    import torch
-    from torch.nn.parameter import is_lazy
-
     with warnings.catch_warnings():
         # torch warns once, on first import of its tensor subclasses, when NumPy is absent;
         # counting never needs NumPy, and projects running with -W error must not fail on it.
         warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
         from torch.utils.flop_counter import FlopCounterMode
 
-    from .counting import as_module
-
     module = as_module(model)
     tensors = [*module.parameters(), *module.buffers()]
     on_meta = all(t.device.type == "meta" for t in tensors)
-    if not on_meta and any(is_lazy(t) for t in tensors):
-        raise ProfileError(
-            "lazy modules are materialized only on the meta device here; "
-            "build the model with device='meta' to profile it"
-        )
-    dtype = next(
-        (t.dtype for t in tensors if t.is_floating_point() and not is_lazy(t)),
-        torch.get_default_dtype(),
-    )
-    args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
-    kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
+    args, kwargs = _meta_inputs(tensors, on_meta, inputs)
 
     # named_modules() yields a shared module once, under the name counting gives its row.
     named = [(name or ROOT_NAME, m) for name, m in module.named_modules()]
@@ -170,28 +157,48 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
         for t in needing_grad:
             t.requires_grad = True
 
-    modules = []
-    for name, m in named:
-        tally = recorder.tallies.get(name, _Tally())
-        modules.append(
-            ModuleProfile(
-                name=name,
-                type=type(m).__name__,  # after materialization: Linear, not LazyLinear
-                calls=tally.calls,
-                output_shape=tally.output_shape,
-                macs=tally.flops // 2,
-                flops=tally.flops,
-                self_macs=tally.self_flops // 2,
-                self_flops=tally.self_flops,
-            )
-        )
     flops = counter.get_total_flops()
     return Profile(
         inputs=inputs,
         output_shape=_first_shape(output),
         macs=flops // 2,
         flops=flops,
-        modules=tuple(modules),
+        modules=tuple(_module_profile(name, m, recorder.tallies) for name, m in named),
+    )
+
+
+def _meta_inputs(
+    tensors: list[torch.Tensor], on_meta: bool, inputs: InputSpec
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+    """The pass's arguments: meta tensors of the shapes `inputs` gives, in the model's floating
+    dtype (torch's default where it has none)."""
+    if not on_meta and any(is_lazy(t) for t in tensors):
+        raise ProfileError(
+            "lazy modules are materialized only on the meta device here; "
+            "build the model with device='meta' to profile it"
+        )
+    dtype = next(
+        (t.dtype for t in tensors if t.is_floating_point() and not is_lazy(t)),
+        torch.get_default_dtype(),
+    )
+    args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
+    kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
+    return args, kwargs
+
+
+def _module_profile(name: str, module: nn.Module, tallies: dict[str, _Tally]) -> ModuleProfile:
+    """The entry of one module, from what the hooks tallied over its calls (none, if it never
+    ran)."""
+    tally = tallies.get(name, _Tally())
+    return ModuleProfile(
+        name=name,
+        type=type(module).__name__,  # after materialization: Linear, not LazyLinear
+        calls=tally.calls,
+        output_shape=tally.output_shape,
+        macs=tally.flops // 2,
+        flops=tally.flops,
+        self_macs=tally.self_flops // 2,
+        self_flops=tally.self_flops,
     )
 
 
@@ -202,8 +209,6 @@ def _running(recorder: _Recorder, error: BaseException) -> list[Call]:
     (in a global hook, such as FlopCounterMode's module tracker) and leaves out a call whose
     error the model caught. The recorder's frames give the input shapes, as the model saw them.
     """
-    from torch import nn
-
     call_impl = nn.Module._call_impl.__code__
     shapes = {id(f.module): f.input_shape for f in recorder.stack}
     calls = []
@@ -224,9 +229,6 @@ def _running(recorder: _Recorder, error: BaseException) -> list[Call]:
 
 def _call_on_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call a model that lives on cpu/cuda with meta stand-ins for its tensors."""
-    import torch
-    from torch.func import functional_call
-
     stand_ins = {
         name: torch.empty_like(t, device="meta")
         for name, t in (*module.named_parameters(), *module.named_buffers())
@@ -285,8 +287,6 @@ def _post_hook(recorder: _Recorder, counter: FlopCounterMode) -> Callable[..., A
 def token_ids(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """An embedding's arguments with a floating first one made int64, or None to keep them:
     the placeholder inputs are floating, and token ids never are."""
-    from torch import nn
-
     if not isinstance(module, nn.Embedding | nn.EmbeddingBag) or not args:
         return None
     first = args[0]
@@ -297,8 +297,6 @@ def token_ids(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | Non
 
 def tensors(value: Any) -> Iterator[torch.Tensor]:
     """Tensors in `value`, depth-first through tuples, lists and dict values."""
-    import torch
-
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, list | tuple):

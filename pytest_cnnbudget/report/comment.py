@@ -173,6 +173,21 @@ def comment_markdown(
             f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against "
             f"{markdown_escape(against, cell=False)} ({models} checked)\n"
         )
+    head = [
+        MARKER,
+        f"### cnn-budget: {_headline(rows, models)}",
+        "",
+        f"Compared with {markdown_escape(against)}. Base and head count every parameter, "
+        "frozen ones included; `used` is the share of each model's tightest budget.",
+        "",
+    ]
+    table = render(_COLUMNS, rows, Style.MARKDOWN)
+    details = [d for d in (_details(r, group) for r in rows) if d is not None]
+    return _Body(head, _footer(rows)).fit(table, details, limit)
+
+
+def _headline(rows: Sequence[_Row], models: str) -> str:
+    """`2 of 5 models changed, 1 over budget`: what the comment is about, in its heading."""
     changes = [r.comparison.change for r in rows]
     moved = (Change.NEW, Change.GREW, Change.SHRANK, Change.CHANGED)
     changed = sum(1 for c in changes if c in moved)
@@ -186,18 +201,13 @@ def comment_markdown(
         parts.append(f"{breached} over budget")
     if errors:
         parts.append(f"{errors} not checked")
-    head = [
-        MARKER,
-        f"### cnn-budget: {', '.join(parts)}",
-        "",
-        f"Compared with {markdown_escape(against)}. Base and head count every parameter, "
-        "frozen ones included; `used` is the share of each model's tightest budget.",
-        "",
-    ]
-    table = render(_COLUMNS, rows, Style.MARKDOWN)
-    details = [d for d in (_details(r, group) for r in rows) if d is not None]
+    return ", ".join(parts)
+
+
+def _footer(rows: Sequence[_Row]) -> list[str]:
+    """What a reviewer can do about the rows: shrink or re-budget, accept with the update."""
     footer = []
-    if breached:
+    if any(r.breached for r in rows):
         footer.append(
             "⛔ Over budget: shrink the model, or raise its budget in the project's config (the "
             "update refuses a model over budget)."
@@ -208,36 +218,49 @@ def comment_markdown(
         for r in rows
     ):
         footer.append(f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot.")
+    return footer
 
-    def body(table: list[str], details: list[str], notes: list[str]) -> str:
+
+@dataclass(frozen=True)
+class _Body:
+    """The comment around its table and layer diffs, which shrink to fit GitHub's limit."""
+
+    head: list[str]
+    footer: list[str]
+
+    def text(self, table: list[str], details: list[str], notes: list[str]) -> str:
+        """The whole body with these table lines, layer diffs and notes."""
         blocks = [line for block in details for line in ("", block)]
-        ending = [*(["", *notes] if notes else []), *(["", *footer] if footer else [])]
-        return "\n".join([*head, *table, *blocks, *ending]) + "\n"
+        ending = [*(["", *notes] if notes else []), *(["", *self.footer] if self.footer else [])]
+        return "\n".join([*self.head, *table, *blocks, *ending]) + "\n"
 
-    text = body(table, details, [])
-    if _size(text) <= limit:
+    def fit(self, table: list[str], details: list[str], limit: int) -> str:
+        """The body within `limit` bytes: layer diffs left out first, from the last model up,
+        then table rows; each left out with a note that says so."""
+        text = self.text(table, details, [])
+        if _size(text) <= limit:
+            return text
+        shown = list(details)
+        while shown:
+            shown.pop()
+            left = len(details) - len(shown)
+            note = (
+                f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
+                "comment would pass GitHub's size limit. The job summary and the log have them "
+                "all._"
+            )
+            text = self.text(table, shown, [note])
+            if _size(text) <= limit:
+                return text
+        rows_shown = list(table)
+        while len(rows_shown) > 2:
+            rows_shown.pop()
+            note = (
+                f"_{len(table) - len(rows_shown)} more models, and every layer diff, are left "
+                "out: the comment would pass GitHub's size limit. The job summary and the log "
+                "have them all._"
+            )
+            text = self.text(rows_shown, [], [note])
+            if _size(text) <= limit:
+                return text
         return text
-    # Too long for GitHub: layer diffs go first, from the last model up, then table rows.
-    shown = list(details)
-    while shown:
-        shown.pop()
-        left = len(details) - len(shown)
-        note = (
-            f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
-            "comment would pass GitHub's size limit. The job summary and the log have them all._"
-        )
-        text = body(table, shown, [note])
-        if _size(text) <= limit:
-            return text
-    rows_shown = list(table)
-    while len(rows_shown) > 2:
-        rows_shown.pop()
-        note = (
-            f"_{len(table) - len(rows_shown)} more models, and every layer diff, are left out: "
-            "the comment would pass GitHub's size limit. The job summary and the log have "
-            "them all._"
-        )
-        text = body(rows_shown, [], [note])
-        if _size(text) <= limit:
-            return text
-    return text

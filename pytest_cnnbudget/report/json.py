@@ -39,9 +39,10 @@ never `trainable`), and each of their rows `"quantized": "qint8"`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import exception_text
 from ..results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
 
 # Each document names its structure and version in its `schema` key; pytest_cnnbudget/schemas/
@@ -75,6 +76,20 @@ def model_dict(result: ModelResult) -> dict[str, Any]:
 def metadata(result: ModelResult) -> dict[str, Any]:
     """The per-test `metadata` attached to pytest-json-report's entry for a model."""
     return {"cnn_budget": model_dict(result)}
+
+
+def json_report_metadata(results: Sequence[ModelResult]) -> dict[str, Any]:
+    """pytest-json-report's `metadata` of a test that checked `results`: one model's check, or
+    a list for a test that checked several (`name=`); {} for none."""
+    shown: list[dict[str, Any]] = []
+    for result in results:
+        try:
+            shown.append(model_dict(result))
+        except Exception as e:  # one model's odd figures must not break the whole report
+            shown.append({"name": result.name, "error": exception_text(e)})
+    if not shown:
+        return {}
+    return {"cnn_budget": shown[0] if len(shown) == 1 else shown}
 
 
 def memory_dict(memory: Memory) -> dict[str, Any]:

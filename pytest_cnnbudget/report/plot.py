@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlotUnavailableError
-from ..report import views
+from . import views
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,6 +64,7 @@ class _Bar:
 
 def _figure_class() -> type[Figure]:
     try:
+        # matplotlib is optional (the `plot` extra): imported where a chart is drawn.
         from matplotlib.figure import Figure
     except ImportError as e:
         raise PlotUnavailableError(
@@ -159,6 +160,7 @@ def plot(
 def _draw_split(ax: Axes, bars: list[_Bar], positions: list[int], labels: list[str]) -> None:
     """Each bar as its trainable part then its frozen part, labelled at its end, and a legend.
     A part with no parameters is not drawn (but a bar with none at all keeps an empty one)."""
+    # matplotlib is optional (the `plot` extra): imported where a chart is drawn.
     from matplotlib.container import BarContainer
     from matplotlib.patches import Patch
 
@@ -211,6 +213,7 @@ def _draw_split(ax: Axes, bars: list[_Bar], positions: list[int], labels: list[s
 
 
 def _thousands_formatter() -> Formatter:
+    # matplotlib is optional (the `plot` extra): imported where a chart is drawn.
     from matplotlib.ticker import FuncFormatter
 
     return FuncFormatter(lambda x, _pos: f"{x:,.0f}")
@@ -228,13 +231,14 @@ def save_plot(
 ) -> list[Path]:
     """Write the chart to `<directory>/<name>.svg` and `.png`; returns both paths."""
     fig = plot(result, top=top, title=title, group=group, trainable_only=trainable_only)
+    # matplotlib is optional (the `plot` extra): imported where a chart is drawn.
+    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # attaches itself to the figure; no pyplot, no global backend
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.svg", out / f"{name}.png"]
-    from matplotlib import rc_context
 
     # A fixed salt and no date make the SVG byte-identical between runs, so a chart committed
     # next to the snapshot only changes when the model does.

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..config.budgets import BYTE_KEYS, MEMORY_KEYS, ranks_trainable
-from ..config.settings import is_fixture_name, model_table
+from ..config.locations import model_table
+from ..config.settings import is_fixture_name
 from ..constants import UPDATE_COMMAND
 from ..errors import exception_text
 from ..inputs import format_shape

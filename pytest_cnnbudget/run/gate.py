@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..config.budgets import check_budgets
-from ..config.settings import Level, ModelSpec
+from ..config.spec import Level, ModelSpec, Order
 from ..engine.loading import build_model, local_to, resolve_target
 from ..engine.measurement import measure_folded
 from ..errors import (
@@ -67,25 +67,21 @@ def error_result(
     )
 
 
-def check_model(
-    spec: ModelSpec,
-    stored: SnapshotEntry | None,
-    *,
-    snapshot_enabled: bool,
-    update: bool,
-) -> ModelResult:
-    """Build, count and judge one model; never raises for a problem with the model itself.
+def check_model(order: Order) -> ModelResult:
+    """Build, count and judge one configured model; never raises for a problem with the model
+    itself.
 
     Any exception is that model's failure: one from the user's code, a warning that `-W error`
     turned into one, or a bug of ours that this model triggers; the other models still run.
     """
+    spec = order.spec
     stage = "build"
     try:
         with local_to(spec.folder, spec.target):
             model = build_model(spec.target, spec.kwargs, device=spec.device)
         count, folded = measure_folded(model, spec.input_shape, spec.depth, spec.memory)
         stage = "check"
-        result = _judge(spec, stored, model, count, snapshot_enabled, update)
+        result = _judge(order, model, count)
         built = _built_on_cpu(spec, model, count)
         if built:
             result = replace(result, notes=(built, *result.notes))
@@ -93,35 +89,24 @@ def check_model(
             result = replace(result, target_source=_safe_target_source(spec.target))
         return replace(result, folded=folded) if folded is not count else result
     except Exception as e:
-        if isinstance(e, ProfileError):
-            stage = "forward"
-        elif isinstance(e, MemoryTraceError):
-            stage = "memory"
-        elif isinstance(e, ModelBuildError | CountError):
-            stage = "build"
+        stage = error_stage(e, reached=stage)
         result = error_result(spec, describe_build_error(e), stage, _error_source(spec, e))
         return replace(result, target_source=_safe_target_source(spec.target))
 
 
 def check_built(
-    spec: ModelSpec,
-    model: nn.Module,
-    stored: SnapshotEntry | None,
-    *,
-    snapshot_enabled: bool,
-    update: bool,
-    call_site: SourceLocation | None = None,
+    order: Order, model: nn.Module, call_site: SourceLocation | None = None
 ) -> ModelResult:
     """Count and judge a model a test built itself (the `cnn_budget` fixture), as `check_model`
     judges a configured one; failures point at `call_site`, the line that asked."""
-    spec = replace(spec, target=spec.target or _class_target(model))
+    spec = replace(order.spec, target=order.spec.target or _class_target(model))
+    order = replace(order, spec=spec)
     try:
         count, folded = measure_folded(model, spec.input_shape, spec.depth, spec.memory)
     except Exception as e:
-        stage = _stage(e)
-        result = error_result(spec, describe_build_error(e), stage, call_site)
+        result = error_result(spec, describe_build_error(e), error_stage(e), call_site)
         return replace(result, target_source=call_site)
-    result = _judge(spec, stored, model, count, snapshot_enabled, update)
+    result = _judge(order, model, count)
     if result.failed:
         # The failing layer's line first (`source`), where a pull request shows it; else the
         # line of the test that asked.
@@ -129,11 +114,14 @@ def check_built(
     return replace(result, folded=folded) if folded is not count else result
 
 
-def _stage(error: BaseException) -> str:
-    """The step a measurement error comes from, as ModelResult.error_stage names it."""
+def error_stage(error: BaseException, reached: str = "build") -> str:
+    """The step an error comes from, as ModelResult.error_stage names it: the one its kind
+    belongs to, else the step the check had `reached` when it was raised."""
     if isinstance(error, ProfileError):
         return "forward"
-    return "memory" if isinstance(error, MemoryTraceError) else "build"
+    if isinstance(error, MemoryTraceError):
+        return "memory"
+    return "build" if isinstance(error, ModelBuildError | CountError) else reached
 
 
 def _class_target(model: object) -> str:
@@ -149,19 +137,14 @@ def _error_source(spec: ModelSpec, error: BaseException) -> SourceLocation | Non
         return None
 
 
-def _judge(
-    spec: ModelSpec,
-    stored: SnapshotEntry | None,
-    model: nn.Module,
-    count: ParameterCount,
-    snapshot_enabled: bool,
-    update: bool,
-) -> ModelResult:
+def _judge(order: Order, model: nn.Module, count: ParameterCount) -> ModelResult:
+    """The verdict on a measured model, configured or built by a test alike."""
+    spec, stored, update = order.spec, order.stored, order.update
     budgets = check_budgets(spec.budgets, count)
     over = any(b.over for b in budgets)
     entry = SnapshotEntry.from_count(count)
     diff = diff_entries(stored, entry) if stored is not None and stored != entry else None
-    if not snapshot_enabled:
+    if not order.snapshot_enabled:
         status, diff = SnapshotStatus.OFF, None
     elif update and over and spec.level is Level.ERROR:
         # The snapshot only ever holds accepted states; an over-budget model is not one.

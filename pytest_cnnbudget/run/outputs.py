@@ -1,17 +1,21 @@
 """The files a gate run writes besides the snapshot: the JSON report, the GitHub job summary and
-the charts. Takes rendered content and plain paths; the plugin decides when to call them."""
+the charts. Takes rendered content and plain paths; run/finish.py decides when to call them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import exception_text, os_error_text
+from ..report.plot import save_plot
 from ..results import ModelResult
+from ..snapshot.store import replace_file
 
 
 def output_problems(
@@ -52,16 +56,32 @@ def failure_text(error: Exception) -> str:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` to `path` (its folders made), stable and reviewable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `document` to `path` (its folders made), stable and reviewable, atomically."""
     text = json.dumps(document, indent=2, sort_keys=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` (its folders made), replacing what it held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Write `text` to `path` (its folders made), replacing what it held, atomically."""
+    # Encoded first: a text that cannot be (a lone surrogate) leaves the old file as it was.
+    data = text.encode("utf-8")
+    if _stream(path):
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
+    # A reader (the CI step posting the comment) sees the old file or the new one, never a part,
+    # and a write that fails midway (a full disk) leaves the old file.
+    replace_file(path, data)
+
+
+def _stream(path: Path) -> bool:
+    """Whether `path` is a pipe or a device (`/dev/stdout`): written to, as there is no file to
+    replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def append_text(path: Path, text: str) -> None:
@@ -132,8 +152,6 @@ def chart_stems(names: Iterable[str]) -> dict[str, str]:
 def write_charts(directory: Path, results: Iterable[ModelResult]) -> list[Path]:
     """Each counted model's share chart as `<directory>/<stem>.svg` and `.png`, its stem from
     `chart_stems`."""
-    from ..report.plot import save_plot
-
     counted = [(r, r.count) for r in results if r.count is not None]
     stems = chart_stems(r.name for r, _ in counted)
     written: list[Path] = []

@@ -8,11 +8,11 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from project import NETS_SOURCE
 from schemas import NAMES, problems, schema
 
 
@@ -29,9 +29,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One gate session's JSON report, json-report file, snapshot and the CLI's JSON, from a
     project with a profiled model whose memory is measured, a plain one and a broken one."""
     root = tmp_path_factory.mktemp("schemas")
-    (root / "nets.py").write_text(
-        (Path(__file__).parent / "nets.py").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    (root / "nets.py").write_text(NETS_SOURCE, encoding="utf-8")
     (root / "pyproject.toml").write_text(
         "[tool.cnnbudget.models.cifar]\n"
         'target = "nets:Cifar"\nmax_params = "600k"\ninput_shape = [8, 3, 32, 32]\n'

@@ -2,7 +2,7 @@
 
 Every torchvision classifier, one model of each of 60 timm families and 48 small transformers
 architectures run through `pytest --cnn-budget` on meta, a few real sessions with many models
-each (tests/zoo.py writes their tables). Each model is then one test here, which reads its
+each (zoo.py, beside this file, writes their tables). Each model is then one test here, which reads its
 counts from the session's `--cnn-budget-json` report and asserts:
 
 - the rows add up to the total and to the trainable count;
@@ -152,6 +152,16 @@ def gate_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         if isinstance(model, zoo.ZooModel):
             sessions.setdefault(SESSION_OF[params["library"], model.key], []).append(model)
     return GateRuns(root / "zoo", sessions)
+
+
+def test_the_zoo_has_every_torchvision_classifier() -> None:
+    import torchvision.models
+
+    listed = torchvision.models.list_models(module=torchvision.models)
+    assert listed == zoo.TORCHVISION_CLASSIFIERS, (
+        "the installed torchvision lists other classifiers: "
+        "copy its list into TORCHVISION_CLASSIFIERS in tests/zoo/zoo.py"
+    )
 
 
 def _params() -> list[Any]:

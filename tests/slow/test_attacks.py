@@ -50,7 +50,8 @@ from nets import Tiny
 # cannot be imported twice in one process.
 from project import Project, toml_text, toml_value
 
-from pytest_cnnbudget.snapshot.store import dumps, read_snapshot
+from pytest_cnnbudget.snapshot.format import dumps
+from pytest_cnnbudget.snapshot.store import read_snapshot
 
 ExitCode = pytest.ExitCode
 Kind = Literal["usage", "model", "output"]
@@ -127,7 +128,7 @@ def entry_json(width: int) -> dict[str, Any]:
 
     from pytest_cnnbudget.engine.measurement import measure
     from pytest_cnnbudget.results import SnapshotEntry
-    from pytest_cnnbudget.snapshot.store import entry_to_json
+    from pytest_cnnbudget.snapshot.format import entry_to_json
 
     with torch.device("meta"):
         model = Tiny(width)

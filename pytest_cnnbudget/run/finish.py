@@ -1,0 +1,230 @@
+"""The end of a gate run, pytest-free: what each snapshot holds after it, which entries are kept
+and which are stale, what is compared with the base, which outputs are written, and whether the
+update was written. A pytest session calls it once its results are in; a command could call it
+with results read from JSON.
+
+Each rule is written once here: `kept_entries` (what is not stale though no table configures it),
+`Ending.written` (whether an update's file was written) and `Ending.stale` (what stays stale).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.files import ConfigFile, Configs, fixture_stale
+from ..config.settings import is_fixture_name
+from ..errors import CnnBudgetError
+from ..report.cells import Failures
+from ..report.comment import comment_markdown
+from ..report.github import anchors, annotation_lines, summary_markdown
+from ..report.json import run_report
+from ..report.terminal import overview_lines, update_lines
+from ..results import ModelResult, SnapshotEntry
+from ..snapshot.compare import BaseComparison, compare_with_base
+from ..snapshot.merge import Merge, merge_snapshot
+from ..snapshot.store import locked, write_snapshot
+from . import outputs
+from .start import RunOptions
+
+
+def kept_entries(names: Iterable[str], rootdir: Path) -> list[str]:
+    """The stored entries that are not stale though no table configures them: the `cnn_budget`
+    fixture's, while their tests exist."""
+    return [n for n in names if is_fixture_name(n) and not fixture_stale(n, rootdir)]
+
+
+def merge_file(
+    file: ConfigFile,
+    entries: Mapping[str, SnapshotEntry],
+    results: Iterable[ModelResult],
+    rootdir: Path,
+) -> Merge:
+    """What one config's snapshot should hold after a run, from `entries` as stored."""
+    return merge_snapshot(entries, results, file.configured(), kept_entries(entries, rootdir))
+
+
+def results_of(
+    configs: Configs, results: Iterable[ModelResult], file: ConfigFile
+) -> list[ModelResult]:
+    """The results of the models (and fixture checks) of one config file."""
+    return [r for r in results if configs.owner.get(r.name) == file.path]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one config file's snapshot ends a run."""
+
+    file: ConfigFile
+    results: tuple[ModelResult, ...]  # this run's results of its models
+    merge: Merge
+    # The update wrote this file's merge (or found nothing to change): only then did it add,
+    # update and remove what `merge` says.
+    written: bool
+
+    @property
+    def stale(self) -> tuple[str, ...]:
+        """The stale entries still in the file once the run is over."""
+        return self.merge.stale_after(self.written)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """Every config file's ending, and what the snapshots' writing had to say."""
+
+    endings: tuple[Ending, ...]
+    errors: tuple[str, ...] = ()  # snapshots that could not be written
+    notes: tuple[str, ...] = ()  # what the update report adds about the snapshots
+
+    @property
+    def stale(self) -> list[str]:
+        """Every file's stale entries, sorted."""
+        return sorted(n for ending in self.endings for n in ending.stale)
+
+
+def end_run(
+    configs: Configs, results: Sequence[ModelResult], rootdir: Path, update: bool
+) -> RunEnd:
+    """Merge a run's results into each config's snapshot; with `update`, write each merge that
+    changes its file, under its lock, so that a concurrent update's entries are kept."""
+    endings, errors, notes = [], [], []
+    for file in configs:
+        ran = tuple(results_of(configs, results, file))
+        path = file.settings.snapshot
+        if not update or path is None:
+            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, rootdir), False))
+            continue
+        try:
+            with locked(path) as current:
+                merge = merge_file(file, current.entries, ran, rootdir)
+                if merge.changed:
+                    write_snapshot(path, merge.entries)
+        except CnnBudgetError as e:
+            errors.append(f"the snapshot was not written, and still holds what it held before: {e}")
+            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, rootdir), False))
+            continue
+        endings.append(Ending(file, ran, merge, True))
+        if not current.held:
+            notes.append(
+                f"{path.parent} does not support file locks: a concurrent "
+                "--cnn-budget-update could have overwritten entries"
+            )
+        if current.entries != file.stored:
+            notes.append(
+                "the snapshot changed on disk during this run (another update); "
+                "its entries were kept, merged with this run's"
+            )
+    return RunEnd(tuple(endings), tuple(errors), tuple(notes))
+
+
+def compare_run(
+    configs: Configs,
+    results: Sequence[ModelResult],
+    baseline: Mapping[str, SnapshotEntry] | None,
+    rootdir: Path,
+) -> tuple[BaseComparison, ...]:
+    """Every model against the base: the baseline when given, else the snapshots as they were
+    before this run."""
+    base = baseline
+    if base is None:
+        base = {name: e for file in configs for name, e in file.stored.items()}
+    configured = [*configs.names(), *(r.name for r in results), *kept_entries(base, rootdir)]
+    return compare_with_base(results, base, configured)
+
+
+def summary_lines(
+    run_end: RunEnd, results: Sequence[ModelResult], rootdir: Path, verbose: bool, group: bool
+) -> list[str]:
+    """The run's summary: what each written update did, the notes, one line per model."""
+    lines: list[str] = []
+    for ending in run_end.endings:
+        if ending.written:
+            snapshot = ending.file.settings.snapshot_name(rootdir)
+            lines += update_lines(ending.results, ending.merge, snapshot, group)
+    lines += run_end.notes
+    lines += overview_lines(
+        results, run_end.stale, verbose=verbose, max_rows=10**9 if verbose else 50, group=group
+    )
+    return lines
+
+
+def annotation_commands(
+    configs: Configs, results: Sequence[ModelResult], failed: Failures, workspace: str | None
+) -> list[str]:
+    """The workflow commands that annotate each failing model where a reviewer looks."""
+    places = {m.name: (file.path, m.line) for file in configs for m in file.settings.models}
+    environments = (sys.prefix, sys.exec_prefix, sys.base_prefix)
+    where = anchors(results, places, workspace, environments)
+    return annotation_lines(results, where, failed)
+
+
+def write_outputs(
+    options: RunOptions,
+    configs: Configs,
+    results: Sequence[ModelResult],
+    run_end: RunEnd,
+    failed: Failures,
+    baseline: Mapping[str, SnapshotEntry] | None,
+) -> list[str]:
+    """Write every output the run asked for, each even when the one before failed; why each
+    that failed could not be written."""
+    errors: list[str] = []
+    compared: list[tuple[BaseComparison, ...]] = []
+
+    def comparisons() -> tuple[BaseComparison, ...]:
+        # Once, for the job summary and the comment alike.
+        if not compared:
+            compared.append(compare_run(configs, results, baseline, options.rootdir))
+        return compared[0]
+
+    def output(what: str, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except Exception as e:
+            errors.append(f"could not write {what}: {outputs.failure_text(e)}")
+
+    if options.json:
+        path = options.path(options.json)
+        output(
+            f"the JSON report (--cnn-budget-json {path})",
+            lambda: outputs.write_json(path, run_report(results, run_end.stale)),
+        )
+    summary = options.step_summary if options.github else None
+    if summary and results:
+        base = comparisons() if baseline is not None else None
+        output(
+            f"the job summary (GITHUB_STEP_SUMMARY={summary})",
+            lambda: outputs.append_text(Path(summary), summary_markdown(results, failed, base)),
+        )
+    if options.comment:
+        comment = options.path(options.comment)
+        against = _against(options, configs, baseline is not None)
+
+        def write_comment() -> None:
+            body = comment_markdown(
+                results,
+                comparisons(),
+                against,
+                options.group,
+                if_changed=options.comment_if_changed,
+            )
+            outputs.write_text(comment, body)
+
+        output(f"the pull-request comment (--cnn-budget-comment {comment})", write_comment)
+    if options.plot:
+        folder = options.path(options.plot)
+        output(
+            f"the charts (--cnn-budget-plot {folder})",
+            lambda: outputs.write_charts(folder, results),
+        )
+    return errors
+
+
+def _against(options: RunOptions, configs: Configs, baseline: bool) -> str:
+    """How the comment names what it compares with: the baseline files, else the snapshots."""
+    if baseline:
+        return f"the baseline {', '.join(options.baselines)}"
+    names = ", ".join(file.settings.snapshot_name(options.rootdir) for file in configs)
+    return f"the snapshot {names}"

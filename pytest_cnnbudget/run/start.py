@@ -1,0 +1,106 @@
+"""The start of a gate run, pytest-free: its options as plain values, the config files found and
+read, the baselines read, the output paths checked. Everything that can be wrong with a run's
+set-up is found here, before any model is built, as one CnnBudgetError."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config.files import Configs
+from ..config.settings import find_config, load_settings
+from ..constants import DEFAULT_SNAPSHOT
+from ..errors import ConfigError
+from ..results import SnapshotEntry
+from ..snapshot.store import read_baseline
+from .outputs import output_problems
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a gate run was asked to do, whoever asked (pytest's options, a command's flags)."""
+
+    rootdir: Path
+    started: Path  # where the run was started: option paths are relative to it
+    configs: tuple[str, ...] = ()  # --cnn-budget-config, as given
+    baselines: tuple[str, ...] = ()  # --cnn-budget-baseline, as given
+    update: bool = False
+    json: str | None = None
+    comment: str | None = None
+    comment_if_changed: bool = False
+    plot: str | None = None
+    github: bool = False  # annotations and the job summary
+    step_summary: str | None = None  # GITHUB_STEP_SUMMARY, read only when `github`
+    workspace: str | None = None  # GITHUB_WORKSPACE, read only when `github`
+    timeout: float | None = None  # --cnn-budget-timeout
+    depth: int | None = None  # --cnn-budget-depth
+    group: bool = True
+
+    def path(self, option: str) -> Path:
+        """An option's path, read from where the run was started."""
+        return Path(self.started, option)
+
+
+@dataclass
+class Started:
+    """A run's configs and baselines, read and checked."""
+
+    configs: Configs
+    explicit: list[Path] = field(default_factory=list)  # the files --cnn-budget-config names
+    baseline: dict[str, SnapshotEntry] | None = None  # None: no --cnn-budget-baseline
+
+    def to_collect(self, default_paths: bool) -> list[Path]:
+        """The config files a run collects whatever paths it was given: those named by
+        --cnn-budget-config, and the rootdir's only when the run collects its default paths, so
+        that `pytest --cnn-budget packages/vision` runs that package's models alone."""
+        return [
+            file.path
+            for file in self.configs
+            if not file.default and (file.path in self.explicit or default_paths)
+        ]
+
+
+def start(options: RunOptions) -> Started:
+    """Read and check a run's configs, baselines and output paths; CnnBudgetError if any is off."""
+    started = Started(Configs())
+    configs = started.configs
+    root = options.rootdir / "pyproject.toml"
+    started.explicit = [find_config(options.rootdir, options.started, o) for o in options.configs]
+    for path in started.explicit:
+        configs.load(path, load_settings(path))
+    if not started.explicit and root.is_file():
+        configs.load(root)  # without [tool.cnnbudget], packages below may have theirs
+    if not started.explicit and not configs and (options.rootdir / DEFAULT_SNAPSHOT).is_file():
+        configs.default(options.rootdir)  # fixture checks' entries, for their stale ones
+    if options.baselines:
+        started.baseline = {}
+        for name in options.baselines:
+            started.baseline.update(read_baseline(options.path(name)))
+    problems = output_problems(
+        options.started,
+        options.json,
+        options.plot,
+        options.step_summary if options.github else None,
+        options.workspace if options.github else None,
+        options.comment,
+    )
+    if problems:
+        raise ConfigError("--cnn-budget: " + "; ".join(problems))
+    if options.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError(
+            "--cnn-budget-plot needs matplotlib: pip install 'pytest-cnnbudget[plot]'"
+        )
+    _on_path(options.rootdir)
+    for file in configs:
+        _on_path(file.path.parent)
+    return started
+
+
+def _on_path(folder: Path) -> None:
+    """Targets are "package.module:attr" relative to the project, like a console script's:
+    the rootdir and each config's folder are searched, appended, so that an installed package
+    of the same name still wins."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))

@@ -1,0 +1,404 @@
+"""The roles a `--cnn-budget` run's processes play, one class each, behind one interface:
+
+- `LocalSession`: a run without pytest-xdist. Items check their models and hand the results
+  straight to the session, which reports them and writes the files.
+- `WorkerSession`: an xdist worker. Items check their models; each result travels to the
+  controller in its test report (see run/wire.py). A worker writes nothing.
+- `ControllerSession`: the xdist controller. It runs no items; it reads the results out of the
+  workers' reports, then reports them and writes the files like a local run.
+
+Their hooks stay thin: the run's start and end are pytest-free (run/start.py, run/finish.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Generator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import keys
+from .config.files import ConfigFile, Configs
+from .config.spec import ModelSpec, Order, model_depth, model_timeout
+from .errors import CnnBudgetError
+from .items import BudgetFile, BudgetItem, raise_outcome
+from .report.json import json_report_metadata
+from .report.terminal import failure_lines, warning_lines
+from .results import ModelResult, SourceLocation
+from .run import collector, wire
+from .run.finish import RunEnd, annotation_commands, end_run, summary_lines, write_outputs
+from .run.forked import make_checker
+from .run.isolation import Checker, Request, picklable_filters, replay
+from .run.start import RunOptions, Started, start
+from .writer import Terminal, shown
+
+
+def run_options(config: pytest.Config) -> RunOptions:
+    """pytest's options of a gate run, as plain values."""
+    option = config.option
+    github = github_on(config)
+    return RunOptions(
+        rootdir=config.rootpath,
+        started=config.invocation_params.dir,
+        configs=tuple(option.cnn_budget_config or ()),
+        baselines=tuple(option.cnn_budget_baseline or ()),
+        update=option.cnn_budget_update,
+        json=option.cnn_budget_json,
+        comment=option.cnn_budget_comment,
+        comment_if_changed=option.cnn_budget_comment_if_changed,
+        plot=option.cnn_budget_plot,
+        github=github,
+        step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if github else None,
+        workspace=os.environ.get("GITHUB_WORKSPACE") if github else None,
+        timeout=option.cnn_budget_timeout,
+        depth=option.cnn_budget_depth,
+        group=not option.cnn_budget_no_group,
+    )
+
+
+def github_on(config: pytest.Config) -> bool:
+    """Whether to emit GitHub Actions annotations and the job summary."""
+    mode = config.option.cnn_budget_github
+    return bool(mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true"))
+
+
+class BudgetSession:
+    """What every process of a `--cnn-budget` run shares: options, configs, failures."""
+
+    def __init__(self, config: pytest.Config, options: RunOptions, started: Started) -> None:
+        self.config = config
+        self.options = options
+        self.configs: Configs = started.configs
+        self.baseline = started.baseline  # the base branch's snapshot, with --cnn-budget-baseline
+        self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
+
+    @classmethod
+    def start(cls, config: pytest.Config) -> BudgetSession:
+        """Load and validate everything before any model is built; UsageError if anything is off."""
+        options = run_options(config)
+        try:
+            started = start(options)
+        except CnnBudgetError as e:
+            # pytest prints the message as it is; a line of it must not start a workflow command.
+            raise pytest.UsageError(shown(str(e))) from None
+        default_paths = config.args_source is pytest.Config.ArgsSource.TESTPATHS
+        for path in started.to_collect(default_paths):
+            _ensure_collected(config, path)
+        return cls(config, options, started)
+
+    def close(self) -> None:
+        """End what the process started to check models; nothing, where it checks none."""
+
+    def record(self, result: ModelResult) -> None:
+        """Keep a result for the end of the run; only a process that reports keeps them."""
+
+    def failure_lines(self, result: ModelResult) -> list[str]:
+        """The rendered failure of one model, rendered on first use."""
+        lines = self.failed.get(result.name)
+        if lines is None:
+            file = self.configs.file_of(result.name)
+            names = file.shown_names(self.options.rootdir)
+            lines = self.failed[result.name] = failure_lines(result, *names, self.options.group)
+        return lines
+
+    def failure_text(self, result: ModelResult) -> str:
+        """The rendered failure of one model, as the terminal may show it."""
+        return shown("\n".join(self.failure_lines(result)))
+
+    def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
+        """What a budget item's call report carries (see keys.REPORT_ATTR)."""
+        return True
+
+
+class CheckingSession(BudgetSession):
+    """A process that runs items (local, xdist worker): it collects the config files and checks
+    their models, and the models of tests that call the fixture."""
+
+    def __init__(self, config: pytest.Config, options: RunOptions, started: Started) -> None:
+        super().__init__(config, options, started)
+        self.collected: dict[Path, Path] = {}  # config files collected: resolved → as found
+        self.checker: Checker | None = None  # made at the first check
+        # The terminal's stderr, taken now, while pytest's capture is suspended (as its own
+        # faulthandler plugin does): where an in-process time limit says where it was stuck.
+        self.stderr: int | None = _dup_stderr()
+
+    def order(self, spec: ModelSpec, file: ConfigFile) -> Order:
+        """What the gate is asked about one model, configured or built by a test: the one way
+        in, so that both are judged by the same settings."""
+        depth = model_depth(spec, self.options.depth, file.settings)
+        return Order(
+            spec if depth == spec.depth else replace(spec, depth=depth),
+            file.stored.get(spec.name),
+            snapshot_enabled=file.settings.snapshot is not None,
+            update=self.options.update,
+        )
+
+    def check(self, spec: ModelSpec, file: ConfigFile) -> ModelResult:
+        """Build and check one configured model (called by its item), where isolation says."""
+        if self.checker is None:
+            self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
+        request = Request(
+            self.order(spec, file),
+            timeout=model_timeout(spec, self.options.timeout, file.settings),
+            filters=picklable_filters(),
+            log_level=logging.getLogger().level,
+            redirect=self.config.option.capture != "no",
+        )
+        checked = self.checker.check(request)
+        # What the model printed, logged and warned, as pytest would have captured it; pytest
+        # prints warnings in its own summary, so their text goes out through the writer.
+        replay(checked.captured, shown)
+        if checked.result is None:
+            raise_outcome(checked.raised)
+        self.record(checked.result)
+        return checked.result
+
+    def check_built(
+        self, spec: ModelSpec, file: ConfigFile, model: Any, site: SourceLocation
+    ) -> ModelResult:
+        """Check a model a test built (the `cnn_budget` fixture), in the test's process."""
+        # The test has imported torch to build its model; the gate's import costs nothing more.
+        from .run.gate import check_built
+
+        result = check_built(self.order(spec, file), model, site)
+        self.record(result)
+        return result
+
+    def close(self) -> None:
+        """End the checking process, if one was started."""
+        if self.checker is not None:
+            self.checker.close()
+            self.checker = None
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.close()
+        if self.stderr is not None:
+            os.close(self.stderr)
+            self.stderr = None
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.File | None:
+        resolved = file_path.resolve()
+        # With --cnn-budget-config, the files it names and no others.
+        discover = not self.options.configs and file_path.name == "pyproject.toml"
+        if not discover and resolved not in self.configs.files:
+            return None
+        try:
+            file = self.configs.load(resolved)
+        except CnnBudgetError as e:
+            # A package's broken config fails its collection, by file, before any model runs.
+            return BudgetFile.from_parent(parent, path=file_path, problem=shown(str(e)))
+        if file is None:
+            return None
+        # A file reached by a second path (a symlinked folder) is checked once; pytest may
+        # ask again for the same path (once per argument that walks its folder).
+        if self.collected.setdefault(resolved, file_path) != file_path:
+            return None
+        return BudgetFile.from_parent(parent, path=file_path)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
+        # Here, not in the first item: see run/collector.py for why freezing waits for a
+        # shallow stack. The xdist controller runs no items, so it never imports torch.
+        if not session.config.option.collectonly and any(
+            isinstance(item, BudgetItem) for item in session.items
+        ):
+            collector.import_frozen("pytest_cnnbudget.run.gate")
+        yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
+        if not isinstance(item, BudgetItem):
+            yield
+            return
+        with collector.paused():
+            yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        report = outcome.get_result()
+        if isinstance(item, BudgetItem):
+            # What a model's constructor printed is shown with its failure.
+            report.sections = [(title, shown(text)) for title, text in report.sections]
+            if call.when == "call" and item.result is not None:
+                setattr(report, keys.REPORT_ATTR, self.report_payload(item.result))
+            return
+        checked = item.stash.get(keys.FIXTURE_RESULTS, None)
+        if checked and call.when == "call":
+            if report.failed:
+                # The test failed after its checks passed: an update accepts none of them.
+                checked[:] = [replace(r, entry=None) for r in checked]
+                for result in checked:
+                    self.record(result)
+            setattr(report, keys.REPORT_ATTR, [self.report_payload(r) for r in checked])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_runtest_metadata(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> dict[str, Any]:
+        if call.when != "call":
+            return {}
+        if isinstance(item, BudgetItem):
+            return json_report_metadata([item.result] if item.result is not None else [])
+        checked: list[ModelResult] = item.stash.get(keys.FIXTURE_RESULTS, [])
+        return json_report_metadata(checked)
+
+
+class WorkerSession(CheckingSession):
+    """An xdist worker: checks its share of the models and ships each result in its report."""
+
+    def report_payload(self, result: ModelResult) -> bool | dict[str, Any]:
+        # The config file too: the controller collects nothing, so a package's config it
+        # has not read yet is read when its first result arrives.
+        file = self.configs.file_of(result.name)
+        return {"config": str(file.path), "default": file.default, "result": wire.encode(result)}
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Every config this worker collected, so that the controller, which collects nothing,
+        # knows the stale entries of a file none of whose models ran.
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["cnn_budget_configs"] = [str(p) for p in self.collected]
+
+
+class ReportingSession(BudgetSession):
+    """A process that sees every result: it prints the summary and writes the files."""
+
+    def __init__(self, config: pytest.Config, options: RunOptions, started: Started) -> None:
+        super().__init__(config, options, started)
+        self.results: dict[str, ModelResult] = {}
+        self.ended: RunEnd | None = None  # the snapshots as the run left them
+        self.output_errors: list[str] = []  # outputs that could not be written
+
+    def record(self, result: ModelResult) -> None:
+        self.results[result.name] = result
+        if result.failed:
+            self.failure_lines(result)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        other = self.config.pluginmanager.get_plugin("annotate_errors")
+        if self.options.github and other is not None:
+            # pytest-github-actions-annotate-failures annotates every failed report; a model
+            # already gets a better-placed annotation from us, so pass it only the others.
+            self.config.pluginmanager.unregister(other)
+            self.config.pluginmanager.register(_SkipBudgetReports(other), "annotate_errors")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.close()
+        results = sorted(self.results.values(), key=lambda r: r.name)
+        # The snapshots first, and on their own: an accepted update must not depend on the
+        # other files.
+        rootdir = self.options.rootdir
+        self.ended = end_run(self.configs, results, rootdir, self.options.update)
+        self.output_errors = [
+            *self.ended.errors,
+            *write_outputs(
+                self.options, self.configs, results, self.ended, self.failed, self.baseline
+            ),
+        ]
+        if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        terminal = Terminal(terminalreporter)
+        results = list(self.results.values())
+        rootdir = self.options.rootdir
+        ended = self.ended or end_run(self.configs, results, rootdir, update=False)
+        verbose = self.config.option.verbose > 0
+        lines = summary_lines(ended, results, rootdir, verbose, self.options.group)
+        if lines:  # nothing when no model ran (a collection error stopped the run)
+            terminal.section("cnn-budget", lines)
+        if self.output_errors:
+            terminal.section("cnn-budget: outputs not written", self.output_errors, red=True)
+        warned = warning_lines(results, self.failed)
+        if warned:
+            terminal.section('cnn-budget warnings (level = "warn")', warned, yellow=True)
+        if self.options.github:
+            terminal.commands(
+                annotation_commands(self.configs, results, self.failed, self.options.workspace)
+            )
+
+
+class LocalSession(CheckingSession, ReportingSession):
+    """A run without xdist: items hand their results straight to the session."""
+
+
+class ControllerSession(ReportingSession):
+    """The xdist controller: results arrive inside the workers' test reports."""
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, keys.REPORT_ATTR, None)
+        payloads = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
+        for payload in payloads:
+            if not isinstance(payload, dict):
+                continue
+            result = wire.decode(payload["result"])
+            file = self.load(payload["config"], bool(payload.get("default")))
+            if file is not None:
+                self.configs.claim(result.name, file.path)
+                self.record(result)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        for path in getattr(node, "workeroutput", {}).get("cnn_budget_configs", ()):
+            self.load(path)
+
+    def load(self, path: str, default: bool = False) -> ConfigFile | None:
+        """A config a worker read, read here too; None if it cannot be (a worker already
+        failed that file's collection, naming why)."""
+        try:
+            if default:
+                return self.configs.default(self.config.rootpath)
+            return self.configs.load(Path(path))
+        except CnnBudgetError:
+            return None
+
+
+def session_class(config: pytest.Config) -> type[BudgetSession]:
+    """The role this process plays."""
+    if hasattr(config, "workerinput"):
+        return WorkerSession
+    # pytest-xdist turns -n N into a distribution mode and N execution environments (--tx)
+    # before plugins are configured, and distributes only when it has both; with --collect-only
+    # it starts no workers and the run stays local.
+    option = config.option
+    distributed = getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
+    if distributed and not option.collectonly:
+        return ControllerSession
+    return LocalSession
+
+
+class _SkipBudgetReports:
+    """Forwards test reports to another annotating plugin, except the budget items' own."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, keys.REPORT_ATTR, None) is None:
+            self.inner.pytest_runtest_logreport(report)
+
+
+def _dup_stderr() -> int | None:
+    try:
+        return os.dup(sys.__stderr__.fileno() if sys.__stderr__ else 2)
+    except (OSError, ValueError):
+        return None
+
+
+def _ensure_collected(config: pytest.Config, path: Path) -> None:
+    """Add the config file to what pytest collects, unless an argument already covers it."""
+    for arg in config.args:
+        target = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if target == path or (target.is_dir() and path.is_relative_to(target)):
+            return
+    config.args.append(str(path))

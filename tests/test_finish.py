@@ -1,0 +1,191 @@
+"""The end of a run (`run.finish`), called directly: real config files and snapshots in a
+temporary folder, results built as the gate returns them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_cnnbudget.config.files import Configs
+from pytest_cnnbudget.results import (
+    ModelResult,
+    Outcome,
+    SnapshotEntry,
+    SnapshotLayer,
+    SnapshotStatus,
+)
+from pytest_cnnbudget.run.finish import (
+    RunEnd,
+    compare_run,
+    end_run,
+    kept_entries,
+    summary_lines,
+    write_outputs,
+)
+from pytest_cnnbudget.run.start import RunOptions
+from pytest_cnnbudget.run.wire import decode, encode
+from pytest_cnnbudget.snapshot.compare import Change
+from pytest_cnnbudget.snapshot.store import read_snapshot, write_snapshot
+
+
+def entry(params: int) -> SnapshotEntry:
+    """A one-layer model's entry: `params` parameters in `fc`."""
+    return SnapshotEntry(params, params, 0, 0, (SnapshotLayer("fc", "Linear", params, "n"),))
+
+
+def result(name: str, status: SnapshotStatus, now: SnapshotEntry | None = None) -> ModelResult:
+    """A passing model's result with snapshot `status`; `now` the entry an update may write."""
+    return ModelResult(
+        name=name, target=f"nets:{name}", level="error", outcome=Outcome.PASSED, snapshot=status,
+        entry=now,
+    )  # fmt: skip
+
+
+def package(folder: Path, *models: str, stored: dict[str, SnapshotEntry] | None = None) -> Path:
+    """A pyproject.toml configuring `models` in `folder`, its snapshot holding `stored`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = "".join(
+        f'[tool.cnnbudget.models.{m}]\ntarget = "nets:{m}"\nmax_params = 100\n' for m in models
+    )
+    (folder / "pyproject.toml").write_text(f"[tool.cnnbudget]\n{tables}", encoding="utf-8")
+    if stored is not None:
+        write_snapshot(folder / "cnnbudget.snapshot.json", stored)
+    return folder / "pyproject.toml"
+
+
+def configs(*paths: Path) -> Configs:
+    """The run's configs, each file's models claimed by it as collection claims them."""
+    loaded = Configs()
+    for path in paths:
+        file = loaded.load(path)
+        assert file is not None
+        for name in file.configured():
+            loaded.claim(name, file.path)
+    return loaded
+
+
+def test_kept_entries_are_the_fixture_checks_whose_test_exists(tmp_path: Path) -> None:
+    (tmp_path / "test_a.py").write_text("def test_x(cnn_budget): pass\n", encoding="utf-8")
+    names = ["test_a.py::test_x", "test_a.py::test_gone", "gone.py::test_x", "resnet"]
+    assert kept_entries(names, tmp_path) == ["test_a.py::test_x"]
+
+
+def test_a_run_without_update_writes_nothing_and_every_stale_entry_stays(tmp_path: Path) -> None:
+    path = package(tmp_path, "a", stored={"a": entry(1), "old": entry(2)})
+    run = configs(path)
+    ended = end_run(run, [result("a", SnapshotStatus.CHANGED)], tmp_path, update=False)
+    assert [e.written for e in ended.endings] == [False]
+    assert ended.stale == ["old"]
+    assert read_snapshot(tmp_path / "cnnbudget.snapshot.json") == {"a": entry(1), "old": entry(2)}
+
+
+def test_a_complete_update_writes_the_merge_and_leaves_nothing_stale(tmp_path: Path) -> None:
+    path = package(tmp_path, "a", stored={"a": entry(1), "old": entry(2)})
+    ended = end_run(
+        configs(path), [result("a", SnapshotStatus.UPDATED, entry(3))], tmp_path, update=True
+    )
+    assert [e.written for e in ended.endings] == [True]
+    assert (ended.stale, ended.errors) == ([], ())
+    assert read_snapshot(tmp_path / "cnnbudget.snapshot.json") == {"a": entry(3)}
+
+
+def test_a_partial_update_keeps_and_reports_the_stale_entries(tmp_path: Path) -> None:
+    path = package(tmp_path, "a", "b", stored={"a": entry(1), "old": entry(2)})
+    ended = end_run(
+        configs(path), [result("a", SnapshotStatus.UPDATED, entry(3))], tmp_path, update=True
+    )
+    assert ended.stale == ["old"]
+    assert read_snapshot(tmp_path / "cnnbudget.snapshot.json") == {"a": entry(3), "old": entry(2)}
+
+
+def test_a_snapshot_that_cannot_be_written_fails_alone(tmp_path: Path) -> None:
+    good = package(tmp_path / "good", "a", stored={"a": entry(1), "old": entry(5)})
+    bad = package(tmp_path / "bad", "b", stored={"b": entry(1), "old2": entry(5)})
+    run = configs(good, bad)
+    # A folder where the snapshot's temporary file would go makes its write fail.
+    (tmp_path / "bad" / "cnnbudget.snapshot.json").unlink()
+    (tmp_path / "bad" / "cnnbudget.snapshot.json").mkdir()
+    results = [
+        result("a", SnapshotStatus.UPDATED, entry(2)),
+        result("b", SnapshotStatus.UPDATED, entry(2)),
+    ]
+    ended = end_run(run, results, tmp_path, update=True)
+    assert [(e.file.path.parent.name, e.written) for e in ended.endings] == [
+        ("good", True),
+        ("bad", False),
+    ]
+    assert len(ended.errors) == 1
+    assert "the snapshot was not written, and still holds what it held before" in ended.errors[0]
+    # The written file's stale entry was removed; the other's is still there.
+    assert ended.stale == ["old2"]
+    lines = summary_lines(ended, results, tmp_path, verbose=False, group=True)
+    assert "good/cnnbudget.snapshot.json: updated a (totals)" in lines
+    assert not any(line.startswith("bad/") for line in lines)
+
+
+def test_the_comparison_keeps_fixture_entries_whose_test_exists(tmp_path: Path) -> None:
+    (tmp_path / "test_a.py").write_text("def test_x(cnn_budget): pass\n", encoding="utf-8")
+    stored = {"a": entry(1), "test_a.py::test_x": entry(2), "gone": entry(3)}
+    path = package(tmp_path, "a", stored=stored)
+    compared = compare_run(configs(path), [result("a", SnapshotStatus.MATCH)], None, tmp_path)
+    changes = {c.name: c.change for c in compared}
+    assert changes["gone"] is Change.REMOVED
+    assert "test_a.py::test_x" not in changes or changes["test_a.py::test_x"] is not Change.REMOVED
+
+
+def test_every_output_is_written_even_after_one_fails(tmp_path: Path) -> None:
+    path = package(tmp_path, "a", stored={"a": entry(1), "old": entry(2)})
+    run = configs(path)
+    results = [result("a", SnapshotStatus.MATCH)]
+    ended = end_run(run, results, tmp_path, update=False)
+    (tmp_path / "taken").mkdir()
+    options = RunOptions(
+        rootdir=tmp_path, started=tmp_path, json="taken", comment="comment.md", plot=None
+    )
+    errors = write_outputs(options, run, results, ended, {}, None)
+    assert len(errors) == 1
+    assert errors[0].startswith("could not write the JSON report (--cnn-budget-json ")
+    assert "<!-- cnn-budget-comment -->" in (tmp_path / "comment.md").read_text(encoding="utf-8")
+
+
+def test_the_json_report_lists_the_stale_entries_the_run_left(tmp_path: Path) -> None:
+    path = package(tmp_path, "a", stored={"a": entry(1), "old": entry(2)})
+    run = configs(path)
+    results = [result("a", SnapshotStatus.MATCH)]
+    ended = end_run(run, results, tmp_path, update=False)
+    options = RunOptions(rootdir=tmp_path, started=tmp_path, json="out/report.json")
+    assert write_outputs(options, run, results, ended, {}, None) == []
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["stale"] == ["old"]
+
+
+@pytest.mark.parametrize("github", [True, False])
+def test_the_job_summary_is_appended_only_for_github(tmp_path: Path, github: bool) -> None:
+    path = package(tmp_path, "a", stored={"a": entry(1)})
+    run = configs(path)
+    results = [result("a", SnapshotStatus.MATCH)]
+    ended = end_run(run, results, tmp_path, update=False)
+    summary = tmp_path / "summary.md"
+    summary.write_text("before\n", encoding="utf-8")
+    options = RunOptions(
+        rootdir=tmp_path, started=tmp_path, github=github, step_summary=str(summary)
+    )
+    assert write_outputs(options, run, results, ended, {}, None) == []
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("before\n")
+    assert ("## cnn-budget" in text) is github
+
+
+def test_results_read_back_from_json_end_a_run_as_the_originals_do(tmp_path: Path) -> None:
+    # What a command merging sharded runs does: results as JSON, then the same end of the run.
+    stored = {"a": entry(1), "b": entry(2), "old": entry(3)}
+    results = [result("a", SnapshotStatus.UPDATED, entry(5)), result("b", SnapshotStatus.MATCH)]
+    shards = [json.loads(json.dumps(encode(r))) for r in results]
+    ends: list[RunEnd] = []
+    for ran in (results, [decode(data) for data in shards]):
+        folder = tmp_path / str(len(ends))
+        ends.append(end_run(configs(package(folder, "a", "b", stored=stored)), ran, folder, True))
+    assert [e.merge.entries for e in ends[0].endings] == [e.merge.entries for e in ends[1].endings]
+    assert ends[1].endings[0].merge.entries == {"a": entry(5), "b": entry(2)}
