@@ -223,13 +223,18 @@ def load_average() -> float:
         return 0.0
 
 
-def child_env(package: Path | None, pycache: Path | None) -> dict[str, str]:
-    """The environment of every benchmark process: ours, minus what would change pytest's mind."""
+# A smoke run's bytecode: the environment's own `__pycache__` folders, as installed.
+INSTALLED_BYTECODE = "installed"
+
+
+def child_env(package: Path | None, pycache: Path | str | None) -> dict[str, str]:
+    """The environment of every benchmark process: ours, minus what would change pytest's mind.
+    `pycache`: a private bytecode prefix, INSTALLED_BYTECODE, or None for no bytecode cache."""
     drop = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k not in drop}
     if pycache is None:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
+    elif isinstance(pycache, Path):
         # Without cached bytecode every run recompiles the package, the model code and each
         # module pytest rewrites for assertions (all of a plugin's distribution: hypothesis is
         # ~100 modules), which no installed CI setup pays twice. A private prefix gives the

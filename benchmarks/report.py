@@ -103,11 +103,11 @@ def document(
     """The whole Markdown report."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     mode = "quick smoke run" if args.quick else f"median of {args.repeat} runs"
-    bytecode = (
-        "no bytecode cache (PYTHONDONTWRITEBYTECODE=1)"
-        if args.no_bytecode_cache
-        else "bytecode cached after a warm-up run (PYTHONPYCACHEPREFIX in the scratch folder)"
-    )
+    bytecode = "bytecode cached after a warm-up run (PYTHONPYCACHEPREFIX in the scratch folder)"
+    if args.no_bytecode_cache:
+        bytecode = "no bytecode cache (PYTHONDONTWRITEBYTECODE=1)"
+    elif args.quick:
+        bytecode = "the environment's own bytecode cache"
     command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
     overhead = (
         f" (overhead: {args.overhead_repeat} runs per side)"

@@ -23,7 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from context import Context
-from harness import BENCH_DIR, REPO, BenchError, Job, Runner, child_env, log, python
+from harness import (
+    BENCH_DIR,
+    INSTALLED_BYTECODE,
+    REPO,
+    BenchError,
+    Job,
+    Runner,
+    child_env,
+    log,
+    python,
+)
 from projects import Projects
 from report import Section, document
 from sections import SECTIONS
@@ -96,7 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="cnnbudget-bench-"))
-    pycache = None if args.no_bytecode_cache else root / "pycache"
+    # A smoke run checks that each section runs, not its figures: it takes the bytecode the
+    # environment has rather than compiling torch into a private prefix first.
+    pycache: Path | str | None = root / "pycache"
+    if args.no_bytecode_cache:
+        pycache = None
+    elif args.quick:
+        pycache = INSTALLED_BYTECODE
     runner = Runner(
         child_env(args.package, pycache),
         args.timeout,
@@ -107,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: list[Section] = []
     errors: dict[str, str] = {}
     try:
-        if pycache is not None:
+        if isinstance(pycache, Path):
             # The prefix starts empty, so torch would be recompiled by whichever run came first.
             log("compiling torch's bytecode into the scratch prefix")
             try:
