@@ -38,35 +38,6 @@ from .run.start import RunOptions, Started, start
 from .writer import Terminal, shown
 
 
-def run_options(config: pytest.Config) -> RunOptions:
-    """pytest's options of a gate run, as plain values."""
-    option = config.option
-    github = github_on(config)
-    return RunOptions(
-        rootdir=config.rootpath,
-        started=config.invocation_params.dir,
-        configs=tuple(option.cnn_budget_config or ()),
-        baselines=tuple(option.cnn_budget_baseline or ()),
-        update=option.cnn_budget_update,
-        json=option.cnn_budget_json,
-        comment=option.cnn_budget_comment,
-        comment_if_changed=option.cnn_budget_comment_if_changed,
-        plot=option.cnn_budget_plot,
-        github=github,
-        step_summary=os.environ.get("GITHUB_STEP_SUMMARY") if github else None,
-        workspace=os.environ.get("GITHUB_WORKSPACE") if github else None,
-        timeout=option.cnn_budget_timeout,
-        depth=option.cnn_budget_depth,
-        group=not option.cnn_budget_no_group,
-    )
-
-
-def github_on(config: pytest.Config) -> bool:
-    """Whether to emit GitHub Actions annotations and the job summary."""
-    mode = config.option.cnn_budget_github
-    return bool(mode == "on" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") == "true"))
-
-
 class BudgetSession:
     """What every process of a `--cnn-budget` run shares: options, configs, failures."""
 
@@ -80,7 +51,9 @@ class BudgetSession:
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
         """Load and validate everything before any model is built; UsageError if anything is off."""
-        options = run_options(config)
+        options = RunOptions.from_options(
+            config.option, config.rootpath, config.invocation_params.dir, os.environ
+        )
         try:
             started = start(options)
         except CnnBudgetError as e:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config.files import Configs
 from ..config.settings import find_config, load_settings
@@ -37,6 +39,31 @@ class RunOptions:
     timeout: float | None = None  # --cnn-budget-timeout
     depth: int | None = None  # --cnn-budget-depth
     group: bool = True
+
+    @classmethod
+    def from_options(
+        cls, option: Any, rootdir: Path, started: Path, environ: Mapping[str, str]
+    ) -> RunOptions:
+        """pytest's parsed options (`config.option`) and the environment, as a run's options."""
+        mode = option.cnn_budget_github
+        github = mode == "on" or (mode == "auto" and environ.get("GITHUB_ACTIONS") == "true")
+        return cls(
+            rootdir=rootdir,
+            started=started,
+            configs=tuple(option.cnn_budget_config or ()),
+            baselines=tuple(option.cnn_budget_baseline or ()),
+            update=option.cnn_budget_update,
+            json=option.cnn_budget_json,
+            comment=option.cnn_budget_comment,
+            comment_if_changed=option.cnn_budget_comment_if_changed,
+            plot=option.cnn_budget_plot,
+            github=github,
+            step_summary=environ.get("GITHUB_STEP_SUMMARY") if github else None,
+            workspace=environ.get("GITHUB_WORKSPACE") if github else None,
+            timeout=option.cnn_budget_timeout,
+            depth=option.cnn_budget_depth,
+            group=not option.cnn_budget_no_group,
+        )
 
     def path(self, option: str) -> Path:
         """An option's path, read from where the run was started."""
