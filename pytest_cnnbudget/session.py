@@ -183,6 +183,13 @@ class CheckingSession(BudgetSession):
             isinstance(item, BudgetItem) for item in session.items
         ):
             collector.import_frozen("pytest_cnnbudget.run.gate")
+            # Forked here too, from the same shallow stack: the checking process runs every
+            # check on the stack it was forked with, and where that stack ends decides how
+            # often CPython grows and frees its frame stack in a deep import (a 16 KiB chunk
+            # mapped and unmapped each time the recursion crosses a chunk's end: 23,000 times,
+            # 0.1 s, in the first build of one run measured, from one item's stack).
+            self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
+            _start_checker(self.config, self.checker)
         yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -359,6 +366,21 @@ class _SkipBudgetReports:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if getattr(report, keys.REPORT_ATTR, None) is None:
             self.inner.pytest_runtest_logreport(report)
+
+
+def _start_checker(config: pytest.Config, checker: Checker) -> None:
+    """Start the checking process with the output descriptors an item's would have:
+    pytest's capture files, where what a model writes to them is captured, then shown
+    through the writer, as when it is forked inside an item."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None or not capture.is_globally_capturing():
+        checker.start()
+        return
+    capture.resume_global_capture()
+    try:
+        checker.start()
+    finally:
+        capture.suspend_global_capture()
 
 
 def _dup_stderr() -> int | None:

@@ -129,7 +129,7 @@ def _serve(sock: socket.socket, dump: IO[bytes], spills: tuple[_Spill, _Spill]) 
     torch.set_num_threads(1)
     # ... nor a model's own torch.set_num_threads(4) (state.py keeps the real function).
     torch.set_num_threads = _keep_one_thread
-    gc.enable()  # forked inside a paused item; see collector.py
+    gc.enable()  # the parent pauses it inside an item, where a refork happens; see collector.py
     faulthandler.enable(file=dump, all_threads=True)
     while True:
         try:
@@ -270,6 +270,10 @@ class Forked(Checker):
         self.forks += 1
         self.child = _Child(pid, ours, dump, spills)
         return self.child
+
+    def start(self) -> None:
+        if self.child is None:
+            self._start()
 
     def check(self, request: Request) -> Checked:
         if self.child is not None and self.child.exited():

@@ -286,6 +286,9 @@ def replay(captured: Captured, clean: Callable[[str], str]) -> None:
 class Checker:
     """Runs checks; `close` when the run is over."""
 
+    def start(self) -> None:
+        """Get ready for the first check (a checking process is started here, if any)."""
+
     def check(self, request: Request) -> Checked:
         """One model's check."""
         raise NotImplementedError
