@@ -140,9 +140,7 @@ class FixtureCheck:
             node.stash[keys.UNCHECKED] = 1
             text = "\n".join(failure_lines(result, "", "(no snapshot)"))
         else:
-            explicit = [Path(p) for p in (config.option.cnn_budget_config or ())]
-            explicit = [Path(config.invocation_params.dir, p).resolve() for p in explicit]
-            owner = session.configs.for_test(node.path, config.rootpath, explicit)
+            owner = session.configs.for_test(node.path, config.rootpath, session.explicit)
             session.configs.claim(key, owner.path)
             result = session.check_built(spec, owner, model, site)
             text = session.failure_text(result)

@@ -46,6 +46,7 @@ class BudgetSession:
         self.options = options
         self.configs: Configs = started.configs
         self.baseline = started.baseline  # the base branch's snapshot, with --cnn-budget-baseline
+        self.explicit = started.explicit  # the config files --cnn-budget-config names
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
 
     @classmethod
@@ -183,13 +184,6 @@ class CheckingSession(BudgetSession):
             isinstance(item, BudgetItem) for item in session.items
         ):
             collector.import_frozen("pytest_cnnbudget.run.gate")
-            # Forked here too, from the same shallow stack: the checking process runs every
-            # check on the stack it was forked with, and where that stack ends decides how
-            # often CPython grows and frees its frame stack in a deep import (a 16 KiB chunk
-            # mapped and unmapped each time the recursion crosses a chunk's end: 23,000 times,
-            # 0.1 s, in the first build of one run measured, from one item's stack).
-            self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
-            _start_checker(self.config, self.checker)
         yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -198,6 +192,15 @@ class CheckingSession(BudgetSession):
             yield
             return
         with collector.paused():
+            if self.checker is None:
+                # The first model's: forked here, before the item's own hooks run, so that
+                # the checking process, which runs every check on the stack it was forked
+                # with, starts from the same shallow one whatever plugins wrap the item.
+                # Where that stack ends decides how often CPython maps and unmaps a 16 KiB
+                # chunk of its frame stack in a deep import (23,000 times, +0.1 s, in the
+                # first build of a run measured, forked from inside the item).
+                self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
+                _start_checker(self.config, self.checker)
             yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -373,14 +376,16 @@ def _start_checker(config: pytest.Config, checker: Checker) -> None:
     pytest's capture files, where what a model writes to them is captured, then shown
     through the writer, as when it is forked inside an item."""
     capture = config.pluginmanager.getplugin("capturemanager")
-    if capture is None or not capture.is_globally_capturing():
-        checker.start()
-        return
-    capture.resume_global_capture()
+    capturing = capture is not None and capture.is_globally_capturing()
+    if capturing:
+        capture.resume_global_capture()
     try:
         checker.start()
+    except Exception:
+        pass  # not started: the item's check forks again, and fails that model if it cannot
     finally:
-        capture.suspend_global_capture()
+        if capturing:
+            capture.suspend_global_capture()
 
 
 def _dup_stderr() -> int | None:

@@ -173,6 +173,38 @@ def test_a_broken_torch_fails_the_items_not_the_run(pytester: pytest.Pytester) -
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+def test_checks_see_what_the_tests_before_them_set_up(pytester: pytest.Pytester) -> None:
+    # The checking process is forked when the first model's item starts, not earlier: a
+    # session fixture of an earlier test still holds when the models are built.
+    Project(pytester, top={"snapshot": False}, needs=dict(CIFAR, target="needs:Net"))
+    pytester.makepyfile(
+        needs="import os\nfrom nets import Cifar\n\n\n"
+        "def Net():\n    assert os.environ.get('NEEDED') == '1', 'NEEDED not set'\n"
+        "    return Cifar()\n"
+    )
+    pytester.makeconftest(
+        "import os\nimport pytest\n\n\n@pytest.fixture(scope='session', autouse=True)\n"
+        "def needed():\n    os.environ['NEEDED'] = '1'\n    yield\n"
+    )
+    pytester.makepyfile(test_first="def test_first():\n    pass\n")
+    args = ("--cnn-budget", "-p", "no:cacheprovider", "test_first.py", "pyproject.toml")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_fork_that_fails_fails_the_items_not_the_run(pytester: pytest.Pytester) -> None:
+    Project(pytester, top={"snapshot": False}, cifar=CIFAR, tiny=TINY)
+    pytester.makeconftest(
+        "import errno, os\n\n\ndef fork():\n"
+        "    raise OSError(errno.EAGAIN, 'Resource temporarily unavailable')\n\n\n"
+        "os.fork = fork\n"
+    )
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("--cnn-budget", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=2)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.mark.slow
 def test_in_process_runs_thaw_what_earlier_runs_froze(pytester: pytest.Pytester) -> None:
     Project(pytester, top={"snapshot": False}, cifar=CIFAR)

@@ -32,7 +32,7 @@ from pytest_cnnbudget.engine.counting import count_parameters
 from pytest_cnnbudget.engine.loading import build_model
 from pytest_cnnbudget.engine.quantized import contains_quantized, quantized_layer
 from pytest_cnnbudget.errors import ModelBuildError
-from pytest_cnnbudget.report.json import metadata, summary_dict
+from pytest_cnnbudget.report.json import json_report_metadata, summary_dict
 from pytest_cnnbudget.report.terminal import failure_lines, format_table, overview_lines
 from pytest_cnnbudget.results import ParameterCount, SnapshotEntry
 from pytest_cnnbudget.run import wire
@@ -449,7 +449,7 @@ def test_the_gate_budgets_a_quantized_model_on_what_it_holds() -> None:
     )
     data = json.loads(json.dumps(wire.encode(result)))
     assert wire.decode(data) == result
-    meta = metadata(result)["cnn_budget"]
+    meta = json_report_metadata([result])["cnn_budget"]
     assert meta["notes"] == list(result.notes)
     assert meta["measurement"]["totals"]["quantized"] == 3_487_816
 

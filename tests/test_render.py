@@ -921,7 +921,7 @@ METADATA_KEYS = {
 def test_metadata_of_a_measured_model_and_of_a_broken_one() -> None:
     budgets = {"max_params": 600_000, "max_macs": 7_000_000}
     result = check(budgets=budgets, input_shape=AT_32, stored=accepted(input_shape=AT_32))
-    data = render_json.metadata(result)
+    data = render_json.json_report_metadata([result])
     assert list(data) == ["cnn_budget"]
     meta = data["cnn_budget"]
     assert set(meta) == METADATA_KEYS
@@ -945,7 +945,7 @@ def test_metadata_of_a_measured_model_and_of_a_broken_one() -> None:
     }
     assert measured["layers"][0]["output_shape"] == [1, 32, 32, 32]
     assert json.loads(json.dumps(meta)) == meta
-    broken = render_json.metadata(check("broken", "nowhere:Net"))["cnn_budget"]
+    broken = render_json.json_report_metadata([check("broken", "nowhere:Net")])["cnn_budget"]
     assert set(broken) == METADATA_KEYS
     assert problems(broken, "model") == []
     assert broken["measurement"] is None
@@ -968,7 +968,7 @@ def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
         ["a", "b"],
     )
     assert list(report["models"]) == ["ok", "warned"]
-    assert report["models"]["ok"] == render_json.metadata(ok)["cnn_budget"]
+    assert report["models"]["ok"] == render_json.json_report_metadata([ok])["cnn_budget"]
     assert render_json.run_report([ok, failed], [])["passed"] is False
     assert render_json.run_report([check("broken", "nowhere:Net")], [])["passed"] is False
 

@@ -5,8 +5,8 @@
 passes `config=LlamaConfig(hidden_size=64)`. Objects are built depth first, innermost first, in
 tables and arrays alike; any other table stays a dict and any array a list. Both halves follow one
 reading of such a table: `kwargs_problems` checks a configuration before anything is imported
-(config.py), `instantiate` builds the objects (loading.py, inside the model's device context).
-Importing a target is the caller's `resolve`, so that this module imports nothing.
+(config/settings.py), `instantiate` builds the objects (engine/loading.py, inside the model's
+device context). Importing a target is the caller's `resolve`, so that this module imports nothing.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def _raise_first(problems: list[Problem]) -> None:
 def _build(value: Any, path: str, resolve: Resolve, ancestors: frozenset[int]) -> Any:
     """`value` with every object in it built; the same object when it holds none.
 
-    Recursive: a configuration nests at most MAX_KWARGS_DEPTH levels (config.py checks that).
+    Recursive: a configuration nests at most MAX_KWARGS_DEPTH levels (config/fields.py checks that).
     A table or array inside itself, which only Python code can pass, is passed as it is.
     """
     if not isinstance(value, dict | list | tuple) or id(value) in ancestors:

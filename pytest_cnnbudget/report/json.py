@@ -73,11 +73,6 @@ def model_dict(result: ModelResult) -> dict[str, Any]:
     }
 
 
-def metadata(result: ModelResult) -> dict[str, Any]:
-    """The per-test `metadata` attached to pytest-json-report's entry for a model."""
-    return {"cnn_budget": model_dict(result)}
-
-
 def json_report_metadata(results: Sequence[ModelResult]) -> dict[str, Any]:
     """pytest-json-report's `metadata` of a test that checked `results`: one model's check, or
     a list for a test that checked several (`name=`); {} for none."""

@@ -54,7 +54,7 @@ def describe_build_error(error: BaseException) -> str:
 def error_result(
     spec: ModelSpec, error: str, stage: str, source: SourceLocation | None = None
 ) -> ModelResult:
-    """A model that could not be checked: `stage` says which step failed (see render_terminal)."""
+    """A model that could not be checked: `stage` says which step failed (see report/cells.py)."""
     return ModelResult(
         name=spec.name,
         target=spec.target,

@@ -157,9 +157,11 @@ def gate_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def test_the_zoo_has_every_torchvision_classifier() -> None:
     import torchvision.models
 
-    listed = torchvision.models.list_models(module=torchvision.models)
-    assert listed == zoo.TORCHVISION_CLASSIFIERS, (
-        "the installed torchvision lists other classifiers: "
+    # An older release (scripts/check-torch) lists fewer; their tests skip what it lacks.
+    missing = set(torchvision.models.list_models(module=torchvision.models))
+    missing -= set(zoo.TORCHVISION_CLASSIFIERS)
+    assert not missing, (
+        f"the installed torchvision lists classifiers the zoo lacks: {sorted(missing)}; "
         "copy its list into TORCHVISION_CLASSIFIERS in tests/zoo/zoo.py"
     )
 
@@ -179,6 +181,11 @@ def _params() -> list[Any]:
 def test_counts_through_the_gate_match_a_real_build(
     library: str, model: zoo.ZooModel, gate_runs: GateRuns, count_checked: CountChecked
 ) -> None:
+    if library == "torchvision":
+        import torchvision.models
+
+        if model.key not in torchvision.models.list_models(module=torchvision.models):
+            pytest.skip(f"torchvision {torchvision.__version__} has no {model.key}")
     report = gate_runs.report(SESSION_OF[library, model.key])
     entry = report["models"].get(model.key)
     assert entry is not None, f"the gate session reported no {model.key}:\n{report['output']}"
