@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +70,13 @@ class RunOptions:
         return Path(self.started, option)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Started:
     """A run's configs and baselines, read and checked."""
 
-    configs: Configs
-    explicit: list[Path] = field(default_factory=list)  # the files --cnn-budget-config names
-    baseline: dict[str, SnapshotEntry] | None = None  # None: no --cnn-budget-baseline
+    configs: Configs  # grows as collection finds the packages' configs
+    explicit: tuple[Path, ...] = ()  # the files --cnn-budget-config names
+    baseline: Mapping[str, SnapshotEntry] | None = None  # None: no --cnn-budget-baseline
 
     def to_collect(self, default_paths: bool) -> list[Path]:
         """The config files a run collects whatever paths it was given: those named by
@@ -91,20 +91,20 @@ class Started:
 
 def start(options: RunOptions) -> Started:
     """Read and check a run's configs, baselines and output paths; CnnBudgetError if any is off."""
-    started = Started(Configs())
-    configs = started.configs
+    configs = Configs()
     root = options.rootdir / "pyproject.toml"
-    started.explicit = [find_config(options.rootdir, options.started, o) for o in options.configs]
-    for path in started.explicit:
+    explicit = tuple(find_config(options.rootdir, options.started, o) for o in options.configs)
+    for path in explicit:
         configs.load(path, load_settings(path))
-    if not started.explicit and root.is_file():
+    if not explicit and root.is_file():
         configs.load(root)  # without [tool.cnnbudget], packages below may have theirs
-    if not started.explicit and not configs and (options.rootdir / DEFAULT_SNAPSHOT).is_file():
+    if not explicit and not configs and (options.rootdir / DEFAULT_SNAPSHOT).is_file():
         configs.default(options.rootdir)  # fixture checks' entries, for their stale ones
+    baseline: dict[str, SnapshotEntry] | None = None
     if options.baselines:
-        started.baseline = {}
+        baseline = {}
         for name in options.baselines:
-            started.baseline.update(read_baseline(options.path(name)))
+            baseline.update(read_baseline(options.path(name)))
     problems = output_problems(
         options.started,
         options.json,
@@ -122,7 +122,7 @@ def start(options: RunOptions) -> Started:
     _on_path(options.rootdir)
     for file in configs:
         _on_path(file.path.parent)
-    return started
+    return Started(configs, explicit, baseline)
 
 
 def _on_path(folder: Path) -> None:
