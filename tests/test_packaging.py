@@ -134,3 +134,12 @@ def test_the_torch_range_is_the_one_readme_shows_checked() -> None:
         assert result.startswith(expected), (major, minor, result)
     # The range's lowest release is one the table shows checked.
     assert any(m and (int(m[1]), int(m[2])) == bound for m in rows)
+
+
+def test_ci_runs_readmes_test_command_and_it_runs_the_whole_suite() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("Run the test suite:") :].split("```")[1]
+    [command] = [line for line in block.splitlines() if line.strip() and line != "bash"]
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    # Every tier: no marker expression, no path that would narrow the run.
+    assert command.endswith("&& .venv/bin/python -m pytest -n auto")
