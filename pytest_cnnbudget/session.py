@@ -96,7 +96,7 @@ class CheckingSession(BudgetSession):
     def __init__(self, config: pytest.Config, options: RunOptions, started: Started) -> None:
         super().__init__(config, options, started)
         self.collected: dict[Path, Path] = {}  # config files collected: resolved → as found
-        self.checker: Checker | None = None  # made at the first check
+        self.checker: Checker | None = None  # made as the first model's item starts
         # The terminal's stderr, taken now, while pytest's capture is suspended (as its own
         # faulthandler plugin does): where an in-process time limit says where it was stuck.
         self.stderr: int | None = _dup_stderr()
@@ -114,8 +114,8 @@ class CheckingSession(BudgetSession):
 
     def check(self, spec: ModelSpec, file: ConfigFile) -> ModelResult:
         """Build and check one configured model (called by its item), where isolation says."""
-        if self.checker is None:
-            self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
+        # Made as the first model's item started (pytest_runtest_protocol).
+        assert self.checker is not None
         request = Request(
             self.order(spec, file),
             timeout=model_timeout(spec, self.options.timeout, file.settings),

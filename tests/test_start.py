@@ -16,6 +16,12 @@ from pytest_cnnbudget.run.start import RunOptions, start
 from pytest_cnnbudget.snapshot.store import write_snapshot
 
 
+@pytest.fixture(autouse=True)
+def _sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() puts the project's folders on sys.path; each test's go when it ends."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 def entry(params: int) -> SnapshotEntry:
     """A one-layer model's entry: `params` parameters in `fc`."""
     return SnapshotEntry(params, params, 0, 0, (SnapshotLayer("fc", "Linear", params, "n"),))
