@@ -10,6 +10,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def storable(text: str) -> str:
+    """`text` as UTF-8 can hold it: a lone surrogate (model code can put one in a layer's name)
+    becomes its escape, `\\ud800`, as `printable` shows it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fold_name(name: str, depth: int | None) -> str:
     """`layer1.0.conv1` at depth 1 → `layer1`; the root and `None` (no folding) keep the name."""
     if depth is None or name == ROOT_NAME:

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from .inputs import InputSpec, Shape
+from .names import storable
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,14 @@ class SnapshotEntry:
             frozen=count.frozen,
             buffers=count.buffers,
             layers=tuple(
-                SnapshotLayer(r.name, r.type, r.params, r.formula, r.output_shape, r.macs)
+                SnapshotLayer(
+                    storable(r.name),
+                    storable(r.type),
+                    r.params,
+                    storable(r.formula),
+                    r.output_shape,
+                    r.macs,
+                )
                 for r in count.parameter_rows
             ),
             macs=count.macs,

@@ -31,7 +31,15 @@ from .report.json import json_report_metadata
 from .report.terminal import failure_lines, warning_lines
 from .results import ModelResult, SourceLocation
 from .run import collector, wire
-from .run.finish import RunEnd, annotation_commands, end_run, summary_lines, write_outputs
+from .run.finish import (
+    Collected,
+    RunEnd,
+    annotation_commands,
+    end_run,
+    summary_lines,
+    withheld,
+    write_outputs,
+)
 from .run.forked import make_checker
 from .run.isolation import Checker, Request, picklable_filters, replay
 from .run.start import RunOptions, Started, start
@@ -48,6 +56,9 @@ class BudgetSession:
         self.baseline = started.baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.explicit = started.explicit  # the config files --cnn-budget-config names
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
+        # Each test module and class collected, by node id → its children's (run/finish.py's
+        # Collected): what says whether a fixture check's test still exists.
+        self.tests: dict[str, frozenset[str]] = {}
 
     @classmethod
     def start(cls, config: pytest.Config) -> BudgetSession:
@@ -176,6 +187,14 @@ class CheckingSession(BudgetSession):
             return None
         return BudgetFile.from_parent(parent, path=file_path)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Deselection (-k, -m) comes after this: what it drops still counts as existing.
+        if not report.passed:
+            return
+        children = frozenset(node.nodeid for node in report.result)
+        if all(child.startswith(report.nodeid + "::") for child in children):
+            self.tests[report.nodeid] = children  # a module or class; not a folder
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
         # Here, not in the first item: see run/collector.py for why freezing waits for a
@@ -203,7 +222,9 @@ class CheckingSession(BudgetSession):
                 _start_checker(self.config, self.checker)
             yield
 
-    @pytest.hookimpl(hookwrapper=True)
+    # Innermost: the fixture's results are settled before pytest-json-report's wrapper asks
+    # for their metadata.
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Any, None]:
@@ -219,7 +240,7 @@ class CheckingSession(BudgetSession):
         if checked and call.when == "call":
             if report.failed:
                 # The test failed after its checks passed: an update accepts none of them.
-                checked[:] = [replace(r, entry=None) for r in checked]
+                checked[:] = [withheld(r) for r in checked]
                 for result in checked:
                     self.record(result)
             setattr(report, keys.REPORT_ATTR, [self.report_payload(r) for r in checked])
@@ -251,6 +272,7 @@ class WorkerSession(CheckingSession):
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput["cnn_budget_configs"] = [str(p) for p in self.collected]
+            workeroutput["cnn_budget_tests"] = {k: sorted(v) for k, v in self.tests.items()}
 
 
 class ReportingSession(BudgetSession):
@@ -281,7 +303,10 @@ class ReportingSession(BudgetSession):
         # The snapshots first, and on their own: an accepted update must not depend on the
         # other files.
         rootdir = self.options.rootdir
-        self.ended = end_run(self.configs, results, rootdir, self.options.update)
+        collected = Collected(self.tests)
+        self.ended = end_run(self.configs, results, rootdir, self.options.update, collected)
+        # From here on, the results as the snapshots now hold them.
+        results = list(self.ended.results)
         self.output_errors = [
             *self.ended.errors,
             *write_outputs(
@@ -293,9 +318,11 @@ class ReportingSession(BudgetSession):
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminal = Terminal(terminalreporter)
-        results = list(self.results.values())
         rootdir = self.options.rootdir
-        ended = self.ended or end_run(self.configs, results, rootdir, update=False)
+        ended = self.ended or end_run(
+            self.configs, list(self.results.values()), rootdir, False, Collected(self.tests)
+        )
+        results = list(ended.results)
         verbose = self.config.option.verbose > 0
         lines = summary_lines(ended, results, rootdir, verbose, self.options.group)
         if lines:  # nothing when no model ran (a collection error stopped the run)
@@ -331,8 +358,11 @@ class ControllerSession(ReportingSession):
                 self.record(result)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        for path in getattr(node, "workeroutput", {}).get("cnn_budget_configs", ()):
+        output = getattr(node, "workeroutput", {})
+        for path in output.get("cnn_budget_configs", ()):
             self.load(path)
+        for nodeid, children in output.get("cnn_budget_tests", {}).items():
+            self.tests[nodeid] = frozenset(children)
 
     def load(self, path: str, default: bool = False) -> ConfigFile | None:
         """A config a worker read, read here too; None if it cannot be (a worker already

@@ -487,14 +487,36 @@ def test_an_empty_model_name(tmp_path: Path) -> None:
     ]
 
 
-def test_an_unprintable_but_allowed_name_is_escaped_where_a_message_names_its_table(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("no\u00a0break", "contains U+00A0, which is not printable"),
+        ("abc\u202edef", "contains U+202E, which is not printable"),
+        ("zero\u200bwidth", "contains U+200B, which is not printable"),
+        ("\ufeffbom", "contains U+FEFF, which is not printable"),
+        ("\u3000wide", "contains U+3000, which is not printable"),
+        ("tests/test_a.py::test_x", "contains `::`, which names the checks of the cnn_budget"),
+        ("my tests/test_a.py::test_x", "contains `::`, which names the checks of the cnn_budget"),
+        ("a::b", "contains `::`"),
+    ],
+)
+def test_a_name_a_reader_could_not_tell_from_another_is_refused(
+    tmp_path: Path, name: str, problem: str
 ) -> None:
-    path = write(tmp_path, toml_text({"no\u00a0break\u202e": {"target": "nets", "max_params": 1}}))
-    assert problems_of(path) == [
-        "[tool.cnnbudget.models.\"no\\u00A0break\\u202E\"] target: 'nets' is not of the form "
-        "'package.module:ClassOrFactory'"
-    ]
+    # README: a model key is one line of printable characters. Format characters (U+202E
+    # shows what follows reversed on GitHub), invisible and non-ASCII spaces are not, and `::`
+    # is what a fixture check's node id holds.
+    path = write(tmp_path, toml_text({name: {"target": "nets:Tiny", "max_params": 1}}))
+    (message,) = problems_of(path)
+    assert problem in message
+    assert message.isprintable()
+
+
+def test_printable_names_of_any_script_stay_allowed(tmp_path: Path) -> None:
+    names = ["résnet 18", "模型/小", "a|b", "a b:c"]
+    path = write(tmp_path, toml_text({n: {"target": "nets:Tiny", "max_params": 1} for n in names}))
+    settings = load_settings(path)
+    assert [m.name for m in settings.models] == names
 
 
 @pytest.mark.parametrize(
@@ -580,6 +602,47 @@ def test_an_unknown_key_is_shown_by_repr_when_it_is_not_printable(tmp_path: Path
         f"[tool.cnnbudget.models.m] '::error::x\\r\\n': unknown key (allowed: {ALLOWED})",
         f"[tool.cnnbudget.models.m] '{'k' * 27}...{'k' * 28}': unknown key (allowed: {ALLOWED})",
     ]
+
+
+@pytest.mark.parametrize(
+    ("table", "first"),
+    [
+        ({f"k{i}": i for i in range(5000)}, "[tool.cnnbudget.models.m] k0: unknown key"),
+        (
+            {"kwargs": {f"_k{i}_": i for i in range(5000)}},
+            "[tool.cnnbudget.models.m]: kwargs._k0_: not supported",
+        ),
+        (
+            {"kwargs": {f"k{i}": {"_target_": "x" * 600} for i in range(5000)}},
+            "[tool.cnnbudget.models.m]: kwargs.k0._target_: 'xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ),
+    ],
+)
+def test_thousands_of_problems_list_the_first_fifty_each_clipped_then_count_the_rest(
+    tmp_path: Path, table: dict[str, Any], first: str
+) -> None:
+    path = write(tmp_path, toml_text({"m": {"target": "nets:A", "max_params": 1, **table}}))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    header, *lines = str(info.value).splitlines()
+    assert header == f"{path}: invalid [tool.cnnbudget] configuration"
+    assert len(lines) == 51
+    assert lines[0].startswith(f"  {first}")
+    assert lines[-1] == "  … and 4,950 more problems"
+    assert all(len(line) <= 2 + 400 for line in lines)
+
+
+def test_a_problem_deep_in_kwargs_is_one_clipped_line(tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = {"_bad_": 1}
+    for level in range(30):
+        kwargs = {f"{level}{'k' * 58}": kwargs}
+    path = write(
+        tmp_path, toml_text({"m": {"target": "nets:A", "max_params": 1, "kwargs": kwargs}})
+    )
+    (problem,) = problems_of(path)
+    assert problem.startswith("[tool.cnnbudget.models.m]: kwargs.29kkkk")
+    assert len(problem) == 400
+    assert problem.endswith("…")
 
 
 def test_a_config_path_with_a_newline_stays_on_the_first_line(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pytest_cnnbudget.results import (
     SnapshotStatus,
 )
 from pytest_cnnbudget.run.finish import (
+    Collected,
     RunEnd,
     compare_run,
     end_run,
@@ -66,10 +67,35 @@ def configs(*paths: Path) -> Configs:
     return loaded
 
 
-def test_kept_entries_are_the_fixture_checks_whose_test_exists(tmp_path: Path) -> None:
-    (tmp_path / "test_a.py").write_text("def test_x(cnn_budget): pass\n", encoding="utf-8")
-    names = ["test_a.py::test_x", "test_a.py::test_gone", "gone.py::test_x", "resnet"]
-    assert kept_entries(names, tmp_path) == ["test_a.py::test_x"]
+def test_kept_entries_are_the_fixture_checks_whose_test_this_run_collected(tmp_path: Path) -> None:
+    (tmp_path / "my tests").mkdir()
+    (tmp_path / "my tests" / "test_a.py").write_text("", encoding="utf-8")
+    (tmp_path / "test_b.py").write_text("", encoding="utf-8")
+    collected = Collected(
+        {
+            "my tests/test_a.py": frozenset(
+                {
+                    "my tests/test_a.py::test_x",
+                    "my tests/test_a.py::TestC",
+                    "my tests/test_a.py::test_p[a::b]",
+                }
+            ),
+        }
+    )
+    kept = [
+        "my tests/test_a.py::test_x",  # collected (maybe deselected)
+        "my tests/test_a.py::test_x[student]",  # the same test, a named call
+        "my tests/test_a.py::TestC::test_y",  # a class this run did not expand
+        "my tests/test_a.py::test_p[a::b]",  # `::` in a parameter id
+        "test_b.py::test_z",  # a module this run did not collect, still on disk
+    ]
+    stale = [
+        "my tests/test_a.py::test_gone",  # its module was collected, and holds no such test
+        "my tests/test_a.py::test_xy",  # not test_x's: a name is matched whole
+        "gone.py::test_x",  # no such file
+        "resnet",  # a configured model's name, not a fixture check's
+    ]
+    assert kept_entries(stale + kept, tmp_path, collected) == kept
 
 
 def test_a_run_without_update_writes_nothing_and_every_stale_entry_stays(tmp_path: Path) -> None:

@@ -9,15 +9,16 @@ config above their file. Torch-free: the xdist controller uses it too.
 
 from __future__ import annotations
 
-import ast
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..constants import DEFAULT_SNAPSHOT
+from ..errors import CnnBudgetError, ConfigError
 from ..names import printable
 from ..results import SnapshotEntry
-from ..snapshot.store import read_snapshot
+from ..snapshot.store import read_stored, snapshot_owner
 from .settings import read_settings
 from .spec import Settings
 
@@ -70,9 +71,23 @@ class Configs:
             settings = read_settings(path)
             if settings is None:
                 return None
-        stored = read_snapshot(settings.snapshot) if settings.snapshot else {}
+        stored: dict[str, SnapshotEntry] = {}
+        if settings.snapshot is not None:
+            self._refuse_shared(path, settings.snapshot)
+            stored, recorded = read_stored(settings.snapshot)
+            owner = snapshot_owner(settings.snapshot, recorded)
+            if owner != path and _claims(owner, settings.snapshot):
+                raise ConfigError(_shared_message(settings.snapshot, owner, path))
         self.files[path] = entry = ConfigFile(settings, stored)
         return entry
+
+    def _refuse_shared(self, path: Path, snapshot: Path) -> None:
+        """ConfigError where a config collected before names the same snapshot file: each
+        would drop the other's entries as no longer configured."""
+        for other in self.files.values():
+            mine = other.settings.snapshot
+            if mine is not None and _same_file(mine, snapshot):
+                raise ConfigError(_shared_message(snapshot, other.path, path))
 
     def claim(self, name: str, path: Path) -> Path | None:
         """Record that `name` is configured in `path`; the other file, if one claimed it first."""
@@ -121,28 +136,34 @@ class Configs:
         return [name for f in self for name in f.configured()]
 
 
-def fixture_stale(name: str, rootdir: Path) -> bool:
-    """Whether a fixture check's stored entry (keyed `path/test_x.py::Class::test_y[…]`)
-    names a test that is gone: its file no longer exists, or defines neither its class nor (for
-    a test outside a class) a function or name of its own. Read from the source, not from what
-    this run collected: a `-k` run deselects tests that still exist. A class is enough, as its
-    tests may be inherited from another file."""
-    file, _, rest = name.partition("::")
-    parts = rest.split("::")
-    wanted = parts[0].split("[")[0]
-    path = rootdir / file
+def _same_file(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _claims(config: Path, snapshot: Path) -> bool:
+    """Whether the config file `config` still names `snapshot` as its snapshot (a config that
+    cannot be read is taken to: its entries are not ours to drop)."""
+    if not config.is_file():
+        return False
     try:
-        tree = ast.parse(path.read_bytes())
-    except (OSError, SyntaxError, ValueError):
-        return not path.exists()
-    defined = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            defined.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):  # generated: test_x = make_test()
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
-    return wanted not in defined
+        settings = read_settings(config)
+    except CnnBudgetError:
+        return True
+    return (
+        settings is not None
+        and settings.snapshot is not None
+        and _same_file(settings.snapshot, snapshot)
+    )
+
+
+def _shared_message(snapshot: Path, first: Path, second: Path) -> str:
+    """Why a second config cannot use a snapshot file another config uses."""
+    return (
+        f"{printable(str(second))}: its snapshot {printable(str(snapshot))} is also the "
+        f"snapshot of {printable(str(first))}; an update of either would drop the other's "
+        "entries as no longer configured: give each config a snapshot file of its own "
+        "(the `snapshot` key)"
+    )
 
 
 def duplicate_message(name: str, first: Path, second: Path, rootdir: Path) -> str:

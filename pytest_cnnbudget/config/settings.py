@@ -294,12 +294,25 @@ def _model_name_problem(name: str) -> str | None:
             f"model name {name!r} contains the control character {control.group()!r}; "
             "a model name must be one line of printable text"
         )
+    hidden = next((c for c in name if not (c.isprintable() or c == " ")), None)
+    if hidden is not None:
+        # Format characters (U+202E reverses what follows it on GitHub), zero-width and
+        # non-ASCII spaces, lone surrogates: a reader could not tell the name from another.
+        return (
+            f"model name {name!r} contains {_codepoint(hidden)}, which is not "
+            "printable; a model name is printable text (spaces, `/`, `|` and any script)"
+        )
     if is_fixture_name(name):
         return (
-            f"model name {name!r} reads as a test's node id (`file.py::test`), which names "
-            "the checks of the cnn_budget fixture; use another name"
+            f"model name {name!r} contains `::`, which names the checks of the "
+            "cnn_budget fixture (a test's node id, `file.py::test`); use another name"
         )
     return None
+
+
+def _codepoint(char: str) -> str:
+    """`U+202E` for a character a message cannot show as itself."""
+    return f"U+{ord(char):04X}"
 
 
 def fixture_name(nodeid: str, name: str | None = None) -> str:
@@ -308,13 +321,11 @@ def fixture_name(nodeid: str, name: str | None = None) -> str:
     return f"{nodeid}[{name}]" if name is not None else nodeid
 
 
-# A test's node id: the path of its Python file, `::`, the test.
-_NODE_ID = re.compile(r"[^\s:]+\.py::\S")
-
-
 def is_fixture_name(name: str) -> bool:
-    """Whether a result or snapshot entry comes from the `cnn_budget` fixture (a node id)."""
-    return _NODE_ID.match(name) is not None
+    """Whether a result or snapshot entry comes from the `cnn_budget` fixture: its name is its
+    test's node id, and every node id of a test holds `::` (`my tests/test_a.py::test_x`),
+    which no configured model's name may."""
+    return "::" in name
 
 
 def fixture_spec(

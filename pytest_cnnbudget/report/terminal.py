@@ -398,7 +398,8 @@ def update_lines(
         if name in merge.added:
             lines.append(f"{snapshot_name}: added {printable(name)}")
         elif name in merge.rejected:
-            lines.append(f"{snapshot_name}: NOT updated {printable(name)}: it is over budget")
+            why = "it is over budget" if by_name[name].exceeded else "its test failed"
+            lines.append(f"{snapshot_name}: NOT updated {printable(name)}: {why}")
         else:
             changes = shown_changes(by_name[name], group)
             named = ", ".join(

@@ -9,12 +9,13 @@ Each rule is written once here: `kept_entries` (what is not stale though no tabl
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config.files import ConfigFile, Configs, fixture_stale
+from ..config.files import ConfigFile, Configs
 from ..config.settings import is_fixture_name
 from ..errors import CnnBudgetError
 from ..report.cells import Failures
@@ -22,7 +23,7 @@ from ..report.comment import comment_markdown
 from ..report.github import anchors, annotation_lines, summary_markdown
 from ..report.json import run_report
 from ..report.terminal import overview_lines, update_lines
-from ..results import ModelResult, SnapshotEntry
+from ..results import ModelResult, SnapshotEntry, SnapshotStatus
 from ..snapshot.compare import BaseComparison, compare_with_base
 from ..snapshot.merge import Merge, merge_snapshot
 from ..snapshot.store import locked, write_snapshot
@@ -30,20 +31,48 @@ from . import outputs
 from .start import RunOptions
 
 
-def kept_entries(names: Iterable[str], rootdir: Path) -> list[str]:
+@dataclass(frozen=True)
+class Collected:
+    """The tests this run collected, selected or deselected (`-k`, `-m`): each test module and
+    class that collected without error, with its children's node ids. What judges a fixture
+    check's entry: pytest's own collection, however its test is defined (imported from a
+    helper, under an `if`, generated), not a reading of the source."""
+
+    children: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def holds(self, name: str, rootdir: Path) -> bool:
+        """Whether the test that fixture entry `name` (a node id, with the call's `[name]` when
+        given) belongs to may still exist. Only a test module or class this run collected
+        can say that a test is gone, and only a file that no longer exists, that its module
+        is: a test outside what this run collected is kept."""
+        cuts = [m.start() for m in re.finditer("::", name)]
+        # The deepest collector this run expanded that the entry lies under: its node id is
+        # the entry up to one of its `::` (a `::` inside a parameter id matches none).
+        owner = next((name[:at] for at in reversed(cuts) if name[:at] in self.children), None)
+        if owner is None:
+            return any((rootdir / name[:at]).exists() for at in cuts)
+        # A child is the entry itself, or above it (a class not expanded: its tests may be
+        # inherited from another file), or the entry is the child's with the call's `[name]`.
+        children = self.children[owner]
+        ends = [m.start() for m in re.finditer(r"::|\[", name)] + [len(name)]
+        return any(name[:end] in children for end in ends if end > len(owner))
+
+
+def kept_entries(names: Iterable[str], rootdir: Path, collected: Collected) -> list[str]:
     """The stored entries that are not stale though no table configures them: the `cnn_budget`
-    fixture's, while their tests exist."""
-    return [n for n in names if is_fixture_name(n) and not fixture_stale(n, rootdir)]
+    fixture's, while their tests may exist (see `Collected.holds`)."""
+    return [n for n in names if is_fixture_name(n) and collected.holds(n, rootdir)]
 
 
 def merge_file(
     file: ConfigFile,
     entries: Mapping[str, SnapshotEntry],
     results: Iterable[ModelResult],
-    rootdir: Path,
+    kept: Callable[[Iterable[str]], list[str]],
 ) -> Merge:
-    """What one config's snapshot should hold after a run, from `entries` as stored."""
-    return merge_snapshot(entries, results, file.configured(), kept_entries(entries, rootdir))
+    """What one config's snapshot should hold after a run, from `entries` as stored; `kept`
+    picks the stored entries that no table configures but are not stale."""
+    return merge_snapshot(entries, results, file.configured(), kept(entries))
 
 
 def results_of(
@@ -51,6 +80,17 @@ def results_of(
 ) -> list[ModelResult]:
     """The results of the models (and fixture checks) of one config file."""
     return [r for r in results if configs.owner.get(r.name) == file.path]
+
+
+def withheld(result: ModelResult) -> ModelResult:
+    """A check whose test failed after it: an update writes none of it, and says so."""
+    accepted = result.snapshot in _ACCEPTED
+    return replace(
+        result, entry=None, snapshot=SnapshotStatus.REJECTED if accepted else result.snapshot
+    )
+
+
+_ACCEPTED = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED)
 
 
 @dataclass(frozen=True)
@@ -69,12 +109,25 @@ class Ending:
         """The stale entries still in the file once the run is over."""
         return self.merge.stale_after(self.written)
 
+    def settled(self) -> tuple[ModelResult, ...]:
+        """Its results as the file was left: `added` or `updated` only where the update wrote
+        that entry; any other it meant to write (its file could not be written, its entry was
+        withheld) is `not written`."""
+        wrote = set(self.merge.added + self.merge.updated) if self.written else set()
+        return tuple(
+            withheld(r) if r.snapshot in _ACCEPTED and r.name not in wrote else r
+            for r in self.results
+        )
+
 
 @dataclass(frozen=True)
 class RunEnd:
-    """Every config file's ending, and what the snapshots' writing had to say."""
+    """Every config file's ending, what the snapshots' writing had to say, and the results as
+    the reports must show them: what the snapshots now hold."""
 
     endings: tuple[Ending, ...]
+    results: tuple[ModelResult, ...] = ()  # every result, settled (see Ending.settled)
+    collected: Collected = Collected()
     errors: tuple[str, ...] = ()  # snapshots that could not be written
     notes: tuple[str, ...] = ()  # what the update report adds about the snapshots
 
@@ -85,25 +138,33 @@ class RunEnd:
 
 
 def end_run(
-    configs: Configs, results: Sequence[ModelResult], rootdir: Path, update: bool
+    configs: Configs,
+    results: Sequence[ModelResult],
+    rootdir: Path,
+    update: bool,
+    collected: Collected = Collected(),
 ) -> RunEnd:
     """Merge a run's results into each config's snapshot; with `update`, write each merge that
     changes its file, under its lock, so that a concurrent update's entries are kept."""
+
+    def kept(names: Iterable[str]) -> list[str]:
+        return kept_entries(names, rootdir, collected)
+
     endings, errors, notes = [], [], []
     for file in configs:
         ran = tuple(results_of(configs, results, file))
         path = file.settings.snapshot
         if not update or path is None:
-            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, rootdir), False))
+            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, kept), False))
             continue
         try:
             with locked(path) as current:
-                merge = merge_file(file, current.entries, ran, rootdir)
+                merge = merge_file(file, current.entries, ran, kept)
                 if merge.changed:
-                    write_snapshot(path, merge.entries)
+                    write_snapshot(path, merge.entries, file.path)
         except CnnBudgetError as e:
             errors.append(f"the snapshot was not written, and still holds what it held before: {e}")
-            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, rootdir), False))
+            endings.append(Ending(file, ran, merge_file(file, file.stored, ran, kept), False))
             continue
         endings.append(Ending(file, ran, merge, True))
         if not current.held:
@@ -116,7 +177,9 @@ def end_run(
                 "the snapshot changed on disk during this run (another update); "
                 "its entries were kept, merged with this run's"
             )
-    return RunEnd(tuple(endings), tuple(errors), tuple(notes))
+    settled = {r.name: r for ending in endings for r in ending.settled()}
+    shown = tuple(settled.get(r.name, r) for r in results)
+    return RunEnd(tuple(endings), shown, collected, tuple(errors), tuple(notes))
 
 
 def compare_run(
@@ -124,13 +187,15 @@ def compare_run(
     results: Sequence[ModelResult],
     baseline: Mapping[str, SnapshotEntry] | None,
     rootdir: Path,
+    collected: Collected = Collected(),
 ) -> tuple[BaseComparison, ...]:
     """Every model against the base: the baseline when given, else the snapshots as they were
     before this run."""
     base = baseline
     if base is None:
         base = {name: e for file in configs for name, e in file.stored.items()}
-    configured = [*configs.names(), *(r.name for r in results), *kept_entries(base, rootdir)]
+    kept = kept_entries(base, rootdir, collected)
+    configured = [*configs.names(), *(r.name for r in results), *kept]
     return compare_with_base(results, base, configured)
 
 
@@ -176,7 +241,9 @@ def write_outputs(
     def comparisons() -> tuple[BaseComparison, ...]:
         # Once, for the job summary and the comment alike.
         if not compared:
-            compared.append(compare_run(configs, results, baseline, options.rootdir))
+            compared.append(
+                compare_run(configs, results, baseline, options.rootdir, run_end.collected)
+            )
         return compared[0]
 
     def output(what: str, write: Callable[[], object]) -> None:

@@ -32,7 +32,8 @@ from ..results import (
     SourceLocation,
 )
 from ..snapshot.compare import diff_entries
-from ..units import thousands
+from ..snapshot.format import entry_problem
+from ..units import clip_lines, thousands
 from .locate import definition_source, error_source, layer_source, user_frames
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ _WRITABLE = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED, SnapshotStatus.MATCH)
 
 def describe_build_error(error: BaseException) -> str:
     """The error's message plus the innermost frames of user code that raised it."""
-    lines = [str(error) if isinstance(error, CnnBudgetError) else exception_text(error)]
+    # Ours are bounded where they are made; one the model's code raised, however long, is cut
+    # to a few hundred characters a line.
+    lines = [str(error) if isinstance(error, CnnBudgetError) else clip_lines(exception_text(error))]
     frames = user_frames(error)
     if frames:
         lines.append("raised at (innermost last):")
@@ -143,6 +146,9 @@ def _judge(order: Order, model: nn.Module, count: ParameterCount) -> ModelResult
     budgets = check_budgets(spec.budgets, count)
     over = any(b.over for b in budgets)
     entry = SnapshotEntry.from_count(count)
+    unstorable = entry_problem(spec.name, entry) if order.snapshot_enabled else None
+    if unstorable is not None:
+        return error_result(spec, f"its snapshot entry cannot be stored: {unstorable}", "check")
     diff = diff_entries(stored, entry) if stored is not None and stored != entry else None
     if not order.snapshot_enabled:
         status, diff = SnapshotStatus.OFF, None

@@ -206,8 +206,29 @@ def _entries(models: Mapping[str, Any]) -> dict[str, SnapshotEntry]:
 # -- the document -------------------------------------------------------------------------
 
 
+class _Duplicate(Exception):
+    """A key written twice in one JSON object."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: a key written twice (legal JSON) would
+    otherwise be read as its last value alone, and the next update would drop the first."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _Duplicate(key)
+        document[key] = value
+    return document
+
+
 def parse_snapshot(text: str, path: Path) -> dict[str, SnapshotEntry]:
     """Parse snapshot text; every failure names `path` and says what to do."""
+    return parse_document(text, path)[0]
+
+
+def parse_document(text: str, path: Path) -> tuple[dict[str, SnapshotEntry], str | None]:
+    """Parse snapshot text: its entries, and the config file it records as its writer (a path
+    relative to its folder; None where its writer is the `pyproject.toml` beside it)."""
     shown = quote(str(path))
     if len(text) > MAX_SNAPSHOT_BYTES:
         raise SnapshotError(f"{shown}: larger than {MAX_SNAPSHOT_BYTES // 2**20} MiB; {FIX_HINT}")
@@ -220,7 +241,14 @@ def parse_snapshot(text: str, path: Path) -> dict[str, SnapshotEntry]:
         )
     try:
         # A byte-order mark from a Windows editor is not part of the JSON text.
-        document = json.loads(text.removeprefix("\ufeff"), parse_int=_parse_int)
+        document = json.loads(
+            text.removeprefix("\ufeff"), parse_int=_parse_int, object_pairs_hook=_unique
+        )
+    except _Duplicate as e:
+        raise SnapshotError(
+            f"{shown}: the key {str(e)[:_SHOWN_KEY]!r} is written twice in one object, "
+            f"and a JSON reader would keep only one of them; {FIX_HINT}"
+        ) from None
     except json.JSONDecodeError as e:
         raise SnapshotError(
             f"{shown}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); {FIX_HINT}"
@@ -245,8 +273,11 @@ def parse_snapshot(text: str, path: Path) -> dict[str, SnapshotEntry]:
     models = document.get("models")
     if not isinstance(models, dict):
         raise SnapshotError(f"{shown}: 'models' is missing or not an object")
+    config = document.get("config")
+    if config is not None and (not isinstance(config, str) or _text_problem(config)):
+        raise SnapshotError(f"{shown}: 'config' is not the path of a config file")
     try:
-        return _entries(models)
+        return _entries(models), config
     except SnapshotError as e:
         raise SnapshotError(f"{shown}: malformed entry: {e}") from e
 
@@ -268,13 +299,26 @@ def _first_conflict_marker(text: str) -> tuple[int, str] | None:
     return text.count("\n", 0, at) + 1, marker
 
 
-def dumps(entries: Mapping[str, SnapshotEntry]) -> str:
-    """The exact file text for `entries`: stable, sorted, reviewable."""
-    document = {
+def dumps(entries: Mapping[str, SnapshotEntry], config: str | None = None) -> str:
+    """The exact file text for `entries`: stable, sorted, reviewable; `config` records the
+    config file that writes it, where that is not the `pyproject.toml` beside it."""
+    document: dict[str, Any] = {
         "version": VERSION,
         "models": {name: entry_to_json(entries[name]) for name in sorted(entries)},
     }
+    if config is not None:
+        document["config"] = config
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def entry_problem(name: str, entry: SnapshotEntry) -> str | None:
+    """Why the snapshot could not hold `entry` under `name` (None if it can): checked when the
+    model is judged, so that one model's entry fails that model, never the whole file."""
+    try:
+        _entries({name: entry_to_json(entry)})
+    except SnapshotError as e:
+        return str(e)
+    return None
 
 
 def check_entries(entries: Mapping[str, SnapshotEntry]) -> None:

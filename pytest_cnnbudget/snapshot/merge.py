@@ -19,7 +19,7 @@ class Merge:
     entries: Mapping[str, SnapshotEntry]
     added: tuple[str, ...]
     updated: tuple[str, ...]
-    rejected: tuple[str, ...]  # over budget: an update never writes them
+    rejected: tuple[str, ...]  # over budget, or withheld (its test failed): never written
     removed: tuple[str, ...]  # stale entries dropped, only when every configured model ran
     stale: tuple[str, ...]  # stored entries whose model is no longer configured
     complete: bool  # every configured model ran
@@ -49,12 +49,10 @@ def merge_snapshot(
     rejected: list[str] = []
     for name in sorted(ran):
         result = ran[name]
-        if result.snapshot is SnapshotStatus.REJECTED:
+        accepted = result.snapshot in (SnapshotStatus.ADDED, SnapshotStatus.UPDATED)
+        if result.snapshot is SnapshotStatus.REJECTED or (accepted and result.entry is None):
             rejected.append(name)
-        elif result.entry is not None and result.snapshot in (
-            SnapshotStatus.ADDED,
-            SnapshotStatus.UPDATED,
-        ):
+        elif accepted and result.entry is not None:
             entries[name] = result.entry
             (added if result.snapshot is SnapshotStatus.ADDED else updated).append(name)
     stale = tuple(sorted(name for name in stored if name not in keep and name not in ran))

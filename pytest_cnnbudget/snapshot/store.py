@@ -22,7 +22,15 @@ from pathlib import Path
 from ..constants import DEFAULT_SNAPSHOT, UPDATE_COMMAND
 from ..errors import SnapshotError, os_error_text
 from ..results import SnapshotEntry
-from .format import FIX_HINT, MAX_SNAPSHOT_BYTES, check_entries, dumps, parse_snapshot, quote
+from .format import (
+    FIX_HINT,
+    MAX_SNAPSHOT_BYTES,
+    check_entries,
+    dumps,
+    parse_document,
+    parse_snapshot,
+    quote,
+)
 
 try:
     import fcntl
@@ -62,10 +70,16 @@ class LockedSnapshot:
 
 def read_snapshot(path: Path) -> dict[str, SnapshotEntry]:
     """All entries of the file at `path`; an absent file is an empty snapshot."""
+    return read_stored(path)[0]
+
+
+def read_stored(path: Path) -> tuple[dict[str, SnapshotEntry], str | None]:
+    """The entries of the file at `path` and the config it records as its writer (see
+    format.parse_document); an absent file is an empty snapshot that records none."""
     try:
         data = _read_bounded(path)
     except FileNotFoundError:
-        return {}
+        return {}, None
     except OSError as e:
         raise SnapshotError(
             f"{quote(str(path))}: cannot read the snapshot: {os_error_text(e)}"
@@ -78,7 +92,7 @@ def read_snapshot(path: Path) -> dict[str, SnapshotEntry]:
             f"{quote(str(path))}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, "
             f"byte offset {e.start}); {FIX_HINT}"
         ) from e
-    return parse_snapshot(text, path)
+    return parse_document(text, path)
 
 
 def read_baseline(path: Path) -> dict[str, SnapshotEntry]:
@@ -129,21 +143,44 @@ def _read_bounded(path: Path) -> bytes:
 # -- writing ------------------------------------------------------------------------------
 
 
-def write_snapshot(path: Path, entries: Mapping[str, SnapshotEntry]) -> None:
-    """Replace the file at `path` (or the file it links to) with `entries`, atomically."""
+def write_snapshot(
+    path: Path, entries: Mapping[str, SnapshotEntry], config: Path | None = None
+) -> None:
+    """Replace the file at `path` (or the file it links to) with `entries`, atomically;
+    `config`, the config file whose snapshot it is, is recorded where it is not the
+    `pyproject.toml` beside it (see `snapshot_owner`)."""
     shown = quote(str(path))
     try:
         # The same checks as reading: a file this writes must never be one it refuses to read.
         check_entries(entries)
     except SnapshotError as e:
         raise SnapshotError(f"{shown}: cannot write the snapshot: {e}") from e
-    data = dumps(entries).encode("utf-8")
+    data = dumps(entries, _recorded(path, config)).encode("utf-8")
     if os.path.islink(path):
         shown = f"{shown} (a link to {quote(os.path.realpath(path))})"
     try:
         replace_file(path, data)
     except OSError as e:
         raise SnapshotError(f"{shown}: cannot write the snapshot: {os_error_text(e)}") from e
+
+
+def snapshot_owner(path: Path, recorded: str | None) -> Path:
+    """The config file a snapshot belongs to: the one it records, else the `pyproject.toml`
+    beside it."""
+    folder = Path(os.path.realpath(path)).parent
+    return Path(os.path.normpath(folder / (recorded or "pyproject.toml")))
+
+
+def _recorded(path: Path, config: Path | None) -> str | None:
+    """What a snapshot written for `config` records as its owner: None where that is the
+    `pyproject.toml` beside it (the usual layout, and then the file says nothing new)."""
+    if config is None:
+        return None
+    folder = Path(os.path.realpath(path)).parent
+    config = Path(os.path.realpath(config))
+    if config == folder / "pyproject.toml":
+        return None
+    return Path(os.path.relpath(config, folder)).as_posix()
 
 
 def replace_file(path: Path, data: bytes) -> None:
