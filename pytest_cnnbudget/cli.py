@@ -36,6 +36,7 @@ from .config.spec import Settings, model_depth
 from .constants import DEVICES, MAX_CONFIG_BYTES
 from .errors import CnnBudgetError, CommandLineError, CountError
 from .inputs import InputSpec, parse_input_shape
+from .jsontext import echoed, json_text
 from .names import printable
 from .report.json import summary_dict
 from .report.plot import save_plot
@@ -44,11 +45,10 @@ from .report.terminal import layer_report
 from .report.views import trainable_only
 from .results import MemoryOptions, ParameterCount
 from .run.outputs import chart_stems
-from .units import brief
+from .units import brief, listing
 
 PROG = "cnnbudget"
 USAGE_ERROR = 2
-SHOWN_NAMES = 20  # configured names an unknown name's error lists
 
 
 def _positive(text: str) -> int:
@@ -307,9 +307,7 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
 def _not_configured(name: str, settings: Settings) -> str:
     names = [m.name for m in settings.models]
     close = difflib.get_close_matches(name, names, n=1)
-    shown = ", ".join(printable(n) for n in names[:SHOWN_NAMES])
-    if len(names) > SHOWN_NAMES:
-        shown += f" and {len(names) - SHOWN_NAMES:,} more"
+    shown = listing([printable(n) for n in names])
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     dotted = "; a target is written 'package.module:attr'" if "." in name and not close else ""
     return (
@@ -352,7 +350,9 @@ def _kwargs(text: str) -> dict[str, Any]:
         raise CommandLineError(f"--kwargs: {e}") from e
     problems = kwargs_problems(kwargs)
     if problems:
-        raise CommandLineError("--kwargs: " + "; ".join(f"{at}: {why}" for at, why in problems))
+        raise CommandLineError(
+            "--kwargs: " + listing([f"{at}: {why}" for at, why in problems], "; ")
+        )
     return kwargs
 
 
@@ -389,11 +389,12 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
             "schema": measured.pop("schema"),
             "model": model.name,  # null for a target given on the command line
             "target": model.target,
-            "kwargs": model.kwargs,
+            # As configured, each float that is not finite as "inf", "-inf" or "nan", and a
+            # TOML date or time as its text.
+            "kwargs": echoed(model.kwargs),
             **measured,
         }
-        # default=str: a TOML date or time in kwargs has no JSON form of its own.
-        return json.dumps(document, indent=2, ensure_ascii=False, default=str)
+        return json_text(document, ascii_only=False)
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
     return "\n".join(layer_report(count, style, group=not args.no_group))
 

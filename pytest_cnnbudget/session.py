@@ -55,6 +55,7 @@ class BudgetSession:
         self.configs: Configs = started.configs
         self.baseline = started.baseline  # the base branch's snapshot, with --cnn-budget-baseline
         self.explicit = started.explicit  # the config files --cnn-budget-config names
+        self.streams = started.streams  # outputs that name a pipe, held from the start
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
         # Each test module and class collected, by node id → its children's (run/finish.py's
         # Collected): what says whether a fixture check's test still exists.
@@ -75,6 +76,15 @@ class BudgetSession:
         for path in started.to_collect(default_paths):
             _ensure_collected(config, path)
         return cls(config, options, started)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Where items are collected (not in the xdist controller). Deselection (-k, -m) comes
+        # after this: what it drops still counts as existing.
+        if not report.passed:
+            return
+        children = frozenset(node.nodeid for node in report.result)
+        if all(child.startswith(report.nodeid + "::") for child in children):
+            self.tests[report.nodeid] = children  # a module or class; not a folder
 
     def close(self) -> None:
         """End what the process started to check models; nothing, where it checks none."""
@@ -186,14 +196,6 @@ class CheckingSession(BudgetSession):
         if self.collected.setdefault(resolved, file_path) != file_path:
             return None
         return BudgetFile.from_parent(parent, path=file_path)
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        # Deselection (-k, -m) comes after this: what it drops still counts as existing.
-        if not report.passed:
-            return
-        children = frozenset(node.nodeid for node in report.result)
-        if all(child.startswith(report.nodeid + "::") for child in children):
-            self.tests[report.nodeid] = children  # a module or class; not a folder
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
@@ -310,7 +312,13 @@ class ReportingSession(BudgetSession):
         self.output_errors = [
             *self.ended.errors,
             *write_outputs(
-                self.options, self.configs, results, self.ended, self.failed, self.baseline
+                self.options,
+                self.configs,
+                results,
+                self.ended,
+                self.failed,
+                self.baseline,
+                self.streams,
             ),
         ]
         if self.output_errors and session.exitstatus == pytest.ExitCode.OK:

@@ -1,11 +1,13 @@
 """Parsing and printing of quantities: `"1.5M"` parameters, `"100MB"` of memory, `545,098`;
-and the brief, one-line form in which error messages quote a configured value. Pure."""
+the brief, one-line form in which error messages quote a configured value, and the bounds of
+every error text: an item clipped, a list cut short with how many more. Pure."""
 
 from __future__ import annotations
 
 import math
 import re
 import reprlib
+from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Context, Decimal
 
 from .constants import MAX_BUDGET
@@ -62,6 +64,48 @@ _BRIEF = _Brief()
 def brief(value: object) -> str:
     """`value` as an error message quotes it: repr() on one line of at most about 60 characters."""
     return _BRIEF.repr(value)
+
+
+# An error text shows each item (a problem, a line of a quoted exception, a list of keys on one
+# line) in at most SHOWN_CHARS characters, lists at most SHOWN_LINES problems one a line, and
+# quotes at most QUOTED_LINES lines of an exception's message; what is left out is counted,
+# "… and 4,980 more". A configuration or `--kwargs` may hold thousands of keys, and one line
+# echoing them all (74 KB) helps no one.
+SHOWN_CHARS = 400
+SHOWN_LINES = 50
+QUOTED_LINES = 20
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` as an error text shows one item: at most `limit` characters, `…` where it is cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_lines(text: str, limit: int = SHOWN_CHARS) -> str:
+    """A text of several lines (a quoted exception's message) as an error text shows it: each
+    line clipped, at most QUOTED_LINES of them, then `… and 12 more lines`."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines()
+    shown = [clip(line, limit) for line in lines[:QUOTED_LINES]]
+    if len(lines) > QUOTED_LINES:
+        shown.append(f"… and {len(lines) - QUOTED_LINES:,} more lines")
+    return "\n".join(shown)
+
+
+def listing(items: Sequence[str], separator: str = ", ", limit: int = SHOWN_CHARS) -> str:
+    """`items` as an error text lists them on one line: as many as fit in `limit` characters
+    (the first always, clipped), then `… and 4,980 more`."""
+    shown: list[str] = []
+    length = 0
+    for item in items:
+        text = clip(item, limit)
+        length += len(text) + (len(separator) if shown else 0)
+        if shown and length > limit:
+            break
+        shown.append(text)
+    left = len(items) - len(shown)
+    return separator.join(shown) + (f"{separator}… and {left:,} more" if left else "")
 
 
 def scientific(n: int) -> str:

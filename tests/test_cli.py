@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -283,6 +285,110 @@ def test_errors_are_one_clean_message(
     assert err.startswith("cnnbudget: error: ")
     assert message in err
     assert "Traceback" not in err
+
+
+THOUSANDS_OF_KEYS = json.dumps({f"k{i}": i for i in range(5000)})
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            THOUSANDS_OF_KEYS,
+            r"building cli_nets:Cifar\(k0=0, k1=1, .*, … and [\d,]+ more\) raised TypeError: "
+            r"Cifar.__init__\(\) got an unexpected keyword argument 'k0'",
+        ),
+        (
+            json.dumps({"k" * 20_000: 1}),
+            r"building cli_nets:Cifar\(k{399}…\) raised TypeError: .* argument 'k+…",
+        ),
+        (
+            json.dumps({f"_k{i}_": i for i in range(5000)}),
+            r"--kwargs: kwargs\._k0_: not supported; .*; … and [\d,]+ more",
+        ),
+    ],
+    ids=["5000-keys", "20000-character-key", "5000-problems"],
+)
+def test_an_error_quoting_a_huge_kwargs_object_stays_a_few_hundred_characters(
+    capsys: pytest.CaptureFixture[str], kwargs: str, message: str
+) -> None:
+    status, _, err = run(capsys, "summary", CIFAR, "--kwargs", kwargs)
+    assert status == 2
+    (line,) = err.splitlines()
+    assert len(line) <= 1000
+    assert re.search(message, line), line[:500]
+
+
+NON_FINITE = {
+    "_args_": [
+        {"_target_": "torch.nn:Linear", "in_features": 2, "out_features": 2},
+        {"_target_": "torch.nn:Hardtanh", "min_val": -math.inf, "max_val": math.inf},
+        {"_target_": "torch.nn:Threshold", "threshold": math.nan, "value": 0.0},
+    ]
+}
+NON_FINITE_ECHOED = {
+    "_args_": [
+        {"_target_": "torch.nn:Linear", "in_features": 2, "out_features": 2},
+        {"_target_": "torch.nn:Hardtanh", "min_val": "-inf", "max_val": "inf"},
+        {"_target_": "torch.nn:Threshold", "threshold": "nan", "value": 0.0},
+    ]
+}
+
+
+def strict_json(text: str) -> Any:
+    """`text` as strict parsers (jq, Go) read it: NaN and Infinity refused."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON (RFC 8259)")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_summary_json_writes_a_configured_inf_or_nan_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = {
+        "target": "torch.nn:Sequential",
+        "kwargs": NON_FINITE,
+        "input_shape": [1, 2],
+        "max_params": 100,
+        "memory": True,
+        "optimizer": "sgd",
+        "optimizer_kwargs": {"lr": math.inf, "momentum": math.nan},
+    }
+    (tmp_path / "pyproject.toml").write_text(toml_text({"odd": model}), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "summary", "odd", "--format", "json")
+    assert (status, err) == (0, "")
+    doc = strict_json(out)
+    assert problems(doc, "summary") == []
+    assert doc["kwargs"] == NON_FINITE_ECHOED
+    assert doc["memory"]["traced_with"]["optimizer_kwargs"] == {"lr": "inf", "momentum": "nan"}
+
+
+@pytest.mark.slow
+def test_a_huge_or_non_finite_kwargs_object_as_users_run_it(project: Path) -> None:
+    def summary(kwargs: str, *options: str) -> subprocess.CompletedProcess[str]:
+        argv = ["summary", "torch.nn:Sequential", "--kwargs", kwargs, *options]
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_cnnbudget", *argv],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = summary(THOUSANDS_OF_KEYS)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert len(refused.stderr) < 1000
+    assert re.search(r", … and [\d,]+ more\) raised TypeError", refused.stderr)
+    # JSON has no `Infinity` (Python writes one unless told not to): the value is its text.
+    done = summary(json.dumps(NON_FINITE), "--format", "json")
+    assert (done.returncode, done.stderr) == (0, "")
+    doc = strict_json(done.stdout)
+    assert problems(doc, "summary") == []
+    assert doc["kwargs"] == NON_FINITE_ECHOED
 
 
 @pytest.mark.parametrize(

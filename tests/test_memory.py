@@ -276,6 +276,59 @@ def test_an_optimizer_that_is_not_one_is_refused() -> None:
         traced(model, 1, 4, optimizer="no_such_pkg:Opt")
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs", "message"),
+    [
+        (
+            "adamw",
+            {"lrr": 0.1},
+            "optimizer_kwargs: 'lrr' is not a keyword argument of torch.optim.AdamW "
+            "(did you mean 'lr'?)",
+        ),
+        (
+            "sgd_momentum",
+            {"zzz": 1},
+            "optimizer_kwargs: 'zzz' is not a keyword argument of torch.optim.SGD; it takes lr, "
+            "momentum, dampening,",
+        ),
+        (
+            "torch.optim:RMSprop",
+            {"lrr": 0.1, "alphaa": 0.9},
+            "optimizer_kwargs: 'lrr', 'alphaa' are not keyword arguments of torch.optim.RMSprop; "
+            "it takes lr, alpha,",
+        ),
+        (
+            "adam",
+            {"lr": float("nan")},
+            "optimizer adam (torch.optim.Adam) could not be made from optimizer_kwargs "
+            "{'lr': nan}: ValueError: Invalid learning rate: nan",
+        ),
+        (
+            "adamw",
+            {"betas": 0.9},
+            "optimizer adamw (torch.optim.AdamW) could not be made from optimizer_kwargs "
+            "{'betas': 0.9}: TypeError:",
+        ),
+    ],
+)
+def test_an_optimizer_its_kwargs_cannot_make_is_a_trace_failure_naming_the_key(
+    optimizer: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(MemoryTraceError) as info:
+        traced(meta(nn.Linear, 4, 4), 1, 4, optimizer=optimizer, optimizer_kwargs=kwargs)
+    assert str(info.value).startswith(message)
+
+
+def test_thousands_of_unknown_optimizer_keys_are_named_within_bounds() -> None:
+    kwargs = {f"k{i}": i for i in range(5000)}
+    with pytest.raises(MemoryTraceError) as info:
+        traced(meta(nn.Linear, 4, 4), 1, 4, optimizer_kwargs=kwargs)
+    text = str(info.value)
+    assert text.startswith("optimizer_kwargs: 'k0', 'k1', ")
+    assert "more are not keyword arguments of torch.optim.AdamW; it takes lr, " in text
+    assert len(text) < 1000
+
+
 class ReturnsIndices(nn.Module):
     def __init__(self) -> None:
         super().__init__()

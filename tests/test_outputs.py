@@ -3,6 +3,7 @@ fails leaves the file it would have replaced as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -12,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cnnbudget.run.outputs import failure_text, output_problems, write_json, write_text
+from pytest_cnnbudget.run import outputs
+from pytest_cnnbudget.run.outputs import (
+    Streams,
+    append_text,
+    failure_text,
+    output_problems,
+    write_json,
+    write_text,
+)
 
 
 def test_output_problems_name_each_output_that_could_never_be_written(tmp_path: Path) -> None:
@@ -21,9 +30,8 @@ def test_output_problems_name_each_output_that_could_never_be_written(tmp_path: 
     problems = output_problems(tmp_path, "out", "file.txt", str(tmp_path / "out"), "/no/such")
     assert problems == [
         "--cnn-budget-json 'out' names a folder, not a file",
+        f"GITHUB_STEP_SUMMARY={str(tmp_path / 'out')!r} names a folder, not a file",
         "--cnn-budget-plot 'file.txt' names a file, not a folder",
-        f"GITHUB_STEP_SUMMARY={str(tmp_path / 'out')!r} is not a file GitHub could have given "
-        "this step",
         "GITHUB_WORKSPACE='/no/such' is not a folder",
     ]
     assert output_problems(tmp_path, "report.json", "charts", None, None) == []
@@ -87,14 +95,58 @@ def test_a_json_report_that_cannot_be_written_in_full_leaves_the_old_one(tmp_pat
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-def test_a_pipe_in_an_outputs_place_is_written_to_not_replaced(tmp_path: Path) -> None:
-    # As `--cnn-budget-json /dev/stdout` is: there is no file to replace.
+def test_a_pipe_with_a_reader_is_held_from_the_start_and_written_to(tmp_path: Path) -> None:
+    # As `--cnn-budget-json /dev/stdout | jq` is: there is no file to replace.
     pipe = tmp_path / "report.json"
     os.mkfifo(pipe)
     reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    streams = Streams()
     try:
-        write_json(pipe, {"a": 1})
+        assert output_problems(tmp_path, "report.json", None, None, None, None, streams) == []
+        write_json(pipe, {"a": 1}, streams)
         assert os.read(reader, 4096) == b'{\n  "a": 1\n}\n'
     finally:
         os.close(reader)
+        streams.close()
     assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_nothing_reads_is_refused_before_the_run(tmp_path: Path) -> None:
+    for name in ("report.json", "comment.md", "summary.md"):
+        os.mkfifo(tmp_path / name)
+    problems = output_problems(
+        tmp_path, "report.json", None, str(tmp_path / "summary.md"), None, "comment.md"
+    )
+    assert len(problems) == 3
+    assert all("names a FIFO that nothing reads" in p for p in problems)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_that_appears_later_is_never_waited_on(tmp_path: Path) -> None:
+    # Made after the checks at the start: the report replaces it, and the job summary, which
+    # is appended to, is refused at once.
+    for name in ("report.json", "summary.md"):
+        os.mkfifo(tmp_path / name)
+    write_json(tmp_path / "report.json", {"a": 1})
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == {"a": 1}
+    with pytest.raises(OSError, match="No such device or address"):
+        append_text(tmp_path / "summary.md", "x")  # ENXIO: no reader, and no waiting
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_reader_that_stops_reading_bounds_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outputs, "STREAM_TIMEOUT", 0.2)
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # open, and never read
+    streams = Streams()
+    try:
+        assert streams.probe(pipe) is None
+        with pytest.raises(TimeoutError, match="nothing read it"):
+            write_text(pipe, "x" * 2**20, streams)  # more than a pipe buffers
+    finally:
+        os.close(reader)
+        streams.close()

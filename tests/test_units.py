@@ -10,9 +10,14 @@ from hypothesis import strategies as st
 
 from pytest_cnnbudget.constants import MAX_BUDGET
 from pytest_cnnbudget.units import (
+    QUOTED_LINES,
+    SHOWN_CHARS,
     brief,
+    clip,
+    clip_lines,
     human_bytes,
     human_count,
+    listing,
     parse_bytes,
     parse_count,
     scientific,
@@ -148,6 +153,34 @@ def test_parse_bytes_is_bounded_too() -> None:
 )
 def test_brief_is_one_short_line_whatever_the_value(value: object, shown: str) -> None:
     assert brief(value) == shown
+
+
+def test_listing_shows_what_fits_then_counts_the_rest() -> None:
+    keys = [f"k{i}={i}" for i in range(5000)]
+    shown = listing(keys)
+    assert shown.startswith("k0=0, k1=1, k2=2, ")
+    counted = re.fullmatch(r".*, … and ([\d,]+) more", shown)
+    assert counted is not None
+    assert shown.count("=") == 5000 - int(counted.group(1).replace(",", ""))
+    assert len(shown) <= SHOWN_CHARS + len(", … and 5,000 more")
+    assert listing(["a: x", "b: y"], "; ") == "a: x; b: y"
+    assert listing([]) == ""
+
+
+def test_listing_clips_one_huge_item_and_still_counts_the_rest() -> None:
+    shown = listing(["k" * 20_000, "short"])
+    assert shown == "k" * (SHOWN_CHARS - 1) + "…, … and 1 more"
+
+
+def test_clip_and_clip_lines_bound_each_line_and_their_number() -> None:
+    assert clip("short") == "short"
+    assert clip("x" * 1000) == "x" * (SHOWN_CHARS - 1) + "…"
+    text = "\n".join(["y" * 1000] * (QUOTED_LINES + 12))
+    lines = clip_lines(text).splitlines()
+    assert len(lines) == QUOTED_LINES + 1
+    assert all(len(line) <= SHOWN_CHARS for line in lines)
+    assert lines[-1] == "… and 12 more lines"
+    assert clip_lines("a\nb") == "a\nb"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from ..constants import (
 )
 from ..errors import ConfigError
 from ..names import printable
-from ..units import brief
+from ..units import SHOWN_LINES, brief, clip, listing
 from .instantiate import target_problem
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "sgd_momentum", "none")
@@ -44,17 +44,27 @@ def _shown(text: str) -> str:
 
 
 class Problems:
-    """Collects every problem in one file so a user fixes them all in one go."""
+    """Collects every problem in one file so a user fixes them all in one go: the first
+    SHOWN_LINES of them, each clipped, and how many more there are."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.messages: list[str] = []
+        self.more = 0  # problems noted past the SHOWN_LINES kept
 
     def add(self, where: str, key: str | None, message: str) -> None:
         """Note a problem of `key` (or of the whole table) in the table `where`."""
+        if len(self.messages) >= SHOWN_LINES:
+            self.more += 1
+            return
         location = f"{where} {_shown(key)}" if key else where
         # One line per problem: the plugin and the GitHub renderer split the message on lines.
-        self.messages.append(printable(f"{location}: {message}"))
+        self.messages.append(clip(printable(f"{location}: {message}")))
+
+    def lines(self) -> list[str]:
+        """The problems as an error lists them, indented, one a line; then how many more."""
+        more = [f"… and {self.more:,} more problems"] if self.more else []
+        return [f"  {m}" for m in [*self.messages, *more]]
 
     def get(
         self,
@@ -74,9 +84,9 @@ class Problems:
             return default
 
     def raise_if_any(self) -> None:
-        """ConfigError listing every problem noted, if there is one."""
+        """ConfigError listing the problems noted (`lines`), if there is one."""
         if self.messages:
-            details = "\n".join(f"  {m}" for m in self.messages)
+            details = "\n".join(self.lines())
             raise ConfigError(
                 f"{printable(str(self.path))}: invalid [tool.cnnbudget] configuration\n{details}"
             )
@@ -88,9 +98,7 @@ def unknown_keys(table: Mapping[str, Any], allowed: tuple[str, ...]) -> list[tup
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
-            hint = (
-                f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
-            )
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {listing(allowed)})"
             out.append((key, f"unknown key{hint}"))
     return out
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..constants import MAX_TARGET
 from ..errors import ModelBuildError, exception_text
-from ..units import brief
+from ..units import brief, clip_lines
 
 TARGET = "_target_"
 ARGS = "_args_"
@@ -279,4 +279,6 @@ def _build_object(
     try:
         return factory(*args, **keywords)
     except Exception as e:
-        raise ModelBuildError(f"building {path} ({target}) raised {exception_text(e)}") from e
+        raise ModelBuildError(
+            f"building {path} ({target}) raised {clip_lines(exception_text(e))}"
+        ) from e

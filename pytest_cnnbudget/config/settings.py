@@ -360,7 +360,6 @@ def fixture_spec(
     )
     if problems.messages:
         raise ConfigError(
-            f"{printable(where)}: invalid cnn_budget() call\n"
-            + "\n".join(f"  {m}" for m in problems.messages)
+            f"{printable(where)}: invalid cnn_budget() call\n" + "\n".join(problems.lines())
         )
     return spec

@@ -13,8 +13,9 @@ from typing import Any
 from torch import nn
 
 from ..constants import ROOT_NAME
-from ..errors import CnnBudgetError, ProfileError, ShapeMismatchError
+from ..errors import CnnBudgetError, ProfileError, ShapeMismatchError, exception_text
 from ..inputs import InputSpec, Shape, format_shape
+from ..units import clip_lines
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def explain_failure(
     """
     if isinstance(error, CnnBudgetError):
         return ProfileError(str(error))
-    cause = f"{type(error).__name__}: {error}".strip()
+    cause = clip_lines(exception_text(error))
     if not stack:
         return ProfileError(f"the forward pass on {inputs.describe()} failed: {cause}")
     frame = stack[-1]

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config.instantiate import instantiate
 from ..errors import ModelBuildError, exception_text
-from ..units import brief
+from ..units import brief, clip_lines, listing
 from .meta import SkipFillsOnMeta, imports_off_meta, registered_on_meta
 from .quantized import contains_quantized
 
@@ -90,7 +90,8 @@ def resolve_target(target: str, key: str = "target", *, dotted: bool = False) ->
 
 def _cannot_import(module_name: str, key: str, target: str, error: Exception) -> ModelBuildError:
     return ModelBuildError(
-        f"cannot import module {module_name!r} for {key} {target!r}: {exception_text(error)}"
+        f"cannot import module {module_name!r} for {key} {target!r}: "
+        f"{clip_lines(exception_text(error))}"
     )
 
 
@@ -165,7 +166,7 @@ def build_model(
         what = (
             str(e)
             if isinstance(e, ModelBuildError)
-            else f"building {name}({_kwargs_text(kwargs)}) raised {exception_text(e)}"
+            else f"building {name}({_kwargs_text(kwargs)}) raised {clip_lines(exception_text(e))}"
         )
         raise ModelBuildError(what + (f"\nhint: {hint}" if hint else "")) from e
     if not isinstance(model, nn.Module):
@@ -174,7 +175,8 @@ def build_model(
 
 
 def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={brief(v)}" for k, v in kwargs.items())
+    """The keyword arguments as a failure quotes them: `width=8, depth=3`, cut short."""
+    return listing([f"{k}={brief(v)}" for k, v in kwargs.items()])
 
 
 def _quantized_on_cpu(

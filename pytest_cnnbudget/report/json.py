@@ -3,9 +3,11 @@
 
 One vocabulary for all three: a model's check is a `model_dict` wherever it appears (the JSON
 report's `models`, the test metadata's `cnn_budget`), and its `measurement` is what the command
-line prints. Shapes are lists of integers, every count and byte figure an integer. Each document
-names its structure in `schema`; the JSON Schema files in `pytest_cnnbudget/schemas/` describe
-them (README's "JSON outputs"):
+line prints. Shapes are lists of integers, every count and byte figure an integer; the configured
+values echoed (`optimizer_kwargs`, the command line's `kwargs`) go through `jsontext.echoed`, so
+that an `inf` is the text "inf" and every document is strict JSON. Each document names its
+structure in `schema`; the JSON Schema files in `pytest_cnnbudget/schemas/` describe them
+(README's "JSON outputs"):
 
 ```text
 model   {"schema": "pytest-cnnbudget/model/2", "model", "target", "outcome", "level",
@@ -43,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import exception_text
+from ..jsontext import echoed, json_text
 from ..results import LayerRow, Memory, ModelResult, Outcome, ParameterCount
 
 # Each document names its structure and version in its `schema` key; pytest_cnnbudget/schemas/
@@ -79,7 +82,10 @@ def json_report_metadata(results: Sequence[ModelResult]) -> dict[str, Any]:
     shown: list[dict[str, Any]] = []
     for result in results:
         try:
-            shown.append(model_dict(result))
+            checked = model_dict(result)
+            # pytest-json-report dumps it with NaN allowed: refused here, as our outputs are.
+            json_text(checked)
+            shown.append(checked)
         except Exception as e:  # one model's odd figures must not break the whole report
             shown.append({"name": result.name, "error": exception_text(e)})
     if not shown:
@@ -94,7 +100,8 @@ def memory_dict(memory: Memory) -> dict[str, Any]:
         **memory.figures(),
         "traced_with": {
             "optimizer": options.optimizer,
-            "optimizer_kwargs": dict(options.optimizer_kwargs),
+            # As configured, each float that is not finite as "inf", "-inf" or "nan".
+            "optimizer_kwargs": echoed(dict(options.optimizer_kwargs)),
             "autocast": options.autocast,
             "train_mode": options.train_mode,
         },

@@ -12,11 +12,13 @@ is split: its trainable part in the bar's colour, its frozen part lighter and ha
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlotUnavailableError
+from ..snapshot.store import replace_file
 from . import views
 
 if TYPE_CHECKING:
@@ -242,7 +244,12 @@ def save_plot(
 
     # A fixed salt and no date make the SVG byte-identical between runs, so a chart committed
     # next to the snapshot only changes when the model does.
+    svg, png = io.BytesIO(), io.BytesIO()
     with rc_context({"svg.hashsalt": "pytest-cnnbudget"}):
-        fig.savefig(paths[0], format="svg", metadata={"Date": None})
-    fig.savefig(paths[1], format="png", dpi=PNG_DPI)
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    fig.savefig(png, format="png", dpi=PNG_DPI)
+    # Rendered first, then each file replaced atomically: never half a chart, and never a
+    # wait on a FIFO in a chart's place.
+    replace_file(paths[0], svg.getvalue())
+    replace_file(paths[1], png.getvalue())
     return paths

@@ -232,6 +232,7 @@ def write_outputs(
     run_end: RunEnd,
     failed: Failures,
     baseline: Mapping[str, SnapshotEntry] | None,
+    streams: outputs.Streams | None = None,
 ) -> list[str]:
     """Write every output the run asked for, each even when the one before failed; why each
     that failed could not be written."""
@@ -256,14 +257,16 @@ def write_outputs(
         path = options.path(options.json)
         output(
             f"the JSON report (--cnn-budget-json {path})",
-            lambda: outputs.write_json(path, run_report(results, run_end.stale)),
+            lambda: outputs.write_json(path, run_report(results, run_end.stale), streams),
         )
     summary = options.step_summary if options.github else None
     if summary and results:
         base = comparisons() if baseline is not None else None
         output(
             f"the job summary (GITHUB_STEP_SUMMARY={summary})",
-            lambda: outputs.append_text(Path(summary), summary_markdown(results, failed, base)),
+            lambda: outputs.append_text(
+                Path(summary), summary_markdown(results, failed, base), streams
+            ),
         )
     if options.comment:
         comment = options.path(options.comment)
@@ -277,7 +280,7 @@ def write_outputs(
                 options.group,
                 if_changed=options.comment_if_changed,
             )
-            outputs.write_text(comment, body)
+            outputs.write_text(comment, body, streams)
 
         output(f"the pull-request comment (--cnn-budget-comment {comment})", write_comment)
     if options.plot:
@@ -286,6 +289,8 @@ def write_outputs(
             f"the charts (--cnn-budget-plot {folder})",
             lambda: outputs.write_charts(folder, results),
         )
+    if streams is not None:
+        streams.close()
     return errors
 
 

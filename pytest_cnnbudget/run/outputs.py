@@ -3,19 +3,82 @@ the charts. Takes rendered content and plain paths; run/finish.py decides when t
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import re
+import select
 import stat
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from ..errors import exception_text, os_error_text
+from ..jsontext import json_text
 from ..report.plot import save_plot
 from ..results import ModelResult
 from ..snapshot.store import replace_file
+
+
+class Streams:
+    """The outputs that name a pipe rather than a file (`--cnn-budget-json /dev/stdout`, a
+    FIFO a reader has open): opened, without waiting, when the run starts, and held until the
+    end, so that a reader waiting on a named FIFO is not handed an end of file before the
+    report comes. Writes to them are bounded by STREAM_TIMEOUT."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, int] = {}  # real path → a descriptor open for writing
+
+    def probe(self, path: Path) -> str | None:
+        """Why `path`, a FIFO, can never be written (nothing reads it), else None and held."""
+        real = os.path.realpath(path)
+        if real in self.held:
+            return None
+        try:
+            self.held[real] = os.open(real, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return "names a FIFO that nothing reads, so writing it would wait for ever"
+            return f"cannot be opened: {os_error_text(e)}"
+        return None
+
+    def write(self, path: Path, data: bytes) -> bool:
+        """Write `data` to `path` if it is a stream this run holds; False if it is not."""
+        fd = self.held.pop(os.path.realpath(path), None)
+        if fd is None:
+            return False
+        try:
+            _write_bounded(fd, data, path)
+        finally:
+            os.close(fd)
+        return True
+
+    def close(self) -> None:
+        """Let go of every stream not written (a run that ended early)."""
+        for fd in self.held.values():
+            with suppress(OSError):
+                os.close(fd)
+        self.held.clear()
+
+
+STREAM_TIMEOUT = 10.0  # seconds a pipe's reader has to take an output
+
+
+def _write_bounded(fd: int, data: bytes, path: Path) -> None:
+    """Write all of `data` to the non-blocking `fd`, giving up once its reader has taken
+    nothing for STREAM_TIMEOUT seconds."""
+    view = memoryview(data)
+    while view:
+        _, ready, _ = select.select([], [fd], [], STREAM_TIMEOUT)
+        if not ready:
+            raise TimeoutError(
+                errno.ETIMEDOUT, f"nothing read it for {STREAM_TIMEOUT:.0f} s", str(path)
+            )
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
 
 
 def output_problems(
@@ -25,26 +88,55 @@ def output_problems(
     step_summary: str | None,
     workspace: str | None,
     comment_option: str | None = None,
+    streams: Streams | None = None,
 ) -> list[str]:
     """Outputs that could never be written, refused before any model is built: the options'
-    paths (relative to `where`), and the GitHub variables (None when GitHub output is off)."""
+    paths (relative to `where`), and the GitHub variables (None when GitHub output is off). A
+    FIFO that a reader has open is held in `streams` for the end of the run."""
+    streams = streams if streams is not None else Streams()
     problems = []
-    for option, value in (
+    for what, value in (
         ("--cnn-budget-json", json_option),
         ("--cnn-budget-comment", comment_option),
+        ("GITHUB_STEP_SUMMARY=", step_summary),
     ):
-        if value and Path(where, value).is_dir():
-            problems.append(f"{option} {value!r} names a folder, not a file")
+        if not value:
+            continue
+        shown = f"{what}{value!r}" if what.endswith("=") else f"{what} {value!r}"
+        if _CONTROL.search(value):
+            problems.append(f"{shown} holds a control character; name a file")
+            continue
+        problem = _file_problem(Path(where, value), streams)
+        if problem:
+            problems.append(f"{shown} {problem}")
     plot = Path(where, plot_option) if plot_option else None
     if plot is not None and plot.exists() and not plot.is_dir():
         problems.append(f"--cnn-budget-plot {plot_option!r} names a file, not a folder")
-    if step_summary is not None and (not step_summary.isprintable() or Path(step_summary).is_dir()):
-        problems.append(
-            f"GITHUB_STEP_SUMMARY={step_summary!r} is not a file GitHub could have given this step"
-        )
-    if workspace is not None and (not workspace.isprintable() or not Path(workspace).is_dir()):
+    # Not isprintable(): a path the file system encoding could not decode (LC_ALL=C and a
+    # non-ASCII folder) holds surrogate escapes, and is still the folder it names.
+    if workspace is not None and (_CONTROL.search(workspace) or not Path(workspace).is_dir()):
         problems.append(f"GITHUB_WORKSPACE={workspace!r} is not a folder")
     return problems
+
+
+# Characters no file name given on a command line or by a CI runner holds.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _file_problem(path: Path, streams: Streams) -> str | None:
+    """Why a file output at `path` can never be written, or None: a folder, a socket, a FIFO
+    nothing reads (a device such as /dev/stdout is written to, and a FIFO with a reader)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # absent (made at the end), or a parent that is not a folder (said then)
+    if stat.S_ISDIR(mode):
+        return "names a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return streams.probe(path)
+    if stat.S_ISSOCK(mode):
+        return "names a socket, not a file"
+    return None
 
 
 def failure_text(error: Exception) -> str:
@@ -55,39 +147,59 @@ def failure_text(error: Exception) -> str:
     return exception_text(error)
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: dict[str, Any], streams: Streams | None = None) -> None:
     """Write `document` to `path` (its folders made), stable and reviewable, atomically."""
-    text = json.dumps(document, indent=2, sort_keys=True)
-    write_text(path, text + "\n")
+    text = json_text(document, sort_keys=True)
+    write_text(path, text + "\n", streams)
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` (its folders made), replacing what it held, atomically."""
+def write_text(path: Path, text: str, streams: Streams | None = None) -> None:
+    """Write `text` to `path` (its folders made), replacing what it held, atomically; to a
+    stream `streams` holds, or a device, as a bounded write."""
     # Encoded first: a text that cannot be (a lone surrogate) leaves the old file as it was.
     data = text.encode("utf-8")
-    if _stream(path):
-        with open(path, "wb") as handle:
-            handle.write(data)
+    if streams is not None and streams.write(path, data):
+        return
+    if _device(path):
+        _write_to_device(path, data)
         return
     # A reader (the CI step posting the comment) sees the old file or the new one, never a part,
-    # and a write that fails midway (a full disk) leaves the old file.
+    # and a write that fails midway (a full disk) leaves the old file. A FIFO that appeared in
+    # the file's place since the run started is replaced, not waited on.
     replace_file(path, data)
 
 
-def _stream(path: Path) -> bool:
-    """Whether `path` is a pipe or a device (`/dev/stdout`): written to, as there is no file to
-    replace."""
+def _device(path: Path) -> bool:
+    """Whether `path` is a character device (`/dev/stdout` on a terminal, /dev/null): written
+    to, as there is no file to replace."""
     try:
-        mode = os.stat(path).st_mode
+        return stat.S_ISCHR(os.stat(path).st_mode)
     except OSError:
         return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def append_text(path: Path, text: str) -> None:
-    """Append `text` to the file at `path`, as GitHub expects of `GITHUB_STEP_SUMMARY`."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
+def _write_to_device(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _write_bounded(fd, data, path)
+    finally:
+        os.close(fd)
+
+
+def append_text(path: Path, text: str, streams: Streams | None = None) -> None:
+    """Append `text` to the file at `path`, as GitHub expects of `GITHUB_STEP_SUMMARY`;
+    never waiting on a FIFO that appeared in its place."""
+    data = text.encode("utf-8")
+    if streams is not None and streams.write(path, data):
+        return
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) and not stat.S_ISCHR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a file", str(path))
+        _write_bounded(fd, data, path)
+    finally:
+        os.close(fd)
 
 
 STEM_LENGTH = 60  # of a chart's file name's readable part; a hash may follow

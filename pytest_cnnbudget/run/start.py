@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..constants import DEFAULT_SNAPSHOT
 from ..errors import ConfigError
 from ..results import SnapshotEntry
 from ..snapshot.store import read_baseline
-from .outputs import output_problems
+from .outputs import Streams, output_problems
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class Started:
     configs: Configs  # grows as collection finds the packages' configs
     explicit: tuple[Path, ...] = ()  # the files --cnn-budget-config names
     baseline: Mapping[str, SnapshotEntry] | None = None  # None: no --cnn-budget-baseline
+    streams: Streams = field(default_factory=Streams)  # outputs that name a pipe, held open
 
     def to_collect(self, default_paths: bool) -> list[Path]:
         """The config files a run collects whatever paths it was given: those named by
@@ -105,6 +106,7 @@ def start(options: RunOptions) -> Started:
         baseline = {}
         for name in options.baselines:
             baseline.update(read_baseline(options.path(name)))
+    streams = Streams()
     problems = output_problems(
         options.started,
         options.json,
@@ -112,8 +114,10 @@ def start(options: RunOptions) -> Started:
         options.step_summary if options.github else None,
         options.workspace if options.github else None,
         options.comment,
+        streams,
     )
     if problems:
+        streams.close()
         raise ConfigError("--cnn-budget: " + "; ".join(problems))
     if options.plot and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError(
@@ -122,7 +126,7 @@ def start(options: RunOptions) -> Started:
     _on_path(options.rootdir)
     for file in configs:
         _on_path(file.path.parent)
-    return Started(configs, explicit, baseline)
+    return Started(configs, explicit, baseline, streams)
 
 
 def _on_path(folder: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 
 from ..constants import UPDATE_COMMAND
 from ..errors import SnapshotError
+from ..jsontext import json_text
 from ..results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
 
 VERSION = 1
@@ -308,7 +309,7 @@ def dumps(entries: Mapping[str, SnapshotEntry], config: str | None = None) -> st
     }
     if config is not None:
         document["config"] = config
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json_text(document, sort_keys=True, ascii_only=False) + "\n"
 
 
 def entry_problem(name: str, entry: SnapshotEntry) -> str | None:
