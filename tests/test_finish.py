@@ -4,11 +4,16 @@ temporary folder, results built as the gate returns them."""
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_cnnbudget.config.files import Configs
+from pytest_cnnbudget.report.json import run_report
 from pytest_cnnbudget.results import (
     ModelResult,
     Outcome,
@@ -23,6 +28,7 @@ from pytest_cnnbudget.run.finish import (
     end_run,
     kept_entries,
     summary_lines,
+    withheld,
     write_outputs,
 )
 from pytest_cnnbudget.run.start import RunOptions
@@ -215,3 +221,96 @@ def test_results_read_back_from_json_end_a_run_as_the_originals_do(tmp_path: Pat
         ends.append(end_run(configs(package(folder, "a", "b", stored=stored)), ran, folder, True))
     assert [e.merge.entries for e in ends[0].endings] == [e.merge.entries for e in ends[1].endings]
     assert ends[1].endings[0].merge.entries == {"a": entry(5), "b": entry(2)}
+
+
+# -- the update, for any snapshot, selection and failures (hypothesis) ------------------------
+
+MODELS = [f"m{i}" for i in range(5)]
+CHECKS = [f"tests/test_a.py::test_{i}" for i in range(4)]  # fixture checks' entries
+# How a check that ran ended: what an update may write, and what it may not.
+ENDINGS = ["accepted", "same", "over budget", "test failed", "error"]
+
+
+def ran_result(
+    name: str, ending: str, stored: SnapshotEntry | None, now: SnapshotEntry
+) -> ModelResult:
+    """The result the gate gives a model that ended as `ending` in an update."""
+    if ending == "error":
+        return ModelResult(name, "t", "error", Outcome.ERROR, SnapshotStatus.UNKNOWN)
+    if ending == "over budget":
+        return replace(result(name, SnapshotStatus.REJECTED), outcome=Outcome.FAILED)
+    if ending == "same" and stored is not None:
+        return result(name, SnapshotStatus.MATCH, stored)
+    status = SnapshotStatus.ADDED if stored is None else SnapshotStatus.UPDATED
+    accepted = result(name, status, now)
+    return withheld(accepted) if ending == "test failed" else accepted
+
+
+def writes(name: str, ending: str, before: dict[str, SnapshotEntry], unwritable: bool) -> bool:
+    """Whether an update must write the entry of a check that ended as `ending`: accepted, or
+    the same as stored where nothing is stored yet (an add)."""
+    if unwritable:
+        return False
+    return ending == "accepted" or (ending == "same" and name not in before)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    stored=st.dictionaries(st.sampled_from([*MODELS, "old1", "old2", *CHECKS]), st.integers(1, 9)),
+    configured=st.sets(st.sampled_from(MODELS)),
+    existing=st.sets(st.sampled_from(CHECKS)),  # the fixture tests that still exist
+    ran=st.dictionaries(st.sampled_from([*MODELS, *CHECKS]), st.sampled_from(ENDINGS)),
+    unwritable=st.booleans(),  # the snapshot cannot be written (a full disk, a read-only mount)
+)
+def test_an_update_keeps_what_it_did_not_check_writes_what_it_accepted_and_says_so(
+    stored: dict[str, int],
+    configured: set[str],
+    existing: set[str],
+    ran: dict[str, str],
+    unwritable: bool,
+) -> None:
+    # A -k selection is what ran: configured models and fixture checks alike; a check runs
+    # only where its test exists.
+    ran = {n: e for n, e in ran.items() if n in configured or n in existing}
+    before = {name: entry(params) for name, params in stored.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        path = package(root, *sorted(configured), stored=before)
+        run = configs(path)
+        for name in ran:
+            run.claim(name, path.resolve())
+        now = {name: entry(100 + i) for i, name in enumerate(sorted(ran))}
+        results = [ran_result(n, e, before.get(n), now[n]) for n, e in sorted(ran.items())]
+        collected = Collected({"tests/test_a.py": frozenset(existing)})
+        snapshot = root / "cnnbudget.snapshot.json"
+        if unwritable:  # a folder in its place: locking works, reading and writing fail
+            snapshot.unlink(missing_ok=True)
+            snapshot.mkdir()
+        ended = end_run(run, results, root, True, collected)
+        after = before if unwritable else read_snapshot(snapshot)
+        assert len(ended.errors) == unwritable
+        lines = summary_lines(ended, ended.results, root, False, False)
+        report = json.loads(json.dumps(run_report(ended.results, ended.stale)))
+
+    complete = configured <= set(ran) and not unwritable
+    for name, old in before.items():
+        checked = name in ran
+        kept = name in configured or name in existing
+        if not checked and (kept or not complete):
+            assert after.get(name) == old, f"{name}: an entry the update did not check changed"
+        if not checked and not kept and complete:
+            assert name not in after, f"{name}: a stale entry stayed after a complete update"
+    for name, ending in ran.items():
+        expected = now[name] if writes(name, ending, before, unwritable) else before.get(name)
+        assert after.get(name) == expected, (name, ending)
+    settled = {r.name: r.snapshot for r in ended.results}
+    for name, ending in ran.items():
+        changed = writes(name, ending, before, unwritable)
+        said = settled[name] in (SnapshotStatus.ADDED, SnapshotStatus.UPDATED)
+        assert said == changed, (name, ending, settled[name])
+        assert report["models"][name]["snapshot"] == settled[name].value
+        added = f"cnnbudget.snapshot.json: added {name}" in lines
+        assert added == (changed and name not in before), (name, lines)
+    assert set(report["stale"]) == {
+        n for n in after if n not in configured and n not in existing and n not in ran
+    }
