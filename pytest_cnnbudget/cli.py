@@ -36,7 +36,7 @@ from .config.spec import Settings, model_depth
 from .constants import DEVICES, MAX_CONFIG_BYTES
 from .errors import CnnBudgetError, CommandLineError, CountError
 from .inputs import InputSpec, parse_input_shape
-from .jsontext import echoed, json_text
+from .jsontext import DuplicateKeyError, echoed, json_text, loads
 from .names import printable
 from .report.json import summary_dict
 from .report.plot import save_plot
@@ -337,7 +337,9 @@ def _kwargs(text: str) -> dict[str, Any]:
             f"--kwargs is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
         )
     try:
-        value = json.loads(text)
+        value = loads(text)
+    except DuplicateKeyError as e:
+        raise CommandLineError(f"--kwargs: {e}; a JSON reader would keep only one") from None
     except (json.JSONDecodeError, RecursionError) as e:
         raise CommandLineError(f"--kwargs is not valid JSON ({e}): {brief(text)}") from e
     if not isinstance(value, dict):

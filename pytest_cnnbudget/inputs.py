@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .constants import MAX_DIM, MAX_DIMS, MAX_ELEMENTS, MAX_INPUTS, MAX_SHAPE_TEXT
+from .jsontext import DuplicateKeyError, loads
 from .units import brief
 
 Shape = tuple[int, ...]
@@ -150,7 +151,9 @@ def _parse_text(text: str) -> InputSpec:
     if stripped.startswith(("[", "{")):
         try:
             # parse_int: the digit bound applies to JSON numbers too (a ValueError of its own).
-            value = json.loads(stripped, parse_int=_dimension)
+            value = loads(stripped, parse_int=_dimension)
+        except DuplicateKeyError as e:
+            raise ValueError(f"{brief(text)}: {e}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{brief(text)} is not valid JSON: {e}") from e
         except RecursionError as e:

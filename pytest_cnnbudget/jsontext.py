@@ -27,6 +27,29 @@ def json_text(document: Any, *, sort_keys: bool = False, ascii_only: bool = True
     )
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object with a key written twice: legal JSON, which a reader takes as the last
+    value alone, so what only the first held would be lost without a word."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {key[:200]!r} is written twice in one object")
+        self.key = key
+
+
+def loads(text: str, **options: Any) -> Any:
+    """`json.loads`, refusing an object with a key written twice (DuplicateKeyError)."""
+    return json.loads(text, object_pairs_hook=_unique, **options)
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise DuplicateKeyError(key)
+        document[key] = value
+    return document
+
+
 def echoed(value: Any) -> Any:
     """A configured value (kwargs, optimizer_kwargs) as a JSON document echoes it: a float that
     is not finite as `"inf"`, `"-inf"` or `"nan"`, a TOML date or time (or any other value JSON

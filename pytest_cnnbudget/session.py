@@ -239,9 +239,11 @@ class CheckingSession(BudgetSession):
                 setattr(report, keys.REPORT_ATTR, self.report_payload(item.result))
             return
         checked = item.stash.get(keys.FIXTURE_RESULTS, None)
-        if checked and call.when == "call":
-            if report.failed:
-                # The test failed after its checks passed: an update accepts none of them.
+        # The test failed after its checks passed, or its teardown did: an update accepts
+        # none of them. A teardown's report carries them again, for the xdist controller.
+        failed = report.failed and call.when in ("call", "teardown")
+        if checked and (call.when == "call" or failed):
+            if failed:
                 checked[:] = [withheld(r) for r in checked]
                 for result in checked:
                     self.record(result)

@@ -269,6 +269,15 @@ def test_summary_of_a_lazy_model_needs_an_input_shape(capsys: pytest.CaptureFixt
         (["summary", CIFAR, "--input-shape", "2048,1024,1024,1024"], "elements"),
         (["summary", f"{NETS_MODULE}:exploding"], "constructor exploded: width must be even"),
         (["summary", CIFAR, "--input-shape", "1,3,a"], "--input-shape '1,3,a': cannot read"),
+        (
+            ["summary", CIFAR, "--kwargs", '{"hidden": 64, "hidden": 128}'],
+            "--kwargs: the key 'hidden' is written twice in one object; a JSON reader would "
+            "keep only one",
+        ),
+        (
+            ["summary", CIFAR, "--input-shape", '{"x": [1, 3], "x": [1, 3, 32, 32]}'],
+            "the key 'x' is written twice in one object",
+        ),
         (["plot", CIFAR, "--input-shape", "1,0"], "dimension 1 of [1, 0] is 0"),
         (
             ["summary", CIFAR, "--input-shape", "1,3,64,64"],

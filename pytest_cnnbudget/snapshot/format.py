@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 
 from ..constants import UPDATE_COMMAND
 from ..errors import SnapshotError
-from ..jsontext import json_text
+from ..jsontext import DuplicateKeyError, json_text, loads
 from ..results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
 
 VERSION = 1
@@ -207,21 +207,6 @@ def _entries(models: Mapping[str, Any]) -> dict[str, SnapshotEntry]:
 # -- the document -------------------------------------------------------------------------
 
 
-class _Duplicate(Exception):
-    """A key written twice in one JSON object."""
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are all different: a key written twice (legal JSON) would
-    otherwise be read as its last value alone, and the next update would drop the first."""
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise _Duplicate(key)
-        document[key] = value
-    return document
-
-
 def parse_snapshot(text: str, path: Path) -> dict[str, SnapshotEntry]:
     """Parse snapshot text; every failure names `path` and says what to do."""
     return parse_document(text, path)[0]
@@ -242,13 +227,10 @@ def parse_document(text: str, path: Path) -> tuple[dict[str, SnapshotEntry], str
         )
     try:
         # A byte-order mark from a Windows editor is not part of the JSON text.
-        document = json.loads(
-            text.removeprefix("\ufeff"), parse_int=_parse_int, object_pairs_hook=_unique
-        )
-    except _Duplicate as e:
+        document = loads(text.removeprefix("\ufeff"), parse_int=_parse_int)
+    except DuplicateKeyError as e:
         raise SnapshotError(
-            f"{shown}: the key {str(e)[:_SHOWN_KEY]!r} is written twice in one object, "
-            f"and a JSON reader would keep only one of them; {FIX_HINT}"
+            f"{shown}: {e}, and a JSON reader would keep only one of them; {FIX_HINT}"
         ) from None
     except json.JSONDecodeError as e:
         raise SnapshotError(
