@@ -4,6 +4,7 @@ Every command ends by printing one `BENCH-REPORT {json}` line with the timings i
 inside, so that the parent can split a wall time into import, build and count. Peak memory is
 not measured here: the parent reads it from the kernel when it reaps the process.
 
+    python benchmarks/child.py comment-scale SIZE...
     python benchmarks/child.py count TOOL DEVICE MODELS_JSON
     python benchmarks/child.py foundation TARGET
     python benchmarks/child.py gc-pytest PYTEST_ARGS...
@@ -415,6 +416,57 @@ def rendering(rounds: str) -> None:
     )
 
 
+COMMENT_SHAPES = ("removed", "changed")
+
+
+def comment_scale(*sizes: str) -> None:
+    """The pull-request comment against a baseline of each of `sizes` models, in two shapes:
+    `removed`, one model checked and the baseline's others no longer configured (a row each),
+    and `changed`, every model checked and grown against its baseline entry (a row and a layer
+    diff each). Reports, per shape and size, the seconds of `compare_with_base` and of
+    `comment_markdown`, the comment's bytes and the rows it kept."""
+    import gc
+    from dataclasses import replace
+
+    from pytest_cnnbudget import build_model, measure
+    from pytest_cnnbudget.config.spec import ModelSpec, Order
+    from pytest_cnnbudget.report.comment import comment_markdown
+    from pytest_cnnbudget.results import SnapshotEntry
+    from pytest_cnnbudget.run.gate import check_model
+    from pytest_cnnbudget.snapshot.compare import compare_with_base
+
+    def entry(width: int) -> SnapshotEntry:
+        return SnapshotEntry.from_count(measure(build_model("models:tiny_net", {"width": width})))
+
+    small, stored = entry(4), entry(6)
+    spec = ModelSpec("good", "models:tiny_net", budgets={"max_params": 100_000})
+    checked = check_model(Order(spec, stored, snapshot_enabled=True))  # width 8: grown
+    gc.collect()
+    gc.freeze()  # torch, as the gate freezes it (collector.py)
+    figures: dict[str, float] = {}
+    for n in (100, *map(int, sizes)):  # 100 first, not shown: what a first call pays once
+        names = [f"team-{i % 7}/experiments/model_{i:06d}" for i in range(n)]
+        for shape in COMMENT_SHAPES:
+            if shape == "removed":
+                results, base, configured = [checked], dict.fromkeys(names, small), ["good"]
+            else:
+                results = [replace(checked, name=name) for name in names]
+                base, configured = dict.fromkeys(names, stored), names
+            start = time.perf_counter()
+            comparisons = compare_with_base(results, base, configured)
+            compared = time.perf_counter()
+            text = comment_markdown(results, comparisons, "the baseline base.json")
+            done = time.perf_counter()
+            key = f"{shape}_{n}"
+            figures[f"{key}_compare"] = compared - start
+            figures[f"{key}_comment"] = done - compared
+            figures[f"{key}_bytes"] = float(len(text.encode("utf-8")))
+            figures[f"{key}_rows"] = float(text.count("\n| ") - 1)  # less the header
+            figures[f"{key}_details"] = float(text.count("<details>"))
+            del results, base, comparisons, text
+    report(**figures)
+
+
 def timm_models(count: str, exclude: str, output: str) -> None:
     """Write `count` of timm's model names to `output`: evenly spaced over the sorted list, once
     the names `exclude` matches are taken out. Reports how many timm lists and keeps, or
@@ -437,6 +489,7 @@ def timm_models(count: str, exclude: str, output: str) -> None:
 def main(argv: list[str]) -> None:
     """Dispatch to one command; see the module docstring."""
     commands: dict[str, Callable[..., None]] = {
+        "comment-scale": comment_scale,
         "count": count,
         "foundation": foundation,
         "gc-pytest": gc_pytest,

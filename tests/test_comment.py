@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -20,7 +20,13 @@ from test_render import HOSTILE_KEYS, accepted, check, markdown_cells, read_cell
 
 from pytest_cnnbudget.constants import UPDATE_COMMAND
 from pytest_cnnbudget.report.cells import error_cause
-from pytest_cnnbudget.report.comment import COMMENT_LIMIT, MARKER, comment_markdown
+from pytest_cnnbudget.report.comment import (
+    COMMENT_LIMIT,
+    MARKER,
+    _Body,
+    _Pieces,
+    comment_markdown,
+)
 from pytest_cnnbudget.report.tables import LINE_BREAKS
 from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
 from pytest_cnnbudget.snapshot.compare import BaseComparison, Change, compare_with_base
@@ -379,6 +385,174 @@ def test_the_comment_fits_githubs_limit(models: int) -> None:
         [note] = NOTE_ROWS.findall(text)
         assert len(rows) + int(note) == models
     assert text.endswith(f"\n{FOOTER}\n")
+
+
+# -- the size fitting, against the algorithm it replaced -----------------------------------------
+
+
+def reference_fit(
+    body: _Body, table: list[str], details: list[str], limit: int, tried: list[int] | None = None
+) -> str:
+    """The fitting as it was before issue 24: one piece left out at a time, the whole body
+    rendered and measured again each time (quadratic). `tried` collects each body's size."""
+
+    def fits(text: str) -> bool:
+        size = len(text.encode("utf-8"))
+        if tried is not None:
+            tried.append(size)
+        return size <= limit
+
+    text = body.text(table, details, [])
+    if fits(text):
+        return text
+    shown = list(details)
+    while shown:
+        shown.pop()
+        left = len(details) - len(shown)
+        note = (
+            f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
+            "comment would pass GitHub's size limit. The job summary and the log have them all._"
+        )
+        text = body.text(table, shown, [note])
+        if fits(text):
+            return text
+    rows_shown = list(table)
+    while len(rows_shown) > 2:
+        rows_shown.pop()
+        note = (
+            f"_{len(table) - len(rows_shown)} more models, and every layer diff, are left out: "
+            "the comment would pass GitHub's size limit. The job summary and the log have them "
+            "all._"
+        )
+        text = body.text(rows_shown, [], [note])
+        if fits(text):
+            return text
+    return text
+
+
+def edge_limits(sizes: Sequence[int]) -> list[int]:
+    """Every size a body could have, a byte either side of it, and the extremes."""
+    return sorted({0, 10**9, *(s + d for s in sizes for d in (-1, 0, 1))})
+
+
+def fit_both(body: _Body, table: list[str], details: list[str], limit: int) -> tuple[str, str]:
+    """The body as the fitting cuts it, and as the old algorithm did."""
+    rows = _Pieces(iter(table[2:]), len(table) - 2)
+    new = body.fit(table[:2], rows, _Pieces(iter(details), len(details)), limit)
+    return new, reference_fit(body, table, details, limit)
+
+
+def piece(i: int, size: int) -> str:
+    """A line of about `size` characters, some of them two, three and four bytes long."""
+    return (f"| {i} | " + "é模🔺x"[i % 4] * size)[:size]
+
+
+# Shapes: rows and diffs of mixed and multi-byte sizes; a note count crossing 9 → 10 and one of
+# a single model; no diffs at all; no footer; a diff smaller than its note.
+FIT_SHAPES = {
+    "mixed": (12, [40 + 17 * (i % 5) for i in range(12)], [300 + 90 * (i % 3) for i in range(9)]),
+    "tens": (25, [30] * 25, [120] * 11),
+    "one_diff": (6, [50] * 6, [400]),
+    "no_diffs": (14, [25 + i for i in range(14)], []),
+    "small_diffs": (4, [60] * 4, [20, 30, 20, 25, 40]),
+}
+
+
+@pytest.mark.parametrize("footer", [[], [FOOTER], [BREACH, FOOTER]])
+@pytest.mark.parametrize("shape", list(FIT_SHAPES))
+def test_fitting_keeps_what_the_old_algorithm_kept(shape: str, footer: list[str]) -> None:
+    _, row_sizes, detail_sizes = FIT_SHAPES[shape]
+    head = [MARKER, "### cnn-budget: 모델 changed", "", "Compared with …", ""]
+    table = ["|  | model |", "|---|---|", *(piece(i, s) for i, s in enumerate(row_sizes))]
+    details = [f"<details>{piece(i, s)}</details>" for i, s in enumerate(detail_sizes)]
+    body = _Body(head, footer)
+    tried: list[int] = []
+    reference_fit(body, table, details, 0, tried)  # nothing fits: every cut is tried
+    for limit in edge_limits(tried):
+        new, old = fit_both(body, table, details, limit)
+        assert new == old, limit
+
+
+def reference_comment(
+    case: Case, comparisons: Sequence[BaseComparison], limit: int, tried: list[int] | None = None
+) -> str:
+    """The comment as the old fitting cut it."""
+
+    def old(body: _Body, table: list[str], rows: _Pieces, details: _Pieces, limit: int) -> str:
+        return reference_fit(body, [*table, *rows.lines], list(details.lines), limit, tried)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Body, "fit", old)
+        return comment_markdown(case.results, comparisons, AGAINST, limit=limit)
+
+
+@pytest.mark.parametrize("name", ["many", "added_removed", "hostile", "llama", "mixed"])
+def test_comments_are_cut_where_the_old_algorithm_cut_them(name: str) -> None:
+    cases: dict[str, Callable[[], Case]] = {
+        **CASES,
+        "hostile": hostile_case,
+        "llama": llama_case,
+        "mixed": lambda: case_many([f"{'é' * (i % 3)}m{i}" for i in range(9)]),
+    }
+    case = cases[name]()
+    comparisons = case.comparisons
+    tried: list[int] = []
+    reference_comment(case, comparisons, 0, tried)
+    sizes = sorted(set(tried))  # some 30 of them, the largest (the whole body) among them
+    for limit in edge_limits([*sizes[:: max(1, len(sizes) // 30)], sizes[-1]]):
+        new = comment_markdown(case.results, comparisons, AGAINST, limit=limit)
+        assert new == reference_comment(case, comparisons, limit), limit
+
+
+@pytest.mark.parametrize(("models", "limit"), [(40, 8000), (600, COMMENT_LIMIT)])
+def test_the_body_is_rendered_once_however_much_is_cut(models: int, limit: int) -> None:
+    # Issue 24: the body was rendered again for each piece left out, so a baseline of 20,000
+    # models took minutes. The cut is found from each piece's size; the body is drawn once.
+    case = case_many([f"cifar_{i:04d}" for i in range(models)])
+    rendered: list[int] = []
+    text = _Body.text
+
+    def counted(body: _Body, *args: list[str]) -> str:
+        rendered.append(1)
+        return text(body, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Body, "text", counted)
+        cut = case.comment(limit=limit)
+    assert NOTE_ROWS.search(cut) or NOTE_DIFFS.search(cut)
+    assert len(rendered) == 1
+
+
+def drawn(pieces: list[int], count: int, text: str) -> Iterator[str]:
+    """`count` pieces `text`, each noted in `pieces` as it is drawn."""
+    for i in range(count):
+        pieces.append(i)
+        yield text
+
+
+def test_fitting_draws_only_the_layer_diffs_that_could_fit() -> None:
+    rows: list[int] = []
+    diffs: list[int] = []
+    table = _Pieces(drawn(rows, 3, "| b |"), 3)
+    details = _Pieces(drawn(diffs, 1000, f"<details>{'x' * 500}</details>"), 1000)
+    text = _Body([MARKER], []).fit(["| a |", "|---|"], table, details, 3000)
+    assert len(text.encode("utf-8")) <= 3000
+    assert len(rows) == text.count("| b |") == 3
+    assert 0 < text.count("<details>") < len(diffs) == text.count("<details>") + 1
+
+
+def test_fitting_draws_only_the_rows_that_could_fit() -> None:
+    rows: list[int] = []
+    diffs: list[int] = []
+    table = _Pieces(drawn(rows, 100_000, f"| {'x' * 100} |"), 100_000)
+    details = _Pieces(drawn(diffs, 100_000, "<details>x</details>"), 100_000)
+    text = _Body([MARKER], []).fit(["| a |", "|---|"], table, details, 3000)
+    assert len(text.encode("utf-8")) <= 3000
+    kept = text.count("| x")
+    # The rows that fit without the note, and the one that did not; then the note's room.
+    assert 0 < kept < len(rows) <= kept + 5
+    assert diffs == []
+    assert f"_{100_000 - kept} more models, and every layer diff, are left out" in text
 
 
 # -- user text -----------------------------------------------------------------------------------

@@ -154,8 +154,9 @@ def hostile(**kwargs):
     print("::error::printed by the constructor")
     raise RuntimeError("bad width\\n::error file=x.py::injected from an exception\\n  ::warning::indented %0A")
 """
-# Config refuses line breaks in a key (test_config); what is left can still carry a command.
-EVIL_KEY = "evil ::error::from a key %0A"
+# Config refuses line breaks and `::` in a key (test_config); what is left, a colon, a comma
+# and a `%`, must still be escaped in the annotation's title.
+EVIL_KEY = "evil :error:,from a key %0A"
 
 
 def test_user_text_cannot_start_workflow_commands(
@@ -176,9 +177,7 @@ def test_user_text_cannot_start_workflow_commands(
     for command in commands:
         assert re.match(r"::error title=cnn-budget%3A [^:\n]+,file=[^:,\n]+,line=\d+::", command)
     key_annotation = next(c for c in commands if "evil" in c)
-    assert (
-        "title=cnn-budget%3A evil %3A%3Aerror%3A%3Afrom a key %250A over budget" in key_annotation
-    )
+    assert "title=cnn-budget%3A evil %3Aerror%3A%2Cfrom a key %250A over budget" in key_annotation
     hostile_annotation = next(c for c in commands if "title=cnn-budget%3A hostile" in c)
     assert "%0A  ::error file=x.py::injected from an exception" in hostile_annotation
     assert "| ::error::printed by the constructor" in result.stdout.str()

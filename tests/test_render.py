@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
 from pytest_cnnbudget.report import json as render_json
 from pytest_cnnbudget.report.cells import error_cause
+from pytest_cnnbudget.report.comment import comment_markdown
 from pytest_cnnbudget.report.github import (
     ANNOTATION_LIMIT,
     FULL_REPORT,
@@ -51,8 +53,10 @@ from pytest_cnnbudget.report.tables import (
     Style,
     grid,
     markdown_code,
+    markdown_code_block,
     markdown_escape,
     render,
+    visible,
 )
 from pytest_cnnbudget.report.terminal import (
     budget_lines,
@@ -66,6 +70,8 @@ from pytest_cnnbudget.report.terminal import (
 )
 from pytest_cnnbudget.results import (
     BudgetCheck,
+    Memory,
+    MemoryOptions,
     ModelResult,
     Outcome,
     SnapshotEntry,
@@ -73,6 +79,7 @@ from pytest_cnnbudget.results import (
 )
 from pytest_cnnbudget.run import wire
 from pytest_cnnbudget.run.gate import check_model
+from pytest_cnnbudget.snapshot.compare import compare_with_base
 from pytest_cnnbudget.snapshot.merge import merge_snapshot
 from pytest_cnnbudget.units import short_count
 
@@ -953,6 +960,20 @@ def test_metadata_of_a_measured_model_and_of_a_broken_one() -> None:
     assert "No module named 'nowhere'" in broken["error"]
 
 
+def test_a_traced_optimizers_inf_or_nan_option_is_written_as_text() -> None:
+    options = MemoryOptions(optimizer="sgd", optimizer_kwargs={"lr": math.inf, "x": [-math.inf]})
+    traced = render_json.memory_dict(Memory(1, 1, 0, 1, 3, 2, options))["traced_with"]
+    assert traced["optimizer_kwargs"] == {"lr": "inf", "x": ["-inf"]}
+    # pytest-json-report dumps the metadata with NaN allowed: what it gets is strict already.
+    with_nan = replace(options, optimizer_kwargs={"momentum": math.nan})
+    result = check(input_shape=AT_32, memory=with_nan, snapshot=False)
+    metadata = render_json.json_report_metadata([result])["cnn_budget"]
+    assert json.loads(json.dumps(metadata, allow_nan=False)) == metadata
+    assert metadata["measurement"]["memory"]["traced_with"]["optimizer_kwargs"] == {
+        "momentum": "nan"
+    }
+
+
 def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
     ok = check("ok", "nets:Tiny", snapshot=False)
     warned = check(
@@ -1091,6 +1112,109 @@ def test_an_annotation_message_is_cut_to_its_limit_whole_lines_at_a_time() -> No
     assert bounded_message(["a", "b"]) == f"a\nb\n{FULL_REPORT}"
     # One line longer than any reader wants is cut, not the whole message dropped.
     assert bounded_message(["x" * 10_000]).splitlines()[0] == "x" * 499 + "…"
+
+
+# -- characters GitHub would not show as themselves ----------------------------------------------
+
+# A right-to-left override (GitHub shows what follows it reversed: "Trojan Source"), an isolate,
+# zero-width characters, the byte-order mark, spaces other than ASCII's, a line separator, an
+# escape, a lone surrogate (model code can make each): every category str.isprintable refuses.
+FORMAT_CHARACTERS = "\u202e\u2066\u200b\u200d\ufeff\xa0\u3000\u2028\x1b\x00\ud800\ue000"
+SPOOFED_LAYER = "fc\u202egnp_exe"
+
+
+class Spoofed(nn.Module):
+    """A layer named as model code can name one: with a right-to-left override."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module(SPOOFED_LAYER, nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, SPOOFED_LAYER)(x)  # type: ignore[no-any-return]
+
+
+class SpoofedError(nn.Module):
+    """A constructor whose error holds every such character."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        raise ValueError(f"no weights for model{FORMAT_CHARACTERS}end")
+
+
+def raw_characters(text: str) -> set[str]:
+    """The characters of `text`, but its `\\n` line ends, that would not show as themselves."""
+    return {c for c in text if not c.isprintable() and c != "\n"}
+
+
+def test_visible_escapes_what_would_not_show_as_itself() -> None:
+    assert visible(FORMAT_CHARACTERS) == "".join(repr(c)[1:-1] for c in FORMAT_CHARACTERS)
+    assert visible(f"a{SPOOFED_LAYER}\tb\n", keep="\n") == "afc\\u202egnp_exe\\tb\n"
+    # What shows as itself is left alone: accents, other scripts, emoji and their selector.
+    shown = "é 模型 — 3×3 ⚠️ 🔺 ▊· `|` \\u202e"
+    assert visible(shown) == shown
+    # In Markdown the escape reads back as written: `\u` is no backslash escape.
+    for cell in (True, False):
+        assert markdown_escape(f"x{SPOOFED_LAYER}", cell) == "xfc\\u202egnp_exe"
+    [row] = grid(["name"], [[f"a|{SPOOFED_LAYER}"]], [False], Style.MARKDOWN)[2:]
+    assert [read_cell(c) for c in markdown_cells(row)] == ["a|fc\\u202egnp_exe"]
+    [code] = grid(["used"], [[markdown_code(f"7%{SPOOFED_LAYER}")]], [False], Style.MARKDOWN)[2:]
+    assert raw_characters(code) == set()
+    assert markdown_code_block("a\u202e\nb\u200b") == "```text\na\\u202e\nb\\u200b\n```"
+
+
+def test_annotation_title_and_message_show_format_characters_escaped() -> None:
+    line = workflow_command(
+        "error", f"one{SPOOFED_LAYER}\r\ntwo\u2028", title=f"t{SPOOFED_LAYER}", file="a.py"
+    )
+    # The toolkit's escapes for the line breaks it knows; every other character visible.
+    assert line == "::error title=tfc\\u202egnp_exe,file=a.py::onefc\\u202egnp_exe%0D%0Atwo\\u2028"
+    # Escaped before the message is measured, so what the runner gets stays within its limit.
+    message = bounded_message([SPOOFED_LAYER * 200] * 40)
+    assert raw_characters(message) == set()
+    assert len(escape_data(message).encode("utf-8")) <= ANNOTATION_LIMIT
+
+
+def spoofed_results() -> list[ModelResult]:
+    """Failing models whose names, layer names and errors hold format characters: a fixture
+    check's node id, a layer that fails its forward pass, a constructor's error, a layer over
+    budget and changed against its snapshot."""
+    stored = accepted("nets:Tiny")
+    spoofed = "test_render:Spoofed"
+    results = [
+        check("tests/test_a.py::test_\u202etxt.exe", spoofed, budgets={"max_params": 5}),
+        check("forward", spoofed, input_shape=parse_input_shape([1, 3]), snapshot=False),
+        check("raised", "test_render:SpoofedError"),
+        check("changed", spoofed, budgets={"max_params": 5}, stored=stored),
+    ]
+    failed, error = Outcome.FAILED, Outcome.ERROR
+    assert [r.outcome for r in results] == [failed, error, error, failed]
+    return results
+
+
+def test_github_outputs_show_format_characters_escaped_whatever_their_source() -> None:
+    results = spoofed_results()
+    failed = failures(results, *NAMES)
+    annotations = annotation_lines(results, {}, failed)
+    summary = summary_markdown(results, failed)
+    base = {r.name: accepted("nets:Tiny") for r in results}
+    comparisons = compare_with_base(results, base, [r.name for r in results])
+    comment = comment_markdown(results, comparisons, "the baseline \u202ebase.json")
+    assert len(annotations) == len(results)
+    for text in (*annotations, summary, comment):
+        assert raw_characters(text) == set(), text
+        text.encode("utf-8")  # a lone surrogate would not encode
+    # The escapes are there to read: the name, the layer, the error.
+    assert any(
+        "title=cnn-budget%3A tests/test_a.py%3A%3Atest_\\u202etxt.exe" in a for a in annotations
+    )
+    for text, eol in (("\n".join(annotations), "%0A"), (summary, "\n")):
+        assert "fc\\u202egnp_exe" in text
+        # The error's two lines, as str.splitlines split it at U+2028.
+        assert f"for model\\u202e\\u2066\\u200b\\u200d\\ufeff\\xa0\\u3000{eol}" in text
+        assert f"\\x1b\\x00\\ud800\\ue000end{eol}" in text
+    assert "tests/test_a.py::test_\\u202etxt.exe" in comment
+    assert "the baseline \\u202ebase.json" in comment
 
 
 def test_only_files_a_pull_request_can_show_are_annotated(tmp_path: Path) -> None:

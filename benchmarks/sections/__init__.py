@@ -7,6 +7,7 @@ from collections.abc import Callable
 from context import Context
 from report import Section
 
+from sections.comment import bench_comment
 from sections.gate import bench_gate
 from sections.hardening import bench_hardening
 from sections.memory import bench_memory
@@ -31,4 +32,5 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "timm": bench_timm,
     "packages": bench_packages,
     "memory": bench_memory,
+    "comment": bench_comment,
 }

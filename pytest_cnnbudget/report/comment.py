@@ -10,12 +10,12 @@ COMMENT_LIMIT bytes, leaving out layer diffs and then rows, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..config.budgets import limit_text, noun
 from ..constants import UPDATE_COMMAND
-from ..results import ModelResult, Outcome, SnapshotStatus
+from ..results import ModelResult, Outcome, SnapshotDiff, SnapshotStatus
 from ..snapshot.compare import BaseComparison, Change
 from ..units import signed, thousands
 from .cells import (
@@ -125,12 +125,10 @@ def _rows(results: Sequence[ModelResult], comparisons: Sequence[BaseComparison])
     return rows
 
 
-def _details(row: _Row, group: bool) -> str | None:
-    """A model's per-layer diff against the base, grouped, in a collapsed block."""
-    comparison, result = row.comparison, row.result
-    if comparison.diff is None or result is None:
-        return None
-    changes = shown_changes(result, group, comparison.diff)
+def _details(row: _Row, result: ModelResult, diff: SnapshotDiff, group: bool) -> str:
+    """A model's per-layer diff against the base (`diff`), grouped, in a collapsed block."""
+    comparison = row.comparison
+    changes = shown_changes(result, group, diff)
     layers = sum(c.repeat for c in changes)
     counted = f"{len(changes)} row{'s' if len(changes) != 1 else ''}"
     if layers != len(changes):
@@ -141,7 +139,7 @@ def _details(row: _Row, group: bool) -> str | None:
     )
     table = render(change_columns("base", "head"), changes, Style.MARKDOWN) if changes else []
     notes = [f"_{markdown_escape(CHANGED_NOTE)}_"] if any(c.repeat > 1 for c in changes) else []
-    totals = markdown_escape(change_totals(comparison.diff))
+    totals = markdown_escape(change_totals(diff))
     body = "\n".join([*table, "", *notes, *([""] if notes else []), totals])
     # Blank lines around the body: Markdown inside an HTML block is read only after one.
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
@@ -181,9 +179,25 @@ def comment_markdown(
         "frozen ones included; `used` is the share of each model's tightest budget.",
         "",
     ]
-    table = render(_COLUMNS, rows, Style.MARKDOWN)
-    details = [d for d in (_details(r, group) for r in rows) if d is not None]
-    return _Body(head, _footer(rows)).fit(table, details, limit)
+    diffed = [
+        (r, r.result, r.comparison.diff)
+        for r in rows
+        if r.result is not None and r.comparison.diff is not None
+    ]
+    table = _Pieces(_table_rows(rows), len(rows))
+    details = _Pieces(
+        (_details(row, result, diff, group) for row, result, diff in diffed), len(diffed)
+    )
+    return _Body(head, _footer(rows)).fit(
+        render(_COLUMNS, [], Style.MARKDOWN), table, details, limit
+    )
+
+
+def _table_rows(rows: Sequence[_Row], chunk: int = 64) -> Iterator[str]:
+    """The lines of the table's rows, rendered a chunk at a time (in Markdown no row's line
+    depends on another's)."""
+    for start in range(0, len(rows), chunk):
+        yield from render(_COLUMNS, rows[start : start + chunk], Style.MARKDOWN)[2:]
 
 
 def _headline(rows: Sequence[_Row], models: str) -> str:
@@ -234,33 +248,74 @@ class _Body:
         ending = [*(["", *notes] if notes else []), *(["", *self.footer] if self.footer else [])]
         return "\n".join([*self.head, *table, *blocks, *ending]) + "\n"
 
-    def fit(self, table: list[str], details: list[str], limit: int) -> str:
-        """The body within `limit` bytes: layer diffs left out first, from the last model up,
-        then table rows; each left out with a note that says so."""
-        text = self.text(table, details, [])
-        if _size(text) <= limit:
-            return text
-        shown = list(details)
-        while shown:
-            shown.pop()
-            left = len(details) - len(shown)
-            note = (
-                f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
-                "comment would pass GitHub's size limit. The job summary and the log have them "
-                "all._"
-            )
-            text = self.text(table, shown, [note])
-            if _size(text) <= limit:
-                return text
-        rows_shown = list(table)
-        while len(rows_shown) > 2:
-            rows_shown.pop()
-            note = (
-                f"_{len(table) - len(rows_shown)} more models, and every layer diff, are left "
-                "out: the comment would pass GitHub's size limit. The job summary and the log "
-                "have them all._"
-            )
-            text = self.text(rows_shown, [], [note])
-            if _size(text) <= limit:
-                return text
-        return text
+    def fit(self, table: list[str], rows: _Pieces, details: _Pieces, limit: int) -> str:
+        """The body within `limit` bytes: the table (`table`, its header and rule, then `rows`)
+        and the layer diffs, which are left out first, from the last model up, then the
+        table's rows; each left out with a note that says so. Each piece is measured once, and
+        each cut costs a sum (the body is Σ(line + `\\n`)); rendering the whole body again
+        for each piece left out made a baseline of 20,000 models take minutes (issue 24)."""
+        ending = _lines(["", *self.footer]) if self.footer else 0
+        fixed = _lines(self.head) + _lines(table) + ending  # without rows, diffs and notes
+        # Each diff or row left out frees more bytes than its note's count can gain (a digit,
+        # an `s`): no cut above the pieces drawn can fit, and the first that fits from the top
+        # is the one that cutting one piece at a time would have kept.
+        shown, row_bytes, every_row = _drawn(rows.lines, limit - fixed, 1)
+        if every_row:
+            room = limit - fixed - row_bytes[-1]
+            diffs, diff_bytes, every_diff = _drawn(details.lines, room, 2)
+            if every_diff:
+                return self.text([*table, *shown], diffs, [])
+            for kept in range(len(diffs), -1, -1):
+                note = _diffs_note(details.count - kept)
+                if diff_bytes[kept] + _lines(["", note]) <= room:
+                    return self.text([*table, *shown], diffs[:kept], [note])
+        for kept in range(min(len(shown), rows.count - 1), -1, -1):
+            note = _rows_note(rows.count - kept)
+            if fixed + row_bytes[kept] + _lines(["", note]) <= limit:
+                return self.text([*table, *shown[:kept]], [], [note])
+        # Nothing fits: the smallest body there is, as cutting one piece at a time ended.
+        if rows.count:
+            return self.text(table, [], [_rows_note(rows.count)])
+        return self.text(table, [], [_diffs_note(details.count)] if details.count else [])
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """Table rows or layer diffs, rendered only as the fitting draws them: of a baseline of
+    thousands of models, a few hundred rows fit, and only then any diff."""
+
+    lines: Iterable[str]
+    count: int
+
+
+def _drawn(pieces: Iterable[str], room: int, extra: int) -> tuple[list[str], list[int], bool]:
+    """`pieces` drawn in order while the bytes they take (each its own and `extra`) fit in
+    `room`: those kept, the bytes of each prefix of them, and whether every piece was kept."""
+    kept: list[str] = []
+    taken = [0]
+    for piece in pieces:
+        size = taken[-1] + _size(piece) + extra
+        if size > room:
+            return kept, taken, False
+        kept.append(piece)
+        taken.append(size)
+    return kept, taken, True
+
+
+def _lines(lines: Sequence[str]) -> int:
+    """The bytes `lines` take in the body: each one and its line end."""
+    return sum(_size(line) + 1 for line in lines)
+
+
+def _diffs_note(left: int) -> str:
+    return (
+        f"_The layer diffs of {left} model{'s' if left != 1 else ''} are left out: the "
+        "comment would pass GitHub's size limit. The job summary and the log have them all._"
+    )
+
+
+def _rows_note(left: int) -> str:
+    return (
+        f"_{left} more models, and every layer diff, are left out: the comment would pass "
+        "GitHub's size limit. The job summary and the log have them all._"
+    )

@@ -3,7 +3,9 @@
 The runner reads every line of a step's output, strips leading white space, and executes any line
 that starts with `::`. Everything here that carries user text (model keys, layer names, exception
 messages) is therefore escaped exactly as GitHub's own toolkit (`@actions/core`) escapes it, and
-lines printed elsewhere go through `neutralize`.
+lines printed elsewhere go through `neutralize`. In annotations, the job summary and the comment
+alike, a character GitHub would not show as itself (U+202E shows a name reversed) is written as
+its escape, `\\u202e`, as the terminal writes it (report.tables.visible).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .tables import (
     markdown_code_block,
     markdown_escape,
     render,
+    visible,
 )
 
 # Every line break str.splitlines honours. The runner itself ends a line at \n, \r and \r\n
@@ -44,6 +47,9 @@ SUMMARY_LIMIT = 1024 * 1024  # GitHub rejects a step summary above 1 MiB
 _SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # headroom for what other steps appended
 
 
+_EOL = "\r\n"  # the line breaks escape_data writes as %0D and %0A
+
+
 def escape_data(text: str) -> str:
     """A workflow command's message, escaped like `@actions/core`'s escapeData."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -54,14 +60,22 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+# A property that locates, not one that is read: the runner must find the file by its path.
+_LOCATORS = ("file",)
+
+
 def workflow_command(command: str, message: str, **properties: str | int | None) -> str:
-    """`::command key=value,…::message`, properties in the order given."""
+    """`::command key=value,…::message`, properties in the order given. Beyond what the
+    toolkit escapes, every character GitHub would not show as itself (a bidi override, which
+    shows a name reversed; a zero-width or non-ASCII space) is written `visible`, as the
+    terminal writes it (`\\u202e`): the message's and the title's line breaks are left to
+    escape_data, a file's path is left as the runner finds the file."""
     props = ",".join(
-        f"{key}={escape_property(str(value))}"
+        f"{key}={escape_property(str(value) if key in _LOCATORS else visible(str(value), _EOL))}"
         for key, value in properties.items()
         if value is not None
     )
-    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+    return f"::{command}{' ' + props if props else ''}::{escape_data(visible(message, _EOL))}"
 
 
 def neutralize(line: str) -> str:
@@ -191,8 +205,10 @@ def bounded_message(lines: Sequence[str], limit: int = ANNOTATION_LIMIT) -> str:
     def more(n: int) -> list[str]:
         return [f"… {n} more line{'s' if n != 1 else ''}"] if n else []
 
+    # Escaped before they are measured: workflow_command would otherwise make them longer.
+    shown = [visible(line) for line in lines]
     shown = [
-        line if len(line) <= _LONGEST_LINE else line[: _LONGEST_LINE - 1] + "…" for line in lines
+        line if len(line) <= _LONGEST_LINE else line[: _LONGEST_LINE - 1] + "…" for line in shown
     ]
     kept: list[str] = []
     for i, line in enumerate(shown):

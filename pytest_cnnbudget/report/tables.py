@@ -52,12 +52,23 @@ _HTML = str.maketrans(_HTML_ESCAPES)
 _CELL = str.maketrans({**_HTML_ESCAPES, **{c: "\\" + c for c in "\\|`[]"}})
 
 
+def visible(text: str, keep: str = "") -> str:
+    """`text` with every character not shown as itself escaped the way the terminal escapes
+    names (names.printable, `\\u202e`), but those in `keep`: controls, format characters (a
+    bidi override, which shows a name reversed as in "Trojan Source"; zero-width ones), lone
+    surrogates, line and paragraph separators, spaces other than ASCII's."""
+    if text.isprintable():  # nearly always: one pass in C
+        return text
+    return "".join(c if c.isprintable() or c in keep else printable(c) for c in text)
+
+
 def markdown_escape(text: str, cell: bool = True) -> str:
     """Text that GitHub Markdown shows as itself (emphasis aside): no HTML, no line breaks,
     and in a table cell (`cell`) no cell breaks, code spans or links. Inline HTML such as
     `<summary>` takes no backslash escapes, so there (`cell=False`) only the HTML and the line
-    breaks go."""
-    return text.translate(_CELL if cell else _HTML)
+    breaks go. Either way every character that would not show as itself is `visible`; the
+    backslash that starts its escape is a literal one in Markdown (`\\u` escapes nothing)."""
+    return visible(text.translate(_CELL if cell else _HTML))
 
 
 class Code(str):
@@ -79,7 +90,7 @@ _BREAKS = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 def _code_span(text: str) -> str:
     """`text` as inline code in a Markdown table cell, every character shown as itself."""
     parts = []
-    for part in _OUTSIDE_CODE.split(text.translate(_BREAKS)):
+    for part in _OUTSIDE_CODE.split(visible(text.translate(_BREAKS))):
         if not part:
             continue
         if _OUTSIDE_CODE.fullmatch(part):
@@ -98,7 +109,9 @@ def _code_span(text: str) -> str:
 
 def markdown_code_block(text: str, info: str = "text") -> str:
     """`text` in a fenced code block that nothing in it can close: its fence is longer than any
-    run of backticks in the text (a `~~~` line cannot close a backtick fence)."""
+    run of backticks in the text (a `~~~` line cannot close a backtick fence); every character
+    but its `\\n` line ends `visible`."""
+    text = visible(text, keep="\n")
     longest = max(map(len, re.findall("`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{text}\n{fence}"

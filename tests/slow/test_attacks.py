@@ -452,6 +452,66 @@ def shown_neutralized(*payloads: str) -> Callable[[Session], None]:
     return check
 
 
+def strict_json(path: Path) -> Any:
+    """The JSON document at `path`, read as strict parsers (jq, Go) read it: no NaN, no
+    Infinity."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path.name} holds {constant}, which is not JSON (RFC 8259)")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def non_finite_options_as_text(session: Session) -> None:
+    """The JSON report and pytest-json-report's metadata: strict JSON, and each non-finite
+    optimizer option written as its documented text."""
+    from schemas import problems
+
+    report = strict_json(session.path / "report.json")
+    assert problems(report, "report") == []
+    traced = report["models"]["bad"]["measurement"]["memory"]["traced_with"]
+    assert traced["optimizer_kwargs"] == {"lr": "inf", "momentum": "nan", "dampening": "-inf"}
+    tests = strict_json(session.path / "pytest-report.json")["tests"]
+    shown = [t["metadata"]["cnn_budget"] for t in tests if "metadata" in t]
+    assert [m["measurement"]["memory"]["traced_with"] for m in shown if m["model"] == "bad"] == [
+        traced
+    ]
+
+
+def failed_at_the_memory_stage(session: Session) -> None:
+    report = strict_json(session.path / "report.json")
+    assert report["models"]["bad"]["error_stage"] == "memory"
+
+
+def failures_bounded(session: Session) -> None:
+    """A failure that quotes thousands of keys, or one huge key, shows a few hundred characters
+    of each item: every line of the output and the job summary stays short."""
+    lines = session.output.splitlines()
+    lines += session.summary.read_text(encoding="utf-8").splitlines()
+    # An annotation carries the whole message on one line: a few items, each bounded.
+    assert max(len(line) for line in lines if not line.startswith("::")) <= 1000
+    assert max(map(len, lines)) <= 2500
+    assert len(session.output) <= 20_000
+
+
+def usage_bounded(session: Session) -> None:
+    """A configuration with thousands of problems: the first few dozen said, then how many
+    more."""
+    lines = session.output.splitlines()
+    assert len(lines) <= 100, f"{len(lines):,} lines"
+    assert max(map(len, lines)) <= 500
+
+
+# A model whose memory is measured, for the optimizer's options.
+TRACED: dict[str, Any] = {
+    "target": "torch.nn:Linear",
+    "kwargs": {"in_features": 8, "out_features": 8},
+    "max_params": 1000,
+    "input_shape": [1, 8],
+    "memory": True,
+}
+
+
 # -- the attacks ----------------------------------------------------------------------------
 
 CONFIG_ERROR = "{config}: invalid [tool.cnnbudget] configuration"
@@ -508,16 +568,15 @@ def fault(
     )
 
 
-def hostile_key(label: str, key: str) -> Attack:
-    """A model key that starts a command, failing so that every report shows it."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
-    return Attack(
+def hostile_key(label: str, key: str, problem: str) -> Attack:
+    """A model key that starts a command: refused before any model is built (it holds `::`,
+    and some a character that does not show as itself), and its error starts no command."""
+    return usage(
         f"key_{label}",
-        "model",
-        FAILED,
+        CONFIG_ERROR,
+        problem,
         models={key: {"target": "nets:Tiny", "max_params": 5}},
         args=("-v",),
-        failing=(shown,),
     )
 
 
@@ -533,6 +592,62 @@ def charted(id: str, check: Callable[[Session], None], *names: str) -> Attack:
     tiny = {"target": "nets:Tiny", "max_params": 1000}
     models = {name: tiny for name in names}
     return Attack(id, "model", OK, models=models, args=("--cnn-budget-plot", "charts"), check=check)
+
+
+TINY_TABLE: dict[str, Any] = {"target": "nets:Tiny", "max_params": 1000}
+# A package config whose snapshot is the root config's.
+SHARING_CONFIG = '[tool.cnnbudget]\nsnapshot = "../cnnbudget.snapshot.json"\n\n[tool.cnnbudget.models.other]\ntarget = "nets:Tiny"\nmax_params = 1000\n'
+
+
+def stored_escaped(text: str) -> Callable[[Session], None]:
+    """Both models written, `bad`'s with `text` (a lone surrogate's escape) where model code
+    had the surrogate."""
+
+    def check(session: Session) -> None:
+        entries = read_snapshot(session.path / SNAPSHOT_FILE)
+        assert set(entries) == {"bad", "good"}
+        layers = entries["bad"].layers
+        assert any(text in f"{layer.name} {layer.formula}" for layer in layers)
+        report = session.path / SNAPSHOT_FILE
+        report.read_bytes().decode("utf-8")  # strict UTF-8
+
+    return check
+
+
+def fifo_at(name: str) -> Callable[[Path], None]:
+    def setup(project: Path) -> None:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(project / name)
+
+    return setup
+
+
+def chart_replaced_the_fifo(session: Session) -> None:
+    chart = session.path / "charts" / "good.svg"
+    assert chart.is_file()
+    assert chart.read_bytes().startswith(b"<?xml")
+
+
+def no_raw_format_characters(session: Session) -> None:
+    shown = {
+        *session.summary.read_text(encoding="utf-8"),
+        *(c for line in session.stdout.split("\n") if line.startswith("::") for c in line),
+    }
+    assert not set("\u202e\u200b\u2066\xa0\u3000\ud800") & shown, "raw on GitHub"
+
+
+def write_a_30000_model_baseline(path: Path) -> None:
+    # Written as the attack starts: collecting this module imports no torch.
+    models = {f"team-{i % 7}/{'x' * 150}_{i:05d}": 4 for i in range(30_000)}
+    (path / "base.json").write_bytes(snapshot_text(models))
+
+
+def comment_cut_to_githubs_limit(session: Session) -> None:
+    # Within GitHub's limit, the rows left out counted; in the subprocess's time limit, which
+    # the old fitting (the body rendered again per row left out) ran far past.
+    comment = (session.path / "comment.md").read_text(encoding="utf-8")
+    assert len(comment.encode("utf-8")) <= 60_000
+    assert "more models, and every layer diff, are left out" in comment
 
 
 ATTACKS: list[Attack] = [
@@ -693,7 +808,7 @@ ATTACKS: list[Attack] = [
     ),
     usage(
         "step_summary_folder",
-        "GITHUB_STEP_SUMMARY='{dir}/out' is not a file",
+        "GITHUB_STEP_SUMMARY='{dir}/out' names a folder, not a file",
         files={"out/keep.txt": ""},
         env={"GITHUB_STEP_SUMMARY": "{dir}/out"},
     ),
@@ -1006,10 +1121,10 @@ ATTACKS: list[Attack] = [
         failing=(MARKDOWN_KEY,),
         check=summary_keeps_its_columns,
     ),
-    hostile_key("command", "::error::PWNED"),
-    hostile_key("indented_command", "   ::warning::PWNED"),
-    hostile_key("ideographic_space", "\u3000::error::PWNED"),
-    hostile_key("byte_order_mark", "\ufeff::add-mask::PWNED"),
+    hostile_key("command", "::error::PWNED", "contains `::`"),
+    hostile_key("indented_command", "   ::warning::PWNED", "contains `::`"),
+    hostile_key("ideographic_space", "\u3000::error::PWNED", "contains U+3000"),
+    hostile_key("byte_order_mark", "\ufeff::add-mask::PWNED", "contains U+FEFF"),
     # -- outputs that cannot be written --
     unwritable(
         "json_dev_full",
@@ -1058,6 +1173,274 @@ ATTACKS: list[Attack] = [
         setup=make_link,
         args=UPDATE,
         check=updated_through_the_link,
+    ),
+    # -- JSON outputs strict, optimizer options at their stage, bounded error texts --
+    # A constructor's or an optimizer's `inf` is legitimate, and TOML writes it: the JSON outputs
+    # write it as the text "inf", never as `Infinity`.
+    Attack(
+        "json_non_finite_optimizer_kwargs",
+        "model",
+        OK,
+        models={
+            "bad": {
+                **TRACED,
+                "optimizer": "sgd",
+                "optimizer_kwargs": {"lr": math.inf, "momentum": math.nan, "dampening": -math.inf},
+            }
+        },
+        args=(
+            "--cnn-budget-json=report.json",
+            "--json-report",
+            "--json-report-file=pytest-report.json",
+        ),
+        check=non_finite_options_as_text,
+    ),
+    Attack(
+        "optimizer_kwargs_unknown_key",
+        "model",
+        FAILED,
+        models={"bad": {**TRACED, "optimizer_kwargs": {"lrr": 0.1}}},
+        args=("--cnn-budget-json=report.json",),
+        failing=("bad",),
+        expect=(
+            "bad: could not trace the memory of torch.nn:Linear",
+            "optimizer_kwargs: 'lrr' is not a keyword argument of torch.optim.AdamW (did you mean 'lr'?)",
+        ),
+        check=failed_at_the_memory_stage,
+    ),
+    Attack(
+        "optimizer_kwargs_refused_value",
+        "model",
+        FAILED,
+        models={"bad": {**TRACED, "optimizer": "adam", "optimizer_kwargs": {"lr": math.nan}}},
+        args=("--cnn-budget-json=report.json",),
+        failing=("bad",),
+        expect=(
+            "bad: could not trace the memory of torch.nn:Linear",
+            "optimizer adam (torch.optim.Adam) could not be made from optimizer_kwargs {{'lr': nan}}: ValueError: Invalid learning rate: nan",
+        ),
+        check=failed_at_the_memory_stage,
+    ),
+    Attack(
+        "optimizer_kwargs_5000_unknown_keys",
+        "model",
+        FAILED,
+        models={"bad": {**TRACED, "optimizer_kwargs": {f"k{i}": i for i in range(5000)}}},
+        failing=("bad",),
+        expect=(
+            "optimizer_kwargs: 'k0', 'k1'",
+            "more are not keyword arguments of torch.optim.AdamW",
+        ),
+        check=failures_bounded,
+    ),
+    fault(
+        "kwargs_5000_keys",
+        "",
+        "building attack:Net(k0=0, k1=1, ",
+        "more) raised TypeError: Net.__init__() got an unexpected keyword argument 'k0'",
+        table={"kwargs": {f"k{i}": i for i in range(5000)}},
+        check=failures_bounded,
+    ),
+    fault(
+        "kwargs_key_20000_chars",
+        "",
+        "TypeError: Net.__init__() got an unexpected keyword argument 'kkkk",
+        table={"kwargs": {"k" * 20_000: 1}},
+        check=failures_bounded,
+    ),
+    fault(
+        "exception_100000_chars",
+        "raise ValueError('x' * 100_000 + '\\n' + 'y\\n' * 10_000)",
+        "ValueError: xxxx",
+        "… and 9,981 more lines",
+        check=failures_bounded,
+    ),
+    usage(
+        "unknown_keys_5000",
+        CONFIG_ERROR,
+        f"{BAD_TABLE} k0: unknown key",
+        "… and 4,950 more problems",
+        models={"bad": {**BAD, **{f"k{i}": i for i in range(5000)}}},
+        check=usage_bounded,
+    ),
+    usage(
+        "kwargs_5000_special_keys",
+        CONFIG_ERROR,
+        f"{BAD_TABLE}: kwargs._k0_: not supported",
+        "… and 4,950 more problems",
+        models={"bad": {**BAD, "kwargs": {f"_k{i}_": i for i in range(5000)}}},
+        check=usage_bounded,
+    ),
+    # -- what reaches GitHub's outputs: format characters, the comment's size --
+    Attack(
+        "github_format_characters_escaped",
+        "model",
+        FAILED,
+        models={
+            # A layer named with a right-to-left override, whose forward pass fails naming it;
+            # a constructor's error holding format characters, non-ASCII spaces, a surrogate.
+            "layer": {"target": "spoof:Net", "max_params": 1000, "input_shape": [1, 3]},
+            "error": {"target": "spoof:Broken", "max_params": 1000},
+        },
+        files={
+            "spoof.py": "from torch import nn\n\n\nclass Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.add_module('fc\\u202egnp_exe', nn.Linear(8, 8))\n\n"
+            "    def forward(self, x):\n"
+            "        return getattr(self, 'fc\u202egnp_exe')(x)\n\n\n"
+            "class Broken(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        raise ValueError('no weights: fc\\u202egnp.exe\\u200b\\u2066\\xa0\\u3000\\ud800')\n"
+        },
+        failing=("error", "layer"),
+        expect=(  # as the annotations show them
+            "fc\\u202egnp_exe (Linear) expects 8 input features",
+            "ValueError: no weights: fc\\u202egnp.exe\\u200b\\u2066\\xa0\\u3000\\ud800",
+        ),
+        # Neither the job summary nor an annotation holds one of them as it is.
+        check=no_raw_format_characters,
+    ),
+    Attack(
+        "comment_of_a_30000_model_baseline",
+        "model",
+        OK,
+        args=("--cnn-budget-baseline", "base.json", "--cnn-budget-comment", "comment.md"),
+        setup=write_a_30000_model_baseline,
+        check=comment_cut_to_githubs_limit,
+        subprocess=True,
+    ),
+    # -- snapshot entries kept: fixture entries, shared snapshots, odd files --
+    usage(
+        "key_reads_as_a_node_id_with_a_space",
+        CONFIG_ERROR,
+        "contains `::`, which names the checks of the cnn_budget fixture",
+        models={"my tests/test_a.py::test_x": TINY_TABLE},
+    ),
+    usage(
+        "key_right_to_left_override",
+        CONFIG_ERROR,
+        "contains U+202E",
+        models={"ab\u202ecd": TINY_TABLE},
+    ),
+    usage(
+        "key_zero_width_space", CONFIG_ERROR, "contains U+200B", models={"ab\u200bcd": TINY_TABLE}
+    ),
+    usage("key_no_break_space", CONFIG_ERROR, "contains U+00A0", models={"ab\u00a0cd": TINY_TABLE}),
+    Attack(
+        "snapshot_shared_by_two_configs_in_one_run",
+        "usage",
+        ExitCode.INTERRUPTED,
+        top=SNAP,
+        files={"pkg/pyproject.toml": SHARING_CONFIG},
+        args=UPDATE,
+        expect=("is also the snapshot of", "{dir}/pyproject.toml", "{dir}/pkg/pyproject.toml"),
+    ),
+    Attack(
+        "snapshot_shared_with_a_config_not_collected",
+        "usage",
+        USAGE,
+        top=SNAP,
+        files={"pkg/pyproject.toml": SHARING_CONFIG},
+        snapshot=snapshot_text({"good": 8, "other": 4}),
+        args=(*UPDATE, "pkg"),
+        good=False,
+        expect=("is also the snapshot of", "{dir}/pyproject.toml", "{dir}/pkg/pyproject.toml"),
+    ),
+    bad_snapshot(
+        "snapshot_models_twice",
+        b'{"version": 1, "models": {"good": {}}, "models": {}}\n',
+        "the key 'models' is written twice in one object",
+    ),
+    bad_snapshot(
+        "snapshot_model_twice",
+        snapshot_text({"good": 8}).replace(b'"models": {', b'"models": {"good": {},', 1),
+        "the key 'good' is written twice in one object",
+    ),
+    bad_snapshot(
+        "snapshot_layer_key_twice",
+        snapshot_text({"good": 8}).replace(b'"params": 72,', b'"params": 72, "params": 1,', 1),
+        "the key 'params' is written twice in one object",
+    ),
+    fault(
+        "layer_name_lone_surrogate",
+        'self.add_module("x\\ud800", nn.Linear(2, 2))',
+        heading="",
+        failing=(),
+        exit=OK,
+        top=SNAP,
+        args=UPDATE,
+        check=stored_escaped("x\\ud800"),
+    ),
+    fault(
+        "layer_alias_lone_surrogate",
+        'self.lin = nn.Linear(2, 2)\nself.add_module("b\\ud800", self.lin)',
+        heading="",
+        failing=(),
+        exit=OK,
+        top=SNAP,
+        args=UPDATE,
+        check=stored_escaped("b\\ud800"),
+    ),
+    fault(
+        "layer_name_too_long_to_store",
+        'self.add_module("x" * 5000, nn.Linear(2, 2))',
+        "its snapshot entry cannot be stored: models.bad.layers[0].name is 5,000 characters",
+        heading="",
+        top=SNAP,
+        args=UPDATE,
+        check=accepted_snapshot_written,
+    ),
+    # -- outputs checked up front and written in bounded time --
+    *(
+        Attack(
+            f"{label}_fifo_nothing_reads",
+            "usage",
+            USAGE,
+            args=args,
+            env=env,
+            setup=fifo_at(name),
+            expect=(f"{shown} names a FIFO that nothing reads",),
+            subprocess=True,  # were it to wait on the FIFO, the time limit ends it
+        )
+        for label, name, args, env, shown in (
+            (
+                "json",
+                "report.json",
+                ("--cnn-budget-json", "report.json"),
+                {},
+                "--cnn-budget-json 'report.json'",
+            ),
+            (
+                "comment",
+                "comment.md",
+                ("--cnn-budget-comment", "comment.md"),
+                {},
+                "--cnn-budget-comment 'comment.md'",
+            ),
+            (
+                "step_summary",
+                "summary.md",
+                (),
+                {"GITHUB_STEP_SUMMARY": "{dir}/summary.md"},
+                "GITHUB_STEP_SUMMARY='{dir}/summary.md'",
+            ),
+        )
+    ),
+    usage(
+        "json_names_a_folder",
+        "--cnn-budget-json 'charts' names a folder, not a file",
+        args=("--cnn-budget-json", "charts"),
+        setup=lambda path: (path / "charts").mkdir(),
+    ),
+    Attack(
+        "chart_fifo_in_its_place",
+        "model",
+        OK,
+        args=("--cnn-budget-plot", "charts"),
+        setup=fifo_at("charts/good.svg"),
+        check=chart_replaced_the_fifo,
+        subprocess=True,
     ),
 ]
 
@@ -1329,3 +1712,205 @@ def test_a_file_size_limit_keeps_the_old_snapshot(pytester: pytest.Pytester) -> 
     assert "INTERNALERROR" not in out
     assert project.snapshot.read_bytes() == old
     assert temporaries(project.path) == []
+
+
+# -- snapshot entries kept: fixture checks however their test is defined ---------------------
+
+CHECK = "def {name}(cnn_budget):\n    from nets import Tiny\n\n    cnn_budget(Tiny(4), max_params=1000{call})\n"
+
+
+def check_fn(name: str = "test_x", call: str = "", indent: str = "") -> str:
+    """A test that checks Tiny(4) with the fixture."""
+    source = CHECK.format(name=name, call=call)
+    return textwrap.indent(source, indent)
+
+
+# Each: the test files, and the entry its check is stored under. The stale rule must read each
+# as pytest collects it, not as one reading of the source would.
+FIXTURE_LAYOUTS: dict[str, tuple[dict[str, str], str]] = {
+    "imported_from_a_helper": (
+        {"tests/helpers.py": check_fn(), "tests/test_a.py": "from helpers import test_x\n"},
+        "tests/test_a.py::test_x",
+    ),
+    "under_an_if": (
+        {
+            "tests/test_a.py": "import sys\n\nif sys.version_info >= (3,):\n"
+            + check_fn(indent="    ")
+        },
+        "tests/test_a.py::test_x",
+    ),
+    "under_a_try": (
+        {"tests/test_a.py": "try:\n" + check_fn(indent="    ") + "except ImportError:\n    pass\n"},
+        "tests/test_a.py::test_x",
+    ),
+    "made_in_a_loop": (
+        {
+            "tests/test_a.py": "def make():\n"
+            + check_fn("test", indent="    ")
+            + "    return test\n\n\nfor n in (4,):\n    globals()[f'test_gen_{n}'] = make()\n"
+        },
+        "tests/test_a.py::test_gen_4",
+    ),
+    "in_a_folder_with_a_space": ({"my tests/test_a.py": check_fn()}, "my tests/test_a.py::test_x"),
+    "parametrized": (
+        {
+            "tests/test_a.py": "import pytest\n\n\n@pytest.mark.parametrize('w', [4])\n"
+            + check_fn().replace("(cnn_budget)", "(cnn_budget, w)")
+        },
+        "tests/test_a.py::test_x[4]",
+    ),
+    "a_named_call": (
+        {"tests/test_a.py": check_fn(call=", name='student'")},
+        "tests/test_a.py::test_x[student]",
+    ),
+    "inherited_from_a_helper_class": (
+        {
+            "tests/helpers.py": "class Base:\n"
+            + check_fn()
+            .replace("(cnn_budget)", "(self, cnn_budget)")
+            .replace("\n", "\n    ")
+            .join(["    ", ""]),
+            "tests/test_a.py": "from helpers import Base\n\n\nclass TestC(Base):\n    pass\n",
+        },
+        "tests/test_a.py::TestC::test_x",
+    ),
+    "in_a_nested_class": (
+        {
+            "tests/test_a.py": "class TestA:\n    class TestB:\n"
+            + check_fn()
+            .replace("(cnn_budget)", "(self, cnn_budget)")
+            .replace("\n", "\n        ")
+            .join(["        ", ""])
+        },
+        "tests/test_a.py::TestA::TestB::test_x",
+    ),
+}
+
+
+def fixture_project(pytester: pytest.Pytester, files: Mapping[str, str]) -> Project:
+    project = Project(pytester, top=SNAP, good=GOOD)
+    (project.path / "good_net.py").write_text(GOOD_SOURCE, encoding="utf-8")
+    for name, source in files.items():
+        (project.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.path / name).write_text(source, encoding="utf-8")
+    return project
+
+
+def update(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(
+        "--cnn-budget-update", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args
+    )
+
+
+@pytest.mark.parametrize("layout", list(FIXTURE_LAYOUTS))
+def test_a_deselected_fixture_check_keeps_its_entry_and_a_gone_one_loses_it(
+    pytester: pytest.Pytester, layout: str
+) -> None:
+    files, entry = FIXTURE_LAYOUTS[layout]
+    project = fixture_project(pytester, files)
+    first = update(pytester)
+    assert first.ret == ExitCode.OK, first.stdout.str()[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good", entry}
+    # -k selects every configured model and deselects the test: the update is complete for
+    # the config, and the fixture entry must stay.
+    partial = update(pytester, "-k", "good")
+    assert partial.ret == ExitCode.OK, partial.stdout.str()[-3000:]
+    assert "deselected" in partial.stdout.str()
+    assert set(read_snapshot(project.snapshot)) == {"good", entry}
+    assert "stale" not in partial.stdout.str()
+    # The test itself removed (its module still collected): now the entry is stale, and goes.
+    for name in files:
+        if Path(name).name.startswith("test_"):
+            (project.path / name).write_text("", encoding="utf-8")
+    gone = update(pytester)
+    assert gone.ret == ExitCode.OK, gone.stdout.str()[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good"}
+    assert f"removed stale {entry}" in gone.stdout.str()
+
+
+@pytest.mark.parametrize("layout", ["imported_from_a_helper", "in_a_folder_with_a_space"])
+def test_under_xdist_a_deselected_fixture_check_keeps_its_entry(
+    pytester: pytest.Pytester, layout: str
+) -> None:
+    # The controller collects nothing: what the workers collected reaches it at their end.
+    files, entry = FIXTURE_LAYOUTS[layout]
+    project = fixture_project(pytester, files)
+    assert update(pytester).ret == ExitCode.OK
+    partial = pytester.runpytest_subprocess(
+        "--cnn-budget-update", "-p", "no:cacheprovider", "-n", "2", "-k", "good", timeout=120
+    )
+    assert partial.ret == ExitCode.OK, partial.stdout.str()[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good", entry}
+    for name in files:
+        if Path(name).name.startswith("test_"):
+            (project.path / name).write_text("", encoding="utf-8")
+    gone = pytester.runpytest_subprocess(
+        "--cnn-budget-update", "-p", "no:cacheprovider", "-n", "2", timeout=120
+    )
+    assert gone.ret == ExitCode.OK, gone.stdout.str()[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good"}
+
+
+FAILS_AFTER = {
+    "in_its_body": check_fn() + "    assert False, 'the test failed after its check'\n",
+    "in_teardown": "import pytest\n\n\n@pytest.fixture\ndef after():\n    yield\n"
+    "    raise RuntimeError('teardown failed')\n\n\n"
+    + check_fn().replace("(cnn_budget)", "(cnn_budget, after)"),
+    "under_xdist": check_fn() + "    assert False, 'the test failed after its check'\n",
+}
+
+
+@pytest.mark.parametrize("way", list(FAILS_AFTER))
+def test_a_check_whose_test_failed_is_reported_not_written_everywhere(
+    pytester: pytest.Pytester, way: str
+) -> None:
+    project = fixture_project(pytester, {"tests/test_a.py": FAILS_AFTER[way]})
+    args = ["--cnn-budget-json", "report.json", "--json-report", "--json-report-file", "jr.json"]
+    if way == "under_xdist":
+        result = pytester.runpytest_subprocess(
+            "--cnn-budget-update", "-p", "no:cacheprovider", "-n", "2", *args, timeout=120
+        )
+    else:
+        result = update(pytester, *args)
+    assert result.ret == ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
+    entry = "tests/test_a.py::test_x"
+    assert set(read_snapshot(project.snapshot)) == {"good"}
+    out = result.stdout.str()
+    assert f"NOT updated {entry}: its test failed" in out
+    assert f"added {entry}" not in out
+    report = json.loads((project.path / "report.json").read_text(encoding="utf-8"))
+    assert report["models"][entry]["snapshot"] == "not written"
+    assert report["models"]["good"]["snapshot"] == "added"
+    if way != "in_teardown":  # pytest-json-report takes a test's metadata from its call
+        plugin = json.loads((project.path / "jr.json").read_text(encoding="utf-8"))
+        (test,) = [t for t in plugin["tests"] if t["nodeid"] == entry]
+        assert test["metadata"]["cnn_budget"]["snapshot"] == "not written"
+
+
+def test_a_non_ascii_project_under_the_c_locale_runs(pytester: pytest.Pytester) -> None:
+    # LC_ALL=C without UTF-8 mode: the file system encoding is ASCII, and every path from the
+    # environment holds surrogate escapes where its bytes are not ASCII. Still the same folder.
+    folder = pytester.path / "modèles ü"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(toml_text({"good": GOOD}, SNAP), encoding="utf-8")
+    (folder / "good_net.py").write_text(GOOD_SOURCE, encoding="utf-8")
+    env = {
+        **process_env(),
+        "LC_ALL": "C",
+        "PYTHONUTF8": "0",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(folder),
+        "GITHUB_STEP_SUMMARY": str(folder / "summary.md"),
+    }
+    done = subprocess.run(
+        pytest_command("--cnn-budget-update", "--cnn-budget-json", "report.json"),
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    out = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert done.returncode == 0, out[-3000:]
+    assert set(read_snapshot(folder / SNAPSHOT_FILE)) == {"good"}
+    assert "good" in (folder / "summary.md").read_text(encoding="utf-8")
+    assert json.loads((folder / "report.json").read_text(encoding="utf-8"))["passed"] is True
