@@ -252,7 +252,9 @@ class SnapshotStatus(str, Enum):
     MISSING = "missing"
     ADDED = "added"  # --cnn-budget-update wrote a new entry
     UPDATED = "updated"  # --cnn-budget-update replaced a different entry
-    REJECTED = "not written"  # --cnn-budget-update refused: the model is over budget
+    # --cnn-budget-update did not write it: over budget, its test failed after the check, or
+    # its snapshot file could not be written.
+    REJECTED = "not written"
     OFF = "off"  # snapshot = false
     UNKNOWN = "-"  # the model could not be counted
 

@@ -27,12 +27,13 @@ from .config.files import ConfigFile, Configs
 from .config.spec import ModelSpec, Order, model_depth, model_timeout
 from .errors import CnnBudgetError
 from .items import BudgetFile, BudgetItem, raise_outcome
+from .names import unescaped
 from .report.json import json_report_metadata
 from .report.terminal import failure_lines, warning_lines
 from .results import ModelResult, SourceLocation
 from .run import collector, wire
+from .run.collected import Collected
 from .run.finish import (
-    Collected,
     RunEnd,
     annotation_commands,
     end_run,
@@ -57,8 +58,8 @@ class BudgetSession:
         self.explicit = started.explicit  # the config files --cnn-budget-config names
         self.streams = started.streams  # outputs that name a pipe, held from the start
         self.failed: dict[str, list[str]] = {}  # each failure rendered once, by model name
-        # Each test module and class collected, by node id → its children's (run/finish.py's
-        # Collected): what says whether a fixture check's test still exists.
+        # Each test module and class collected, by node id → its children's (run/collected.py):
+        # what says whether a fixture check's test still exists.
         self.tests: dict[str, frozenset[str]] = {}
 
     @classmethod
@@ -79,12 +80,16 @@ class BudgetSession:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # Where items are collected (not in the xdist controller). Deselection (-k, -m) comes
-        # after this: what it drops still counts as existing.
-        if not report.passed:
+        # after this: what it drops still counts as existing. --lf reports a module's failed
+        # tests alone, so it tells nothing of the others.
+        if not report.passed or self.config.getoption("lf", False):
             return
-        children = frozenset(node.nodeid for node in report.result)
-        if all(child.startswith(report.nodeid + "::") for child in children):
-            self.tests[report.nodeid] = children  # a module or class; not a folder
+        nodeid = unescaped(report.nodeid)
+        children = {unescaped(node.nodeid) for node in report.result}
+        if all(child.startswith(nodeid + "::") for child in children):
+            # A module's, a class's (a folder's children are not `::` below it); the collectors
+            # of one file (its tests, its doctests) share its node id: merged.
+            self.tests[nodeid] = self.tests.get(nodeid, frozenset()) | children
 
     def close(self) -> None:
         """End what the process started to check models; nothing, where it checks none."""
@@ -372,7 +377,7 @@ class ControllerSession(ReportingSession):
         for path in output.get("cnn_budget_configs", ()):
             self.load(path)
         for nodeid, children in output.get("cnn_budget_tests", {}).items():
-            self.tests[nodeid] = frozenset(children)
+            self.tests[nodeid] = self.tests.get(nodeid, frozenset()) | frozenset(children)
 
     def load(self, path: str, default: bool = False) -> ConfigFile | None:
         """A config a worker read, read here too; None if it cannot be (a worker already

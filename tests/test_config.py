@@ -495,6 +495,9 @@ def test_an_empty_model_name(tmp_path: Path) -> None:
         ("zero\u200bwidth", "contains U+200B, which is not printable"),
         ("\ufeffbom", "contains U+FEFF, which is not printable"),
         ("\u3000wide", "contains U+3000, which is not printable"),
+        ("m\u3164", "contains U+3164, which is not printable"),  # a Hangul filler
+        ("m\u034f", "contains U+034F, which is not printable"),  # combining grapheme joiner
+        ("m\ufe0f", "contains U+FE0F, which is not printable"),  # a variation selector
         ("tests/test_a.py::test_x", "contains `::`, which names the checks of the cnn_budget"),
         ("my tests/test_a.py::test_x", "contains `::`, which names the checks of the cnn_budget"),
         ("a::b", "contains `::`"),

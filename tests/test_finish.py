@@ -21,12 +21,11 @@ from pytest_cnnbudget.results import (
     SnapshotLayer,
     SnapshotStatus,
 )
+from pytest_cnnbudget.run.collected import Collected, kept_entries
 from pytest_cnnbudget.run.finish import (
-    Collected,
     RunEnd,
     compare_run,
     end_run,
-    kept_entries,
     summary_lines,
     withheld,
     write_outputs,
@@ -101,7 +100,7 @@ def test_kept_entries_are_the_fixture_checks_whose_test_this_run_collected(tmp_p
         "gone.py::test_x",  # no such file
         "resnet",  # a configured model's name, not a fixture check's
     ]
-    assert kept_entries(stale + kept, tmp_path, collected) == kept
+    assert kept_entries(stale + kept, (tmp_path,), collected) == kept
 
 
 def test_a_run_without_update_writes_nothing_and_every_stale_entry_stays(tmp_path: Path) -> None:
@@ -282,6 +281,9 @@ def test_an_update_keeps_what_it_did_not_check_writes_what_it_accepted_and_says_
         now = {name: entry(100 + i) for i, name in enumerate(sorted(ran))}
         results = [ran_result(n, e, before.get(n), now[n]) for n, e in sorted(ran.items())]
         collected = Collected({"tests/test_a.py": frozenset(existing)})
+        (root / "tests").mkdir()
+        source = "".join(f"def {n.partition('::')[2]}(cnn_budget): ...\n" for n in existing)
+        (root / "tests" / "test_a.py").write_text(source, encoding="utf-8")
         snapshot = root / "cnnbudget.snapshot.json"
         if unwritable:  # a folder in its place: locking works, reading and writing fail
             snapshot.unlink(missing_ok=True)
@@ -314,3 +316,20 @@ def test_an_update_keeps_what_it_did_not_check_writes_what_it_accepted_and_says_
     assert set(report["stale"]) == {
         n for n in after if n not in configured and n not in existing and n not in ran
     }
+
+
+def test_a_test_pytest_did_not_find_is_kept_while_its_file_names_it(tmp_path: Path) -> None:
+    # --lf reports a module with its failed tests alone; a doctest's collector may be off.
+    (tmp_path / "pkg" / "tests").mkdir(parents=True)
+    (tmp_path / "pkg" / "tests" / "test_a.py").write_text(
+        "def test_x(cnn_budget): ...\ndef helper(): ...\n", encoding="utf-8"
+    )
+    collected = Collected({"tests/test_a.py": frozenset()})
+    folders = (tmp_path, tmp_path / "pkg")  # the rootdir, the config's folder
+    names = [
+        "tests/test_a.py::test_x",
+        "tests/test_a.py::test_a.helper",
+        "tests/test_a.py::test_gone",
+    ]
+    assert kept_entries(names, folders, collected) == names[:2]
+    assert kept_entries(names, (tmp_path,), collected) == []  # no such file under the rootdir

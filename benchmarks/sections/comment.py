@@ -1,4 +1,4 @@
-"""Section 12: the pull-request comment against a baseline of 100,000 models (issue 24)."""
+"""Section 12: the pull-request comment against a baseline of 100,000 models ."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def bench_comment(ctx: Context) -> Section:
         f"frozen out of the collector's way as the gate freezes it; median of {n} "
         f"process{'es' if n != 1 else ''}. `compare_with_base` diffs each changed model "
         "against its entry, so it grows with the models; `comment_markdown` renders only the "
-        "rows and diffs that can fit, measuring each once (before issue 24 it rendered the "
+        "rows and diffs that can fit, measuring each once (an earlier fitting rendered the "
         "whole body again for each row it left out).",
     ]
     return section

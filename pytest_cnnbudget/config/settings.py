@@ -17,7 +17,7 @@ from typing import Any
 from ..constants import DEFAULT_SNAPSHOT, DEVICES, MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from ..errors import ConfigError
 from ..inputs import parse_input_shape
-from ..names import printable
+from ..names import printable, shows_as_itself, unescaped
 from ..results import MemoryOptions
 from .budgets import BUDGETS, KEYS, MEMORY_KEYS
 from .fields import (
@@ -294,7 +294,7 @@ def _model_name_problem(name: str) -> str | None:
             f"model name {name!r} contains the control character {control.group()!r}; "
             "a model name must be one line of printable text"
         )
-    hidden = next((c for c in name if not (c.isprintable() or c == " ")), None)
+    hidden = next((c for c in name if not (shows_as_itself(c) or c == " ")), None)
     if hidden is not None:
         # Format characters (U+202E reverses what follows it on GitHub), zero-width and
         # non-ASCII spaces, lone surrogates: a reader could not tell the name from another.
@@ -318,6 +318,8 @@ def _codepoint(char: str) -> str:
 def fixture_name(nodeid: str, name: str | None = None) -> str:
     """The name a `cnn_budget` fixture check is stored and shown under: its test's node id, and
     the call's `name` when a test checks several models."""
+    # A node id read under a C locale holds surrogate escapes: stored as a UTF-8 run stores it.
+    nodeid = unescaped(nodeid)
     return f"{nodeid}[{name}]" if name is not None else nodeid
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
-from ..names import printable
+from ..names import INVISIBLE, printable, shows_as_itself
 
 Row = TypeVar("Row")
 
@@ -57,9 +57,9 @@ def visible(text: str, keep: str = "") -> str:
     names (names.printable, `\\u202e`), but those in `keep`: controls, format characters (a
     bidi override, which shows a name reversed as in "Trojan Source"; zero-width ones), lone
     surrogates, line and paragraph separators, spaces other than ASCII's."""
-    if text.isprintable():  # nearly always: one pass in C
-        return text
-    return "".join(c if c.isprintable() or c in keep else printable(c) for c in text)
+    if text.isprintable() and (text.isascii() or not INVISIBLE.search(text)):
+        return text  # nearly always: one pass in C
+    return "".join(c if shows_as_itself(c) or c in keep else printable(c) for c in text)
 
 
 def markdown_escape(text: str, cell: bool = True) -> str:

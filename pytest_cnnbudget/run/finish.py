@@ -9,14 +9,12 @@ Each rule is written once here: `kept_entries` (what is not stale though no tabl
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config.files import ConfigFile, Configs
-from ..config.settings import is_fixture_name
 from ..errors import CnnBudgetError
 from ..report.cells import Failures
 from ..report.comment import comment_markdown
@@ -28,40 +26,8 @@ from ..snapshot.compare import BaseComparison, compare_with_base
 from ..snapshot.merge import Merge, merge_snapshot
 from ..snapshot.store import locked, write_snapshot
 from . import outputs
+from .collected import NOTHING_COLLECTED, Collected, kept_entries
 from .start import RunOptions
-
-
-@dataclass(frozen=True)
-class Collected:
-    """The tests this run collected, selected or deselected (`-k`, `-m`): each test module and
-    class that collected without error, with its children's node ids. What judges a fixture
-    check's entry: pytest's own collection, however its test is defined (imported from a
-    helper, under an `if`, generated), not a reading of the source."""
-
-    children: Mapping[str, frozenset[str]] = field(default_factory=dict)
-
-    def holds(self, name: str, rootdir: Path) -> bool:
-        """Whether the test that fixture entry `name` (a node id, with the call's `[name]` when
-        given) belongs to may still exist. Only a test module or class this run collected
-        can say that a test is gone, and only a file that no longer exists, that its module
-        is: a test outside what this run collected is kept."""
-        cuts = [m.start() for m in re.finditer("::", name)]
-        # The deepest collector this run expanded that the entry lies under: its node id is
-        # the entry up to one of its `::` (a `::` inside a parameter id matches none).
-        owner = next((name[:at] for at in reversed(cuts) if name[:at] in self.children), None)
-        if owner is None:
-            return any((rootdir / name[:at]).exists() for at in cuts)
-        # A child is the entry itself, or above it (a class not expanded: its tests may be
-        # inherited from another file), or the entry is the child's with the call's `[name]`.
-        children = self.children[owner]
-        ends = [m.start() for m in re.finditer(r"::|\[", name)] + [len(name)]
-        return any(name[:end] in children for end in ends if end > len(owner))
-
-
-def kept_entries(names: Iterable[str], rootdir: Path, collected: Collected) -> list[str]:
-    """The stored entries that are not stale though no table configures them: the `cnn_budget`
-    fixture's, while their tests may exist (see `Collected.holds`)."""
-    return [n for n in names if is_fixture_name(n) and collected.holds(n, rootdir)]
 
 
 def merge_file(
@@ -82,15 +48,15 @@ def results_of(
     return [r for r in results if configs.owner.get(r.name) == file.path]
 
 
+_ACCEPTED = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED)
+
+
 def withheld(result: ModelResult) -> ModelResult:
     """A check whose test failed after it: an update writes none of it, and says so."""
     accepted = result.snapshot in _ACCEPTED
     return replace(
         result, entry=None, snapshot=SnapshotStatus.REJECTED if accepted else result.snapshot
     )
-
-
-_ACCEPTED = (SnapshotStatus.ADDED, SnapshotStatus.UPDATED)
 
 
 @dataclass(frozen=True)
@@ -127,7 +93,7 @@ class RunEnd:
 
     endings: tuple[Ending, ...]
     results: tuple[ModelResult, ...] = ()  # every result, settled (see Ending.settled)
-    collected: Collected = Collected()
+    collected: Collected = NOTHING_COLLECTED
     errors: tuple[str, ...] = ()  # snapshots that could not be written
     notes: tuple[str, ...] = ()  # what the update report adds about the snapshots
 
@@ -142,16 +108,17 @@ def end_run(
     results: Sequence[ModelResult],
     rootdir: Path,
     update: bool,
-    collected: Collected = Collected(),
+    collected: Collected = NOTHING_COLLECTED,
 ) -> RunEnd:
     """Merge a run's results into each config's snapshot; with `update`, write each merge that
     changes its file, under its lock, so that a concurrent update's entries are kept."""
 
-    def kept(names: Iterable[str]) -> list[str]:
-        return kept_entries(names, rootdir, collected)
-
     endings, errors, notes = [], [], []
     for file in configs:
+
+        def kept(names: Iterable[str], folder: Path = file.path.parent) -> list[str]:
+            return kept_entries(names, (rootdir, folder), collected)
+
         ran = tuple(results_of(configs, results, file))
         path = file.settings.snapshot
         if not update or path is None:
@@ -187,14 +154,15 @@ def compare_run(
     results: Sequence[ModelResult],
     baseline: Mapping[str, SnapshotEntry] | None,
     rootdir: Path,
-    collected: Collected = Collected(),
+    collected: Collected = NOTHING_COLLECTED,
 ) -> tuple[BaseComparison, ...]:
     """Every model against the base: the baseline when given, else the snapshots as they were
     before this run."""
     base = baseline
     if base is None:
         base = {name: e for file in configs for name, e in file.stored.items()}
-    kept = kept_entries(base, rootdir, collected)
+    folders = (rootdir, *(file.path.parent for file in configs))
+    kept = kept_entries(base, folders, collected)
     configured = [*configs.names(), *(r.name for r in results), *kept]
     return compare_with_base(results, base, configured)
 

@@ -22,40 +22,43 @@ from ..snapshot.store import replace_file
 
 
 class Streams:
-    """The outputs that name a pipe rather than a file (`--cnn-budget-json /dev/stdout`, a
-    FIFO a reader has open): opened, without waiting, when the run starts, and held until the
-    end, so that a reader waiting on a named FIFO is not handed an end of file before the
-    report comes. Writes to them are bounded by STREAM_TIMEOUT."""
+    """The outputs that name a pipe rather than a file (`--cnn-budget-json /dev/stdout | jq`,
+    a FIFO a reader has open): opened, without waiting, when the run starts, and held until its
+    end, so that a reader waiting on a named FIFO is not handed an end of file before the report
+    comes. Known by device and inode: `/dev/stdout` resolves to no path that could be opened
+    again. Writes to them are bounded by STREAM_TIMEOUT."""
 
     def __init__(self) -> None:
-        self.held: dict[str, int] = {}  # real path → a descriptor open for writing
+        self.held: dict[tuple[int, int], int] = {}  # (device, inode) → a descriptor for writing
 
     def probe(self, path: Path) -> str | None:
         """Why `path`, a FIFO, can never be written (nothing reads it), else None and held."""
-        real = os.path.realpath(path)
-        if real in self.held:
-            return None
         try:
-            self.held[real] = os.open(real, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             if e.errno == errno.ENXIO:
                 return "names a FIFO that nothing reads, so writing it would wait for ever"
             return f"cannot be opened: {os_error_text(e)}"
+        info = os.fstat(fd)
+        known = self.held.setdefault((info.st_dev, info.st_ino), fd)
+        if known != fd:
+            os.close(fd)  # named twice (the JSON report and the comment): one descriptor
         return None
 
     def write(self, path: Path, data: bytes) -> bool:
         """Write `data` to `path` if it is a stream this run holds; False if it is not."""
-        fd = self.held.pop(os.path.realpath(path), None)
+        try:
+            info = os.stat(path)
+        except OSError:
+            return False
+        fd = self.held.get((info.st_dev, info.st_ino))
         if fd is None:
             return False
-        try:
-            _write_bounded(fd, data, path)
-        finally:
-            os.close(fd)
+        _write_bounded(fd, data, path)
         return True
 
     def close(self) -> None:
-        """Let go of every stream not written (a run that ended early)."""
+        """Let go of every stream: the end of the run (its reader then sees the end)."""
         for fd in self.held.values():
             with suppress(OSError):
                 os.close(fd)

@@ -165,12 +165,11 @@ def write_snapshot(
 
 
 def snapshot_owner(path: Path, recorded: str | None) -> Path:
-    """The config file a snapshot belongs to: the one it records (relative to the folder of the
-    file itself, through any link), else the `pyproject.toml` beside it as configured."""
-    if recorded is None:
-        return Path(os.path.abspath(path)).parent / "pyproject.toml"
+    """The config file a snapshot belongs to: the one it records, else the `pyproject.toml`
+    beside it; both in the folder of the file itself, through any link, so that two configs
+    reaching one file through links see the same owner."""
     folder = Path(os.path.realpath(path)).parent
-    return Path(os.path.normpath(folder / recorded))
+    return Path(os.path.normpath(folder / (recorded or "pyproject.toml")))
 
 
 def _recorded(path: Path, config: Path | None) -> str | None:
@@ -178,11 +177,11 @@ def _recorded(path: Path, config: Path | None) -> str | None:
     `pyproject.toml` beside it (the usual layout, and then the file says nothing new)."""
     if config is None:
         return None
-    config = Path(os.path.abspath(config))
-    if config == Path(os.path.abspath(path)).parent / "pyproject.toml":
-        return None
     folder = Path(os.path.realpath(path)).parent
-    return Path(os.path.relpath(os.path.realpath(config), folder)).as_posix()
+    config = Path(os.path.realpath(config))
+    if config == folder / "pyproject.toml":
+        return None
+    return Path(os.path.relpath(config, folder)).as_posix()
 
 
 def replace_file(path: Path, data: bytes) -> None:

@@ -48,7 +48,7 @@ from nets import Tiny
 
 # Importing project loads torch first: in-process pytester runs restore sys.modules, and torch
 # cannot be imported twice in one process.
-from project import Project, toml_text, toml_value
+from project import NETS_SOURCE, Project, toml_text, toml_value
 
 from pytest_cnnbudget.snapshot.format import dumps
 from pytest_cnnbudget.snapshot.store import read_snapshot
@@ -302,7 +302,8 @@ def check_snapshot(path: Path, before: bytes | None, unchanged: bool) -> None:
         assert now == before, "a usage error must leave the snapshot as it was"
         return
     entries = read_snapshot(path)
-    assert now == before or now == dumps(entries).encode("utf-8"), "snapshot partly written"
+    writer = json.loads(now).get("config")  # where its config is not beside it
+    assert now == before or now == dumps(entries, writer).encode("utf-8"), "partly written"
 
 
 def judge(session: Session) -> None:
@@ -648,6 +649,14 @@ def comment_cut_to_githubs_limit(session: Session) -> None:
     comment = (session.path / "comment.md").read_text(encoding="utf-8")
     assert len(comment.encode("utf-8")) <= 60_000
     assert "more models, and every layer diff, are left out" in comment
+
+
+def linked_package(project: Path) -> None:
+    """A package whose own snapshot is a link to the root config's."""
+    (project / "pkg").mkdir()
+    config = SHARING_CONFIG.replace('snapshot = "../cnnbudget.snapshot.json"\n', "")
+    (project / "pkg" / "pyproject.toml").write_text(config, encoding="utf-8")
+    (project / "pkg" / SNAPSHOT_FILE).symlink_to(Path("..") / SNAPSHOT_FILE)
 
 
 ATTACKS: list[Attack] = [
@@ -1347,6 +1356,17 @@ ATTACKS: list[Attack] = [
         good=False,
         expect=("is also the snapshot of", "{dir}/pyproject.toml", "{dir}/pkg/pyproject.toml"),
     ),
+    Attack(
+        "snapshot_shared_through_a_link",
+        "usage",
+        USAGE,
+        top=SNAP,
+        snapshot=snapshot_text({"good": 8}),
+        setup=linked_package,
+        args=(*UPDATE, "pkg"),
+        good=False,
+        expect=("is also the snapshot of", "{dir}/pyproject.toml", "{dir}/pkg/pyproject.toml"),
+    ),
     bad_snapshot(
         "snapshot_models_twice",
         b'{"version": 1, "models": {"good": {}}, "models": {}}\n',
@@ -1851,6 +1871,102 @@ def test_under_xdist_a_deselected_fixture_check_keeps_its_entry(
     assert set(read_snapshot(project.snapshot)) == {"good"}
 
 
+def only_fixture_checks(pytester: pytest.Pytester, files: Mapping[str, str]) -> Path:
+    """A project whose budgets are all fixture calls: every update is complete, so an entry
+    judged stale is removed at once."""
+    pytester.makepyfile(nets=NETS_SOURCE)
+    pytester.syspathinsert()
+    (pytester.path / "pyproject.toml").write_text("[tool.cnnbudget]\n", encoding="utf-8")
+    for name, source in files.items():
+        (pytester.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / name).write_text(source, encoding="utf-8")
+    return pytester.path / SNAPSHOT_FILE
+
+
+def test_last_failed_keeps_the_entries_of_the_tests_it_does_not_rerun(
+    pytester: pytest.Pytester,
+) -> None:
+    # --lf reports of each module only its failed tests: the others still exist.
+    flaky = "import os\n\n\ndef test_flaky():\n    assert not os.environ.get('FAILME')\n"
+    snapshot = only_fixture_checks(
+        pytester, {"tests/test_a.py": check_fn() + flaky, "tests/test_b.py": check_fn("test_z")}
+    )
+    entries = {"tests/test_a.py::test_x", "tests/test_b.py::test_z"}
+    assert pytester.runpytest("--cnn-budget-update").ret == ExitCode.OK
+    assert set(read_snapshot(snapshot)) == entries
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAILME", "1")
+        assert pytester.runpytest("--cnn-budget").ret == ExitCode.TESTS_FAILED
+    rerun = pytester.runpytest("--lf", "--cnn-budget-update")
+    assert rerun.ret == ExitCode.OK, rerun.stdout.str()[-3000:]
+    assert set(read_snapshot(snapshot)) == entries
+    assert "stale" not in rerun.stdout.str()
+
+
+def test_a_doctests_check_is_kept_by_a_run_that_collects_no_doctests(
+    pytester: pytest.Pytester,
+) -> None:
+    doctest = (
+        'def helper():\n    """\n    >>> from nets import Tiny\n'
+        '    >>> _ = getfixture(\'cnn_budget\')(Tiny(4), max_params=1000)\n    """\n\n\n'
+        "def test_q():\n    pass\n"
+    )
+    snapshot = only_fixture_checks(pytester, {"tests/test_d.py": doctest})
+    first = pytester.runpytest("--doctest-modules", "--cnn-budget-update", "tests")
+    assert first.ret == ExitCode.OK, first.stdout.str()[-3000:]
+    (entry,) = read_snapshot(snapshot)
+    assert entry.endswith("::test_d.helper")
+    again = pytester.runpytest("--cnn-budget-update", "-k", "test_q", "tests")
+    assert again.ret == ExitCode.OK, again.stdout.str()[-3000:]
+    assert set(read_snapshot(snapshot)) == {entry}
+
+
+def test_a_packages_checks_are_kept_when_pytest_starts_in_another_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    # Node ids are relative to the rootdir: run from the package, the entries read
+    # `tests/test_a.py::…`; run from the repository, `pkg/tests/test_a.py::…`.
+    pytester.makepyfile(nets=NETS_SOURCE)
+    pytester.syspathinsert()
+    (pytester.path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\ntestpaths = ["pkg"]\n', encoding="utf-8"
+    )
+    pkg = pytester.path / "pkg"
+    (pkg / "tests").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n\n[tool.cnnbudget]\n", encoding="utf-8"
+    )
+    (pkg / "tests" / "test_a.py").write_text(check_fn() + "\n\n" + check_fn("test_y"), "utf-8")
+    env = {**process_env(), "PYTHONPATH": str(pytester.path)}  # where nets.py is
+    inside = subprocess.run(
+        pytest_command("--cnn-budget-update"), cwd=pkg, env=env, capture_output=True
+    )
+    assert inside.returncode == 0, inside.stdout.decode()[-3000:]
+    stored = {"tests/test_a.py::test_x", "tests/test_a.py::test_y"}
+    assert set(read_snapshot(pkg / SNAPSHOT_FILE)) == stored
+    outside = pytester.runpytest("--cnn-budget-update", "-k", "test_y")
+    assert outside.ret == ExitCode.OK, outside.stdout.str()[-3000:]
+    assert stored <= set(read_snapshot(pkg / SNAPSHOT_FILE))
+
+
+def test_json_to_a_pipe_on_stdout(pytester: pytest.Pytester) -> None:
+    # As `pytest --cnn-budget --cnn-budget-json=/dev/stdout | jq .` runs it.
+    fixture_project(pytester, {})
+    done = subprocess.run(
+        pytest_command("-q", "--cnn-budget", "--cnn-budget-json=/dev/stdout"),
+        cwd=pytester.path,
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == ExitCode.TESTS_FAILED, out[-3000:]  # no snapshot entry yet
+    start = out.index('{\n  "models"')
+    report = json.loads(out[start : out.index("\n}\n", start) + 2])
+    assert report["models"]["good"]["snapshot"] == "missing"
+
+
 FAILS_AFTER = {
     "in_its_body": check_fn() + "    assert False, 'the test failed after its check'\n",
     "in_teardown": "import pytest\n\n\n@pytest.fixture\ndef after():\n    yield\n"
@@ -1914,3 +2030,28 @@ def test_a_non_ascii_project_under_the_c_locale_runs(pytester: pytest.Pytester) 
     assert set(read_snapshot(folder / SNAPSHOT_FILE)) == {"good"}
     assert "good" in (folder / "summary.md").read_text(encoding="utf-8")
     assert json.loads((folder / "report.json").read_text(encoding="utf-8"))["passed"] is True
+
+
+def test_a_fixture_check_in_a_non_ascii_folder_keys_alike_in_any_locale(
+    pytester: pytest.Pytester,
+) -> None:
+    # Its node id read under LC_ALL=C holds surrogate escapes: the same entry must result.
+    files = {"tësts/test_a.py": "import sys\nsys.path.insert(0, '.')\n\n\n" + check_fn()}
+    project = fixture_project(pytester, files)
+    (project.path / "nets.py").write_text(NETS_SOURCE, encoding="utf-8")
+    entry = "tësts/test_a.py::test_x"
+
+    def run(*args: str, c_locale: bool) -> subprocess.CompletedProcess[bytes]:
+        env = {**process_env(), **({"LC_ALL": "C", "PYTHONUTF8": "0"} if c_locale else {})}
+        return subprocess.run(
+            pytest_command(*args), cwd=project.path, env=env, capture_output=True, timeout=120
+        )
+
+    first = run("--cnn-budget-update", c_locale=False)
+    assert first.returncode == 0, first.stdout.decode()[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good", entry}
+    check = run("--cnn-budget", c_locale=True)
+    assert check.returncode == 0, check.stdout.decode("utf-8", "replace")[-3000:]
+    partial = run("--cnn-budget-update", "-k", "good", c_locale=True)
+    assert partial.returncode == 0, partial.stdout.decode("utf-8", "replace")[-3000:]
+    assert set(read_snapshot(project.snapshot)) == {"good", entry}

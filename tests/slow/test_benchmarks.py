@@ -25,7 +25,7 @@ def test_a_smoke_run_of_the_sections_writes_each_ones_rows(tmp_path: Path) -> No
     # One run of the sections that fit a smoke run: each section is its own process tree, so
     # one run costs the set-up once and still shows every section working.
     report = tmp_path / "results.md"
-    sections = ("scale", "packages", "timm", "memory")
+    sections = ("scale", "packages", "timm", "memory", "comment")
     done = subprocess.run(
         [
             sys.executable,
@@ -78,6 +78,13 @@ def test_a_smoke_run_of_the_sections_writes_each_ones_rows(tmp_path: Path) -> No
         "LLaMA shape (2 blocks, dim 256) at 1×128, max_train_memory: pytest --cnn-budget wall",
         "LLaMA shape (2 blocks, dim 256) at 1×128, max_train_memory: peak RSS",
         "ResNet-18 at 2×3×64×64: what max_train_memory adds to the gate session",
+    ]
+
+
+    assert "## 12. The pull-request comment of a baseline of up to 100,000 models" in text
+    assert [row.split("|")[2].strip() for row in text.splitlines() if row.startswith("| 12 ")] == [
+        "PR comment of a 100,000-model baseline, removed: comment_markdown",
+        "PR comment of a 100,000-model baseline, changed: comment_markdown",
     ]
 
 
