@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -14,7 +15,12 @@ import pytest
 from project import toml_text
 
 from pytest_cnnbudget.config.fields import depth_option
-from pytest_cnnbudget.config.settings import find_config, load_settings, parse_settings
+from pytest_cnnbudget.config.settings import (
+    find_config,
+    load_settings,
+    parse_settings,
+    read_settings,
+)
 from pytest_cnnbudget.config.spec import Level, ModelSpec, Settings, model_depth, model_timeout
 from pytest_cnnbudget.constants import DEFAULT_TIMEOUT, MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from pytest_cnnbudget.errors import ConfigError
@@ -789,3 +795,10 @@ def test_a_models_timeout_is_its_tables_then_the_options_then_the_files(
 ) -> None:
     settings = Settings(Path("pyproject.toml"), None, "meta", (), timeout=top)
     assert model_timeout(ModelSpec("m", "nets:A", timeout=table), option, settings) == timeout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_in_a_configs_place_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pyproject.toml")
+    with pytest.raises(ConfigError, match="cannot read the configuration: not a file"):
+        read_settings(tmp_path / "pyproject.toml")

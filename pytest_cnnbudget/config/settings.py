@@ -8,7 +8,9 @@ error rather than a traceback from deep inside a test run.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -120,8 +122,12 @@ def read_settings(path: Path, skim: bool = True) -> Settings | None:
     With `skim`, a file that never mentions cnnbudget is passed over unread."""
     file = printable(str(path))
     try:
-        # One byte past the limit tells an over-long file without reading all of it.
-        with path.open("rb") as stream:
+        # O_NONBLOCK: a FIFO in the file's place would otherwise block open() for ever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"{file}: cannot read the configuration: not a file")
+            # One byte past the limit tells an over-long file without reading all of it.
             data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{file}: cannot read the configuration: {e.strerror or e}") from e
