@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import io
 import json
 import os
 import sys
@@ -182,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else USAGE_ERROR
     # A console script does not put the working directory on sys.path as `python -m` does;
     # targets in the current project should import either way.
+    for stream in (sys.stdout, sys.stderr):
+        # Under LC_ALL=C the streams are ASCII: `×` in a formula is printed escaped, not a crash.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     cwd = os.getcwd()
     added = cwd not in sys.path and "" not in sys.path
     if added:
@@ -396,7 +401,12 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
             "kwargs": echoed(model.kwargs),
             **measured,
         }
-        return json_text(document, ascii_only=False)
+        text = json_text(document, ascii_only=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a layer name, --kwargs): escaped
+            return json_text(document)
+        return text
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
     return "\n".join(layer_report(count, style, group=not args.no_group))
 

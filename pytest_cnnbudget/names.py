@@ -9,12 +9,13 @@ import sys
 from .constants import ROOT_NAME
 
 # Characters str.isprintable() passes that show as nothing: Unicode's fillers and the
-# default-ignorable marks (the combining grapheme joiner, variation selectors, Mongolian free
-# variation selectors, Khmer inherent vowels). A name holding one reads as another name.
+# default-ignorable marks (the combining grapheme joiner, Mongolian free variation selectors,
+# Khmer inherent vowels). A name holding one reads as another name. Variation selectors are not
+# among them: U+FE0F makes ⚠ the emoji ⚠️ (a model name may still not hold one: NAME_INVISIBLE).
 INVISIBLE = re.compile(
-    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
-    "\U000e0100-\U000e01ef]"
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\uffa0\U000e0100-\U000e01ef]"
 )
+NAME_INVISIBLE = re.compile(f"{INVISIBLE.pattern}|[\ufe00-\ufe0f]")
 
 
 def shows_as_itself(char: str) -> bool:

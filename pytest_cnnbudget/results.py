@@ -353,6 +353,9 @@ class ModelResult:
     folded: ParameterCount | None = None
     # What a reader should know about how it was measured: "built on cpu: …".
     notes: tuple[str, ...] = ()
+    # The snapshot held no entry for it when the run started: whatever an update then did, its
+    # change against the snapshot is "new", not 0.
+    first: bool = False
 
     @property
     def shown(self) -> ParameterCount | None:

@@ -28,7 +28,7 @@ from .config.spec import ModelSpec, Order, model_depth, model_timeout
 from .errors import CnnBudgetError
 from .items import BudgetFile, BudgetItem, raise_outcome
 from .names import unescaped
-from .report.json import json_report_metadata
+from .report.json import json_report_metadata, settle_json_report
 from .report.terminal import failure_lines, warning_lines
 from .results import ModelResult, SourceLocation
 from .run import collector, wire
@@ -306,7 +306,15 @@ class ReportingSession(BudgetSession):
             self.config.pluginmanager.unregister(other)
             self.config.pluginmanager.register(_SkipBudgetReports(other), "annotate_errors")
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    # A wrapper, so that the run ends before any other plugin's session finish: pytest-json-report
+    # builds its file there (tryfirst), and asks pytest_json_modifyreport below to correct it.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        self.end(session)
+        return (yield)
+
+    def end(self, session: pytest.Session) -> None:
+        """End the run: the snapshots, then the outputs."""
         self.close()
         results = sorted(self.results.values(), key=lambda r: r.name)
         # The snapshots first, and on their own: an accepted update must not depend on the
@@ -330,6 +338,14 @@ class ReportingSession(BudgetSession):
         ]
         if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        # pytest-json-report took each test's metadata as the test ran; what the update then
+        # wrote (a snapshot that could not be written, a check whose teardown failed) is only
+        # known now.
+        if self.ended is not None:
+            settle_json_report(json_report, self.ended.results)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminal = Terminal(terminalreporter)

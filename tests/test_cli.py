@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -676,3 +677,39 @@ def test_python_dash_m_from_a_subfolder_finds_the_config(
     assert (
         done.stdout.splitlines()[-1] == "input 1×8 → output 1×4 · MACs 192 (192) · FLOPs 384 (384)"
     )
+
+
+ODD_NAMES = """
+from torch import nn
+
+
+class Odd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.add_module("s\\ud800t", nn.Linear(2, 2))  # a lone surrogate, as model code can
+"""
+
+
+@pytest.mark.slow
+def test_the_command_prints_in_a_c_locale_and_escapes_a_lone_surrogate(project: Path) -> None:
+    (project / "odd_nets.py").write_text(ODD_NAMES, encoding="utf-8")
+
+    def summary(
+        *argv: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_cnnbudget", "summary", *argv],
+            cwd=project,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            timeout=120,
+        )
+
+    # An ASCII stdout: the `×` of a formula is escaped, not a UnicodeEncodeError.
+    ascii_only = summary(CIFAR, env={"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"})
+    assert (ascii_only.returncode, ascii_only.stderr) == (0, b"")
+    assert b"545,098" in ascii_only.stdout
+    done = summary("odd_nets:Odd", "--format", "json")
+    assert (done.returncode, done.stderr) == (0, b"")
+    doc = strict_json(done.stdout.decode("utf-8"))
+    assert [layer["name"] for layer in doc["layers"]] == ["s\ud800t"]  # escaped in the text

@@ -333,3 +333,21 @@ def test_a_test_pytest_did_not_find_is_kept_while_its_file_names_it(tmp_path: Pa
     ]
     assert kept_entries(names, folders, collected) == names[:2]
     assert kept_entries(names, (tmp_path,), collected) == []  # no such file under the rootdir
+
+
+def test_a_check_the_update_did_not_write_shows_new_against_an_empty_snapshot(
+    tmp_path: Path,
+) -> None:
+    from pytest_cnnbudget.report.github import summary_markdown
+
+    path = package(tmp_path, "a", "b", stored={"b": entry(1)})
+    first = replace(result("a", SnapshotStatus.ADDED, entry(2)), first=True)
+    ran = [withheld(first), withheld(result("b", SnapshotStatus.MATCH, entry(1)))]
+    ended = end_run(configs(path), ran, tmp_path, update=True)
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in summary_markdown(list(ended.results), {}, None).splitlines()
+        if line.startswith("| ")
+    }
+    assert "| new |" in rows["a"]  # no entry before, none after: not "0"
+    assert "| 0 |" in rows["b"]

@@ -19,7 +19,7 @@ from typing import Any
 from ..constants import DEFAULT_SNAPSHOT, DEVICES, MAX_CONFIG_BYTES, MAX_MODEL_NAME, MAX_MODELS
 from ..errors import ConfigError
 from ..inputs import parse_input_shape
-from ..names import printable, shows_as_itself, unescaped
+from ..names import NAME_INVISIBLE, printable, shows_as_itself, unescaped
 from ..results import MemoryOptions
 from .budgets import BUDGETS, KEYS, MEMORY_KEYS
 from .fields import (
@@ -300,7 +300,9 @@ def _model_name_problem(name: str) -> str | None:
             f"model name {name!r} contains the control character {control.group()!r}; "
             "a model name must be one line of printable text"
         )
-    hidden = next((c for c in name if not (shows_as_itself(c) or c == " ")), None)
+    hidden = next(
+        (c for c in name if not (shows_as_itself(c) or c == " ") or NAME_INVISIBLE.match(c)), None
+    )
     if hidden is not None:
         # Format characters (U+202E reverses what follows it on GitHub), zero-width and
         # non-ASCII spaces, lone surrogates: a reader could not tell the name from another.

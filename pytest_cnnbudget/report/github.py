@@ -296,7 +296,8 @@ def _delta(result: ModelResult) -> str:
     if result.snapshot in (SnapshotStatus.UNKNOWN, SnapshotStatus.OFF):
         return "-"  # not counted, or no snapshot to compare with
     if result.diff is None:
-        return "new" if result.snapshot in (SnapshotStatus.MISSING, SnapshotStatus.ADDED) else "0"
+        new = result.first or result.snapshot in (SnapshotStatus.MISSING, SnapshotStatus.ADDED)
+        return "new" if new else "0"
     total = next((t for t in result.diff.totals if t.label == "total"), None)
     change = total.after - total.before if total else 0
     return f"{arrow(change)}{signed(change)}"

@@ -315,7 +315,7 @@ def _failure_lines(
 ) -> list[str]:
     if result.outcome is Outcome.ERROR:
         what = STAGES.get(result.error_stage, "could not build")
-        heading = f"{printable(result.name)}: {what} {result.target}"
+        heading = f"{printable(result.name)}: {what} {printable(result.target)}"
         return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name, group)
     diff = diff_lines(result, snapshot_name, group)
@@ -379,7 +379,7 @@ def overview_lines(
             if r.shown is not None:
                 lines += [
                     "",
-                    f"{printable(r.name)} ({r.target})",
+                    f"{printable(r.name)} ({printable(r.target)})",
                     *format_table(r.shown, group).splitlines(),
                 ]
     return lines

@@ -179,6 +179,7 @@ def _judge(order: Order, model: nn.Module, count: ParameterCount) -> ModelResult
         entry=entry if status in _WRITABLE else None,
         source=None if outcome is Outcome.PASSED else _failure_source(model, spec, count, diff),
         notes=_quantized_budget_note(spec, count),
+        first=order.snapshot_enabled and stored is None,
     )
 
 

@@ -1997,10 +1997,29 @@ def test_a_check_whose_test_failed_is_reported_not_written_everywhere(
     report = json.loads((project.path / "report.json").read_text(encoding="utf-8"))
     assert report["models"][entry]["snapshot"] == "not written"
     assert report["models"]["good"]["snapshot"] == "added"
-    if way != "in_teardown":  # pytest-json-report takes a test's metadata from its call
-        plugin = json.loads((project.path / "jr.json").read_text(encoding="utf-8"))
-        (test,) = [t for t in plugin["tests"] if t["nodeid"] == entry]
-        assert test["metadata"]["cnn_budget"]["snapshot"] == "not written"
+    plugin = json.loads((project.path / "jr.json").read_text(encoding="utf-8"))
+    (test,) = [t for t in plugin["tests"] if t["nodeid"] == entry]
+    assert test["metadata"]["cnn_budget"]["snapshot"] == "not written"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_snapshot_that_could_not_be_written_is_reported_not_written_everywhere(
+    pytester: pytest.Pytester, workers: int
+) -> None:
+    # A test that runs after the model's check puts a folder where the snapshot goes.
+    sabotage = "import os\n\n\ndef test_zzz():\n    os.makedirs('cnnbudget.snapshot.json/x')\n"
+    project = fixture_project(pytester, {"test_zzz.py": sabotage})
+    args = ["--cnn-budget-json", "report.json", "--json-report", "--json-report-file", "jr.json"]
+    result = pytester.runpytest_subprocess(
+        "--cnn-budget-update", "-p", "no:cacheprovider", "-n", str(workers), *args, timeout=120
+    )
+    assert result.ret == ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
+    assert "the snapshot was not written" in result.stdout.str()
+    report = json.loads((project.path / "report.json").read_text(encoding="utf-8"))
+    assert report["models"]["good"]["snapshot"] == "not written"
+    plugin = json.loads((project.path / "jr.json").read_text(encoding="utf-8"))
+    (test,) = [t for t in plugin["tests"] if t["nodeid"].endswith("cnn_budget[good]")]
+    assert test["metadata"]["cnn_budget"]["snapshot"] == "not written"
 
 
 def test_a_non_ascii_project_under_the_c_locale_runs(pytester: pytest.Pytester) -> None:
