@@ -114,6 +114,11 @@ class BudgetSession:
         """What a budget item's call report carries (see keys.REPORT_ATTR)."""
         return True
 
+    def problem(self, text: str) -> dict[str, Any]:
+        """Keep a check that failed before its model could be checked (a name configured twice)
+        for the JSON report; what its call report carries to the xdist controller."""
+        return {"problem": text}
+
 
 class CheckingSession(BudgetSession):
     """A process that runs items (local, xdist worker): it collects the config files and checks
@@ -242,6 +247,8 @@ class CheckingSession(BudgetSession):
             report.sections = [(title, shown(text)) for title, text in report.sections]
             if call.when == "call" and item.result is not None:
                 setattr(report, keys.REPORT_ATTR, self.report_payload(item.result))
+            elif call.when == "call" and item.duplicate is not None:
+                setattr(report, keys.REPORT_ATTR, self.problem(item.duplicate))
             return
         checked = item.stash.get(keys.FIXTURE_RESULTS, None)
         # The test failed after its checks passed, or its teardown did: an update accepts
@@ -290,6 +297,7 @@ class ReportingSession(BudgetSession):
     def __init__(self, config: pytest.Config, options: RunOptions, started: Started) -> None:
         super().__init__(config, options, started)
         self.results: dict[str, ModelResult] = {}
+        self.problems: list[str] = []  # checks that failed before a model could be checked
         self.ended: RunEnd | None = None  # the snapshots as the run left them
         self.output_errors: list[str] = []  # outputs that could not be written
 
@@ -297,6 +305,10 @@ class ReportingSession(BudgetSession):
         self.results[result.name] = result
         if result.failed:
             self.failure_lines(result)
+
+    def problem(self, text: str) -> dict[str, Any]:
+        self.problems.append(text)
+        return super().problem(text)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         other = self.config.pluginmanager.get_plugin("annotate_errors")
@@ -334,6 +346,7 @@ class ReportingSession(BudgetSession):
                 self.failed,
                 self.baseline,
                 self.streams,
+                self.problems,
             ),
         ]
         if self.output_errors and session.exitstatus == pytest.ExitCode.OK:
@@ -381,6 +394,9 @@ class ControllerSession(ReportingSession):
         payloads = [data] if isinstance(data, dict) else data if isinstance(data, list) else []
         for payload in payloads:
             if not isinstance(payload, dict):
+                continue
+            if "problem" in payload:
+                self.problems.append(str(payload["problem"]))
                 continue
             result = wire.decode(payload["result"])
             file = self.load(payload["config"], bool(payload.get("default")))

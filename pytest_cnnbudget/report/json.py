@@ -129,14 +129,19 @@ def settle_json_report(json_report: dict[str, Any], results: Iterable[ModelResul
                 check["snapshot"] = settled[check["model"]]
 
 
-def run_report(results: Iterable[ModelResult], stale: Iterable[str]) -> dict[str, Any]:
-    """The whole run, for `--cnn-budget-json`."""
+def run_report(
+    results: Iterable[ModelResult], stale: Iterable[str], problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The whole run, for `--cnn-budget-json`; `problems`, the checks that failed before any
+    model could be (a model name configured in two files), each of which fails the run."""
     ordered = sorted(results, key=lambda r: r.name)
+    passed = all(r.outcome in (Outcome.PASSED, Outcome.WARNED) for r in ordered)
     return {
         "schema": REPORT_SCHEMA,
-        "passed": all(r.outcome in (Outcome.PASSED, Outcome.WARNED) for r in ordered),
+        "passed": passed and not problems,
         "models": {r.name: model_dict(r) for r in ordered},
         "stale": sorted(stale),
+        "problems": list(problems),
     }
 
 

@@ -201,6 +201,7 @@ def write_outputs(
     failed: Failures,
     baseline: Mapping[str, SnapshotEntry] | None,
     streams: outputs.Streams | None = None,
+    problems: Sequence[str] = (),
 ) -> list[str]:
     """Write every output the run asked for, each even when the one before failed; why each
     that failed could not be written."""
@@ -225,7 +226,7 @@ def write_outputs(
         path = options.path(options.json)
         output(
             f"the JSON report (--cnn-budget-json {path})",
-            lambda: outputs.write_json(path, run_report(results, run_end.stale), streams),
+            lambda: outputs.write_json(path, run_report(results, run_end.stale, problems), streams),
         )
     summary = options.step_summary if options.github else None
     if summary and results:

@@ -136,12 +136,15 @@ def test_stale_entries_are_removed_per_file_only_when_that_file_fully_ran(
     assert repo.stored() == ["root_net"]
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_name_configured_in_two_packages_fails_in_the_second_and_the_rest_still_run(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, workers: str
 ) -> None:
     repo = Monorepo(pytester, root=False)
     repo.package("text", {**TEXT, "tiny": {"target": "text_nets:Tiny", "max_params": 1000}})
-    result = repo.run("--cnn-budget", "--cnn-budget-update")
+    result = repo.run(
+        "--cnn-budget", "--cnn-budget-update", "--cnn-budget-json", "report.json", "-n", workers
+    )
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -151,6 +154,11 @@ def test_a_name_configured_in_two_packages_fails_in_the_second_and_the_rest_stil
         ]
     )
     assert "Traceback" not in result.stdout.str()
+    # The JSON report keys models by name, so it holds one `tiny`: the other fails the report.
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    assert report["passed"] is False
+    (problem,) = report["problems"]
+    assert "tiny: the model name is configured in both" in problem
 
 
 def test_a_broken_package_config_stops_the_run_naming_its_file_and_key(
