@@ -24,6 +24,7 @@ from .run import collector
 
 if TYPE_CHECKING:
     from .results import ModelResult
+    from .session import BudgetSession
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -141,9 +142,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not (config.option.cnn_budget or config.option.cnn_budget_update):
         config.pluginmanager.register(_PlainRun(config), "cnnbudget-plain")
         return
-    # Here, not at the top: a run without --cnn-budget imports none of the session's modules.
-    from .session import session_class
-
     session = session_class(config).start(config)
     config.stash[keys.SESSION] = session
     config.pluginmanager.register(session, "cnnbudget-session")
@@ -214,3 +212,20 @@ def cnn_budget(request: pytest.FixtureRequest) -> Callable[..., ModelResult]:
     from .items import FixtureCheck
 
     return FixtureCheck(request)
+
+
+def session_class(config: pytest.Config) -> type[BudgetSession]:
+    """The role this process plays."""
+    # Here, not at the top: a run without --cnn-budget imports none of the session's modules.
+    from .session import ControllerSession, LocalSession, WorkerSession
+
+    if hasattr(config, "workerinput"):
+        return WorkerSession
+    # pytest-xdist turns -n N into a distribution mode and N execution environments (--tx)
+    # before plugins are configured, and distributes only when it has both; with --collect-only
+    # it starts no workers and the run stays local.
+    option = config.option
+    distributed = getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
+    if distributed and not option.collectonly:
+        return ControllerSession
+    return LocalSession

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -27,12 +26,11 @@ from .config.files import ConfigFile, Configs
 from .config.spec import ModelSpec, Order, model_depth, model_timeout
 from .errors import CnnBudgetError
 from .items import BudgetFile, BudgetItem, raise_outcome
-from .names import unescaped
 from .report.json import json_report_metadata, settle_json_report
 from .report.terminal import failure_lines, warning_lines
 from .results import ModelResult, SourceLocation
 from .run import collector, wire
-from .run.collected import Collected
+from .run.collected import Collected, add_collected
 from .run.finish import (
     RunEnd,
     annotation_commands,
@@ -41,9 +39,9 @@ from .run.finish import (
     withheld,
     write_outputs,
 )
-from .run.forked import make_checker
+from .run.forked import dup_stderr, make_checker
 from .run.isolation import Checker, Request, picklable_filters, replay
-from .run.start import RunOptions, Started, start
+from .run.start import RunOptions, Started, covered, start
 from .writer import Terminal, shown
 
 
@@ -75,7 +73,8 @@ class BudgetSession:
             raise pytest.UsageError(shown(str(e))) from None
         default_paths = config.args_source is pytest.Config.ArgsSource.TESTPATHS
         for path in started.to_collect(default_paths):
-            _ensure_collected(config, path)
+            if not covered(config.args, config.invocation_params.dir, path):
+                config.args.append(str(path))
         return cls(config, options, started)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -84,12 +83,7 @@ class BudgetSession:
         # tests alone, so it tells nothing of the others.
         if not report.passed or self.config.getoption("lf", False):
             return
-        nodeid = unescaped(report.nodeid)
-        children = {unescaped(node.nodeid) for node in report.result}
-        if all(child.startswith(nodeid + "::") for child in children):
-            # A module's, a class's (a folder's children are not `::` below it); the collectors
-            # of one file (its tests, its doctests) share its node id: merged.
-            self.tests[nodeid] = self.tests.get(nodeid, frozenset()) | children
+        add_collected(self.tests, report.nodeid, [node.nodeid for node in report.result])
 
     def close(self) -> None:
         """End what the process started to check models; nothing, where it checks none."""
@@ -130,7 +124,7 @@ class CheckingSession(BudgetSession):
         self.checker: Checker | None = None  # made as the first model's item starts
         # The terminal's stderr, taken now, while pytest's capture is suspended (as its own
         # faulthandler plugin does): where an in-process time limit says where it was stuck.
-        self.stderr: int | None = _dup_stderr()
+        self.stderr: int | None = dup_stderr()
 
     def order(self, spec: ModelSpec, file: ConfigFile) -> Order:
         """What the gate is asked about one model, configured or built by a test: the one way
@@ -226,10 +220,9 @@ class CheckingSession(BudgetSession):
             if self.checker is None:
                 # The first model's: forked here, before the item's own hooks run, so that
                 # the checking process, which runs every check on the stack it was forked
-                # with, starts from the same shallow one whatever plugins wrap the item.
-                # Where that stack ends decides how often CPython maps and unmaps a 16 KiB
-                # chunk of its frame stack in a deep import (23,000 times, +0.1 s, in the
-                # first build of a run measured, forked from inside the item).
+                # with, starts from the same shallow one whatever plugins wrap the item (how
+                # deep it is decides how often CPython maps and unmaps a 16 KiB chunk of its
+                # frame stack in a deep import: 23,000 times, +0.1 s, forked inside the item).
                 self.checker = make_checker(self.config.option.cnn_budget_isolation, self.stderr)
                 _start_checker(self.config, self.checker)
             yield
@@ -409,7 +402,7 @@ class ControllerSession(ReportingSession):
         for path in output.get("cnn_budget_configs", ()):
             self.load(path)
         for nodeid, children in output.get("cnn_budget_tests", {}).items():
-            self.tests[nodeid] = self.tests.get(nodeid, frozenset()) | frozenset(children)
+            add_collected(self.tests, nodeid, children)
 
     def load(self, path: str, default: bool = False) -> ConfigFile | None:
         """A config a worker read, read here too; None if it cannot be (a worker already
@@ -420,20 +413,6 @@ class ControllerSession(ReportingSession):
             return self.configs.load(Path(path))
         except CnnBudgetError:
             return None
-
-
-def session_class(config: pytest.Config) -> type[BudgetSession]:
-    """The role this process plays."""
-    if hasattr(config, "workerinput"):
-        return WorkerSession
-    # pytest-xdist turns -n N into a distribution mode and N execution environments (--tx)
-    # before plugins are configured, and distributes only when it has both; with --collect-only
-    # it starts no workers and the run stays local.
-    option = config.option
-    distributed = getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
-    if distributed and not option.collectonly:
-        return ControllerSession
-    return LocalSession
 
 
 class _SkipBudgetReports:
@@ -463,19 +442,3 @@ def _start_checker(config: pytest.Config, checker: Checker) -> None:
     finally:
         if capturing:
             capture.suspend_global_capture()
-
-
-def _dup_stderr() -> int | None:
-    try:
-        return os.dup(sys.__stderr__.fileno() if sys.__stderr__ else 2)
-    except (OSError, ValueError):
-        return None
-
-
-def _ensure_collected(config: pytest.Config, path: Path) -> None:
-    """Add the config file to what pytest collects, unless an argument already covers it."""
-    for arg in config.args:
-        target = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
-        if target == path or (target.is_dir() and path.is_relative_to(target)):
-            return
-    config.args.append(str(path))

@@ -981,7 +981,7 @@ def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
     )
     failed = check("failed", "nets:Tiny", budgets={"max_params": 5}, snapshot=False)
     report = render_json.run_report([warned, ok], stale=["b", "a"])
-    assert list(report) == ["schema", "passed", "models", "stale"]
+    assert list(report) == ["schema", "passed", "models", "stale", "problems"]
     assert problems(report, "report") == []
     assert (report["schema"], report["passed"], report["stale"]) == (
         "pytest-cnnbudget/report/2",
@@ -992,6 +992,10 @@ def test_run_report_passes_unless_a_model_failed_or_errored() -> None:
     assert report["models"]["ok"] == render_json.json_report_metadata([ok])["cnn_budget"]
     assert render_json.run_report([ok, failed], [])["passed"] is False
     assert render_json.run_report([check("broken", "nowhere:Net")], [])["passed"] is False
+    # A check that failed before a model could be (a name configured twice) fails the report.
+    duplicate = render_json.run_report([ok], [], ["ok: the model name is configured in both …"])
+    assert (duplicate["passed"], len(duplicate["problems"])) == (False, 1)
+    assert problems(duplicate, "report") == []
 
 
 def test_summary_dict_structure_with_keyword_inputs_and_depth() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import on_disk
+from ..names import on_disk, unescaped
 
 MAX_SOURCE_BYTES = 16 * 2**20  # of a test file read for the names it holds; larger is kept
 _WORD = re.compile(r"[A-Za-z_]\w*")
@@ -49,6 +49,17 @@ class Collected:
         if any(name[:end] in children for end in ends if end > len(owner)):
             return True
         return _named(files, name[len(owner) + 2 :])
+
+
+def add_collected(tests: dict[str, frozenset[str]], nodeid: str, children: Iterable[str]) -> None:
+    """Note in `tests` one collector pytest collected whole, with its children's node ids: a
+    module's or a class's (a folder's children are not `::` below it). The collectors of one
+    file (its tests, its doctests) share its node id: merged. Node ids read under a C locale are
+    keyed as a UTF-8 run keys them."""
+    nodeid = unescaped(nodeid)
+    below = {unescaped(child) for child in children}
+    if all(child.startswith(nodeid + "::") for child in below):
+        tests[nodeid] = tests.get(nodeid, frozenset()) | below
 
 
 def kept_entries(names: Iterable[str], folders: Sequence[Path], collected: Collected) -> list[str]:

@@ -393,3 +393,12 @@ def _crash_result(request: Request, status: int, dump: str) -> ModelResult:
     where, source = _where(dump, "it was at (innermost last):")
     lines += where
     return error_result(request.spec, "\n".join(lines), "crash", source)
+
+
+def dup_stderr() -> int | None:
+    """A descriptor of the terminal's stderr, taken while pytest's capture is suspended: where
+    an in-process time limit says where it was stuck. None where there is none."""
+    try:
+        return os.dup(sys.__stderr__.fileno() if sys.__stderr__ else 2)
+    except (OSError, ValueError):
+        return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,3 +135,12 @@ def _on_path(folder: Path) -> None:
     of the same name still wins."""
     if str(folder) not in sys.path:
         sys.path.append(str(folder))
+
+
+def covered(args: Sequence[str], invocation_dir: Path, path: Path) -> bool:
+    """Whether one of pytest's arguments already collects the config file at `path`."""
+    for arg in args:
+        target = Path(invocation_dir, arg.split("::")[0]).resolve()
+        if target == path or (target.is_dir() and path.is_relative_to(target)):
+            return True
+    return False
