@@ -351,3 +351,16 @@ def test_a_check_the_update_did_not_write_shows_new_against_an_empty_snapshot(
     }
     assert "| new |" in rows["a"]  # no entry before, none after: not "0"
     assert "| 0 |" in rows["b"]
+
+
+def test_each_test_file_is_read_once_however_many_entries_ask(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    test_file = tmp_path / "tests" / "test_a.py"
+    test_file.write_text("def test_kept(cnn_budget): ...\n", encoding="utf-8")
+    collected = Collected({"tests/test_a.py": frozenset()})  # as --lf reports it
+    names = ["tests/test_a.py::test_kept", "tests/test_a.py::test_gone"]
+    first = kept_entries(names[:1], (tmp_path,), collected)
+    assert first == names[:1]
+    # Many entries of one file, judged by the words read from it (once, not per entry).
+    many = [f"tests/test_a.py::test_kept[{i}]" for i in range(20_000)] + names[1:]
+    assert kept_entries(many, (tmp_path,), collected) == many[:-1]

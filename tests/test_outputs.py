@@ -3,6 +3,7 @@ fails leaves the file it would have replaced as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -148,5 +149,36 @@ def test_a_reader_that_stops_reading_bounds_the_write(
         with pytest.raises(TimeoutError, match="nothing read it"):
             write_text(pipe, "x" * 2**20, streams)  # more than a pipe buffers
     finally:
+        os.close(reader)
+        streams.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_reader_that_reads_too_slowly_is_given_up_on_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(outputs, "STREAM_DEADLINE", 0.5)
+    pipe = tmp_path / "report.json"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    stop = threading.Event()
+
+    def trickle() -> None:  # takes a little, often enough never to be idle for STREAM_TIMEOUT
+        while not stop.wait(0.05):
+            with contextlib.suppress(BlockingIOError):
+                os.read(reader, 1024)
+
+    streams = Streams()
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        assert streams.probe(pipe) is None
+        with pytest.raises(TimeoutError, match=r"not all read in 0 s; [\d,]+ of 4,194,304 bytes"):
+            write_text(pipe, "x" * 2**22, streams)
+    finally:
+        stop.set()
+        thread.join()
         os.close(reader)
         streams.close()

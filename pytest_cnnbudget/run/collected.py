@@ -30,9 +30,10 @@ class Collected:
 
     children: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    def holds(self, name: str, folders: Sequence[Path]) -> bool:
+    def holds(self, name: str, folders: Sequence[Path], sources: _Sources | None = None) -> bool:
         """Whether the test of fixture entry `name` may still exist; `folders` are where a node
-        id's path may be relative to (the rootdir, the config's folder)."""
+        id's path may be relative to (the rootdir, the config's folder); `sources` reads each
+        test file once for all entries."""
         cuts = [m.start() for m in re.finditer("::", name)]
         files = _existing(name, cuts, folders)
         if not files:
@@ -48,7 +49,7 @@ class Collected:
         ends = [m.start() for m in re.finditer(r"::|\[", name)] + [len(name)]
         if any(name[:end] in children for end in ends if end > len(owner)):
             return True
-        return _named(files, name[len(owner) + 2 :])
+        return (sources or _Sources()).names(files, name[len(owner) + 2 :])
 
 
 def add_collected(tests: dict[str, frozenset[str]], nodeid: str, children: Iterable[str]) -> None:
@@ -65,7 +66,8 @@ def add_collected(tests: dict[str, frozenset[str]], nodeid: str, children: Itera
 def kept_entries(names: Iterable[str], folders: Sequence[Path], collected: Collected) -> list[str]:
     """The stored entries that are not stale though no table configures them: the `cnn_budget`
     fixture's (their names hold `::`), while their tests may exist (`Collected.holds`)."""
-    return [n for n in names if "::" in n and collected.holds(n, folders)]
+    sources = _Sources()
+    return [n for n in names if "::" in n and collected.holds(n, folders, sources)]
 
 
 def _existing(name: str, cuts: list[int], folders: Sequence[Path]) -> list[Path]:
@@ -82,23 +84,37 @@ def _existing(name: str, cuts: list[int], folders: Sequence[Path]) -> list[Path]
     return found
 
 
-def _named(files: list[Path], test: str) -> bool:
-    """Whether any of `files` still names the test (its function, class or the last part of a
-    doctest's name, before any parameter id): a test pytest did not find but its source names
-    is kept."""
-    words = set(_WORD.findall(re.split(r"::|\[", test, maxsplit=1)[0]))
-    if not words:
-        return True
-    pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in words) + rb")\b")
-    for path in files:
-        try:
-            if path.stat().st_size > MAX_SOURCE_BYTES:
+class _Sources:
+    """The identifiers each test file holds, read once however many entries ask."""
+
+    def __init__(self) -> None:
+        self.words: dict[Path, frozenset[str] | None] = {}  # None: cannot tell (kept)
+
+    def names(self, files: list[Path], test: str) -> bool:
+        """Whether any of `files` still names the test (its function, class or the last part
+        of a doctest's name, before any parameter id): a test pytest did not find but its
+        source names is kept."""
+        wanted = set(_WORD.findall(re.split(r"::|\[", test, maxsplit=1)[0]))
+        if not wanted:
+            return True
+        for path in files:
+            if path not in self.words:
+                self.words[path] = _words(path)
+            words = self.words[path]
+            if words is None or wanted & words:
                 return True
-            if pattern.search(path.read_bytes()):
-                return True
-        except OSError:
-            return True  # cannot tell: kept
-    return False
+        return False
+
+
+def _words(path: Path) -> frozenset[str] | None:
+    """Every identifier in the file at `path`; None where it cannot be read or is too large."""
+    try:
+        if path.stat().st_size > MAX_SOURCE_BYTES:
+            return None
+        text = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return frozenset(_WORD.findall(text))
 
 
 NOTHING_COLLECTED = Collected()  # a run end without pytest (a command): every file's entries kept

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import stat
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -65,19 +66,28 @@ class Streams:
         self.held.clear()
 
 
-STREAM_TIMEOUT = 10.0  # seconds a pipe's reader has to take an output
+STREAM_TIMEOUT = 10.0  # seconds a pipe's reader may take nothing of an output
+STREAM_DEADLINE = 60.0  # seconds a pipe's reader has to take all of it
 
 
 def _write_bounded(fd: int, data: bytes, path: Path) -> None:
     """Write all of `data` to the non-blocking `fd`, giving up once its reader has taken
-    nothing for STREAM_TIMEOUT seconds."""
+    nothing for STREAM_TIMEOUT seconds, or has not taken it all in STREAM_DEADLINE."""
     view = memoryview(data)
+    deadline = time.monotonic() + STREAM_DEADLINE
     while view:
-        _, ready, _ = select.select([], [fd], [], STREAM_TIMEOUT)
+        left = deadline - time.monotonic()
+        ready = left > 0 and bool(select.select([], [fd], [], min(STREAM_TIMEOUT, left))[1])
         if not ready:
-            raise TimeoutError(
-                errno.ETIMEDOUT, f"nothing read it for {STREAM_TIMEOUT:.0f} s", str(path)
+            expired = time.monotonic() >= deadline
+            why = (
+                f"it was not all read in {STREAM_DEADLINE:.0f} s"
+                if expired
+                else (f"nothing read it for {STREAM_TIMEOUT:.0f} s")
             )
+            done = len(data) - len(view)
+            part = f"; {done:,} of {len(data):,} bytes were written" if done else ""
+            raise TimeoutError(errno.ETIMEDOUT, why + part, str(path))
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:

@@ -28,7 +28,10 @@ class Merge:
     def stale_after(self, written: bool) -> tuple[str, ...]:
         """The stale entries still in the file once the run is over: all of them, unless the
         update was written and removed some."""
-        return tuple(n for n in self.stale if n not in self.removed) if written else self.stale
+        if not written:
+            return self.stale
+        removed = set(self.removed)  # a tuple's `in` would make this quadratic
+        return tuple(n for n in self.stale if n not in removed)
 
 
 def merge_snapshot(
