@@ -393,8 +393,8 @@ def test_the_comment_fits_githubs_limit(models: int) -> None:
 def reference_fit(
     body: _Body, table: list[str], details: list[str], limit: int, tried: list[int] | None = None
 ) -> str:
-    """The fitting as it was before issue 24: one piece left out at a time, the whole body
-    rendered and measured again each time (quadratic). `tried` collects each body's size."""
+    """The earlier fitting, kept as the reference: one piece left out at a time, the whole
+    body rendered and measured again each time (quadratic). `tried` collects each body's size."""
 
     def fits(text: str) -> bool:
         size = len(text.encode("utf-8"))

@@ -253,7 +253,7 @@ class _Body:
         and the layer diffs, which are left out first, from the last model up, then the
         table's rows; each left out with a note that says so. Each piece is measured once, and
         each cut costs a sum (the body is Σ(line + `\\n`)); rendering the whole body again
-        for each piece left out made a baseline of 20,000 models take minutes (issue 24)."""
+        for each piece left out would make a baseline of 20,000 models take minutes."""
         ending = _lines(["", *self.footer]) if self.footer else 0
         fixed = _lines(self.head) + _lines(table) + ending  # without rows, diffs and notes
         # Each diff or row left out frees more bytes than its note's count can gain (a digit,
