@@ -255,9 +255,16 @@ def build_in_subprocess(target: str, *path: Path) -> dict[str, Any]:
         from pytest_cnnbudget import build_model, count_parameters
         model = build_model({target!r})
         total = count_parameters(model).total
-        # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak *= 1 if sys.platform == "darwin" else 1024
+        # Linux: the high-water mark of this program's own memory (VmHWM). ru_maxrss would
+        # carry over the peak of the process that forked it (a large xdist worker) across exec.
+        try:
+            with open("/proc/self/status") as status:
+                line = next(l for l in status if l.startswith("VmHWM:"))
+            peak = int(line.split()[1]) * 1024
+        except (OSError, StopIteration):
+            # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak *= 1 if sys.platform == "darwin" else 1024
         devices = sorted({{p.device.type for p in model.parameters()}})
         dynamo = "torch._dynamo" in sys.modules
         print(json.dumps({{"total": total, "peak": peak, "devices": devices, "dynamo": dynamo}}))
