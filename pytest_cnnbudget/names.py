@@ -34,7 +34,10 @@ def printable(text: str) -> str:
 
 def _escape(char: str) -> str:
     escaped = repr(char)[1:-1]
-    return escaped if escaped != char else f"\\u{ord(char):04x}"
+    if escaped != char:
+        return escaped
+    # An invisible character repr() shows as itself: its code point, as repr() would.
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
 
 
 def unescaped(text: str) -> str:
@@ -43,8 +46,11 @@ def unescaped(text: str) -> str:
     UTF-8, the same text a UTF-8 run reads. Unchanged where the bytes are not UTF-8."""
     if text.isascii():
         return text
-    encoding = sys.getfilesystemencoding()
-    return text.encode(encoding, "surrogateescape").decode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode(sys.getfilesystemencoding(), "surrogateescape")
+    except UnicodeEncodeError:  # real characters, not escapes (an id pytest left unescaped)
+        return text
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def on_disk(text: str) -> str:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -1236,3 +1239,25 @@ def test_only_files_a_pull_request_can_show_are_annotated(tmp_path: Path) -> Non
     assert reviewable(str(workspace / "net.py"), str(workspace), [str(tmp_path)])
     # Off GitHub there is no workspace: only installed code is refused.
     assert reviewable(str(tmp_path / "net.py"), None)
+
+
+def test_an_invisible_character_is_escaped_as_its_code_point_any_plane() -> None:
+    from pytest_cnnbudget.names import printable
+
+    # repr() shows these as themselves: the escape is their code point, in the form repr uses.
+    assert printable("m\u3164") == "m\\u3164"
+    assert printable("a\U000e0100b") == "a\\U000e0100b"
+
+
+def test_text_with_real_characters_is_left_as_it_is_by_unescaping() -> None:
+    # Under LC_ALL=C the file system encoding is ASCII: surrogate escapes turn back into the
+    # UTF-8 text they spell, and real characters (an id pytest left unescaped) stay as they are.
+    code = (
+        "from pytest_cnnbudget.names import unescaped; "
+        "print(ascii(unescaped('t\\udcc3\\udcabst')), ascii(unescaped('t\\xebst')))"
+    )
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.split()) == (0, ["'t\\xebst'", "'t\\xebst'"]), done.stderr

@@ -15,6 +15,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from ..config.fields import CONTROL
 from ..errors import exception_text, os_error_text
 from ..jsontext import json_text
 from ..report.plot import save_plot
@@ -83,7 +84,7 @@ def _write_bounded(fd: int, data: bytes, path: Path) -> None:
             why = (
                 f"it was not all read in {STREAM_DEADLINE:.0f} s"
                 if expired
-                else (f"nothing read it for {STREAM_TIMEOUT:.0f} s")
+                else f"nothing read it for {STREAM_TIMEOUT:.0f} s"
             )
             done = len(data) - len(view)
             part = f"; {done:,} of {len(data):,} bytes were written" if done else ""
@@ -116,7 +117,7 @@ def output_problems(
         if not value:
             continue
         shown = f"{what}{value!r}" if what.endswith("=") else f"{what} {value!r}"
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             problems.append(f"{shown} holds a control character; name a file")
             continue
         problem = _file_problem(Path(where, value), streams)
@@ -127,13 +128,9 @@ def output_problems(
         problems.append(f"--cnn-budget-plot {plot_option!r} names a file, not a folder")
     # Not isprintable(): a path the file system encoding could not decode (LC_ALL=C and a
     # non-ASCII folder) holds surrogate escapes, and is still the folder it names.
-    if workspace is not None and (_CONTROL.search(workspace) or not Path(workspace).is_dir()):
+    if workspace is not None and (CONTROL.search(workspace) or not Path(workspace).is_dir()):
         problems.append(f"GITHUB_WORKSPACE={workspace!r} is not a folder")
     return problems
-
-
-# Characters no file name given on a command line or by a CI runner holds.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _file_problem(path: Path, streams: Streams) -> str | None:
@@ -208,7 +205,8 @@ def append_text(path: Path, text: str, streams: Streams | None = None) -> None:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
     fd = os.open(path, flags, 0o644)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) and not stat.S_ISCHR(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISCHR(mode):
             raise OSError(errno.EINVAL, "not a file", str(path))
         _write_bounded(fd, data, path)
     finally:
