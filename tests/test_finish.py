@@ -21,7 +21,7 @@ from pytest_cnnbudget.results import (
     SnapshotLayer,
     SnapshotStatus,
 )
-from pytest_cnnbudget.run.collected import Collected, kept_entries
+from pytest_cnnbudget.run.collected import Collected, _Sources, kept_entries
 from pytest_cnnbudget.run.finish import (
     RunEnd,
     compare_run,
@@ -359,8 +359,13 @@ def test_each_test_file_is_read_once_however_many_entries_ask(tmp_path: Path) ->
     test_file.write_text("def test_kept(cnn_budget): ...\n", encoding="utf-8")
     collected = Collected({"tests/test_a.py": frozenset()})  # as --lf reports it
     names = ["tests/test_a.py::test_kept", "tests/test_a.py::test_gone"]
-    first = kept_entries(names[:1], (tmp_path,), collected)
-    assert first == names[:1]
-    # Many entries of one file, judged by the words read from it (once, not per entry).
     many = [f"tests/test_a.py::test_kept[{i}]" for i in range(20_000)] + names[1:]
     assert kept_entries(many, (tmp_path,), collected) == many[:-1]
+    # One run's entries share what each file was read as: a file changed after its first
+    # entry asked is not read again.
+    sources = _Sources()
+    assert collected.holds(names[0], (tmp_path,), sources)
+    test_file.write_text("def test_gone(cnn_budget): ...\n", encoding="utf-8")
+    assert collected.holds(names[0], (tmp_path,), sources)
+    assert not collected.holds(names[1], (tmp_path,), sources)
+    assert collected.holds(names[1], (tmp_path,), _Sources())  # a new run reads it again

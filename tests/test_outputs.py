@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,20 +96,28 @@ def test_a_json_report_that_cannot_be_written_in_full_leaves_the_old_one(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-def test_a_pipe_with_a_reader_is_held_from_the_start_and_written_to(tmp_path: Path) -> None:
-    # As `--cnn-budget-json /dev/stdout | jq` is: there is no file to replace.
+@contextlib.contextmanager
+def pipe_with_a_reader(tmp_path: Path) -> Iterator[tuple[Path, int, Streams]]:
+    """A FIFO in the JSON report's place, a reader that has it open (and reads only when the
+    test does), and the run's streams; all closed afterwards."""
     pipe = tmp_path / "report.json"
     os.mkfifo(pipe)
     reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
     streams = Streams()
     try:
-        assert output_problems(tmp_path, "report.json", None, None, None, None, streams) == []
-        write_json(pipe, {"a": 1}, streams)
-        assert os.read(reader, 4096) == b'{\n  "a": 1\n}\n'
+        yield pipe, reader, streams
     finally:
         os.close(reader)
         streams.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_pipe_with_a_reader_is_held_from_the_start_and_written_to(tmp_path: Path) -> None:
+    # As `--cnn-budget-json /dev/stdout | jq` is: there is no file to replace.
+    with pipe_with_a_reader(tmp_path) as (pipe, reader, streams):
+        assert output_problems(tmp_path, "report.json", None, None, None, None, streams) == []
+        write_json(pipe, {"a": 1}, streams)
+        assert os.read(reader, 4096) == b'{\n  "a": 1\n}\n'
     assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
@@ -140,17 +149,10 @@ def test_a_reader_that_stops_reading_bounds_the_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(outputs, "STREAM_TIMEOUT", 0.2)
-    pipe = tmp_path / "report.json"
-    os.mkfifo(pipe)
-    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # open, and never read
-    streams = Streams()
-    try:
+    with pipe_with_a_reader(tmp_path) as (pipe, _, streams):  # open, and never read
         assert streams.probe(pipe) is None
         with pytest.raises(TimeoutError, match="nothing read it"):
             write_text(pipe, "x" * 2**20, streams)  # more than a pipe buffers
-    finally:
-        os.close(reader)
-        streams.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
@@ -160,25 +162,21 @@ def test_a_reader_that_reads_too_slowly_is_given_up_on_at_the_deadline(
     import threading
 
     monkeypatch.setattr(outputs, "STREAM_DEADLINE", 0.5)
-    pipe = tmp_path / "report.json"
-    os.mkfifo(pipe)
-    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
     stop = threading.Event()
+    with pipe_with_a_reader(tmp_path) as (pipe, reader, streams):
 
-    def trickle() -> None:  # takes a little, often enough never to be idle for STREAM_TIMEOUT
-        while not stop.wait(0.05):
-            with contextlib.suppress(BlockingIOError):
-                os.read(reader, 1024)
+        def trickle() -> None:  # takes a little, often enough never to be idle for long
+            while not stop.wait(0.05):
+                with contextlib.suppress(BlockingIOError):
+                    os.read(reader, 1024)
 
-    streams = Streams()
-    thread = threading.Thread(target=trickle)
-    thread.start()
-    try:
-        assert streams.probe(pipe) is None
-        with pytest.raises(TimeoutError, match=r"not all read in 0 s; [\d,]+ of 4,194,304 bytes"):
-            write_text(pipe, "x" * 2**22, streams)
-    finally:
-        stop.set()
-        thread.join()
-        os.close(reader)
-        streams.close()
+        thread = threading.Thread(target=trickle)
+        thread.start()
+        try:
+            assert streams.probe(pipe) is None
+            match = r"not all read in 0 s; [\d,]+ of 4,194,304 bytes"
+            with pytest.raises(TimeoutError, match=match):
+                write_text(pipe, "x" * 2**22, streams)
+        finally:
+            stop.set()
+            thread.join()

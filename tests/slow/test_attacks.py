@@ -600,6 +600,15 @@ TINY_TABLE: dict[str, Any] = {"target": "nets:Tiny", "max_params": 1000}
 SHARING_CONFIG = '[tool.cnnbudget]\nsnapshot = "../cnnbudget.snapshot.json"\n\n[tool.cnnbudget.models.other]\ntarget = "nets:Tiny"\nmax_params = 1000\n'
 
 
+def surrogate_stored(id: str, body: str) -> Attack:
+    """A model whose constructor `body` names a layer with a lone surrogate: it passes, and an
+    update stores both models, the surrogate as its escape."""
+    escaped = re.search(r'"(\w*\\ud800)"', body)
+    assert escaped is not None
+    check = stored_escaped(escaped.group(1))
+    return fault(id, body, heading="", failing=(), exit=OK, top=SNAP, args=UPDATE, check=check)
+
+
 def stored_escaped(text: str) -> Callable[[Session], None]:
     """Both models written, `bad`'s with `text` (a lone surrogate's escape) where model code
     had the surrogate."""
@@ -1382,25 +1391,10 @@ ATTACKS: list[Attack] = [
         snapshot_text({"good": 8}).replace(b'"params": 72,', b'"params": 72, "params": 1,', 1),
         "the key 'params' is written twice in one object",
     ),
-    fault(
-        "layer_name_lone_surrogate",
-        'self.add_module("x\\ud800", nn.Linear(2, 2))',
-        heading="",
-        failing=(),
-        exit=OK,
-        top=SNAP,
-        args=UPDATE,
-        check=stored_escaped("x\\ud800"),
-    ),
-    fault(
+    surrogate_stored("layer_name_lone_surrogate", 'self.add_module("x\\ud800", nn.Linear(2, 2))'),
+    surrogate_stored(
         "layer_alias_lone_surrogate",
         'self.lin = nn.Linear(2, 2)\nself.add_module("b\\ud800", self.lin)',
-        heading="",
-        failing=(),
-        exit=OK,
-        top=SNAP,
-        args=UPDATE,
-        check=stored_escaped("b\\ud800"),
     ),
     fault(
         "layer_name_too_long_to_store",
