@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import linecache
 import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,14 @@ from torch import nn
 
 from ..config.instantiate import instantiate
 from ..errors import ModelBuildError, exception_text
-from ..units import brief, clip_lines, listing
-from .meta import SkipFillsOnMeta, imports_off_meta, registered_on_meta
+from ..units import brief, clip, clip_lines, human_bytes, listing
+from .meta import (
+    MetaMeetsReal,
+    Registered,
+    SkipFillsOnMeta,
+    imports_off_meta,
+    registered_on_meta,
+)
 from .quantized import contains_quantized
 
 
@@ -137,41 +144,118 @@ def build_model(
     if device not in ("meta", "cpu"):
         raise ModelBuildError(f"device must be 'meta' or 'cpu', not {device!r}")
     try:
-        if device == "cpu":
-            model = _call(factory, kwargs)
-        else:
-            try:
-                with torch.device("meta"), SkipFillsOnMeta(), imports_off_meta():
-                    model = _call(factory, kwargs)
-            except Exception as e:
-                if not meta_caused(e):
-                    raise
-                if _converting(e):
-                    # Converting a float model reads its weights, on meta in the retry as well.
-                    model = _quantized_on_cpu(factory, kwargs, e)
-                else:
-                    # Some constructors compute widths with tensor ops and read them back, which
-                    # meta tensors cannot do (torchvision's RegNet calls .tolist()). Retry with
-                    # real arithmetic but weights moved to meta as they are registered. Only
-                    # then: the constructor runs a second time, with its side effects, and an
-                    # import, network or argument error would only fail again.
-                    try:
-                        with registered_on_meta(), SkipFillsOnMeta():
-                            model = _call(factory, kwargs)
-                    except Exception as again:
-                        model = _quantized_on_cpu(factory, kwargs, again, e)
+        model = _call(factory, kwargs) if device == "cpu" else _build_on_meta(factory, kwargs)
     except Exception as e:
-        hint = build_hint(e)
-        # An object in kwargs that failed is named by its key path and target already.
-        what = (
-            str(e)
-            if isinstance(e, ModelBuildError)
-            else f"building {name}({_kwargs_text(kwargs)}) raised {clip_lines(exception_text(e))}"
-        )
-        raise ModelBuildError(what + (f"\nhint: {hint}" if hint else "")) from e
+        raise ModelBuildError(_failure(f"{name}({_kwargs_text(kwargs)})", e)) from e
     if not isinstance(model, nn.Module):
         raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+class _FallbackFailed(Exception):
+    """Both builds on meta failed: `first` under `torch.device("meta")`, `again` in the
+    fallback, which had moved `registered` to meta by then."""
+
+    def __init__(self, first: Exception, again: Exception, registered: Registered) -> None:
+        super().__init__(exception_text(again))
+        self.first = first
+        self.again = again
+        self.registered = registered
+
+
+def _build_on_meta(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    try:
+        with torch.device("meta"), SkipFillsOnMeta(), imports_off_meta():
+            return _call(factory, kwargs)
+    except Exception as e:
+        if not meta_caused(e):
+            raise
+        if _converting(e):
+            # Converting a float model reads its weights, on meta in the retry as well.
+            return _quantized_on_cpu(factory, kwargs, e)
+        # Some constructors compute widths with tensor ops and read them back (torchvision's
+        # RegNet calls .tolist()), or run the model forward and compute on what comes out
+        # (YOLO's stride probe): meta tensors give no values. Retry with real arithmetic, the
+        # weights moved to meta as they are registered, and an operation meeting both run on
+        # meta. Only then: the constructor runs a second time, with its side effects, and an
+        # import, network or argument error would only fail again.
+        registered = Registered()
+        try:
+            with registered_on_meta() as registered, SkipFillsOnMeta(), MetaMeetsReal():
+                return _call(factory, kwargs)
+        except Exception as again:
+            try:
+                return _quantized_on_cpu(factory, kwargs, again, e)
+            except Exception as last:
+                raise _FallbackFailed(e, last, registered) from last
+
+
+def _failure(call: str, error: Exception) -> str:
+    """What a failed build says: its error, the first cause when the fallback failed too (the
+    fallback's own error is often a consequence of running differently), and a hint."""
+    hint = build_hint(error)
+    if isinstance(error, ModelBuildError):
+        # An object in kwargs that failed is named by its key path and target already.
+        what = str(error)
+    elif isinstance(error, _FallbackFailed):
+        first, again = error.first, error.again
+        said = (clip_lines(exception_text(first)), _where(first))
+        what = f"building {call} on meta raised {''.join(said)}\n"
+        # Said once when both fail alike: a value read from what the model computed.
+        what += "built again with real arithmetic and its weights on meta, it " + (
+            "failed there too"
+            if (clip_lines(exception_text(again)), _where(again)) == said
+            else f"raised {clip_lines(exception_text(again))}{_where(again)}"
+        )
+        if hint is None and meta_caused(again, until=first):
+            made = error.registered.bytes
+            hint = (
+                'set device = "cpu" for this model: its constructor needs values that tensors '
+                "on meta do not have"
+                + (
+                    f" (a cpu build allocates its weights: {human_bytes(made)} were made before "
+                    "it failed)"
+                    if made
+                    else ""
+                )
+            )
+    else:
+        what = f"building {call} raised {clip_lines(exception_text(error))}"
+    return what + (f"\nhint: {hint}" if hint else "")
+
+
+# Frames of these packages are not where a constructor went wrong: the last frame outside them is.
+_LIBRARY_FRAMES = re.compile(r"^(?:torch|pytest_cnnbudget|contextlib|importlib)(?:\.|$)")
+
+
+def _where(error: BaseException) -> str:
+    """`\n  at path/to/file.py:12 in bias_init: <its line>`, the innermost frame of `error`'s
+    traceback outside torch and this package; empty when there is none."""
+    frames = [
+        (frame, line)
+        for frame, line in traceback.walk_tb(error.__traceback__)
+        if not _LIBRARY_FRAMES.match(str(frame.f_globals.get("__name__", "")))
+    ]
+    if not frames:
+        return ""
+    frame, line = frames[-1]
+    code = frame.f_code
+    source = linecache.getline(code.co_filename, line).strip()
+    place = f"{_short_path(code.co_filename)}:{line} in {code.co_name}"
+    return f"\n  at {clip(place)}" + (f": {clip(source)}" if source else "")
+
+
+def _short_path(filename: str) -> str:
+    """`filename` relative to the folder on sys.path it was imported from (`ultralytics/nn/
+    modules/head.py`), or to the working directory, else as it is."""
+    path = Path(filename)
+    shortest = filename
+    for folder in [Path.cwd(), *(Path(p) for p in sys.path if p)]:
+        with suppress(ValueError, OSError):
+            relative = str(path.relative_to(folder))
+            if len(relative) < len(shortest):
+                shortest = relative
+    return shortest
 
 
 def _kwargs_text(kwargs: Mapping[str, Any]) -> str:

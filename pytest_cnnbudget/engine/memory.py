@@ -41,6 +41,7 @@ from ..results import Memory, MemoryOptions
 from .autocast import Policy
 from .counting import as_module
 from .explain import Call, explain_failure
+from .meta import MetaMeetsReal
 from .optimizer import first_line, make_optimizer, optimizer_step, prime
 from .profiler import tensors, token_ids
 
@@ -69,10 +70,13 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     optimizer = make_optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
     try:
-        peak_inference = _inference(view, inputs, dtype, lower)
-        state = prime(optimizer, trainable)
-        module.train(options.train_mode)
-        step = _train_step(view, inputs, dtype, lower, optimizer, state)
+        # Outside the trace's own mode, so that a plain attribute's real tensor moved to meta
+        # is not counted as an allocation: a real run has it on its device from the start.
+        with MetaMeetsReal():
+            peak_inference = _inference(view, inputs, dtype, lower)
+            state = prime(optimizer, trainable)
+            module.train(options.train_mode)
+            step = _train_step(view, inputs, dtype, lower, optimizer, state)
     finally:
         for m, flag in training.items():
             m.training = flag

@@ -1,6 +1,6 @@
 """What a build on the meta device needs besides `torch.device("meta")`: initializers' fills
 skipped and device moves kept on meta, some imports run off meta, and, for the fallback, weights
-moved to meta as they are registered.
+moved to meta as they are registered and the constructor's own tensors meeting them on meta.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import importlib.machinery
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from torch import Tensor, nn
 from torch.nn.modules import module as module_mod
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 # In-place random fills that initializers call and whose meta kernel is written in Python. The
 # first call of such a kernel in a process imports torch._dynamo: about 0.8 s, more than
@@ -192,20 +195,32 @@ _LAZY_PARAMETER: Any = UninitializedParameter
 _LAZY_BUFFER: Any = UninitializedBuffer
 
 
+@dataclass
+class Registered:
+    """What the fallback moved to meta: the parameters' elements and bytes, which a build on
+    cpu would allocate at least."""
+
+    params: int = 0
+    bytes: int = 0
+
+
 @contextmanager
-def registered_on_meta() -> Iterator[None]:
+def registered_on_meta() -> Iterator[Registered]:
     """Move every parameter and buffer to meta the moment a module registers it.
 
     Tensors the constructor makes for its own arithmetic stay real, so code that reads values
     back (`.tolist()`, `.item()`) works. Layer weights come from `torch.empty`, whose pages are
     never touched before they move, so no full-size allocation reaches resident memory.
     """
+    registered = Registered()
 
     def param_hook(module: nn.Module, name: str, param: Any) -> Any:
         if param is None or param.device.type == "meta":
             return None
         if is_lazy(param):  # materialized on meta by the forward pass, as on a meta build
             return _LAZY_PARAMETER(param.requires_grad, device="meta", dtype=param.dtype)
+        registered.params += param.numel()
+        registered.bytes += param.numel() * param.element_size()
         return type(param)(param.to("meta"), requires_grad=param.requires_grad)
 
     def buffer_hook(module: nn.Module, name: str, buffer: Any) -> Any:
@@ -220,7 +235,70 @@ def registered_on_meta() -> Iterator[None]:
         module_mod.register_module_buffer_registration_hook(buffer_hook),
     ]
     try:
-        yield
+        yield registered
     finally:
         for handle in handles:
             handle.remove()
+
+
+# TorchDispatchMode's __init_subclass__ and __init__ carry no annotations.
+class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Run on meta an operation that meets both meta tensors and real ones.
+
+    In the fallback the weights are on meta and the constructor's own tensors are real, and a
+    constructor that runs its model forward to size a head (YOLO's stride probe, a backbone's
+    feature widths) sends a real tensor through meta weights, which torch refuses. On meta the
+    operation gives what the probe reads, the output's shape, and a value it computes from
+    shapes (`torch.tensor([256 / y.shape[-2]])`) stays real. A value read from a meta result
+    still fails, as it should: it would depend on weights that are never made.
+
+    Writing into a real tensor what was computed with meta ones cannot be done (the real tensor
+    would have to lose its values): such an operation raises, saying so.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Else torch wraps __torch_dispatch__ in dynamo's `disable`, whose first call imports
+        # torch._dynamo (about 0.8 s); nothing is compiled while a model is built.
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        flat, spec = tree_flatten((args, dict(kwargs or {})))
+        tensors = [t for t in flat if isinstance(t, Tensor)]
+        if not any(t.is_meta for t in tensors) or all(t.is_meta for t in tensors):
+            return func(*args, **(kwargs or {}))
+        for argument, value in zip(
+            func._schema.arguments, _bound(func, args, kwargs), strict=False
+        ):
+            written = argument.alias_info is not None and argument.alias_info.is_write
+            if written and any(isinstance(t, Tensor) and not t.is_meta for t in _tensors(value)):
+                raise RuntimeError(
+                    f"{func} writes into a real tensor ({argument.name}) a value computed from "
+                    "meta tensors (the model's weights, which have no data while it builds on meta)"
+                )
+        flat = [t.to("meta") if isinstance(t, Tensor) and not t.is_meta else t for t in flat]
+        args, moved = tree_unflatten(flat, spec)
+        return func(*args, **moved)
+
+
+def _bound(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> list[Any]:
+    """Each schema argument's value, positional or by keyword (None where left out)."""
+    names = [a.name for a in func._schema.arguments]
+    values = list(args) + [None] * (len(names) - len(args))
+    for name, value in (kwargs or {}).items():
+        if name in names:
+            values[names.index(name)] = value
+    return values
+
+
+def _tensors(value: Any) -> list[Any]:
+    return tree_flatten(value)[0]

@@ -30,6 +30,7 @@ from ..errors import ProfileError
 from ..inputs import InputSpec, Shape
 from .counting import ModelLike, as_module
 from .explain import Call, explain_failure
+from .meta import MetaMeetsReal
 
 if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
@@ -145,7 +146,9 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
         # (Assigning the flag, not requires_grad_(): a lazy parameter refuses the method.)
         for t in needing_grad:
             t.requires_grad = False
-        with torch.enable_grad(), counter:
+        # A tensor the constructor kept as a plain attribute (YOLO's strides) is real on a
+        # model built on cpu or by the fallback; it meets the meta ones on meta.
+        with MetaMeetsReal(), torch.enable_grad(), counter:
             output = module(*args, **kwargs) if on_meta else _call_on_meta(module, args, kwargs)
     except Exception as e:
         raise explain_failure(_running(recorder, e), recorder.trail, inputs, e) from e

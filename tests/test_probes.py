@@ -1,0 +1,282 @@
+"""Constructors that run their model forward (a probe) and compute on what comes out, as
+ultralytics' DetectionModel does to find its strides: built on meta by the fallback, exactly as on
+cpu, and, when they still cannot be, a failure that shows the first cause and the `device`
+hint."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+from test_loading import GIB, build_in_subprocess, posix_only
+
+from pytest_cnnbudget import ModelBuildError, build_model, measure, parse_input_shape
+from pytest_cnnbudget.engine.meta import MetaMeetsReal
+from pytest_cnnbudget.results import MemoryOptions, ParameterCount
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pytest_cnnbudget.engine.counting import ModelLike
+
+MODULE = "probe_models"
+
+PROBES = '''
+import math
+
+import torch
+from torch import nn
+
+
+class ProbeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Conv2d(8, 4, 1)
+        y = self.bn(self.conv(torch.zeros(1, 3, 64, 64)))
+        stride = torch.tensor([64 / y.shape[-1]])
+        self.head.bias.data[:] = math.log(5 / (640 / stride[0]) ** 2)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)))
+
+
+class EvalProbe(nn.Module):
+    """Probes in eval mode under no_grad, then sizes its classifier from a value it reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.BatchNorm2d(16), nn.ReLU())
+        self.eval()
+        with torch.no_grad():
+            y = self.body(torch.zeros(1, 3, 33, 33))
+        self.train()
+        width = int(torch.tensor(y.shape[1:]).prod().item())
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.fc(self.body(x).flatten(1))
+
+
+class AnchorProbe(nn.Module):
+    """Concatenates its own real anchors with the probe's output, and sets its head's bias
+    from a real tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.levels = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(3, 6, 3, stride=s, padding=1), nn.BatchNorm2d(6)) for s in (2, 4)
+        )
+        self.head = nn.Conv2d(6, 2, 1)
+        x = torch.zeros(1, 3, 32, 32)
+        anchors = torch.zeros(1, 6, 0)
+        for level in self.levels:
+            anchors = torch.cat([anchors, level(x).flatten(2)], dim=2)
+        self.strides = torch.tensor([32 / level(x).shape[-1] for level in self.levels])
+        self.anchor_count = int(torch.tensor(anchors.shape[-1]).item())
+        self.head.bias.data.copy_(torch.log(self.strides))
+
+    def forward(self, x):
+        return [self.head(level(x)) * stride for level, stride in zip(self.levels, self.strides)]
+
+
+class Probed(nn.Module):
+    """A plain attribute from the probe, real after the fallback, used by the forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.stride = torch.tensor([64 / self.conv(torch.zeros(1, 3, 64, 64)).shape[-1]])
+        self.scale = math.log(self.stride[0])
+
+    def forward(self, x):
+        return self.conv(x) * self.stride * self.scale
+
+
+class ReadsOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        scale = self.fc(torch.ones(1, 4)).abs().max().item()
+        self.register_buffer("scale", torch.tensor(scale))
+
+
+class WritesReal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        out = torch.zeros(1, 4)
+        n = int(torch.tensor(3).item())
+        out.copy_(self.fc(torch.ones(1, 4)))
+
+
+CALLS = []
+
+
+class FailsAgain(nn.Module):
+    """Meta is why the first build fails; the second fails for a reason of its own."""
+
+    def __init__(self):
+        super().__init__()
+        CALLS.append(1)
+        if len(CALLS) > 1:
+            raise ValueError("registered twice")
+        self.fc = nn.Linear(4, int(torch.tensor(4).item()))
+'''
+
+# Each probing model: the shape its forward pass takes.
+SHAPES = {
+    "ProbeNet": [1, 3, 64, 64],
+    "EvalProbe": [2, 3, 33, 33],
+    "AnchorProbe": [1, 3, 32, 32],
+    "Probed": [1, 3, 64, 64],
+}
+
+
+@pytest.fixture
+def probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    (tmp_path / f"{MODULE}.py").write_text(PROBES, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    yield tmp_path
+    sys.modules.pop(MODULE, None)
+
+
+def line(code: str) -> int:
+    """The line of PROBES that holds `code`, once."""
+    lines = [n for n, text in enumerate(PROBES.splitlines(), 1) if code in text]
+    assert len(lines) == 1, code
+    return lines[0]
+
+
+def rows(count: ParameterCount) -> list[tuple[str, str, int, str]]:
+    return [(r.name, r.type, r.params, r.formula) for r in count.layers]
+
+
+@pytest.mark.usefixtures("probes")
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_a_probing_constructor_builds_on_meta_and_counts_as_on_cpu(
+    name: str, count_checked: Callable[[ModelLike], ParameterCount]
+) -> None:
+    model = build_model(f"{MODULE}:{name}")
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    real = build_model(f"{MODULE}:{name}", device="cpu")
+    count, expected = count_checked(model), count_checked(real)
+    assert rows(count) == rows(expected)
+    assert (count.total, count.buffers) == (expected.total, expected.buffers)
+
+    shape = parse_input_shape(SHAPES[name])
+    measured, on_cpu = measure(model, shape), measure(real, shape)
+    assert measured.compute is not None
+    assert on_cpu.compute is not None
+    assert measured.compute.macs == on_cpu.compute.macs > 0
+    assert measured.compute.output_shape == on_cpu.compute.output_shape
+
+
+@pytest.mark.usefixtures("probes")
+def test_a_real_attribute_from_the_probe_is_traced_like_the_model_built_on_cpu() -> None:
+    shape, options = parse_input_shape([2, 3, 64, 64]), MemoryOptions()
+    on_meta = measure(build_model(f"{MODULE}:Probed"), shape, memory=options).memory
+    on_cpu = measure(build_model(f"{MODULE}:Probed", device="cpu"), shape, memory=options).memory
+    assert on_meta is not None
+    assert on_meta == on_cpu
+    assert on_meta.peak_train > on_meta.weights > 0
+
+
+@pytest.mark.usefixtures("probes")
+def test_a_value_read_from_what_the_model_computed_fails_with_its_first_cause_and_the_hint() -> (
+    None
+):
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"{MODULE}:ReadsOutput")
+    assert str(info.value).splitlines() == [
+        f"building {MODULE}:ReadsOutput() on meta raised RuntimeError: "
+        "Tensor.item() cannot be called on meta tensors",
+        f"  at {MODULE}.py:{line('.max().item()')} in __init__: "
+        "scale = self.fc(torch.ones(1, 4)).abs().max().item()",
+        "built again with real arithmetic and its weights on meta, it failed there too",
+        'hint: set device = "cpu" for this model: its constructor needs values that tensors on '
+        "meta do not have (a cpu build allocates its weights: 80 B were made before it failed)",
+    ]
+    # And so it does.
+    scale = build_model(f"{MODULE}:ReadsOutput", device="cpu").get_buffer("scale")
+    assert scale.item() >= 0
+
+
+@pytest.mark.usefixtures("probes")
+def test_the_first_cause_comes_before_what_the_fallback_ran_into() -> None:
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"{MODULE}:WritesReal")
+    lines = str(info.value).splitlines()
+    assert lines[:2] == [
+        f"building {MODULE}:WritesReal() on meta raised RuntimeError: "
+        "Tensor.item() cannot be called on meta tensors",
+        f"  at {MODULE}.py:{line('n = int(')} in __init__: n = int(torch.tensor(3).item())",
+    ]
+    assert lines[2].startswith(
+        "built again with real arithmetic and its weights on meta, it raised RuntimeError: "
+        "aten.copy_.default writes into a real tensor (self) a value computed from meta tensors"
+    )
+    assert (
+        lines[3]
+        == f"  at {MODULE}.py:{line('out.copy_(')} in __init__: out.copy_(self.fc(torch.ones(1, 4)))"
+    )
+    assert lines[4].startswith('hint: set device = "cpu" for this model')
+
+
+@pytest.mark.usefixtures("probes")
+def test_no_cpu_hint_when_the_second_build_fails_for_a_reason_of_its_own() -> None:
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"{MODULE}:FailsAgain")
+    message = str(info.value)
+    assert "Tensor.item() cannot be called on meta tensors" in message.splitlines()[0]
+    assert "it raised ValueError: registered twice" in message
+    assert "hint:" not in message
+
+
+def test_an_operation_meeting_meta_and_real_tensors_runs_on_meta() -> None:
+    real, shaped = torch.ones(2, 3), torch.empty(3, 4, device="meta")
+    with MetaMeetsReal():
+        product = real @ shaped
+        joined = torch.cat([real, shaped.T[:1]])
+        alone = real * 2  # nothing on meta: computed for real
+        shaped.copy_(torch.zeros(3, 4))  # a real value into a meta tensor: nothing to write
+        with pytest.raises(RuntimeError, match=r"writes into a real tensor \(self\)"):
+            real.add_(shaped.T[:2, :3])
+    assert (product.device.type, tuple(product.shape)) == ("meta", (2, 4))
+    assert (joined.device.type, tuple(joined.shape)) == ("meta", (3, 3))
+    assert alone.tolist() == [[2.0] * 3] * 2
+    assert real.tolist() == [[1.0] * 3] * 2  # the refused write left it alone
+
+
+HUGE_PROBE = """
+import math
+
+import torch
+from torch import nn
+
+
+class HugeProbe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(20000, 20000)
+        self.head = nn.Linear(20000, 4)
+        y = self.fc(torch.zeros(1, 20000))
+        stride = torch.tensor([y.shape[-1] / 100])
+        self.head.bias.data[:] = math.log(stride[0])
+"""
+
+
+@pytest.mark.slow
+@posix_only
+def test_a_probing_constructor_builds_without_allocating(tmp_path: Path) -> None:
+    (tmp_path / "huge_probe.py").write_text(HUGE_PROBE, encoding="utf-8")
+    report = build_in_subprocess("huge_probe:HugeProbe", tmp_path)
+    assert report["total"] == 20000 * 20000 + 20000 + 20000 * 4 + 4
+    assert report["devices"] == ["meta"]
+    # 1.6 GB of float32 weights, run forward by the probe: never resident.
+    assert report["peak"] < GIB
