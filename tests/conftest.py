@@ -1,7 +1,7 @@
 """Fixtures shared by the test suite, and its tiers.
 
 The heavy tiers live in folders named after their markers: every test in tests/zoo/ is marked
-`zoo` (real models of torchvision, timm and transformers through the gate), in tests/reference/
+`zoo` (real models of torchvision, timm, transformers and ultralytics through the gate), in tests/reference/
 `reference` (the meta trace against real cpu runs), in tests/slow/ `slow` (benchmark smoke runs,
 attack sessions, long pytester sessions). A heavy test in a file of the fast tier carries
 `@pytest.mark.slow` itself. The fast tier is the rest:

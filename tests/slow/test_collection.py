@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-MODEL_LIBRARIES = {"torchvision", "timm", "transformers", "peft", "diffusers"}
+MODEL_LIBRARIES = {"torchvision", "timm", "transformers", "peft", "diffusers", "ultralytics"}
 
 PROBE = """
 import json, sys

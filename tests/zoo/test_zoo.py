@@ -1,13 +1,15 @@
 """The zoo tier: real models through the gate, each checked against a real build.
 
-Every torchvision classifier, one model of each of 60 timm families and 48 small transformers
-architectures run through `pytest --cnn-budget` on meta, a few real sessions with many models
-each (zoo.py, beside this file, writes their tables). Each model is then one test here, which reads its
-counts from the session's `--cnn-budget-json` report and asserts:
+Every torchvision classifier, one model of each of 60 timm families, 48 small transformers
+architectures and 22 ultralytics models of six tasks run through `pytest --cnn-budget` on meta,
+a few real sessions with many models each (zoo.py, beside this file, writes their tables). Each
+model is then one test here, which reads its counts from the session's `--cnn-budget-json`
+report and asserts:
 
 - the rows add up to the total and to the trainable count;
 - the total, trainable and buffer counts equal a real cpu build's (`numel()` sums), for models
-  small enough to build quickly; larger ones are built on meta here too;
+  small enough to build quickly (and every ultralytics model); larger ones are built on meta
+  here too;
 - that build, counted here, has the gate's rows, and every row's formula equals its `numel()`.
 
 A session is shared by all of its models' tests, also across xdist workers: the first worker
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import zoo
@@ -36,6 +40,9 @@ from pytest_cnnbudget.engine.counting import ModelLike
 from pytest_cnnbudget.engine.loading import build_model
 from pytest_cnnbudget.results import ParameterCount
 
+if TYPE_CHECKING:
+    from torch import nn
+
 CountChecked = Callable[[ModelLike], ParameterCount]
 
 # Models with fewer parameters are also built for real, on cpu, to compare totals with.
@@ -45,11 +52,12 @@ LIBRARIES: dict[str, list[zoo.ZooModel]] = {
     "torchvision": zoo.torchvision_models(),
     "timm": zoo.timm_models(),
     "transformers": zoo.transformers_models(),
+    "ultralytics": zoo.ultralytics_models(),
 }
 
 # Models per gate session: fewer sessions start fewer interpreters (importing transformers
 # alone takes seconds), more let xdist workers run them side by side.
-SESSION_SIZE = {"torchvision": 40, "timm": 30, "transformers": 50}
+SESSION_SIZE = {"torchvision": 40, "timm": 30, "transformers": 50, "ultralytics": 11}
 
 # Failures the gate has today, each with its cause. Strict: once fixed, the test fails until
 # its entry here is removed.
@@ -65,12 +73,30 @@ SESSION_OF = {
 }
 
 
+# ultralytics writes its settings file where YOLO_CONFIG_DIR says (else in the user's home) on
+# first import, and checks for a network unless offline.
+ULTRALYTICS_ENV = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_CONFIG_DIR": os.environ.get("YOLO_CONFIG_DIR")
+    or str(Path(tempfile.gettempdir(), "cnnbudget-tests-ultralytics")),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ultralytics_settings() -> Iterator[None]:
+    """The same for this process, where the real builds import ultralytics."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in ULTRALYTICS_ENV.items():
+            patch.setenv(key, value)
+        yield
+
+
 def _gate_env() -> dict[str, str]:
     """This process's environment without what would change the inner session's behaviour:
     pytest's and xdist's variables, GitHub Actions' (annotations, the job summary file)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GITHUB_"))}
     # Counting needs no weights; a model that tried to download should fail, not wait.
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **ULTRALYTICS_ENV)
     return env
 
 
@@ -196,7 +222,8 @@ def test_counts_through_the_gate_match_a_real_build(
     assert sum(row["params"] for row in layers) == totals["params"]
     assert sum(row["trainable"] for row in layers) == totals["trainable"]
 
-    device = "cpu" if totals["params"] < CPU_BUILD_LIMIT else "meta"
+    small = totals["params"] < CPU_BUILD_LIMIT or library == "ultralytics"  # RT-DETR: 33M
+    device = "cpu" if small else "meta"
     count = count_checked(build_model(model.target, model.kwargs, device=device))
     assert (count.total, count.trainable, count.buffers) == (
         totals["params"],
@@ -206,3 +233,74 @@ def test_counts_through_the_gate_match_a_real_build(
     here = [(r.name, r.type, r.params, r.trainable, r.formula) for r in count.parameter_rows]
     gate = [(r["name"], r["type"], r["params"], r["trainable"], r["formula"]) for r in layers]
     assert here == gate
+
+
+# -- ultralytics' FLOPs ---------------------------------------------------------------------------
+
+
+def _ultralytics_params() -> list[Any]:
+    return [
+        pytest.param("ultralytics", model, id=f"ultralytics-{model.key}")
+        for model in LIBRARIES["ultralytics"]
+    ]
+
+
+def _pooled(model: nn.Module, shape: list[int]) -> int:
+    """What thop counts for the model's average pools at this input: one add per pooled input,
+    one divide per output (global pools only, which is what ultralytics' classifiers have)."""
+    import torch
+
+    counted = []
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        assert module.output_size in (1, (1, 1))
+        counted.append(args[0].numel() + output.numel())
+
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+    handles = [m.register_forward_hook(hook) for m in pools]
+    with torch.no_grad():
+        model.eval()(torch.zeros(shape))
+    for handle in handles:
+        handle.remove()
+    return sum(counted)
+
+
+@pytest.mark.parametrize(("library", "model"), _ultralytics_params())
+def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_model(
+    library: str, model: zoo.ZooModel, gate_runs: GateRuns
+) -> None:
+    """The gate counts no BatchNorm (torchvision's convention); ultralytics' `get_flops` (thop)
+    counts it at 4 operations per element, 8 FLOPs, and a global average pool at one add per
+    input and one divide per output. Once `fuse()` has folded each BatchNorm into its
+    convolution the two agree: on the fused model, as ultralytics reports a trained one."""
+    from ultralytics.nn.modules import RepConv, RepVGGDW
+    from ultralytics.utils.torch_utils import get_flops
+
+    from pytest_cnnbudget import measure, parse_input_shape
+
+    entry = gate_runs.report(SESSION_OF[library, model.key])["models"][model.key]
+    assert entry["outcome"] == "passed", entry["error"]
+    gate = entry["measurement"]["compute"]["flops"]
+    assert model.input_shape is not None
+    size = model.input_shape[-1]
+    normalized = sum(
+        math.prod(row["output_shape"])
+        for row in entry["measurement"]["layers"]
+        if row["type"].startswith("BatchNorm") and row["output_shape"] is not None  # ran
+    )
+    task = zoo.ultralytics_task(model.key)
+    real = build_model(model.target, model.kwargs, device="cpu")
+    pooled = _pooled(real, model.input_shape) if task == "classify" else 0
+    # RT-DETR: thop also counts LayerNorm and softmax, and attention by its own formula.
+    rel = 1e-3 if task == "rtdetr" else 1e-9
+    assert get_flops(real, size) * 1e9 == pytest.approx(gate + 8 * normalized + 2 * pooled, rel)
+    # fuse() also merges re-parameterized branches into one convolution and drops the
+    # one-to-many head an end-to-end model trains with: then the model computes less.
+    merges = any(isinstance(m, RepConv | RepVGGDW) for m in real.modules())
+    merges |= getattr(real.model[-1], "one2one_cv2", None) is not None
+
+    real.fuse(verbose=False)
+    fused = measure(real, parse_input_shape(model.input_shape)).compute
+    assert fused is not None
+    assert get_flops(real, size) * 1e9 == pytest.approx(fused.flops + 2 * pooled, rel)
+    assert fused.flops < gate if merges else fused.flops == gate

@@ -415,3 +415,54 @@ def transformers_models() -> list[ZooModel]:
     return [
         ZooModel(key, "zoo:transformers_model", config) for key, config in _TRANSFORMERS.items()
     ]
+
+
+# -- ultralytics ---------------------------------------------------------------------------
+
+# Each task's model class in ultralytics.nn.tasks, and the input size it is trained at.
+_ULTRALYTICS_TASKS: dict[str, tuple[str, int]] = {
+    "detect": ("DetectionModel", 640),
+    "segment": ("SegmentationModel", 640),
+    "pose": ("PoseModel", 640),
+    "obb": ("OBBModel", 640),
+    "classify": ("ClassificationModel", 224),
+    "rtdetr": ("RTDETRDetectionModel", 640),
+}
+
+# Models built from the yaml configs ultralytics ships (the scale is the letter after the
+# generation: `yolov8n.yaml` is yolov8.yaml at scale n), no weights: each generation's
+# detection model, and the other tasks of three generations. Their constructors run a forward
+# pass to find their strides, on meta by the fallback.
+# fmt: off
+_ULTRALYTICS: dict[str, str] = {
+    "yolov3-tiny": "detect", "yolov5n": "detect", "yolov6n": "detect", "yolov8n": "detect",
+    "yolov9t": "detect", "yolov10n": "detect", "yolo11n": "detect", "yolo12n": "detect",
+    "yolo26n": "detect",
+    "yolov8n-seg": "segment", "yolo11n-seg": "segment", "yolo26n-seg": "segment",
+    "yolov8n-pose": "pose", "yolo11n-pose": "pose", "yolo26n-pose": "pose",
+    "yolov8n-obb": "obb", "yolo11n-obb": "obb", "yolo26n-obb": "obb",
+    "yolov8n-cls": "classify", "yolo11n-cls": "classify", "yolo26n-cls": "classify",
+    "rtdetr-l": "rtdetr",
+}
+# fmt: on
+
+
+def ultralytics_models() -> list[ZooModel]:
+    """The models above, each its task's class in ultralytics.nn.tasks given the yaml."""
+    models = []
+    for name, task in _ULTRALYTICS.items():
+        cls, size = _ULTRALYTICS_TASKS[task]
+        models.append(
+            ZooModel(
+                name,
+                f"ultralytics.nn.tasks:{cls}",
+                {"cfg": f"{name}.yaml", "verbose": False},
+                input_shape=[1, 3, size, size],
+            )
+        )
+    return models
+
+
+def ultralytics_task(key: str) -> str:
+    """The task of an ultralytics model of the zoo."""
+    return _ULTRALYTICS[key]
