@@ -2,9 +2,10 @@
 
 Every ```toml block under `## Recipes` in README.md goes, as it is written, into one throwaway
 project's pyproject.toml, and one `pytest --cnn-budget` session checks them all on meta (one
-subprocess, so transformers, timm, torchvision and diffusers are imported once). Every model must
-pass, and its counts must equal those of a real cpu build made here with the library's own API
-from the same table's numbers: a recipe pasted from the README is right by construction.
+subprocess, so transformers, timm, torchvision, diffusers and ultralytics are imported once).
+Every model must pass, and its counts must equal those of a real cpu build made here with the
+library's own API from the same table's numbers: a recipe pasted from the README is right by
+construction.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 README = Path(__file__).parent.parent / "README.md"
 SECTION = "Recipes"
 # Each of these has a recipe of its own, and its model a real build below.
-LIBRARIES = ("transformers", "peft", "timm", "torchvision", "diffusers")
+LIBRARIES = ("transformers", "peft", "timm", "torchvision", "diffusers", "ultralytics")
 
 
 # -- the Markdown ---------------------------------------------------------------------------------
@@ -175,6 +176,13 @@ def _unet(kwargs: dict[str, Any]) -> nn.Module:
     return model
 
 
+@real_build("yolo11n", "ultralytics.nn.tasks:DetectionModel")
+def _yolo(kwargs: dict[str, Any]) -> nn.Module:
+    tasks = pytest.importorskip("ultralytics.nn.tasks")
+    model: nn.Module = tasks.DetectionModel(**kwargs)
+    return model
+
+
 @real_build("hydra_cnn", "torch.nn:Sequential")
 def _hydra_cnn(kwargs: dict[str, Any]) -> nn.Module:
     from torch import nn
@@ -230,6 +238,9 @@ def test_every_recipe_passes_and_counts_what_a_real_build_counts(
     # Counting needs no weights: a model that tried to download should fail, not wait.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    # ultralytics writes its settings file on first import: here, not in the user's home.
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(pytester.path / "ultralytics-settings"))
     # The session needs this plugin alone; the others installed here (hypothesis's takes seconds
     # to load) are left out.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")

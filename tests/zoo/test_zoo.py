@@ -300,7 +300,14 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
     merges |= getattr(real.model[-1], "one2one_cv2", None) is not None
 
     real.fuse(verbose=False)
-    fused = measure(real, parse_input_shape(model.input_shape)).compute
+    shape = parse_input_shape(model.input_shape)
+    fused = measure(real, shape).compute
     assert fused is not None
     assert get_flops(real, size) * 1e9 == pytest.approx(fused.flops + 2 * pooled, rel)
     assert fused.flops < gate if merges else fused.flops == gate
+    # A factory that fuses builds on meta as it does on cpu.
+    task_class = model.target.rpartition(":")[2]
+    factory = {"task_class": task_class, "cfg": model.kwargs["cfg"]}
+    on_meta = measure(build_model(zoo.ultralytics_fused, factory), shape)
+    assert on_meta.total == sum(p.numel() for p in real.parameters())
+    assert on_meta.compute == fused

@@ -466,3 +466,11 @@ def ultralytics_models() -> list[ZooModel]:
 def ultralytics_task(key: str) -> str:
     """The task of an ultralytics model of the zoo."""
     return _ULTRALYTICS[key]
+
+
+def ultralytics_fused(task_class: str, cfg: str) -> nn.Module:
+    """A model of ultralytics.nn.tasks, fused as deployed: the factory README suggests."""
+    from ultralytics.nn import tasks
+
+    model: nn.Module = getattr(tasks, task_class)(cfg, verbose=False).fuse(verbose=False)
+    return model
