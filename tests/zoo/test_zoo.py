@@ -274,7 +274,9 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
     input and one divide per output. Once `fuse()` has folded each BatchNorm into its
     convolution the two agree: on the fused model, as ultralytics reports a trained one."""
     from ultralytics.nn.modules import RepConv, RepVGGDW
-    from ultralytics.utils.torch_utils import get_flops
+    from ultralytics.utils import torch_utils
+
+    get_flops: Callable[[nn.Module, int], float] = torch_utils.get_flops
 
     from pytest_cnnbudget import measure, parse_input_shape
 
@@ -289,7 +291,7 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
         if row["type"].startswith("BatchNorm") and row["output_shape"] is not None  # ran
     )
     task = zoo.ultralytics_task(model.key)
-    real = build_model(model.target, model.kwargs, device="cpu")
+    real: Any = build_model(model.target, model.kwargs, device="cpu")  # a BaseModel: fuse()
     pooled = _pooled(real, model.input_shape) if task == "classify" else 0
     # RT-DETR: thop also counts LayerNorm and softmax, and attention by its own formula.
     rel = 1e-3 if task == "rtdetr" else 1e-9
