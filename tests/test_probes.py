@@ -5,13 +5,15 @@ hint."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
+from project import failure_section, toml_text
 from test_loading import GIB, build_in_subprocess, posix_only
 
 from pytest_cnnbudget import ModelBuildError, build_model, measure, parse_input_shape
@@ -280,3 +282,40 @@ def test_a_probing_constructor_builds_without_allocating(tmp_path: Path) -> None
     assert report["devices"] == ["meta"]
     # 1.6 GB of float32 weights, run forward by the probe: never resident.
     assert report["peak"] < GIB
+
+
+# -- through the gate -------------------------------------------------------------------------
+
+
+def test_the_gate_checks_a_probing_model_on_meta_and_says_why_another_needs_cpu(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / f"{MODULE}.py").write_text(PROBES, encoding="utf-8")  # as it is: lines
+    pytester.syspathinsert()
+    sys.modules.pop(MODULE, None)
+    models: dict[str, dict[str, Any]] = {
+        "probe": {"target": f"{MODULE}:ProbeNet", "input_shape": SHAPES["ProbeNet"]},
+        "reads": {"target": f"{MODULE}:ReadsOutput"},
+        "reads_on_cpu": {"target": f"{MODULE}:ReadsOutput", "device": "cpu"},
+    }
+    (pytester.path / "pyproject.toml").write_text(
+        toml_text({k: {**v, "max_params": 1000} for k, v in models.items()}), encoding="utf-8"
+    )
+    result = pytester.runpytest("--cnn-budget-update", "--cnn-budget-json=report.json")
+    result.assert_outcomes(passed=2, failed=1)
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))["models"]
+    probe = report["probe"]["measurement"]
+    assert probe["totals"]["params"] == 8 * 3 * 9 + 2 * 8 + 8 * 4 + 4  # 268, as on cpu
+    assert probe["compute"]["macs"] > 0
+    failure = failure_section(result.outlines, "reads")
+    assert failure[:4] == [
+        f"reads: could not build {MODULE}:ReadsOutput",
+        f"  building {MODULE}:ReadsOutput() on meta raised RuntimeError: "
+        "Tensor.item() cannot be called on meta tensors",
+        f"    at {MODULE}.py:{line('.max().item()')} in __init__: "
+        "scale = self.fc(torch.ones(1, 4)).abs().max().item()",
+        "  built again with real arithmetic and its weights on meta, it failed there too",
+    ]
+    assert failure[4].startswith('  hint: set device = "cpu" for this model')
+    assert not any("Traceback" in text for text in failure)
+    assert [f"  {text}" for text in report["reads"]["error"].splitlines()] == failure[1:5]
