@@ -691,7 +691,7 @@ def test_user_files_include_installed_libraries_but_not_torch_pytest_or_the_stdl
     import sysconfig
 
     import pytest_cnnbudget
-    from pytest_cnnbudget.run.locate import is_user_file
+    from pytest_cnnbudget.frames import is_user_file
 
     paths = sysconfig.get_paths()
     installed = Path(paths["purelib"])

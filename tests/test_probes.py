@@ -15,6 +15,7 @@ import pytest
 import torch
 from project import failure_section, toml_text
 from test_loading import GIB, build_in_subprocess, posix_only
+from torch import nn
 
 from pytest_cnnbudget import ModelBuildError, build_model, measure, parse_input_shape
 from pytest_cnnbudget.engine.meta import MetaMeetsReal
@@ -29,6 +30,7 @@ MODULE = "probe_models"
 
 PROBES = '''
 import math
+import statistics
 
 import torch
 from torch import nn
@@ -115,6 +117,34 @@ class WritesReal(nn.Module):
         out = torch.zeros(1, 4)
         n = int(torch.tensor(3).item())
         out.copy_(self.fc(torch.ones(1, 4)))
+
+
+class Averages(nn.Module):
+    """Reads a value of what the model computed through the standard library."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.mean = statistics.fmean(self.fc(torch.ones(1, 4))[0].tolist())
+
+
+def wrap(backbone):
+    return nn.Sequential(backbone)
+
+
+class Tagger(nn.Module):
+    """Packs its sequences, whose lengths pack_padded_sequence takes on cpu only."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device="cpu")
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)
+        out, _ = self.lstm(packed)
+        return self.head(nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0])
 
 
 CALLS = []
@@ -249,10 +279,49 @@ def test_an_operation_meeting_meta_and_real_tensors_runs_on_meta() -> None:
         shaped.copy_(torch.zeros(3, 4))  # a real value into a meta tensor: nothing to write
         with pytest.raises(RuntimeError, match=r"writes into a real tensor \(self\)"):
             real.add_(shaped.T[:2, :3])
+        # Batch norm's running statistics are written in training, which its schema hides.
+        statistics, images = torch.zeros(4), torch.empty(2, 4, 3, 3, device="meta")
+        with pytest.raises(RuntimeError, match=r"writes into a real tensor \(running_mean\)"):
+            nn.functional.batch_norm(images, statistics, torch.ones(4), training=True)
+        evaluated = nn.functional.batch_norm(images, statistics, torch.ones(4), training=False)
+        # Lengths stay on cpu, where pack_padded_sequence wants them.
+        lengths = torch.tensor([4, 4])
+        packed = nn.utils.rnn.pack_padded_sequence(images[:, :, 0], lengths, batch_first=True)
     assert (product.device.type, tuple(product.shape)) == ("meta", (2, 4))
     assert (joined.device.type, tuple(joined.shape)) == ("meta", (3, 3))
     assert alone.tolist() == [[2.0] * 3] * 2
+    assert statistics.tolist() == [0.0] * 4
+    assert evaluated.device.type == packed.data.device.type == "meta"
     assert real.tolist() == [[1.0] * 3] * 2  # the refused write left it alone
+
+
+@pytest.mark.usefixtures("probes")
+def test_the_line_shown_is_the_users_also_through_the_standard_library_or_a_kwargs_object() -> None:
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"{MODULE}:Averages")
+    assert str(info.value).splitlines()[1] == (
+        f"  at {MODULE}.py:{line('statistics.fmean(')} in __init__: "
+        "self.mean = statistics.fmean(self.fc(torch.ones(1, 4))[0].tolist())"
+    )
+    with pytest.raises(ModelBuildError) as info:
+        build_model(f"{MODULE}:wrap", {"backbone": {"_target_": f"{MODULE}.ReadsOutput"}})
+    first, where = str(info.value).splitlines()[:2]
+    assert first == (
+        f"building {MODULE}:wrap(backbone={{'_target_': '{MODULE}.ReadsOutput'}}) on meta raised "
+        f"building kwargs.backbone ({MODULE}.ReadsOutput) raised RuntimeError: "
+        "Tensor.item() cannot be called on meta tensors"
+    )
+    assert where.startswith(f"  at {MODULE}.py:{line('.max().item()')} in __init__")
+
+
+@pytest.mark.usefixtures("probes")
+def test_a_model_that_packs_sequences_is_profiled_and_traced_as_before() -> None:
+    shape, options = parse_input_shape([2, 7, 8]), MemoryOptions()
+    on_meta = measure(build_model(f"{MODULE}:Tagger"), shape, memory=options)
+    on_cpu = measure(build_model(f"{MODULE}:Tagger", device="cpu"), shape, memory=options)
+    assert on_meta.compute is not None
+    assert on_meta.compute.macs > 0
+    assert (on_meta.compute, on_meta.memory) == (on_cpu.compute, on_cpu.memory)
 
 
 HUGE_PROBE = """
@@ -288,7 +357,7 @@ def test_a_probing_constructor_builds_without_allocating(tmp_path: Path) -> None
 
 
 def test_the_gate_checks_a_probing_model_on_meta_and_says_why_another_needs_cpu(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (pytester.path / f"{MODULE}.py").write_text(PROBES, encoding="utf-8")  # as it is: lines
     pytester.syspathinsert()
@@ -301,8 +370,14 @@ def test_the_gate_checks_a_probing_model_on_meta_and_says_why_another_needs_cpu(
     (pytester.path / "pyproject.toml").write_text(
         toml_text({k: {**v, "max_params": 1000} for k, v in models.items()}), encoding="utf-8"
     )
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(pytester.path))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     result = pytester.runpytest("--cnn-budget-update", "--cnn-budget-json=report.json")
     result.assert_outcomes(passed=2, failed=1)
+    # The annotation points at the line of the first cause, not at the class.
+    (annotation,) = [text for text in result.outlines if text.startswith("::error ")]
+    assert f",file={MODULE}.py,line={line('.max().item()')}::" in annotation
     report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))["models"]
     probe = report["probe"]["measurement"]
     assert probe["totals"]["params"] == 8 * 3 * 9 + 2 * 8 + 8 * 4 + 4  # 268, as on cpu
@@ -318,4 +393,8 @@ def test_the_gate_checks_a_probing_model_on_meta_and_says_why_another_needs_cpu(
     ]
     assert failure[4].startswith('  hint: set device = "cpu" for this model')
     assert not any("Traceback" in text for text in failure)
-    assert [f"  {text}" for text in report["reads"]["error"].splitlines()] == failure[1:5]
+    error = report["reads"]["error"].splitlines()
+    assert [f"  {text}" for text in error[:4]] == failure[1:5]
+    # Then the frames of the first cause, as for any failed build.
+    assert error[4] == "raised at (innermost last):"
+    assert error[5].endswith(f'{MODULE}.py", line {line(".max().item()")}, in __init__')

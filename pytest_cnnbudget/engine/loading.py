@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config.instantiate import instantiate
 from ..errors import ModelBuildError, exception_text
+from ..frames import is_user_file
 from ..units import brief, clip, clip_lines, human_bytes, listing
 from .meta import (
     MetaMeetsReal,
@@ -146,7 +147,10 @@ def build_model(
     try:
         model = _call(factory, kwargs) if device == "cpu" else _build_on_meta(factory, kwargs)
     except Exception as e:
-        raise ModelBuildError(_failure(f"{name}({_kwargs_text(kwargs)})", e)) from e
+        # When both builds failed, the first cause is the one to point at (its line is what
+        # annotations and "raised at" show); the message has both.
+        cause = e.first if isinstance(e, _FallbackFailed) else e
+        raise ModelBuildError(_failure(f"{name}({_kwargs_text(kwargs)})", e)) from cause
     if not isinstance(model, nn.Module):
         raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -187,7 +191,9 @@ def _build_on_meta(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> An
             try:
                 return _quantized_on_cpu(factory, kwargs, again, e)
             except Exception as last:
-                raise _FallbackFailed(e, last, registered) from last
+                if last is not again:  # the quantized model's cpu build failed: its own error
+                    raise
+                raise _FallbackFailed(e, again, registered) from again
 
 
 def _failure(call: str, error: Exception) -> str:
@@ -198,51 +204,52 @@ def _failure(call: str, error: Exception) -> str:
         # An object in kwargs that failed is named by its key path and target already.
         what = str(error)
     elif isinstance(error, _FallbackFailed):
-        first, again = error.first, error.again
-        said = (clip_lines(exception_text(first)), _where(first))
-        what = f"building {call} on meta raised {''.join(said)}\n"
+        first, again = _said(error.first), _said(error.again, until=error.first)
+        what = f"building {call} on meta raised {first}\n"
         # Said once when both fail alike: a value read from what the model computed.
         what += "built again with real arithmetic and its weights on meta, it " + (
-            "failed there too"
-            if (clip_lines(exception_text(again)), _where(again)) == said
-            else f"raised {clip_lines(exception_text(again))}{_where(again)}"
+            "failed there too" if again == first else f"raised {again}"
         )
-        if hint is None and meta_caused(again, until=first):
+        if hint is None and meta_caused(error.again, until=error.first):
             made = error.registered.bytes
+            cost = f" (a cpu build allocates its weights: {human_bytes(made)} were made before "
+            cost += "it failed)"
             hint = (
                 'set device = "cpu" for this model: its constructor needs values that tensors '
-                "on meta do not have"
-                + (
-                    f" (a cpu build allocates its weights: {human_bytes(made)} were made before "
-                    "it failed)"
-                    if made
-                    else ""
-                )
+                "on meta do not have" + (cost if made else "")
             )
     else:
         what = f"building {call} raised {clip_lines(exception_text(error))}"
     return what + (f"\nhint: {hint}" if hint else "")
 
 
-# Frames of these packages are not where a constructor went wrong: the last frame outside them is.
-_LIBRARY_FRAMES = re.compile(r"^(?:torch|pytest_cnnbudget|contextlib|importlib)(?:\.|$)")
+def _said(error: BaseException, until: BaseException | None = None) -> str:
+    """An error as a failed build quotes it, with the line of the user's code it came from.
+
+    An object in kwargs that failed is named by its key path and target already (a
+    ModelBuildError), so its text is quoted without a type.
+    """
+    text = str(error) if isinstance(error, ModelBuildError) else exception_text(error)
+    return clip_lines(text) + _where(error, until)
 
 
-def _where(error: BaseException) -> str:
-    """`\n  at path/to/file.py:12 in bias_init: <its line>`, the innermost frame of `error`'s
-    traceback outside torch and this package; empty when there is none."""
-    frames = [
-        (frame, line)
-        for frame, line in traceback.walk_tb(error.__traceback__)
-        if not _LIBRARY_FRAMES.match(str(frame.f_globals.get("__name__", "")))
-    ]
-    if not frames:
-        return ""
-    frame, line = frames[-1]
-    code = frame.f_code
-    source = linecache.getline(code.co_filename, line).strip()
-    place = f"{_short_path(code.co_filename)}:{line} in {code.co_name}"
-    return f"\n  at {clip(place)}" + (f": {clip(source)}" if source else "")
+def _where(error: BaseException, until: BaseException | None = None) -> str:
+    """`\n  at path/to/file.py:12 in bias_init: <its line>`: the innermost frame of the user's
+    code (an installed library's included) in the traceback of the deepest exception `error`
+    chains (up to `until`) that has one; empty when there is none."""
+    for e in reversed(list(_chain(error, until))):
+        frames = [
+            (frame, line)
+            for frame, line in traceback.walk_tb(e.__traceback__)
+            if is_user_file(frame.f_code.co_filename)
+        ]
+        if frames:
+            frame, line = frames[-1]
+            code = frame.f_code
+            source = linecache.getline(code.co_filename, line).strip()
+            place = f"{_short_path(code.co_filename)}:{line} in {code.co_name}"
+            return f"\n  at {clip(place)}" + (f": {clip(source)}" if source else "")
+    return ""
 
 
 def _short_path(filename: str) -> str:
@@ -250,11 +257,12 @@ def _short_path(filename: str) -> str:
     modules/head.py`), or to the working directory, else as it is."""
     path = Path(filename)
     shortest = filename
-    for folder in [Path.cwd(), *(Path(p) for p in sys.path if p)]:
-        with suppress(ValueError, OSError):
-            relative = str(path.relative_to(folder))
-            if len(relative) < len(shortest):
-                shortest = relative
+    with suppress(OSError):  # a working directory that was removed
+        for folder in [Path.cwd(), *(Path(p) for p in sys.path if p)]:
+            with suppress(ValueError):
+                relative = str(path.relative_to(folder))
+                if len(relative) < len(shortest):
+                    shortest = relative
     return shortest
 
 

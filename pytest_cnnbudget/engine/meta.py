@@ -241,6 +241,14 @@ def registered_on_meta() -> Iterator[Registered]:
             handle.remove()
 
 
+# Operations that take an argument on cpu whatever device their data is on: the lengths of
+# pack_padded_sequence. Mixed, they run as they are.
+_CPU_ARGUMENTS = frozenset({"aten::_pack_padded_sequence"})
+# Arguments an operation writes without its schema saying so: batch norm's running statistics,
+# updated in training.
+_RUNNING = frozenset({"running_mean", "running_var"})
+
+
 # TorchDispatchMode's __init_subclass__ and __init__ carry no annotations.
 class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Run on meta an operation that meets both meta tensors and real ones.
@@ -253,7 +261,8 @@ class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
     still fails, as it should: it would depend on weights that are never made.
 
     Writing into a real tensor what was computed with meta ones cannot be done (the real tensor
-    would have to lose its values): such an operation raises, saying so.
+    would have to lose its values): such an operation raises, saying so. An operation on real
+    tensors alone, or on meta ones alone, runs as it is.
     """
 
     @classmethod
@@ -272,32 +281,48 @@ class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        flat, spec = tree_flatten((args, dict(kwargs or {})))
-        tensors = [t for t in flat if isinstance(t, Tensor)]
-        if not any(t.is_meta for t in tensors) or all(t.is_meta for t in tensors):
-            return func(*args, **(kwargs or {}))
-        for argument, value in zip(
-            func._schema.arguments, _bound(func, args, kwargs), strict=False
-        ):
+        kwargs = kwargs or {}
+        if not _mixed(args, kwargs) or func._schema.name in _CPU_ARGUMENTS:
+            return func(*args, **kwargs)
+        bound = _bound(func, args, kwargs)
+        for argument in func._schema.arguments:
             written = argument.alias_info is not None and argument.alias_info.is_write
+            written |= argument.name in _RUNNING and bool(bound.get("training"))
+            value = bound[argument.name]
             if written and any(isinstance(t, Tensor) and not t.is_meta for t in _tensors(value)):
                 raise RuntimeError(
                     f"{func} writes into a real tensor ({argument.name}) a value computed from "
                     "meta tensors (the model's weights, which have no data while it builds on meta)"
                 )
+        flat, spec = tree_flatten((args, dict(kwargs)))
         flat = [t.to("meta") if isinstance(t, Tensor) and not t.is_meta else t for t in flat]
         args, moved = tree_unflatten(flat, spec)
         return func(*args, **moved)
 
 
-def _bound(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> list[Any]:
-    """Each schema argument's value, positional or by keyword (None where left out)."""
+def _mixed(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether an operation's arguments hold meta and real tensors both. Tensors are arguments
+    or in lists of them, one level deep: the common case, no meta, costs one pass."""
+    meta = real = False
+    for value in (*args, *kwargs.values()):
+        for t in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(t, Tensor):
+                if t.is_meta:
+                    meta = True
+                else:
+                    real = True
+                if meta and real:
+                    return True
+    return False
+
+
+def _bound(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Each schema argument's value by name, positional or by keyword (None where left out)."""
     names = [a.name for a in func._schema.arguments]
-    values = list(args) + [None] * (len(names) - len(args))
-    for name, value in (kwargs or {}).items():
-        if name in names:
-            values[names.index(name)] = value
-    return values
+    bound: dict[str, Any] = dict.fromkeys(names)
+    bound.update(zip(names, args, strict=False))
+    bound.update((name, value) for name, value in kwargs.items() if name in bound)
+    return bound
 
 
 def _tensors(value: Any) -> list[Any]:

@@ -36,10 +36,10 @@ from typing import IO, Any, TextIO
 
 from ..config.locations import model_table
 from ..errors import exception_text
+from ..frames import PACKAGE_DIR, is_user_file
 from ..results import ModelResult, SourceLocation
 from . import collector
 from .isolation import Captured, Checked, Checker, InProcess, Request, check_here, text_of
-from .locate import PACKAGE_DIR, is_user_file
 
 FORK_AVAILABLE = hasattr(os, "fork")
 # After the time limit, how long the stack dump of a stuck check may take to appear.

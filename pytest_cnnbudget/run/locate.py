@@ -4,20 +4,15 @@ class or factory, or the line a constructor raised on. Best effort: None when it
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import sysconfig
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..frames import is_user_file
 from ..results import SourceLocation
 
 if TYPE_CHECKING:
     from torch import nn
-
-# The package's own folder: frames in it are ours, never the user's.
-PACKAGE_DIR = str(Path(__file__).parent.parent)
 
 
 def _assignment_line(cls: type, attr: str) -> SourceLocation | None:
@@ -68,23 +63,6 @@ def definition_source(obj: Any) -> SourceLocation | None:
     except (OSError, TypeError):
         return None
     return SourceLocation(path, max(line, 1)) if path else None
-
-
-_PATHS = sysconfig.get_paths()
-_STDLIB = tuple({_PATHS["stdlib"] + os.sep, _PATHS["platstdlib"] + os.sep})
-# Installed packages (timm, transformers) are the user's code here: where their constructor
-# raised or got stuck is what to show. Some layouts keep them inside the standard library's
-# folder (lib/python3.x/site-packages), so they are looked for first.
-_INSTALLED = tuple({_PATHS["purelib"] + os.sep, _PATHS["platlib"] + os.sep})
-_NOT_USER = tuple(f"{os.sep}{name}{os.sep}" for name in ("torch", "_pytest", "pluggy"))
-
-
-def is_user_file(path: str) -> bool:
-    """Whether a frame in `path` is the user's code: not ours, torch's, pytest's, the standard
-    library's or frozen (`<frozen importlib._bootstrap>`)."""
-    if path.startswith(("<", PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
-        return False
-    return path.startswith(_INSTALLED) or not path.startswith(_STDLIB)
 
 
 def user_frames(error: BaseException) -> list[traceback.FrameSummary]:

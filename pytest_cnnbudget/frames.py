@@ -1,0 +1,27 @@
+"""Which frames of a traceback are the user's code: not ours, torch's, pytest's, the standard
+library's or frozen ones. Installed model libraries (timm, ultralytics) count as the user's: where
+their constructor raised is what a reviewer looks at."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from pathlib import Path
+
+# The package's own folder: frames in it are ours, never the user's.
+PACKAGE_DIR = str(Path(__file__).parent)
+
+_PATHS = sysconfig.get_paths()
+_STDLIB = tuple({_PATHS["stdlib"] + os.sep, _PATHS["platstdlib"] + os.sep})
+# Some layouts keep installed packages inside the standard library's folder
+# (lib/python3.x/site-packages), so they are looked for first.
+_INSTALLED = tuple({_PATHS["purelib"] + os.sep, _PATHS["platlib"] + os.sep})
+_NOT_USER = tuple(f"{os.sep}{name}{os.sep}" for name in ("torch", "_pytest", "pluggy"))
+
+
+def is_user_file(path: str) -> bool:
+    """Whether a frame in `path` is the user's code: not ours, torch's, pytest's, the standard
+    library's or frozen (`<frozen importlib._bootstrap>`)."""
+    if path.startswith(("<", PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
+        return False
+    return path.startswith(_INSTALLED) or not path.startswith(_STDLIB)
