@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from test_loading import GIB, build_in_subprocess, posix_only
 from torch import nn
 
 from pytest_cnnbudget import ModelBuildError, build_model, measure, parse_input_shape
-from pytest_cnnbudget.engine.meta import MetaMeetsReal
+from pytest_cnnbudget.engine.meta import MetaMeetsReal, meta_meets_real
 from pytest_cnnbudget.results import MemoryOptions, ParameterCount
 
 if TYPE_CHECKING:
@@ -207,6 +208,15 @@ def test_a_probing_constructor_builds_on_meta_and_counts_as_on_cpu(
     assert on_cpu.compute is not None
     assert measured.compute.macs == on_cpu.compute.macs > 0
     assert measured.compute.output_shape == on_cpu.compute.output_shape
+
+
+@pytest.mark.usefixtures("probes")
+def test_only_a_model_that_keeps_a_real_tensor_pays_for_mixing_in_its_passes() -> None:
+    assert isinstance(meta_meets_real(build_model(f"{MODULE}:Probed")), MetaMeetsReal)
+    assert isinstance(meta_meets_real(build_model(f"{MODULE}:Probed", device="cpu")), MetaMeetsReal)
+    # Parameters and buffers are replaced by meta stand-ins in a pass: nothing to mix.
+    for model in (build_model(f"{MODULE}:ProbeNet"), build_model(f"{MODULE}:Tagger", device="cpu")):
+        assert isinstance(meta_meets_real(model), nullcontext)
 
 
 @pytest.mark.usefixtures("probes")

@@ -41,7 +41,7 @@ from ..results import Memory, MemoryOptions
 from .autocast import Policy
 from .counting import as_module
 from .explain import Call, explain_failure
-from .meta import MetaMeetsReal
+from .meta import meta_meets_real
 from .optimizer import first_line, make_optimizer, optimizer_step, prime
 from .profiler import tensors, token_ids
 
@@ -72,7 +72,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     try:
         # Outside the trace's own mode, so that a plain attribute's real tensor moved to meta
         # is not counted as an allocation: a real run has it on its device from the start.
-        with MetaMeetsReal():
+        with meta_meets_real(module):
             peak_inference = _inference(view, inputs, dtype, lower)
             state = prime(optimizer, trainable)
             module.train(options.train_mode)

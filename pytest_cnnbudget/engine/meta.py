@@ -9,7 +9,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,6 +298,33 @@ class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
         flat = [t.to("meta") if isinstance(t, Tensor) and not t.is_meta else t for t in flat]
         args, moved = tree_unflatten(flat, spec)
         return func(*args, **moved)
+
+
+def meta_meets_real(module: nn.Module) -> AbstractContextManager[Any]:
+    """MetaMeetsReal for a pass over `module` on meta, where the module keeps a real tensor
+    outside its parameters and buffers (a plain attribute, such as YOLO's strides after the
+    fallback or a cpu build); else nothing, since a dispatch mode costs every operation a call
+    into Python (a tenth more time for a 7B model's memory trace)."""
+    return MetaMeetsReal() if _holds_real(module) else nullcontext()
+
+
+# Where nn.Module keeps its own tensors and children, which a pass replaces or visits itself.
+_MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+def _holds_real(module: nn.Module) -> bool:
+    # An LSTM lists its own weights again (`_flat_weights`): those a pass replaces.
+    own = {id(t) for t in (*module.parameters(), *module.buffers())}
+    for m in module.modules():
+        for name, value in vars(m).items():
+            if name in _MODULE_STATE:
+                continue
+            if isinstance(value, dict):
+                value = list(value.values())
+            for v in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(v, Tensor) and not v.is_meta and id(v) not in own:
+                    return True
+    return False
 
 
 def _mixed(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:

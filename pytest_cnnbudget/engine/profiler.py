@@ -30,7 +30,7 @@ from ..errors import ProfileError
 from ..inputs import InputSpec, Shape
 from .counting import ModelLike, as_module
 from .explain import Call, explain_failure
-from .meta import MetaMeetsReal
+from .meta import meta_meets_real
 
 if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
@@ -148,7 +148,7 @@ def profile(model: ModelLike, inputs: InputSpec) -> Profile:
             t.requires_grad = False
         # A tensor the constructor kept as a plain attribute (YOLO's strides) is real on a
         # model built on cpu or by the fallback; it meets the meta ones on meta.
-        with MetaMeetsReal(), torch.enable_grad(), counter:
+        with meta_meets_real(module), torch.enable_grad(), counter:
             output = module(*args, **kwargs) if on_meta else _call_on_meta(module, args, kwargs)
     except Exception as e:
         raise explain_failure(_running(recorder, e), recorder.trail, inputs, e) from e
