@@ -313,3 +313,17 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
     on_meta = measure(build_model(zoo.ultralytics_fused, factory), shape)
     assert on_meta.total == sum(p.numel() for p in real.parameters())
     assert on_meta.compute == fused
+
+
+def test_the_yolo_wrapper_counts_the_model_of_its_task(
+    count_checked: CountChecked,
+) -> None:
+    """README: `ultralytics:YOLO` with a yaml counts what the task's class does."""
+    wrapper = count_checked(build_model("ultralytics:YOLO", {"model": "yolo11n.yaml"}))
+    kwargs = {"cfg": "yolo11n.yaml", "verbose": False}
+    real = count_checked(build_model("ultralytics.nn.tasks:DetectionModel", kwargs, device="cpu"))
+    assert (wrapper.total, wrapper.trainable, wrapper.buffers) == (
+        real.total,
+        real.trainable,
+        real.buffers,
+    )
