@@ -1,7 +1,7 @@
 """The zoo tier: real models through the gate, each checked against a real build.
 
 Every torchvision classifier, one model of each of 60 timm families, 48 small transformers
-architectures and 22 ultralytics models of six tasks run through `pytest --cnn-budget` on meta,
+architectures and 21 ultralytics models of six tasks run through `pytest --cnn-budget` on meta,
 a few real sessions with many models each (zoo.py, beside this file, writes their tables). Each
 model is then one test here, which reads its counts from the session's `--cnn-budget-json`
 report and asserts:
@@ -316,18 +316,18 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
     merges = any(isinstance(m, RepConv | RepVGGDW) for m in real.modules())
     merges |= getattr(real.model[-1], "one2one_cv2", None) is not None
 
-    real.fuse(verbose=False)
-    shape = parse_input_shape(model.input_shape)
-    fused = measure(real, shape).compute
-    assert fused is not None
-    assert get_flops(real, size) * 1e9 == pytest.approx(fused.flops + 2 * pooled, rel)
-    assert fused.flops < gate if merges else fused.flops == gate
-    # A factory that fuses builds on meta as it does on cpu.
+    # The fused model, built by a factory that fuses, on meta as the gate builds it.
     task_class = model.target.rpartition(":")[2]
     factory = {"task_class": task_class, "cfg": model.kwargs["cfg"]}
-    on_meta = measure(build_model(zoo.ultralytics_fused, factory), shape)
+    on_meta = measure(
+        build_model(zoo.ultralytics_fused, factory), parse_input_shape(model.input_shape)
+    )
+    fused = on_meta.compute
+    assert fused is not None
+    real.fuse(verbose=False)
     assert on_meta.total == sum(p.numel() for p in real.parameters())
-    assert on_meta.compute == fused
+    assert get_flops(real, size) * 1e9 == pytest.approx(fused.flops + 2 * pooled, rel)
+    assert fused.flops < gate if merges else fused.flops == gate
 
 
 def test_the_yolo_wrapper_counts_the_model_of_its_task(

@@ -431,7 +431,7 @@ _ULTRALYTICS_TASKS: dict[str, tuple[str, int]] = {
 
 # Models built from the yaml configs ultralytics ships (the scale is the letter after the
 # generation: `yolov8n.yaml` is yolov8.yaml at scale n), no weights: each generation's
-# detection model, and the other tasks of three generations. Their constructors run a forward
+# detection model, and the other tasks of three generations (two for classify). Their constructors run a forward
 # pass to find their strides, on meta by the fallback.
 # fmt: off
 _ULTRALYTICS: dict[str, str] = {
@@ -441,7 +441,7 @@ _ULTRALYTICS: dict[str, str] = {
     "yolov8n-seg": "segment", "yolo11n-seg": "segment", "yolo26n-seg": "segment",
     "yolov8n-pose": "pose", "yolo11n-pose": "pose", "yolo26n-pose": "pose",
     "yolov8n-obb": "obb", "yolo11n-obb": "obb", "yolo26n-obb": "obb",
-    "yolov8n-cls": "classify", "yolo11n-cls": "classify", "yolo26n-cls": "classify",
+    "yolov8n-cls": "classify", "yolo11n-cls": "classify",  # yolo26-cls.yaml is yolo11's
     "rtdetr-l": "rtdetr",
 }
 # fmt: on
