@@ -64,6 +64,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write a JSON report of every model's counts and checks to PATH",
     )
     group.addoption(
+        "--cnn-budget-benchmark-json",
+        metavar="PATH",
+        help="also write each model's figures to PATH as trend data for charts over commits "
+        "(github-action-benchmark's customSmallerIsBetter format)",
+    )
+    group.addoption(
         "--cnn-budget-baseline",
         metavar="PATH",
         action="append",

@@ -45,6 +45,7 @@ def options(**given: object) -> Namespace:
         "cnn_budget_baseline": None,
         "cnn_budget_update": False,
         "cnn_budget_json": None,
+        "cnn_budget_benchmark_json": None,
         "cnn_budget_comment": None,
         "cnn_budget_comment_if_changed": False,
         "cnn_budget_plot": None,
@@ -73,7 +74,9 @@ def test_github_output_follows_the_option_then_the_environment(
 
 def test_options_arrive_as_plain_values(tmp_path: Path) -> None:
     given = options(config=["a.toml"], baseline=["b.json"], no_group=True, depth=2, timeout=0.0)
+    given.cnn_budget_benchmark_json = "trend.json"
     run = RunOptions.from_options(given, tmp_path, tmp_path / "sub", {})
+    assert run.benchmark_json == "trend.json"
     assert (run.configs, run.baselines, run.group, run.depth, run.timeout) == (
         ("a.toml",),
         ("b.json",),

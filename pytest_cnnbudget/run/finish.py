@@ -21,6 +21,7 @@ from ..report.comment import comment_markdown
 from ..report.github import anchors, annotation_lines, summary_markdown
 from ..report.json import run_report
 from ..report.terminal import overview_lines, update_lines
+from ..report.trend import trend_entries
 from ..results import ModelResult, SnapshotEntry, SnapshotStatus
 from ..snapshot.compare import BaseComparison, compare_with_base
 from ..snapshot.merge import Merge, merge_snapshot
@@ -227,6 +228,12 @@ def write_outputs(
         output(
             f"the JSON report (--cnn-budget-json {path})",
             lambda: outputs.write_json(path, run_report(results, run_end.stale, problems), streams),
+        )
+    if options.benchmark_json:
+        trend = options.path(options.benchmark_json)
+        output(
+            f"the trend data (--cnn-budget-benchmark-json {trend})",
+            lambda: outputs.write_json(trend, trend_entries(results), streams),
         )
     summary = options.step_summary if options.github else None
     if summary and results:

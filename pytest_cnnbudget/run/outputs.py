@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from ..config.fields import CONTROL
 from ..errors import exception_text, os_error_text
@@ -103,6 +102,7 @@ def output_problems(
     workspace: str | None,
     comment_option: str | None = None,
     streams: Streams | None = None,
+    benchmark_option: str | None = None,
 ) -> list[str]:
     """Outputs that could never be written, refused before any model is built: the options'
     paths (relative to `where`), and the GitHub variables (None when GitHub output is off). A
@@ -112,6 +112,7 @@ def output_problems(
     for what, value in (
         ("--cnn-budget-json", json_option),
         ("--cnn-budget-comment", comment_option),
+        ("--cnn-budget-benchmark-json", benchmark_option),
         ("GITHUB_STEP_SUMMARY=", step_summary),
     ):
         if not value:
@@ -157,7 +158,7 @@ def failure_text(error: Exception) -> str:
     return exception_text(error)
 
 
-def write_json(path: Path, document: dict[str, Any], streams: Streams | None = None) -> None:
+def write_json(path: Path, document: object, streams: Streams | None = None) -> None:
     """Write `document` to `path` (its folders made), stable and reviewable, atomically."""
     text = json_text(document, sort_keys=True)
     write_text(path, text + "\n", streams)

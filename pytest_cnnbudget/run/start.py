@@ -30,6 +30,7 @@ class RunOptions:
     baselines: tuple[str, ...] = ()  # --cnn-budget-baseline, as given
     update: bool = False
     json: str | None = None
+    benchmark_json: str | None = None  # --cnn-budget-benchmark-json
     comment: str | None = None
     comment_if_changed: bool = False
     plot: str | None = None
@@ -54,6 +55,7 @@ class RunOptions:
             baselines=tuple(option.cnn_budget_baseline or ()),
             update=option.cnn_budget_update,
             json=option.cnn_budget_json,
+            benchmark_json=option.cnn_budget_benchmark_json,
             comment=option.cnn_budget_comment,
             comment_if_changed=option.cnn_budget_comment_if_changed,
             plot=option.cnn_budget_plot,
@@ -115,6 +117,7 @@ def start(options: RunOptions) -> Started:
         options.workspace if options.github else None,
         options.comment,
         streams,
+        options.benchmark_json,
     )
     if problems:
         streams.close()
