@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import comment_cli
 from .config.fields import AUTOCAST, check_kwargs, depth_option, parse_optimizer
 from .config.instantiate import kwargs_problems
 from .config.settings import discover_config, load_settings
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
             description="Write <name>.svg and <name>.png: each layer's share of the parameters.",
         )
     )
+    comment_cli.add_parser(commands)
     return parser
 
 
@@ -199,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "comment":
+        return comment_cli.main_comment(args)
     try:
         model = _model(args)
         with _importable(model.config):

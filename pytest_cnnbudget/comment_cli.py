@@ -1,0 +1,100 @@
+"""`cnnbudget comment post BODY_FILE`: the pull-request comment a gate run wrote
+(`--cnn-budget-comment`), posted as the one sticky comment, created or updated.
+
+It needs no checkout of the pull request's code, which is what lets a `workflow_run` workflow
+with write permission post the body that a fork's `pull_request` run computed without one. The
+repository, token and API address come from GitHub's environment (GITHUB_REPOSITORY,
+GITHUB_TOKEN, GITHUB_API_URL); the pull request from `--pr`, else the event file
+(GITHUB_EVENT_PATH) of a `pull_request` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import CnnBudgetError, CommandLineError, os_error_text
+from .run.github_api import API_URL, PullRequest, post_comment
+
+
+def add_parser(commands: Any) -> None:
+    """`comment post` among the command line's commands."""
+    comment = commands.add_parser(
+        "comment",
+        help="post a pull-request comment body as the one sticky comment",
+        description="Post the body --cnn-budget-comment wrote as the pull request's one "
+        "sticky comment: update the comment that carries its marker, else create it.",
+    )
+    actions = comment.add_subparsers(dest="action", required=True, metavar="ACTION")
+    post = actions.add_parser("post", help="create or update the sticky comment")
+    post.add_argument("body", metavar="BODY_FILE", help="the comment body (Markdown)")
+    post.add_argument(
+        "--pr",
+        type=int,
+        metavar="N",
+        help="the pull request's number (default: the one GITHUB_EVENT_PATH's event names)",
+    )
+    post.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        help="the repository (default: GITHUB_REPOSITORY)",
+    )
+
+
+def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Post the body; 0 when posted or when there is nothing to post."""
+    try:
+        body = Path(args.body).read_text(encoding="utf-8")
+    except OSError as e:
+        raise CommandLineError(f"cannot read BODY_FILE {args.body!r}: {os_error_text(e)}") from e
+    except UnicodeDecodeError as e:
+        raise CommandLineError(f"BODY_FILE {args.body!r} is not UTF-8 text") from e
+    if not body.strip():
+        # --cnn-budget-comment-if-changed leaves the file empty when nothing changed.
+        print(f"{args.body}: empty, nothing to post")
+        return 0
+    repository = args.repo or environ.get("GITHUB_REPOSITORY", "")
+    if not repository:
+        raise CommandLineError("no repository: give --repo OWNER/NAME or set GITHUB_REPOSITORY")
+    where = PullRequest(
+        repository=repository,
+        number=args.pr if args.pr is not None else _event_number(environ),
+        token=environ.get("GITHUB_TOKEN", ""),
+        api_url=environ.get("GITHUB_API_URL") or API_URL,
+    )
+    posted = post_comment(body, where)
+    print(f"{posted.action} the comment on {where.repository}#{where.number}: {posted.url}")
+    return 0
+
+
+def _event_number(environ: Mapping[str, str]) -> int:
+    """The pull request's number from a `pull_request` run's event file."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        raise CommandLineError(
+            "no pull request: give --pr N (no GITHUB_EVENT_PATH to read it from)"
+        )
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+        number = event["pull_request"]["number"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CommandLineError(
+            f"no pull request in GITHUB_EVENT_PATH {path!r} (not a pull_request event): give --pr N"
+        ) from e
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise CommandLineError(f"GITHUB_EVENT_PATH {path!r} names pull request {number!r}")
+    return number
+
+
+def main_comment(args: argparse.Namespace) -> int:
+    """The command, its errors printed as the command line prints them."""
+    try:
+        return run_comment(args, os.environ)
+    except CnnBudgetError as e:
+        print(f"cnnbudget: error: {e}", file=sys.stderr)
+        return 1 if not isinstance(e, CommandLineError) else 2

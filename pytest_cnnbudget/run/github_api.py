@@ -1,0 +1,169 @@
+"""The one sticky pull-request comment, through GitHub's REST API: no `gh` binary, no library.
+
+The comment is the one whose body carries the comment's marker (report/comment.py's MARKER): it is
+looked for among the pull request's comments, page by page as the `Link` header leads, and
+updated in place (PATCH); without one, a comment is created (POST). The three endpoints:
+
+    GET   {api}/repos/{owner}/{repo}/issues/{pr}/comments?per_page=100
+    PATCH {api}/repos/{owner}/{repo}/issues/comments/{id}
+    POST  {api}/repos/{owner}/{repo}/issues/{pr}/comments
+
+A refusal says what to fix: a token that is missing or wrong (401), one that may not write
+(403: a pull request from a fork gets a read-only token), a repository or pull request the token
+cannot see (404).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CnnBudgetError, CommandLineError
+from ..report.comment import MARKER
+from ..units import clip
+
+API_URL = "https://api.github.com"
+TIMEOUT = 30.0  # seconds per request: a CI job must not wait on a stalled connection
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+# Pages read at most: 100 comments each. A pull request with more has other problems.
+MAX_PAGES = 50
+
+
+class GitHubApiError(CnnBudgetError):
+    """GitHub refused or failed a request; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What posting did: "created" or "updated", and the comment's address."""
+
+    action: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """Where the comment goes, and with what token."""
+
+    repository: str  # owner/name
+    number: int
+    token: str
+    api_url: str = API_URL
+
+    def __post_init__(self) -> None:
+        # Settings a user fixes, not refusals: the command line's usage errors.
+        if not _REPOSITORY.fullmatch(self.repository):
+            raise CommandLineError(f"repository {self.repository!r} is not of the form owner/name")
+        if self.number < 1:
+            raise CommandLineError(f"pull request number {self.number} must be at least 1")
+        if not self.token:
+            raise CommandLineError(
+                "no token: set GITHUB_TOKEN (in a workflow: env: GITHUB_TOKEN: "
+                "${{ secrets.GITHUB_TOKEN }}, with permissions: pull-requests: write)"
+            )
+
+    @property
+    def base(self) -> str:
+        return f"{self.api_url.rstrip('/')}/repos/{self.repository}"
+
+
+def post_comment(body: str, where: PullRequest, marker: str = MARKER) -> Posted:
+    """Update the pull request's comment that carries `marker`, else create one."""
+    if marker not in body:
+        body = f"{marker}\n{body}"
+    existing = _find(where, marker)
+    if existing is not None:
+        comment = _request(where, "PATCH", f"{where.base}/issues/comments/{existing}", body)
+        return Posted("updated", str(comment.get("html_url", "")))
+    url = f"{where.base}/issues/{where.number}/comments"
+    comment = _request(where, "POST", url, body)
+    return Posted("created", str(comment.get("html_url", "")))
+
+
+def _find(where: PullRequest, marker: str) -> int | None:
+    """The id of the first comment whose body holds `marker`, over every page."""
+    url: str | None = f"{where.base}/issues/{where.number}/comments?per_page=100"
+    for _ in range(MAX_PAGES):
+        if url is None:
+            return None
+        comments, headers = _get(where, url)
+        for comment in comments:
+            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+                return int(comment["id"])
+        link = _NEXT.search(headers.get("Link", ""))
+        # The token goes with every request: only to the API it was given for.
+        url = link.group(1) if link and link.group(1).startswith(where.api_url) else None
+    return None
+
+
+def _get(where: PullRequest, url: str) -> tuple[list[Any], Mapping[str, str]]:
+    request = urllib.request.Request(url, headers=_headers(where), method="GET")
+    data, headers = _send(where, request)
+    if not isinstance(data, list):
+        raise GitHubApiError(f"GET {url} answered {type(data).__name__}, not a list of comments")
+    return data, headers
+
+
+def _request(where: PullRequest, method: str, url: str, body: str) -> dict[str, Any]:
+    payload = json.dumps({"body": body}).encode("utf-8")
+    headers = {**_headers(where), "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=payload, headers=headers, method=method)
+    data, _ = _send(where, request)
+    return data if isinstance(data, dict) else {}
+
+
+def _headers(where: PullRequest) -> dict[str, str]:
+    return {
+        "Accept": "application/vnd.github+json",
+        "Authorization": f"Bearer {where.token}",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "pytest-cnnbudget",
+    }
+
+
+def _send(where: PullRequest, request: urllib.request.Request) -> tuple[Any, Mapping[str, str]]:
+    what = f"{request.get_method()} {request.full_url}"
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            text = response.read().decode("utf-8")
+            return (json.loads(text) if text.strip() else None), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        raise GitHubApiError(_refusal(where, what, e.code, _message(e))) from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise GitHubApiError(f"{what} failed: {clip(str(reason))}") from e
+    except ValueError as e:  # not JSON
+        raise GitHubApiError(f"{what} answered something that is not JSON: {clip(str(e))}") from e
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    """GitHub's own `message` from an error's body, when it has one."""
+    try:
+        data = json.loads(error.read().decode("utf-8"))
+    except (ValueError, OSError, UnicodeDecodeError):
+        return ""
+    return clip(str(data.get("message", ""))) if isinstance(data, dict) else ""
+
+
+def _refusal(where: PullRequest, what: str, status: int, message: str) -> str:
+    said = f" ({message})" if message else ""
+    if status == 401:
+        return f"{what}: 401{said}: GITHUB_TOKEN is not a valid token"
+    if status == 403:
+        return (
+            f"{what}: 403{said}: the token may not comment on pull request #{where.number}; "
+            "a workflow needs permissions: pull-requests: write, and a pull request from a fork "
+            "gets a read-only token: post from a workflow_run workflow instead (README, forks)"
+        )
+    if status == 404:
+        return (
+            f"{what}: 404{said}: no pull request #{where.number} in {where.repository}, or the "
+            "token cannot see the repository"
+        )
+    return f"{what}: {status}{said}"

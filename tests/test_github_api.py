@@ -1,0 +1,203 @@
+"""`cnnbudget comment post` against a real HTTP server on loopback that speaks the three GitHub
+REST endpoints the sticky comment needs: list a pull request's comments (paginated with `Link`),
+update one, create one; and refuses as GitHub does (401, 403, 404)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from pytest_cnnbudget.report.comment import MARKER
+
+TOKEN = "ghs_write"
+READ_ONLY = "ghs_fork"  # what a pull request from a fork gets
+PAGE = 2  # comments per page, so that a few comments take several pages
+
+
+@dataclass
+class Repository:
+    """The server's state: one repository's pull request comments, and every request seen."""
+
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: {7: []})
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    next_id: int = 100
+
+    def add(self, number: int, body: str) -> dict[str, Any]:
+        self.next_id += 1
+        comment = {"id": self.next_id, "body": body, "html_url": f"https://x/c/{self.next_id}"}
+        self.comments[number].append(comment)
+        return comment
+
+
+def handler(state: Repository, base: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def reply(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+            payload = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def allowed(self, write: bool) -> bool:
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            if token not in (TOKEN, READ_ONLY):
+                self.reply(401, {"message": "Bad credentials"})
+                return False
+            if write and token == READ_ONLY:
+                self.reply(403, {"message": "Resource not accessible by integration"})
+                return False
+            return True
+
+        def do_GET(self) -> None:
+            state.requests.append(("GET", self.path))
+            parts = urlsplit(self.path)
+            number = int(parts.path.split("/")[-2])
+            if not self.allowed(write=False):
+                return
+            if number not in state.comments:
+                self.reply(404, {"message": "Not Found"})
+                return
+            page = int(parse_qs(parts.query).get("page", ["1"])[0])
+            comments = state.comments[number]
+            shown = comments[(page - 1) * PAGE : page * PAGE]
+            headers = {}
+            if page * PAGE < len(comments):
+                headers["Link"] = f'<{base}{parts.path}?per_page=100&page={page + 1}>; rel="next"'
+            self.reply(200, shown, headers)
+
+        def body(self) -> str:
+            length = int(self.headers.get("Content-Length", "0"))
+            return str(json.loads(self.rfile.read(length))["body"])
+
+        def do_POST(self) -> None:
+            state.requests.append(("POST", self.path))
+            number = int(self.path.split("/")[-2])
+            if self.allowed(write=True):
+                self.reply(201, state.add(number, self.body()))
+
+        def do_PATCH(self) -> None:
+            state.requests.append(("PATCH", self.path))
+            if not self.allowed(write=True):
+                return
+            wanted = int(self.path.split("/")[-1])
+            for comment in (c for comments in state.comments.values() for c in comments):
+                if comment["id"] == wanted:
+                    comment["body"] = self.body()
+                    self.reply(200, comment)
+                    return
+            self.reply(404, {"message": "Not Found"})
+
+    return Handler
+
+
+@pytest.fixture
+def github() -> Iterator[tuple[Repository, str]]:
+    """A loopback server for the repository `octo/models`; its state and its address."""
+    state = Repository()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server.RequestHandlerClass = handler(state, base)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, base
+    server.shutdown()
+    server.server_close()
+
+
+def post(
+    tmp_path: Path, base: str, body: str, *args: str, token: str = TOKEN, **env: str
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "comment.md").write_text(body, encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    environ.update(GITHUB_API_URL=base, GITHUB_REPOSITORY="octo/models", GITHUB_TOKEN=token, **env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "comment", "post", "comment.md", *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,  # only so that a hang fails instead of stalling the run
+        check=False,
+    )
+
+
+def test_the_first_post_creates_the_comment_and_the_next_update_it(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    for text in ("LGTM", "please fix the shapes", "another bot's note"):
+        state.add(7, text)
+    first = post(tmp_path, base, f"{MARKER}\n**cnn-budget**: 2 models changed", "--pr", "7")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("created the comment on octo/models#7: https://x/c/104")
+    # The marked comment is now on the second page: found there and updated, not duplicated.
+    state.add(7, "a later review")
+    again = post(tmp_path, base, f"{MARKER}\n**cnn-budget**: 1 model changed", "--pr", "7")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("updated the comment on octo/models#7: https://x/c/104")
+    bodies = [c["body"] for c in state.comments[7]]
+    assert bodies.count(f"{MARKER}\n**cnn-budget**: 1 model changed") == 1
+    assert not any("2 models changed" in b for b in bodies)
+    assert len(bodies) == 5
+    assert [m for m, _ in state.requests] == ["GET", "GET", "POST", "GET", "GET", "PATCH"]
+
+
+def test_the_pull_request_comes_from_the_event_file_and_an_empty_body_posts_nothing(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7}}), encoding="utf-8")
+    done = post(tmp_path, base, "body without a marker", GITHUB_EVENT_PATH=str(event))
+    assert done.returncode == 0, done.stderr
+    assert state.comments[7][0]["body"] == f"{MARKER}\nbody without a marker"
+    state.requests.clear()
+    empty = post(tmp_path, base, "\n", GITHUB_EVENT_PATH=str(event))
+    assert (empty.returncode, empty.stdout) == (0, "comment.md: empty, nothing to post\n")
+    assert state.requests == []
+
+
+@pytest.mark.parametrize(
+    ("token", "pr", "status", "says"),
+    [
+        ("wrong", "7", 401, "GITHUB_TOKEN is not a valid token"),
+        (READ_ONLY, "7", 403, "a pull request from a fork gets a read-only token"),
+        (TOKEN, "8", 404, "no pull request #8 in octo/models"),
+    ],
+)
+def test_a_refusal_says_what_to_fix(
+    github: tuple[Repository, str], tmp_path: Path, token: str, pr: str, status: int, says: str
+) -> None:
+    state, base = github
+    done = post(tmp_path, base, "body", "--pr", pr, token=token)
+    assert done.returncode == 1
+    assert f": {status} (" in done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+    assert all(c["body"] != f"{MARKER}\nbody" for c in state.comments[7])
+
+
+def test_missing_settings_are_usage_errors(tmp_path: Path) -> None:
+    no_token = post(tmp_path, "http://127.0.0.1:9", "body", "--pr", "7", token="")
+    assert no_token.returncode == 2
+    assert "no token: set GITHUB_TOKEN" in no_token.stderr
+    no_pr = post(tmp_path, "http://127.0.0.1:9", "body")
+    assert no_pr.returncode == 2
+    assert "no pull request: give --pr N" in no_pr.stderr
