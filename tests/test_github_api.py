@@ -32,6 +32,13 @@ class Repository:
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: {7: []})
     requests: list[tuple[str, str]] = field(default_factory=list)
     next_id: int = 100
+    # How it answers besides: the Link header's spelling, where its next page points, a
+    # redirect for every request, a rate limit, a body GitHub finds too long.
+    link: str = "Link"
+    elsewhere: str | None = None
+    redirect: str | None = None
+    limited: bool = False
+    long: bool = False
 
     def add(self, number: int, body: str) -> dict[str, Any]:
         self.next_id += 1
@@ -56,6 +63,16 @@ def handler(state: Repository, base: str) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload)
 
         def allowed(self, write: bool) -> bool:
+            if state.redirect:
+                self.send_response(301)
+                self.send_header("Location", state.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+            if state.limited:
+                headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1700000000"}
+                self.reply(403, {"message": "API rate limit exceeded"}, headers)
+                return False
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             if token not in (TOKEN, READ_ONLY):
                 self.reply(401, {"message": "Bad credentials"})
@@ -79,7 +96,10 @@ def handler(state: Repository, base: str) -> type[BaseHTTPRequestHandler]:
             shown = comments[(page - 1) * PAGE : page * PAGE]
             headers = {}
             if page * PAGE < len(comments):
-                headers["Link"] = f'<{base}{parts.path}?per_page=100&page={page + 1}>; rel="next"'
+                where = state.elsewhere or base
+                headers[state.link] = (
+                    f'<{where}{parts.path}?per_page=100&page={page + 1}>; rel="next"'
+                )
             self.reply(200, shown, headers)
 
         def body(self) -> str:
@@ -90,6 +110,10 @@ def handler(state: Repository, base: str) -> type[BaseHTTPRequestHandler]:
             state.requests.append(("POST", self.path))
             number = int(self.path.split("/")[-2])
             if self.allowed(write=True):
+                if state.long:
+                    errors = [{"message": "Body is too long (maximum is 65536 characters)"}]
+                    self.reply(422, {"message": "Validation Failed", "errors": errors})
+                    return
                 self.reply(201, state.add(number, self.body()))
 
         def do_PATCH(self) -> None:
@@ -201,3 +225,62 @@ def test_missing_settings_are_usage_errors(tmp_path: Path) -> None:
     no_pr = post(tmp_path, "http://127.0.0.1:9", "body")
     assert no_pr.returncode == 2
     assert "no pull request: give --pr N" in no_pr.stderr
+
+
+def test_pages_are_followed_whatever_the_case_of_link_and_a_mention_of_the_marker_is_not_ours(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    state.link = "link"  # as GitHub's documentation spells it
+    state.add(7, f"why does the bot's comment start with {MARKER}?")
+    state.add(7, "LGTM")
+    ours = state.add(7, f"{MARKER}\nold")
+    done = post(tmp_path, base, f"{MARKER}\nnew", "--pr", "7")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"updated the comment on octo/models#7: {ours['html_url']}")
+    assert state.comments[7][0]["body"].startswith("why does")  # left alone
+
+
+@pytest.mark.parametrize("how", ["next page elsewhere", "redirect"])
+def test_the_token_goes_nowhere_but_the_api_and_nothing_is_created_blind(
+    github: tuple[Repository, str], tmp_path: Path, how: str
+) -> None:
+    state, base = github
+    other: tuple[Repository, str] = (Repository(), "")
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as server:
+        elsewhere = f"http://127.0.0.1:{server.server_address[1]}"
+        server.RequestHandlerClass = handler(other[0], elsewhere)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        for text in ("a", "b", f"{MARKER}\nours"):
+            state.add(7, text)
+        if how == "redirect":
+            state.redirect = f"{elsewhere}/repos/octo/models/issues/7/comments"
+        else:
+            state.elsewhere = elsewhere
+        done = post(tmp_path, base, f"{MARKER}\nnew", "--pr", "7")
+        server.shutdown()
+    assert done.returncode == 1
+    assert "not followed" in done.stderr, done.stderr
+    assert other[0].requests == []  # the other host saw nothing, so no token
+    assert [m for m, _ in state.requests] == ["GET"]  # and nothing was posted
+
+
+def test_a_rate_limit_and_a_body_too_long_are_said_as_such(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    state.limited = True
+    limited = post(tmp_path, base, "body", "--pr", "7")
+    assert limited.returncode == 1
+    assert "GitHub's rate limit; the limit resets at 1700000000" in limited.stderr
+    assert "fork" not in limited.stderr
+    state.limited, state.long = False, True
+    long = post(tmp_path, base, "body", "--pr", "7")
+    assert long.returncode == 1
+    assert "422 (Validation Failed; Body is too long (maximum is 65536 characters))" in long.stderr
+
+
+def test_an_api_address_without_a_scheme_is_a_usage_error(tmp_path: Path) -> None:
+    done = post(tmp_path, "api.github.com", "body", "--pr", "7")
+    assert done.returncode == 2
+    assert "GITHUB_API_URL 'api.github.com' is not an http(s) address" in done.stderr

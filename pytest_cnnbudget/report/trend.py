@@ -14,8 +14,9 @@ entry's name, so a name must stay the same from commit to commit: `<model>: <fig
 ```
 
 MACs appear for a model that ran forward (`input_shape`), the memory figures for one whose
-memory was traced. A model that could not be measured (it failed to build) has no entries: a
-chart has no point for that commit rather than a zero.
+memory was traced. A model that could not be measured (its build, forward pass or memory trace
+failed, or it timed out: no measurement at all) has no entries: a chart has no point for that
+commit rather than a zero. A model over its budget has its figures.
 """
 
 from __future__ import annotations

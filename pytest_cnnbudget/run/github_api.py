@@ -19,9 +19,10 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import CnnBudgetError, CommandLineError
 from ..report.comment import MARKER
@@ -33,6 +34,20 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 # Pages read at most: 100 comments each. A pull request with more has other problems.
 MAX_PAGES = 50
+
+
+MAX_RESPONSE = 16 * 1024 * 1024  # bytes read of one answer
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is: following one would send the token to
+    wherever it points, and would turn a POST into a GET that "succeeds"."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class GitHubApiError(CnnBudgetError):
@@ -62,6 +77,12 @@ class PullRequest:
             raise CommandLineError(f"repository {self.repository!r} is not of the form owner/name")
         if self.number < 1:
             raise CommandLineError(f"pull request number {self.number} must be at least 1")
+        api = urlsplit(self.api_url)
+        if api.scheme not in ("http", "https") or not api.hostname:
+            raise CommandLineError(
+                f"GITHUB_API_URL {self.api_url!r} is not an http(s) address "
+                "(GitHub's is https://api.github.com)"
+            )
         if not self.token:
             raise CommandLineError(
                 "no token: set GITHUB_TOKEN (in a workflow: env: GITHUB_TOKEN: "
@@ -87,22 +108,44 @@ def post_comment(body: str, where: PullRequest, marker: str = MARKER) -> Posted:
 
 
 def _find(where: PullRequest, marker: str) -> int | None:
-    """The id of the first comment whose body holds `marker`, over every page."""
-    url: str | None = f"{where.base}/issues/{where.number}/comments?per_page=100"
+    """The id of the first comment whose body starts with `marker` (a comment that only
+    mentions it is someone else's), over every page; None only when every page was read."""
+    url = f"{where.base}/issues/{where.number}/comments?per_page=100"
     for _ in range(MAX_PAGES):
-        if url is None:
-            return None
         comments, headers = _get(where, url)
         for comment in comments:
-            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+            body = str(comment.get("body") or "") if isinstance(comment, dict) else ""
+            if body.lstrip().startswith(marker) and isinstance(comment.get("id"), int):
                 return int(comment["id"])
-        link = _NEXT.search(headers.get("Link", ""))
-        # The token goes with every request: only to the API it was given for.
-        url = link.group(1) if link and link.group(1).startswith(where.api_url) else None
-    return None
+        link = _NEXT.search(headers.get("Link") or "")  # HTTPMessage: any case
+        if link is None:
+            return None
+        if not _same_api(link.group(1), where.api_url):
+            # The token goes with every request: only to the API it was given for. Creating a
+            # comment without having read every page could make a second one.
+            raise GitHubApiError(
+                f"GET {clip(url)}: the next page is at {clip(link.group(1))!r}, outside "
+                f"{where.api_url}; not followed"
+            )
+        url = link.group(1)
+    raise GitHubApiError(
+        f"pull request #{where.number} has more than {MAX_PAGES * 100} comments; "
+        "not looking further"
+    )
 
 
-def _get(where: PullRequest, url: str) -> tuple[list[Any], Mapping[str, str]]:
+def _same_api(url: str, api_url: str) -> bool:
+    """Whether `url` is on the API `api_url` names: scheme, host and port, and under its path."""
+    there, api = urlsplit(url), urlsplit(api_url)
+    path = api.path.rstrip("/") + "/"
+    return (there.scheme, there.hostname, there.port) == (
+        api.scheme,
+        api.hostname,
+        api.port,
+    ) and there.path.startswith(path)
+
+
+def _get(where: PullRequest, url: str) -> tuple[list[Any], Message]:
     request = urllib.request.Request(url, headers=_headers(where), method="GET")
     data, headers = _send(where, request)
     if not isinstance(data, list):
@@ -127,14 +170,14 @@ def _headers(where: PullRequest) -> dict[str, str]:
     }
 
 
-def _send(where: PullRequest, request: urllib.request.Request) -> tuple[Any, Mapping[str, str]]:
-    what = f"{request.get_method()} {request.full_url}"
+def _send(where: PullRequest, request: urllib.request.Request) -> tuple[Any, Message]:
+    what = f"{request.get_method()} {clip(request.full_url)}"
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            text = response.read().decode("utf-8")
-            return (json.loads(text) if text.strip() else None), dict(response.headers)
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
+            text = response.read(MAX_RESPONSE).decode("utf-8")
+            return (json.loads(text) if text.strip() else None), response.headers
     except urllib.error.HTTPError as e:
-        raise GitHubApiError(_refusal(where, what, e.code, _message(e))) from e
+        raise GitHubApiError(_refusal(where, what, e.code, _message(e), e.headers)) from e
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise GitHubApiError(f"{what} failed: {clip(str(reason))}") from e
@@ -143,27 +186,53 @@ def _send(where: PullRequest, request: urllib.request.Request) -> tuple[Any, Map
 
 
 def _message(error: urllib.error.HTTPError) -> str:
-    """GitHub's own `message` from an error's body, when it has one."""
+    """GitHub's own `message` from an error's body, and its `errors[].message` (a body too
+    long), when it has them."""
     try:
-        data = json.loads(error.read().decode("utf-8"))
+        data = json.loads(error.read(MAX_RESPONSE).decode("utf-8"))
     except (ValueError, OSError, UnicodeDecodeError):
         return ""
-    return clip(str(data.get("message", ""))) if isinstance(data, dict) else ""
+    if not isinstance(data, dict):
+        return ""
+    details = [
+        str(e.get("message"))
+        for e in data.get("errors") or []
+        if isinstance(e, dict) and e.get("message")
+    ]
+    return clip("; ".join([str(data.get("message", "")), *details]).strip("; "))
 
 
-def _refusal(where: PullRequest, what: str, status: int, message: str) -> str:
+def _refusal(where: PullRequest, what: str, status: int, message: str, headers: Message) -> str:
     said = f" ({message})" if message else ""
+    limited = headers.get("x-ratelimit-remaining") == "0" or headers.get("retry-after")
+    if status in (403, 429) and (limited or "rate limit" in message.lower()):
+        wait = headers.get("retry-after")
+        reset = headers.get("x-ratelimit-reset")
+        when = (
+            f"retry after {wait} s"
+            if wait
+            else f"the limit resets at {reset} (epoch seconds)"
+            if reset
+            else "retry later"
+        )
+        return f"{what}: {status}{said}: GitHub's rate limit; {when}"
     if status == 401:
         return f"{what}: 401{said}: GITHUB_TOKEN is not a valid token"
     if status == 403:
         return (
             f"{what}: 403{said}: the token may not comment on pull request #{where.number}; "
             "a workflow needs permissions: pull-requests: write, and a pull request from a fork "
-            "gets a read-only token: post from a workflow_run workflow instead (README, forks)"
+            "gets a read-only token: post from a workflow_run workflow instead"
         )
     if status == 404:
         return (
             f"{what}: 404{said}: no pull request #{where.number} in {where.repository}, or the "
             "token cannot see the repository"
+        )
+    if 300 <= status < 400:
+        moved = clip(headers.get("Location") or "?")
+        return (
+            f"{what}: {status}: redirected to {moved}, not followed: if the repository was "
+            "renamed or moved, give its new name (GITHUB_REPOSITORY or --repo)"
         )
     return f"{what}: {status}{said}"
