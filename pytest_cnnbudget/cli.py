@@ -36,7 +36,7 @@ from .config.instantiate import kwargs_problems
 from .config.settings import discover_config, load_settings
 from .config.spec import Settings, model_depth
 from .constants import DEVICES, MAX_CONFIG_BYTES
-from .errors import CnnBudgetError, CommandLineError, CountError
+from .errors import CnnBudgetError, CommandLineError, CountError, GitHubApiError
 from .inputs import InputSpec, parse_input_shape
 from .jsontext import DuplicateKeyError, echoed, json_text, loads
 from .names import printable
@@ -201,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "comment":
-        return comment_cli.main_comment(args)
     try:
+        if args.command == "comment":
+            return comment_cli.run_comment(args, os.environ)
         model = _model(args)
         with _importable(model.config):
             if args.command == "summary":
@@ -213,7 +213,8 @@ def _run(args: argparse.Namespace) -> int:
                     print(path)
     except CnnBudgetError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
+        # GitHub refusing a comment is no mistake in how the command was called.
+        return 1 if isinstance(e, GitHubApiError) else USAGE_ERROR
     except BrokenPipeError:
         # `cnnbudget summary … | head` closed the pipe early: nothing left to say. Point stdout
         # at devnull so that the interpreter's final flush does not raise again.

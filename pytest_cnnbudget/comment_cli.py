@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import CnnBudgetError, CommandLineError, os_error_text
-from .run.github_api import API_URL, PullRequest, post_comment
+from .errors import CommandLineError, os_error_text
 
 
 def add_parser(commands: Any) -> None:
@@ -54,6 +51,9 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise CommandLineError(f"cannot read BODY_FILE {args.body!r}: {os_error_text(e)}") from e
     except UnicodeDecodeError as e:
         raise CommandLineError(f"BODY_FILE {args.body!r} is not UTF-8 text") from e
+    # Here, not at the top: urllib and ssl take 50 ms that `cnnbudget summary` need not pay.
+    from .run.github_api import API_URL, PullRequest, post_comment
+
     if not body.strip():
         # --cnn-budget-comment-if-changed leaves the file empty when nothing changed.
         print(f"{args.body}: empty, nothing to post")
@@ -89,12 +89,3 @@ def _event_number(environ: Mapping[str, str]) -> int:
     if not isinstance(number, int) or isinstance(number, bool):
         raise CommandLineError(f"GITHUB_EVENT_PATH {path!r} names pull request {number!r}")
     return number
-
-
-def main_comment(args: argparse.Namespace) -> int:
-    """The command, its errors printed as the command line prints them."""
-    try:
-        return run_comment(args, os.environ)
-    except CnnBudgetError as e:
-        print(f"cnnbudget: error: {e}", file=sys.stderr)
-        return 1 if not isinstance(e, CommandLineError) else 2

@@ -46,6 +46,10 @@ class CommandLineError(CnnBudgetError):
     """A `cnnbudget` command-line value that cannot be used; the message names the option."""
 
 
+class GitHubApiError(CnnBudgetError):
+    """GitHub refused or failed a request (the sticky comment); the message says what to fix."""
+
+
 class BudgetFailure(CnnBudgetError):
     """A budget item failed; carries the rendered tables pytest shows instead of a traceback."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import traceback
 from pathlib import Path
 
 # The package's own folder: frames in it are ours, never the user's.
@@ -25,3 +26,9 @@ def is_user_file(path: str) -> bool:
     if path.startswith(("<", PACKAGE_DIR + os.sep)) or any(part in path for part in _NOT_USER):
         return False
     return path.startswith(_INSTALLED) or not path.startswith(_STDLIB)
+
+
+def user_frames_of(error: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of the user's code in `error`'s own traceback, outermost first, each with
+    its source line."""
+    return [f for f in traceback.extract_tb(error.__traceback__) if is_user_file(f.filename)]

@@ -284,3 +284,14 @@ def test_an_api_address_without_a_scheme_is_a_usage_error(tmp_path: Path) -> Non
     done = post(tmp_path, "api.github.com", "body", "--pr", "7")
     assert done.returncode == 2
     assert "GITHUB_API_URL 'api.github.com' is not an http(s) address" in done.stderr
+
+
+def test_a_body_that_holds_the_marker_further_down_is_still_found_again(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    body = f"a note first\n{MARKER}\nthen the table"
+    for _ in range(2):
+        done = post(tmp_path, base, body, "--pr", "7")
+        assert done.returncode == 0, done.stderr
+    assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\n{body}"]

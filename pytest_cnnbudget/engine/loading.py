@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
-import linecache
 import re
 import sys
 import traceback
@@ -23,7 +22,7 @@ from torch import nn
 
 from ..config.instantiate import instantiate
 from ..errors import ModelBuildError, exception_text
-from ..frames import is_user_file
+from ..frames import user_frames_of
 from ..units import brief, clip, clip_lines, human_bytes, listing
 from .meta import (
     MetaMeetsReal,
@@ -238,17 +237,11 @@ def _where(error: BaseException, until: BaseException | None = None) -> str:
     code (an installed library's included) in the traceback of the deepest exception `error`
     chains (up to `until`) that has one; empty when there is none."""
     for e in reversed(list(_chain(error, until))):
-        frames = [
-            (frame, line)
-            for frame, line in traceback.walk_tb(e.__traceback__)
-            if is_user_file(frame.f_code.co_filename)
-        ]
+        frames = user_frames_of(e)
         if frames:
-            frame, line = frames[-1]
-            code = frame.f_code
-            source = linecache.getline(code.co_filename, line).strip()
-            place = f"{_short_path(code.co_filename)}:{line} in {code.co_name}"
-            return f"\n  at {clip(place)}" + (f": {clip(source)}" if source else "")
+            frame = frames[-1]
+            place = f"{_short_path(frame.filename)}:{frame.lineno} in {frame.name}"
+            return f"\n  at {clip(place)}" + (f": {clip(frame.line)}" if frame.line else "")
     return ""
 
 

@@ -197,10 +197,9 @@ _LAZY_BUFFER: Any = UninitializedBuffer
 
 @dataclass
 class Registered:
-    """What the fallback moved to meta: the parameters' elements and bytes, which a build on
-    cpu would allocate at least."""
+    """What the fallback moved to meta: the parameters' bytes, which a build on cpu would
+    allocate at least."""
 
-    params: int = 0
     bytes: int = 0
 
 
@@ -219,7 +218,6 @@ def registered_on_meta() -> Iterator[Registered]:
             return None
         if is_lazy(param):  # materialized on meta by the forward pass, as on a meta build
             return _LAZY_PARAMETER(param.requires_grad, device="meta", dtype=param.dtype)
-        registered.params += param.numel()
         registered.bytes += param.numel() * param.element_size()
         return type(param)(param.to("meta"), requires_grad=param.requires_grad)
 
@@ -289,7 +287,9 @@ class MetaMeetsReal(TorchDispatchMode):  # type: ignore[no-untyped-call]
             written = argument.alias_info is not None and argument.alias_info.is_write
             written |= argument.name in _RUNNING and bool(bound.get("training"))
             value = bound[argument.name]
-            if written and any(isinstance(t, Tensor) and not t.is_meta for t in _tensors(value)):
+            if written and any(
+                isinstance(t, Tensor) and not t.is_meta for t in tree_flatten(value)[0]
+            ):
                 raise RuntimeError(
                     f"{func} writes into a real tensor ({argument.name}) a value computed from "
                     "meta tensors (the model's weights, which have no data while it builds on meta)"
@@ -350,7 +350,3 @@ def _bound(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[
     bound.update(zip(names, args, strict=False))
     bound.update((name, value) for name, value in kwargs.items() if name in bound)
     return bound
-
-
-def _tensors(value: Any) -> list[Any]:
-    return tree_flatten(value)[0]

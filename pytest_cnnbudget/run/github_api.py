@@ -24,7 +24,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import CnnBudgetError, CommandLineError
+from ..errors import CommandLineError, GitHubApiError
 from ..report.comment import MARKER
 from ..units import clip
 
@@ -34,8 +34,6 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 # Pages read at most: 100 comments each. A pull request with more has other problems.
 MAX_PAGES = 50
-
-
 MAX_RESPONSE = 16 * 1024 * 1024  # bytes read of one answer
 
 
@@ -48,10 +46,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-class GitHubApiError(CnnBudgetError):
-    """GitHub refused or failed a request; the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +89,10 @@ class PullRequest:
 
 
 def post_comment(body: str, where: PullRequest, marker: str = MARKER) -> Posted:
-    """Update the pull request's comment that carries `marker`, else create one."""
-    if marker not in body:
+    """Update the pull request's comment that starts with `marker`, else create one."""
+    # Only a comment that starts with the marker is found again: one that merely holds it
+    # would be posted anew on every push.
+    if not body.lstrip().startswith(marker):
         body = f"{marker}\n{body}"
     existing = _find(where, marker)
     if existing is not None:

@@ -8,7 +8,7 @@ import re
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from ..frames import is_user_file
+from ..frames import user_frames_of
 from ..results import SourceLocation
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ def definition_source(obj: Any) -> SourceLocation | None:
 
 def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
     """The frames of the user's own code in the traceback of `error`'s cause (or `error`)."""
-    cause = error.__cause__ or error
-    return [f for f in traceback.extract_tb(cause.__traceback__) if is_user_file(f.filename)]
+    return user_frames_of(error.__cause__ or error)
 
 
 def error_source(error: BaseException) -> SourceLocation | None:
