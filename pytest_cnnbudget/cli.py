@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import comment_cli
+from . import ci_cli, comment_cli
 from .config.fields import AUTOCAST, check_kwargs, depth_option, parse_optimizer
 from .config.instantiate import kwargs_problems
 from .config.settings import discover_config, load_settings
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     comment_cli.add_parser(commands)
+    ci_cli.add_parser(commands)
     return parser
 
 
@@ -204,6 +205,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "comment":
             return comment_cli.run_comment(args, os.environ)
+        if args.command == "ci":
+            return ci_cli.run_ci(args, os.environ)
         model = _model(args)
         with _importable(model.config):
             if args.command == "summary":

@@ -14,9 +14,12 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CommandLineError, os_error_text
+
+if TYPE_CHECKING:  # imported where used: urllib and ssl cost `cnnbudget summary` 50 ms
+    from .run.github_api import Posted, PullRequest
 
 
 def add_parser(commands: Any) -> None:
@@ -37,6 +40,13 @@ def add_parser(commands: Any) -> None:
         help="the pull request's number (default: the one GITHUB_EVENT_PATH's event names)",
     )
     post.add_argument(
+        "--head-sha",
+        metavar="SHA",
+        help="post only if the pull request's head is this commit (in a workflow_run "
+        "workflow: github.event.workflow_run.head_sha, so that a number read from a fork's "
+        "artifact cannot point the comment at another pull request)",
+    )
+    post.add_argument(
         "--repo",
         metavar="OWNER/NAME",
         help="the repository (default: GITHUB_REPOSITORY)",
@@ -51,28 +61,43 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise CommandLineError(f"cannot read BODY_FILE {args.body!r}: {os_error_text(e)}") from e
     except UnicodeDecodeError as e:
         raise CommandLineError(f"BODY_FILE {args.body!r} is not UTF-8 text") from e
-    # Here, not at the top: urllib and ssl take 50 ms that `cnnbudget summary` need not pay.
-    from .run.github_api import API_URL, PullRequest, post_comment
+    from .run.github_api import check_head, post_comment
 
     if not body.strip():
         # --cnn-budget-comment-if-changed leaves the file empty when nothing changed.
         print(f"{args.body}: empty, nothing to post")
         return 0
-    repository = args.repo or environ.get("GITHUB_REPOSITORY", "")
-    if not repository:
-        raise CommandLineError("no repository: give --repo OWNER/NAME or set GITHUB_REPOSITORY")
-    where = PullRequest(
-        repository=repository,
-        number=args.pr if args.pr is not None else _event_number(environ),
-        token=environ.get("GITHUB_TOKEN", ""),
-        api_url=environ.get("GITHUB_API_URL") or API_URL,
-    )
-    posted = post_comment(body, where)
-    print(f"{posted.action} the comment on {where.repository}#{where.number}: {posted.url}")
+    where = pull_request(args.pr, args.repo, environ)
+    if args.head_sha:
+        check_head(where, args.head_sha)
+    print(posted_text(post_comment(body, where), where))
     return 0
 
 
-def _event_number(environ: Mapping[str, str]) -> int:
+def pull_request(number: int | None, repo: str | None, environ: Mapping[str, str]) -> PullRequest:
+    """Where the comment goes: the repository, the number (given, else the event's), the token
+    and the API address from GitHub's environment."""
+    from .run.github_api import API_URL, PullRequest
+
+    repository = repo or environ.get("GITHUB_REPOSITORY", "")
+    if not repository:
+        raise CommandLineError("no repository: give --repo OWNER/NAME or set GITHUB_REPOSITORY")
+    return PullRequest(
+        repository=repository,
+        number=number if number is not None else event_number(environ),
+        token=environ.get("GITHUB_TOKEN", ""),
+        api_url=environ.get("GITHUB_API_URL") or API_URL,
+    )
+
+
+def posted_text(posted: Posted, where: PullRequest) -> str:
+    """One line saying what posting did."""
+    if posted.action == "left alone":
+        return f"nothing changed and {where.repository}#{where.number} has no comment: none made"
+    return f"{posted.action} the comment on {where.repository}#{where.number}: {posted.url}"
+
+
+def event_number(environ: Mapping[str, str]) -> int:
     """The pull request's number from a `pull_request` run's event file."""
     path = environ.get("GITHUB_EVENT_PATH")
     if not path:

@@ -70,12 +70,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(github-action-benchmark's customSmallerIsBetter format)",
     )
     group.addoption(
+        "--cnn-budget-summary",
+        metavar="PATH",
+        help="also write the job summary (Markdown: the table GITHUB_STEP_SUMMARY gets on "
+        "GitHub) to PATH, in any CI",
+    )
+    group.addoption(
         "--cnn-budget-baseline",
         metavar="PATH",
         action="append",
         help="a snapshot from the base branch (git show origin/main:cnnbudget.snapshot.json "
         "> base.json) to compare every model with, for the job summary and --cnn-budget-comment "
         "(may be repeated, one per package's snapshot)",
+    )
+    group.addoption(
+        "--cnn-budget-baseline-name",
+        metavar="TEXT",
+        help="how the comment names the baseline, e.g. 'main (3f2a9c1)' (default: its paths)",
     )
     group.addoption(
         "--cnn-budget-comment",

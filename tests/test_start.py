@@ -46,6 +46,8 @@ def options(**given: object) -> Namespace:
         "cnn_budget_update": False,
         "cnn_budget_json": None,
         "cnn_budget_benchmark_json": None,
+        "cnn_budget_summary": None,
+        "cnn_budget_baseline_name": None,
         "cnn_budget_comment": None,
         "cnn_budget_comment_if_changed": False,
         "cnn_budget_plot": None,

@@ -30,6 +30,8 @@ from .github import arrow, usage_bar
 from .tables import Column, Style, markdown_code, markdown_escape, render
 
 MARKER = "<!-- cnn-budget-comment -->"
+# How a body that found nothing to show begins.
+NO_CHANGE = f"{MARKER}\n✅ **cnn-budget**: no change in "
 # Bytes of the body; GitHub's limit is 65,536 characters, and a character is at least a byte.
 COMMENT_LIMIT = 60_000
 _ICONS = {
@@ -168,7 +170,7 @@ def comment_markdown(
         if if_changed:
             return ""
         return (
-            f"{MARKER}\n✅ **cnn-budget**: no change in parameter counts against "
+            f"{NO_CHANGE}parameter counts against "
             f"{markdown_escape(against, cell=False)} ({models} checked)\n"
         )
     head = [
@@ -208,11 +210,14 @@ def _headline(rows: Sequence[_Row], models: str) -> str:
     removed = changes.count(Change.REMOVED)
     breached = sum(1 for r in rows if r.breached)
     errors = sum(1 for r in rows if r.result is not None and r.result.outcome is Outcome.ERROR)
+    unaccepted = sum(1 for r in rows if _unaccepted(r))
     parts = [f"{changed} of {models} changed" if changed else f"{models} checked"]
     if removed:
         parts.append(f"{removed} removed")
     if breached:
         parts.append(f"{breached} over budget")
+    if unaccepted:
+        parts.append(f"{unaccepted} not in the snapshot")
     if errors:
         parts.append(f"{errors} not checked")
     return ", ".join(parts)
@@ -226,13 +231,22 @@ def _footer(rows: Sequence[_Row]) -> list[str]:
             "⛔ Over budget: shrink the model, or raise its budget in the project's config (the "
             "update refuses a model over budget)."
         )
-    if any(
-        r.result is not None
-        and r.result.snapshot in (SnapshotStatus.CHANGED, SnapshotStatus.MISSING)
-        for r in rows
-    ):
+    unaccepted = [r for r in rows if _unaccepted(r)]
+    if any(r.result is not None and r.result.outcome is Outcome.FAILED for r in unaccepted):
+        footer.append("❌ The committed snapshot does not hold these figures: the check fails.")
+    if unaccepted:
         footer.append(f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot.")
-    return footer
+    # A paragraph each: Markdown joins lines that no blank line separates.
+    return [line for i, said in enumerate(footer) for line in ([""] if i else []) + [said]]
+
+
+def _unaccepted(row: _Row) -> bool:
+    """A model whose figures the committed snapshot does not hold (changed, or no entry)."""
+    result = row.result
+    return result is not None and result.snapshot in (
+        SnapshotStatus.CHANGED,
+        SnapshotStatus.MISSING,
+    )
 
 
 @dataclass(frozen=True)
@@ -319,3 +333,9 @@ def _rows_note(left: int) -> str:
         f"_{left} more models, and every layer diff, are left out: the comment would pass "
         "GitHub's size limit. The job summary and the log have them all._"
     )
+
+
+def says_no_change(body: str) -> bool:
+    """Whether a comment body is the one-line "no change" one (or empty): worth updating a
+    comment an earlier push made with, not worth a new comment."""
+    return not body.strip() or body.startswith(NO_CHANGE)

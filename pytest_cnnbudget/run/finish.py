@@ -235,14 +235,13 @@ def write_outputs(
             f"the trend data (--cnn-budget-benchmark-json {trend})",
             lambda: outputs.write_json(trend, trend_entries(results), streams),
         )
-    summary = options.step_summary if options.github else None
-    if summary and results:
-        base = comparisons() if baseline is not None else None
-        output(
-            f"the job summary (GITHUB_STEP_SUMMARY={summary})",
-            lambda: outputs.append_text(
-                Path(summary), summary_markdown(results, failed, base), streams
-            ),
+    if results:
+        base = comparisons if baseline is not None else None
+        _summaries(
+            options,
+            lambda: summary_markdown(results, failed, base() if base else None),
+            output,
+            streams,
         )
     if options.comment:
         comment = options.path(options.comment)
@@ -270,9 +269,37 @@ def write_outputs(
     return errors
 
 
+def _summaries(
+    options: RunOptions,
+    render: Callable[[], str],
+    output: Callable[[str, Callable[[], object]], None],
+    streams: outputs.Streams | None,
+) -> None:
+    """The job summary: appended to GitHub's, written to --cnn-budget-summary's file."""
+    rendered: list[str] = []
+
+    def markdown() -> str:
+        if not rendered:  # once, for both
+            rendered.append(render())
+        return rendered[0]
+
+    github = options.step_summary if options.github else None
+    if github:
+        output(
+            f"the job summary (GITHUB_STEP_SUMMARY={github})",
+            lambda: outputs.append_text(Path(github), markdown(), streams),
+        )
+    if options.summary:
+        written = options.path(options.summary)
+        output(
+            f"the job summary (--cnn-budget-summary {written})",
+            lambda: outputs.write_text(written, markdown(), streams),
+        )
+
+
 def _against(options: RunOptions, configs: Configs, baseline: bool) -> str:
     """How the comment names what it compares with: the baseline files, else the snapshots."""
     if baseline:
-        return f"the baseline {', '.join(options.baselines)}"
+        return options.baseline_name or f"the baseline {', '.join(options.baselines)}"
     names = ", ".join(file.settings.snapshot_name(options.rootdir) for file in configs)
     return f"the snapshot {names}"

@@ -2,8 +2,9 @@
 
 The comment is the one whose body carries the comment's marker (report/comment.py's MARKER): it is
 looked for among the pull request's comments, page by page as the `Link` header leads, and
-updated in place (PATCH); without one, a comment is created (POST). The three endpoints:
+updated in place (PATCH); without one, a comment is created (POST). The endpoints:
 
+    GET   {api}/repos/{owner}/{repo}/pulls/{pr}   (only to check the head commit, `check_head`)
     GET   {api}/repos/{owner}/{repo}/issues/{pr}/comments?per_page=100
     PATCH {api}/repos/{owner}/{repo}/issues/comments/{id}
     POST  {api}/repos/{owner}/{repo}/issues/{pr}/comments
@@ -50,7 +51,7 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 @dataclass(frozen=True)
 class Posted:
-    """What posting did: "created" or "updated", and the comment's address."""
+    """What posting did: "created", "updated" or "left alone", and the comment's address."""
 
     action: str
     url: str
@@ -88,8 +89,12 @@ class PullRequest:
         return f"{self.api_url.rstrip('/')}/repos/{self.repository}"
 
 
-def post_comment(body: str, where: PullRequest, marker: str = MARKER) -> Posted:
-    """Update the pull request's comment that starts with `marker`, else create one."""
+def post_comment(
+    body: str, where: PullRequest, marker: str = MARKER, create: bool = True
+) -> Posted:
+    """Update the pull request's comment that starts with `marker`, else create one; with
+    `create` False, only update one that exists (a "no change" body is worth saying where an
+    earlier push commented, not worth a new comment)."""
     # Only a comment that starts with the marker is found again: one that merely holds it
     # would be posted anew on every push.
     if not body.lstrip().startswith(marker):
@@ -98,9 +103,29 @@ def post_comment(body: str, where: PullRequest, marker: str = MARKER) -> Posted:
     if existing is not None:
         comment = _request(where, "PATCH", f"{where.base}/issues/comments/{existing}", body)
         return Posted("updated", str(comment.get("html_url", "")))
+    if not create:
+        return Posted("left alone", "")
     url = f"{where.base}/issues/{where.number}/comments"
     comment = _request(where, "POST", url, body)
     return Posted("created", str(comment.get("html_url", "")))
+
+
+def check_head(where: PullRequest, sha: str) -> None:
+    """Refuse to go on unless the pull request's head is the commit `sha`: a number read from
+    a fork's artifact is the fork's to choose, the run's commit is not."""
+    data, _ = _send(
+        where,
+        urllib.request.Request(
+            f"{where.base}/pulls/{where.number}", headers=_headers(where), method="GET"
+        ),
+    )
+    head = data.get("head") if isinstance(data, dict) else None
+    actual = head.get("sha") if isinstance(head, dict) else None
+    if not isinstance(actual, str) or actual.lower() != sha.lower():
+        raise GitHubApiError(
+            f"pull request #{where.number}'s head is {clip(str(actual))}, not {clip(sha)}: "
+            "the number does not belong to the run that computed this body; not posted"
+        )
 
 
 def _find(where: PullRequest, marker: str) -> int | None:

@@ -103,6 +103,7 @@ def output_problems(
     comment_option: str | None = None,
     streams: Streams | None = None,
     benchmark_option: str | None = None,
+    summary_option: str | None = None,
 ) -> list[str]:
     """Outputs that could never be written, refused before any model is built: the options'
     paths (relative to `where`), and the GitHub variables (None when GitHub output is off). A
@@ -113,6 +114,7 @@ def output_problems(
         ("--cnn-budget-json", json_option),
         ("--cnn-budget-comment", comment_option),
         ("--cnn-budget-benchmark-json", benchmark_option),
+        ("--cnn-budget-summary", summary_option),
         ("GITHUB_STEP_SUMMARY=", step_summary),
     ):
         if not value:

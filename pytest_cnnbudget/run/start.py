@@ -28,9 +28,11 @@ class RunOptions:
     started: Path  # where the run was started: option paths are relative to it
     configs: tuple[str, ...] = ()  # --cnn-budget-config, as given
     baselines: tuple[str, ...] = ()  # --cnn-budget-baseline, as given
+    baseline_name: str | None = None  # --cnn-budget-baseline-name: the base as comments say it
     update: bool = False
     json: str | None = None
     benchmark_json: str | None = None  # --cnn-budget-benchmark-json
+    summary: str | None = None  # --cnn-budget-summary: the job summary, in any CI
     comment: str | None = None
     comment_if_changed: bool = False
     plot: str | None = None
@@ -53,9 +55,11 @@ class RunOptions:
             started=started,
             configs=tuple(option.cnn_budget_config or ()),
             baselines=tuple(option.cnn_budget_baseline or ()),
+            baseline_name=option.cnn_budget_baseline_name,
             update=option.cnn_budget_update,
             json=option.cnn_budget_json,
             benchmark_json=option.cnn_budget_benchmark_json,
+            summary=option.cnn_budget_summary,
             comment=option.cnn_budget_comment,
             comment_if_changed=option.cnn_budget_comment_if_changed,
             plot=option.cnn_budget_plot,
@@ -118,6 +122,7 @@ def start(options: RunOptions) -> Started:
         options.comment,
         streams,
         options.benchmark_json,
+        options.summary,
     )
     if problems:
         streams.close()

@@ -1,0 +1,290 @@
+"""`cnnbudget ci` end to end, as a pull request's job runs it: a flat ML repository (not an
+installable package) with a bare origin, a base branch and pull-request branches, each checked
+out at depth 1 as `actions/checkout` leaves it, GitHub's environment and event file, and a
+loopback server standing in for GitHub's REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from github_server import READ_ONLY, TOKEN, Repository, serving
+from schemas import problems
+
+from pytest_cnnbudget.report.comment import MARKER
+
+CNN = """\
+import torch.nn as nn
+
+
+class Cnn(nn.Module):
+    def __init__(self, width={width}, classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x)).flatten(1))
+"""
+PYPROJECT = """\
+[tool.cnnbudget.models.cnn]
+target = "models.cnn:Cnn"
+max_params = 5000
+"""
+# Conv2d 3·3·3·w + w, Linear w·10 + 10.
+PARAMS = {16: 618, 32: 1226, 64: 2442}
+
+
+def git(folder: Path, *args: str) -> str:
+    environ = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "a",
+        "GIT_AUTHOR_EMAIL": "a@example.com",
+        "GIT_COMMITTER_NAME": "a",
+        "GIT_COMMITTER_EMAIL": "a@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=folder, env=environ, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def gate_update(folder: Path) -> None:
+    """What the author runs to accept a change: pytest --cnn-budget-update."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--cnn-budget-update", "-m", "cnn_budget", "-q"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def write_width(folder: Path, width: int) -> None:
+    (folder / "models" / "cnn.py").write_text(CNN.format(width=width), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The bare remote and the commits the tests compare."""
+
+    url: str
+    before_snapshot: str  # main's first commit: the models, no snapshot yet
+    main: str
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
+    root = tmp_path_factory.mktemp("origin")
+    src = root / "src"
+    (src / "models").mkdir(parents=True)
+    (src / "models" / "__init__.py").write_text("", encoding="utf-8")
+    (src / "scripts").mkdir()
+    (src / "scripts" / "train.py").write_text("print('training')\n", encoding="utf-8")
+    (src / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    write_width(src, 16)
+    git(src, "init", "-q", "-b", "main")
+    git(src, "add", "-A")
+    git(src, "commit", "-qm", "models")
+    before = git(src, "rev-parse", "HEAD")
+    gate_update(src)
+    git(src, "add", "cnnbudget.snapshot.json")
+    git(src, "commit", "-qm", "snapshot")
+    main = git(src, "rev-parse", "HEAD")
+    git(src, "checkout", "-qb", "wider")
+    write_width(src, 32)
+    gate_update(src)  # accepted: the snapshot agrees, the comment shows the change
+    git(src, "commit", "-qam", "wider, accepted")
+    git(src, "checkout", "-qb", "unaccepted")
+    write_width(src, 64)  # not accepted: the committed snapshot disagrees
+    git(src, "commit", "-qam", "wider still, not accepted")
+    git(root, "clone", "-q", "--bare", str(src), "origin.git")
+    return Origin(f"file://{root / 'origin.git'}", before, main)
+
+
+@pytest.fixture
+def github() -> Iterator[tuple[Repository, str]]:
+    with serving() as served:
+        yield served
+
+
+def checkout(origin: Origin, branch: str, where: Path) -> Path:
+    """A depth-1 clone of one branch, as actions/checkout leaves the workspace."""
+    git(where.parent, "clone", "-q", "--depth", "1", "--branch", branch, origin.url, where.name)
+    assert git(where, "rev-parse", "--is-shallow-repository") == "true"
+    return where
+
+
+def ci(
+    workspace: Path, api: str, *args: str, token: str = TOKEN, base: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`cnnbudget ci` in the workspace, with the environment a pull_request run has."""
+    event = workspace.parent / "event.json"
+    pull = {"number": 7, "base": {"sha": base, "ref": "main"}} if base else {"number": 7}
+    event.write_text(json.dumps({"pull_request": pull}), encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
+    environ.update(
+        GITHUB_ACTIONS="true",
+        GITHUB_EVENT_PATH=str(event),
+        GITHUB_WORKSPACE=str(workspace),
+        GITHUB_STEP_SUMMARY=str(workspace.parent / "step_summary.md"),
+        GITHUB_REPOSITORY="octo/models",
+        GITHUB_TOKEN=token,
+        GITHUB_API_URL=api,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "ci", *args],
+        cwd=workspace,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_first_run_creates_the_comment_the_next_update_it_and_a_failure_says_so(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    first = ci(workspace, api, "--comment", "post", base=origin.main)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"comparing with main ({origin.main[:12]}), from the pull_request event" in first.stdout
+    assert "created the comment on octo/models#7" in first.stdout
+    [comment] = state.comments[7]
+    body = comment["body"]
+    assert body.startswith(MARKER)
+    for figure in ("618", "1,226", "+608"):
+        assert figure in body, body
+    assert f"Compared with main ({origin.main[:12]})." in body
+    # The outputs are in one folder that git ignores: the workspace stays clean.
+    out = workspace / ".cnn-budget"
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert problems(report, "report") == []
+    assert report["passed"] is True
+    assert report["models"]["cnn"]["measurement"]["totals"]["params"] == PARAMS[32]
+    assert (out / "comment.md").read_text(encoding="utf-8") == body
+    assert "cnn" in (out / "summary.md").read_text(encoding="utf-8")
+    assert (out / "base" / "cnnbudget.snapshot.json").stat().st_size > 0
+    assert git(workspace, "status", "--porcelain") == ""
+    step_summary = (tmp_path / "step_summary.md").read_text(encoding="utf-8")
+    assert step_summary == (out / "summary.md").read_text(encoding="utf-8")
+
+    again = ci(workspace, api, "--comment", "post", base=origin.main)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "updated the comment on octo/models#7" in again.stdout
+    assert [c["id"] for c in state.comments[7]] == [comment["id"]]
+
+    broken = checkout(origin, "unaccepted", tmp_path / "ws2")
+    failed = ci(broken, api, "--comment", "post", base=origin.main)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "updated the comment on octo/models#7" in failed.stdout
+    [comment] = state.comments[7]
+    for figure in ("2,442", "+1,824"):
+        assert figure in comment["body"], comment["body"]
+    assert "1 not in the snapshot" in comment["body"]
+    assert "the check fails" in comment["body"]
+    assert "pytest --cnn-budget-update" in comment["body"]
+    assert [m for m, _ in state.requests].count("POST") == 1
+
+
+def test_a_fork_writes_the_body_and_posts_nothing_and_a_read_only_token_is_said(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    fork = ci(workspace, api, "--comment", "file=../body.md", token=READ_ONLY, base=origin.main)
+    assert fork.returncode == 0, fork.stdout + fork.stderr
+    assert state.requests == []
+    body = (tmp_path / "body.md").read_text(encoding="utf-8")
+    assert body.startswith(MARKER)
+    assert "1,226" in body
+    refused = ci(workspace, api, "--comment", "post", token=READ_ONLY, base=origin.main)
+    # GitHub's refusal is said, in the log and as a warning; the gate's verdict decides.
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert "the comment was not posted" in refused.stderr
+    assert "403" in refused.stderr
+    assert "workflow_run" in refused.stderr
+    assert "::warning title=cnn-budget comment::the comment was not posted" in refused.stdout
+    assert state.comments[7] == []
+    invalid = ci(workspace, api, "--comment", "post", token="wrong", base=origin.main)
+    assert invalid.returncode == 0
+    assert "401" in invalid.stderr
+    assert "not a valid token" in invalid.stderr
+
+
+def test_no_change_updates_an_earlier_comment_but_makes_none(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    workspace = checkout(origin, "main", tmp_path / "ws")
+    quiet = ci(workspace, api, "--comment", "post", base=origin.main)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "has no comment: none made" in quiet.stdout
+    assert state.comments[7] == []
+    earlier = state.add(7, f"{MARKER}\nan earlier push changed 1 model")
+    again = ci(workspace, api, "--comment", "post", base=origin.main)
+    assert "updated the comment" in again.stdout
+    assert "no change" in earlier["body"]
+    assert len(state.comments[7]) == 1
+
+
+def test_a_base_without_the_snapshot_makes_every_model_new(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    _, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    done = ci(workspace, api, "--base", origin.before_snapshot)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the base has no cnnbudget.snapshot.json: its models count as new" in done.stdout
+    body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
+    assert "🆕" in body
+
+
+def test_a_base_branch_by_name_is_fetched_into_the_shallow_checkout(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    _, api = github
+    workspace = checkout(origin, "unaccepted", tmp_path / "ws")
+    done = ci(workspace, api, "--base", "wider", "--", "-q")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "comparing with wider (" in done.stdout
+    body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
+    assert "1,226" in body
+    assert "2,442" in body
+
+
+def test_mistakes_name_what_to_fix(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    _, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    no_base = ci(workspace, api)
+    assert no_base.returncode == 2
+    assert "no base to compare with" in no_base.stderr
+    assert "--base REF" in no_base.stderr
+    unknown = ci(workspace, api, "--base", "no-such-branch")
+    assert unknown.returncode == 2
+    assert "could not be fetched" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    mode = ci(workspace, api, "--comment", "sticky", base=origin.main)
+    assert mode.returncode == 2
+    assert "give post, file=PATH or none" in mode.stderr
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    lost = ci(outside, api, "--no-base")
+    assert lost.returncode == 2
+    assert "is not inside a git work tree" in lost.stderr
+    push = ci(workspace, api, "--no-base")  # a push to main: the committed snapshot only
+    assert push.returncode == 0, push.stdout + push.stderr
