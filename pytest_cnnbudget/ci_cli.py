@@ -181,12 +181,11 @@ def _pytest_args(given: Sequence[str]) -> list[str]:
 
 
 def _gate_command(out: Path, baselines: Sequence[Path], args: Sequence[str]) -> list[str]:
+    # With `=`: pytest takes a path given as an argument of its own for its rootdir.
     command = [sys.executable, "-m", "pytest", "--cnn-budget"]
-    command += ["--cnn-budget-json", str(out / REPORT)]
-    command += ["--cnn-budget-summary", str(out / SUMMARY)]
-    command += ["--cnn-budget-comment", str(out / COMMENT)]
-    for path in baselines:
-        command += ["--cnn-budget-baseline", str(path)]
+    command += [f"--cnn-budget-json={out / REPORT}", f"--cnn-budget-summary={out / SUMMARY}"]
+    command += [f"--cnn-budget-comment={out / COMMENT}"]
+    command += [f"--cnn-budget-baseline={path}" for path in baselines]
     return [*command, *args]
 
 

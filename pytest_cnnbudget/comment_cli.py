@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CommandLineError, os_error_text
+from .report.comment import says_no_change
 
 if TYPE_CHECKING:  # imported where used: urllib and ssl cost `cnnbudget summary` 50 ms
     from .run.github_api import Posted, PullRequest
@@ -70,7 +71,8 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     where = pull_request(args.pr, args.repo, environ)
     if args.head_sha:
         check_head(where, args.head_sha)
-    print(posted_text(post_comment(body, where), where))
+    # A "no change" body updates the comment an earlier push made, and makes none.
+    print(posted_text(post_comment(body, where, create=not says_no_change(body)), where))
     return 0
 
 

@@ -12,8 +12,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from github_server import READ_ONLY, TOKEN, Repository, serving
 from schemas import problems
 
@@ -288,3 +290,111 @@ def test_mistakes_name_what_to_fix(
     assert "is not inside a git work tree" in lost.stderr
     push = ci(workspace, api, "--no-base")  # a push to main: the committed snapshot only
     assert push.returncode == 0, push.stdout + push.stderr
+
+
+def test_a_gitlab_merge_request_pipeline_finds_its_base_and_keeps_the_summary(
+    origin: Origin, tmp_path: Path
+) -> None:
+    workspace = checkout(origin, "unaccepted", tmp_path / "ws")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
+    environ.update(
+        GITLAB_CI="true",
+        CI_MERGE_REQUEST_DIFF_BASE_SHA=origin.main,
+        CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "ci", "--comment", "file=note.md"],
+        cwd=workspace,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"comparing with main ({origin.main[:12]}), from GitLab's merge request" in done.stdout
+    assert "::error" not in done.stdout  # GitHub's workflow commands only on GitHub
+    summary = (workspace / ".cnn-budget" / "summary.md").read_text(encoding="utf-8")
+    assert "cnn" in summary
+    assert "Δ vs base" in summary
+    note = (workspace / "note.md").read_text(encoding="utf-8")
+    assert "2,442" in note
+
+
+def action_step(name: str) -> dict[str, Any]:
+    """One step of the composite action, as action.yml has it."""
+    action = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
+    step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get("name") == name)
+    return step
+
+
+def run_step(
+    step: dict[str, Any], workspace: Path, api: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A `run` step as the runner runs it (bash --noprofile --norc -eo pipefail), with the
+    environment a pull_request job has and the step's own, `cnnbudget` on PATH."""
+    event = workspace.parent / "event.json"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
+    environ.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GITHUB_ACTIONS="true",
+        GITHUB_EVENT_NAME="pull_request",
+        GITHUB_EVENT_PATH=str(event),
+        GITHUB_WORKSPACE=str(workspace),
+        GITHUB_STEP_SUMMARY=str(workspace.parent / "step_summary.md"),
+        GITHUB_OUTPUT=str(workspace.parent / "output.txt"),
+        GITHUB_REPOSITORY="octo/models",
+        GITHUB_API_URL=api,
+        **env,
+    )
+    script = workspace.parent / "step.sh"
+    script.write_text(step["run"], encoding="utf-8")
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=workspace,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    event = {"pull_request": {"number": 7, "base": {"sha": origin.main, "ref": "main"}}}
+    (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    paths = run_step(_paths_step(), workspace, api, PR="7")
+    assert paths.returncode == 0, paths.stderr
+    assert (workspace / ".cnn-budget" / "pr-number").read_text(encoding="utf-8") == "7\n"
+    gate = action_step("Check the models' budgets")
+    common = {"COMMENT": "auto", "BASE": "", "PYTEST_ARGS": "-q -p no:cacheprovider"}
+    fork = run_step(gate, workspace, api, GITHUB_TOKEN=READ_ONLY, SAME_REPOSITORY="false", **common)
+    assert fork.returncode == 0, fork.stdout + fork.stderr
+    assert state.requests == []  # a fork's run posts nothing
+    assert "1,226" in (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
+    # The workflow_run workflow: the artifact's body, posted for the run's own commit only.
+    post = action_step("Post the comment a fork's run computed")
+    state.heads[7] = git(workspace, "rev-parse", "HEAD")
+    artifact = {"REPORTS": str(workspace / ".cnn-budget"), "GITHUB_TOKEN": TOKEN}
+    stranger = run_step(post, tmp_path, api, HEAD_SHA="f" * 40, **artifact)
+    assert stranger.returncode == 1
+    assert state.comments[7] == []
+    posted = run_step(post, tmp_path, api, HEAD_SHA=state.heads[7], **artifact)
+    assert posted.returncode == 0, posted.stdout + posted.stderr
+    [comment] = state.comments[7]
+    assert "1,226" in comment["body"]
+    # A pull request from the repository itself: the gate step comments (updates) itself.
+    own = run_step(gate, workspace, api, GITHUB_TOKEN=TOKEN, SAME_REPOSITORY="true", **common)
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert "updated the comment on octo/models#7" in own.stdout
+    assert [c["id"] for c in state.comments[7]] == [comment["id"]]
+
+
+def _paths_step() -> dict[str, Any]:
+    action = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
+    step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get("id") == "paths")
+    return step

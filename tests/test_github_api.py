@@ -176,3 +176,18 @@ def test_a_body_that_holds_the_marker_further_down_is_still_found_again(
         done = post(tmp_path, base, body, "--pr", "7")
         assert done.returncode == 0, done.stderr
     assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\n{body}"]
+
+
+def test_a_number_from_an_artifact_is_posted_to_only_when_its_head_is_the_runs_commit(
+    github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, base = github
+    state.heads[7] = "a" * 40
+    wrong = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "b" * 40)
+    assert wrong.returncode == 1
+    assert f"pull request #7's head is {'a' * 40}, not {'b' * 40}" in wrong.stderr
+    assert [m for m, _ in state.requests] == ["GET"]
+    assert state.comments[7] == []
+    right = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "A" * 40)
+    assert right.returncode == 0, right.stderr
+    assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\nbody"]

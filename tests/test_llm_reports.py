@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,17 +252,6 @@ def test_a_baseline_reports_new_and_removed_models_and_an_empty_one_has_none(
     comment = (llama.path / "c.md").read_text(encoding="utf-8")
     assert "| 🗑 | llama | 6,738,415,616 | - | - | - |" in comment
     assert "| 🆕 | tiny | - | 72 | - | - |" in comment
-
-
-def test_the_example_workflow_finds_the_comment_by_its_marker() -> None:
-    workflow = Path(__file__).parent.parent / "example_project/.github/workflows/cnn-budget.yml"
-    text = workflow.read_text(encoding="utf-8")
-    # The sticky step finds the comment an earlier push made by the marker the body starts with.
-    assert f'startswith("{MARKER}")' in text
-    assert "--cnn-budget-baseline base.json" in text
-    assert "--cnn-budget-comment cnn-budget-comment.md" in text
-    # A fork's pull request gets a read-only token: the comment job is skipped there.
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in text
 
 
 @pytest.mark.parametrize(
