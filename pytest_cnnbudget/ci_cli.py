@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -133,6 +134,7 @@ def _prepare(out: Path) -> None:
             ignore.write_text("# written by cnnbudget ci\n*\n", encoding="utf-8")
         for name in (REPORT, SUMMARY, COMMENT):
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "base", ignore_errors=True)  # another base's snapshots
     except OSError as e:
         raise CommandLineError(f"--out {str(out)!r}: {os_error_text(e)}") from e
 

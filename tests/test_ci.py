@@ -345,8 +345,8 @@ def run_step(
         GITHUB_OUTPUT=str(workspace.parent / "output.txt"),
         GITHUB_REPOSITORY="octo/models",
         GITHUB_API_URL=api,
-        **env,
     )
+    environ.update(env)
     script = workspace.parent / "step.sh"
     script.write_text(step["run"], encoding="utf-8")
     return subprocess.run(
@@ -398,3 +398,27 @@ def _paths_step() -> dict[str, Any]:
     action = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
     step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get("id") == "paths")
     return step
+
+
+def test_the_actions_gate_step_on_a_push_checks_the_snapshot_and_writes_the_trend(
+    origin: Origin, tmp_path: Path
+) -> None:
+    workspace = checkout(origin, "main", tmp_path / "ws")
+    trend = ".cnn-budget/trend.json"
+    done = run_step(
+        action_step("Check the models' budgets"),
+        workspace,
+        "http://127.0.0.1:9",  # nothing is posted on a push
+        GITHUB_EVENT_NAME="push",
+        GITHUB_TOKEN=TOKEN,
+        COMMENT="auto",
+        BASE="",
+        PYTEST_ARGS=f"-q -p no:cacheprovider --cnn-budget-benchmark-json={trend}",
+        SAME_REPOSITORY="false",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "comparing with" not in done.stdout  # --no-base: the committed snapshot
+    entries = json.loads((workspace / trend).read_text(encoding="utf-8"))
+    assert {"name": "cnn: trainable parameters", "unit": "parameters", "value": PARAMS[16]} in [
+        {k: e[k] for k in ("name", "unit", "value")} for e in entries
+    ]
