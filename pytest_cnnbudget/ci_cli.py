@@ -29,6 +29,7 @@ from .run.outputs import write_text
 
 OUT = ".cnn-budget"  # the outputs' folder, ignored by git through its own .gitignore
 REPORT, SUMMARY, COMMENT = "report.json", "summary.md", "comment.md"
+BASE_NAME = "base-name.txt"  # how the comment named the base, for a merge of shards
 NO_TESTS = 5  # pytest's exit status when it collected nothing
 
 
@@ -97,6 +98,7 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"cnnbudget ci: comparing with {base.describe()}, from {found.source}")
         baselines = _base_snapshots(base, repo, workdir, out)
         named = ["--cnn-budget-baseline-name", base.describe()]
+        (workdir / out / BASE_NAME).write_text(base.describe() + "\n", encoding="utf-8")
     command = _gate_command(out, baselines, [*named, *_pytest_args(args.pytest_args)])
     print(f"cnnbudget ci: {shlex.join(['python', *command[1:]])}", flush=True)
     status = subprocess.call(command, cwd=workdir)
@@ -132,7 +134,7 @@ def _prepare(out: Path) -> None:
         ignore = out / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# written by cnnbudget ci\n*\n", encoding="utf-8")
-        for name in (REPORT, SUMMARY, COMMENT):
+        for name in (REPORT, SUMMARY, COMMENT, BASE_NAME):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "base", ignore_errors=True)  # another base's snapshots
     except OSError as e:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import ci_cli, comment_cli
+from . import ci_cli, comment_cli, merge_cli
 from .config.fields import AUTOCAST, check_kwargs, depth_option, parse_optimizer
 from .config.instantiate import kwargs_problems
 from .config.settings import discover_config, load_settings
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     comment_cli.add_parser(commands)
     ci_cli.add_parser(commands)
+    merge_cli.add_parser(commands)
     return parser
 
 
@@ -207,6 +208,8 @@ def _run(args: argparse.Namespace) -> int:
             return comment_cli.run_comment(args, os.environ)
         if args.command == "ci":
             return ci_cli.run_ci(args, os.environ)
+        if args.command == "merge":
+            return merge_cli.run_merge(args, os.environ)
         model = _model(args)
         with _importable(model.config):
             if args.command == "summary":

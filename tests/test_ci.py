@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -422,3 +423,50 @@ def test_the_actions_gate_step_on_a_push_checks_the_snapshot_and_writes_the_tren
     assert {"name": "cnn: trainable parameters", "unit": "parameters", "value": PARAMS[16]} in [
         {k: e[k] for k in ("name", "unit", "value")} for e in entries
     ]
+
+
+def test_the_actions_merge_step_joins_shards_and_comments_once(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    shards = tmp_path / "cnn-budget-shards"
+    for shard, selects in (("a", "cnn"), ("b", "not cnn")):
+        workspace = checkout(origin, "wider", tmp_path / f"ws-{shard}")
+        done = ci(workspace, api, "--comment", "none", "--", "-k", selects, base=origin.main)
+        assert done.returncode == (0 if shard == "a" else 5), done.stdout + done.stderr
+        # What actions/download-artifact leaves: each artifact in a folder of its own.
+        shutil.copytree(workspace / ".cnn-budget", shards / f"cnn-budget-{shard}")
+    merger = tmp_path / "merge"
+    merger.mkdir()
+    (tmp_path / "step_summary.md").unlink()  # the shards' jobs had their own
+    done = run_step(
+        action_step("Join the shards' reports"),
+        merger,
+        api,
+        GITHUB_TOKEN=TOKEN,
+        COMMENT="auto",
+        REPORTS=str(shards),
+        SAME_REPOSITORY="true",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((merger / ".cnn-budget" / "report.json").read_text(encoding="utf-8"))
+    assert list(report["models"]) == ["cnn"]
+    assert report["passed"] is True
+    [comment] = state.comments[7]
+    assert f"Compared with main ({origin.main[:12]})." in comment["body"]
+    assert "1,226" in comment["body"]
+    summary = (tmp_path / "step_summary.md").read_text(encoding="utf-8")
+    assert summary == (merger / ".cnn-budget" / "summary.md").read_text(encoding="utf-8")
+    assert summary.startswith("## cnn-budget: the 1 model within budget")
+    # No shard's artifact: said, and the step fails.
+    empty = run_step(
+        action_step("Join the shards' reports"),
+        merger,
+        api,
+        GITHUB_TOKEN=TOKEN,
+        COMMENT="auto",
+        REPORTS=str(tmp_path / "nothing"),
+        SAME_REPOSITORY="true",
+    )
+    assert empty.returncode == 1
+    assert "no report.json under" in empty.stdout

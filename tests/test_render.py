@@ -1059,10 +1059,13 @@ def test_wire_round_trip_gives_back_an_equal_result() -> None:
         # Buffers, and two dtypes (BatchNorm counts its batches in int64).
         check("normed", "nets:Normed", snapshot=False),
         check("broken", "nets:exploding"),
+        # New to the snapshot: its change against it is "new", not 0.
+        check("new", budgets={"max_params": 1000}),
         # Folded to a depth: the rows as shown travel beside every layer.
         check(input_shape=AT_32, depth=1, stored=accepted(kwargs={"hidden": 64})),
     ]
-    changed, updated, normed, broken, folded = results
+    changed, updated, normed, broken, new, folded = results
+    assert new.first
     assert folded.folded is not None
     assert folded.folded.depth == 1
     assert folded.target_source is not None

@@ -360,7 +360,8 @@ def summary_markdown(
     failing = [r for r in ordered if r.failed]
     head = f"## cnn-budget: {len(failing)} of {len(ordered)} models need attention"
     if not failing:
-        head = f"## cnn-budget: all {len(ordered)} models within budget"
+        every = f"all {len(ordered)} models" if len(ordered) != 1 else "the 1 model"
+        head = f"## cnn-budget: {every} within budget"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
     memory = any(r.count is not None and r.count.memory is not None for r in ordered)

@@ -13,7 +13,8 @@ structure in `schema`; the JSON Schema files in `pytest_cnnbudget/schemas/` desc
 model   {"schema": "pytest-cnnbudget/model/2", "model", "target", "outcome", "level",
          "snapshot", "budgets": {key: {"limit", "actual", "over"}}, "error", "error_stage",
          "notes": [...], "measurement": null | measurement}
-report  {"schema": "pytest-cnnbudget/report/2", "passed", "models": {name: model}, "stale"}
+report  {"schema": "pytest-cnnbudget/report/2", "passed", "models": {name: model}, "stale",
+         "problems": [...], "shard": {...}}   # "shard": what `cnnbudget merge` reads
 summary {"schema": "pytest-cnnbudget/summary/2", ...measurement} (the command line adds
          "model", "target", "kwargs")
 measurement {
@@ -32,6 +33,12 @@ measurement {
 }
 ```
 
+A report's `shard` is the data `cnnbudget merge` joins the reports of sharded runs by
+(run/shards.py): each result whole, as `run/wire.py` carries it, each failure as rendered, the
+config files' digests, the snapshot entries a comparison needs. It is written for the merge of
+one pytest-cnnbudget version, not as a stable vocabulary: read `models` instead. It roughly
+doubles the report's size.
+
 `share` is a fraction of the total parameters; a row's `output_shape`, `macs` and `flops` are null
 when the model did not run forward or the module never ran. With memory measured, every row has
 `activations`, the bytes its modules saved for backward. A model with quantized layers has
@@ -41,7 +48,7 @@ never `trainable`), and each of their rows `"quantized": "qint8"`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import exception_text
@@ -130,19 +137,26 @@ def settle_json_report(json_report: dict[str, Any], results: Iterable[ModelResul
 
 
 def run_report(
-    results: Iterable[ModelResult], stale: Iterable[str], problems: Sequence[str] = ()
+    results: Iterable[ModelResult],
+    stale: Iterable[str],
+    problems: Sequence[str] = (),
+    shard: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole run, for `--cnn-budget-json`; `problems`, the checks that failed before any
-    model could be (a model name configured in two files), each of which fails the run."""
+    model could be (a model name configured in two files), each of which fails the run;
+    `shard`, what `cnnbudget merge` reads (run/shards.py's `shard_dict`)."""
     ordered = sorted(results, key=lambda r: r.name)
     passed = all(r.outcome in (Outcome.PASSED, Outcome.WARNED) for r in ordered)
-    return {
+    report = {
         "schema": REPORT_SCHEMA,
         "passed": passed and not problems,
         "models": {r.name: model_dict(r) for r in ordered},
         "stale": sorted(stale),
         "problems": list(problems),
     }
+    if shard is not None:
+        report["shard"] = dict(shard)
+    return report
 
 
 def summary_dict(count: ParameterCount) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from ..config.files import ConfigFile, Configs
@@ -28,6 +29,7 @@ from ..snapshot.merge import Merge, merge_snapshot
 from ..snapshot.store import locked, write_snapshot
 from . import outputs
 from .collected import NOTHING_COLLECTED, Collected, kept_entries
+from .shards import shard_data
 from .start import RunOptions
 
 
@@ -225,9 +227,12 @@ def write_outputs(
 
     if options.json:
         path = options.path(options.json)
+        shard = partial(shard_data, configs, results, failed, options, run_end.collected)
         output(
             f"the JSON report (--cnn-budget-json {path})",
-            lambda: outputs.write_json(path, run_report(results, run_end.stale, problems), streams),
+            lambda: outputs.write_json(
+                path, run_report(results, run_end.stale, problems, shard()), streams
+            ),
         )
     if options.benchmark_json:
         trend = options.path(options.benchmark_json)

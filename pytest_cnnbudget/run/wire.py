@@ -90,6 +90,7 @@ def decode(data: dict[str, Any]) -> ModelResult:
         target_source=SourceLocation(**target_source) if target_source is not None else None,
         folded=_count(folded) if folded is not None else None,
         notes=tuple(data["notes"]),
+        first=data.get("first", False),
     )
 
 
