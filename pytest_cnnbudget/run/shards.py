@@ -207,6 +207,17 @@ def _result_dict(result: ModelResult) -> dict[str, Any]:
             options["optimizer_kwargs"] = echoed(options["optimizer_kwargs"])
     if result.entry is not None and result.entry == _head(result):
         data["entry"] = True
+    count = data["count"]
+    if count is not None and all(row["repeat"] == 1 for row in count["layers"]):
+        # The rows (only their number here) are the model's `measurement.layers` in the same
+        # report, but for the formula's own count where it differs (a bug of ours the check
+        # reports): not written twice, which would make a 70B model's report 3× its size.
+        count["formula_params"] = [
+            [i, row["formula_params"]]
+            for i, row in enumerate(count["layers"])
+            if row["formula_params"] != row["params"]
+        ]
+        count["layers"] = len(count["layers"])
     return data
 
 
@@ -238,7 +249,8 @@ def read_shard(report: Any, where: str) -> Shard:
 
 
 def _decoded(report: dict[str, Any], data: dict[str, Any]) -> Shard:
-    results = {str(n): _result(r) for n, r in _items(data["results"])}
+    models = report["models"]
+    results = {str(n): _result(r, models.get(n)) for n, r in _items(data["results"])}
     configs = tuple(_config_of(c, results) for c in data["configs"])
     fixtures = data["fixtures"]
     shard = Shard(
@@ -262,10 +274,48 @@ def _items(data: Any) -> Iterable[tuple[Any, Any]]:
     return data.items()
 
 
-def _result(data: dict[str, Any]) -> ModelResult:
+def _result(data: dict[str, Any], model: Any) -> ModelResult:
     accepted = data["entry"] is True
+    count = data["count"]
+    if count is not None and isinstance(count["layers"], int):
+        data = {**data, "count": _rows_from(count, model)}
     result = wire.decode({**data, "entry": None} if accepted else data)
     return replace(result, entry=_head(result)) if accepted else result
+
+
+def _rows_from(count: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A count whose rows are its model's measurement's (see `_result_dict`), made whole."""
+    measured = model["measurement"] if isinstance(model, dict) else None
+    if not isinstance(measured, dict):
+        raise ValueError(f"the result of {printable(str(model))} has no measurement to read")
+    formula_params = dict(count["formula_params"])
+    rows = [
+        {
+            "name": row["name"],
+            "type": row["type"],
+            "params": row["params"],
+            "trainable": row["trainable"],
+            "formula": row["formula"],
+            "formula_params": formula_params.get(i, row["params"]),
+            "cumulative": row["cumulative"],
+            "share": row["share"],
+            "output_shape": row["output_shape"],
+            "macs": row["macs"],
+            "flops": row["flops"],
+            "members": row["layers"],
+            "repeat": 1,
+            "quantized": row.get("quantized"),
+            "activations": row.get("activations"),
+        }
+        for i, row in enumerate(measured["layers"])
+    ]
+    if len(rows) != count["layers"]:
+        raise ValueError(
+            f"{len(rows)} rows in the measurement of {printable(str(model.get('model')))}, "
+            f"{count['layers']} in its result"
+        )
+    whole = {k: v for k, v in count.items() if k != "formula_params"}
+    return {**whole, "layers": rows}
 
 
 def _config_of(data: dict[str, Any], results: Mapping[str, ModelResult]) -> ShardConfig:
