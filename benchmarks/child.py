@@ -327,6 +327,7 @@ def rendering(rounds: str) -> None:
     from pytest_cnnbudget.report.views import layer_rows
     from pytest_cnnbudget.results import SnapshotEntry, SnapshotStatus
     from pytest_cnnbudget.run.gate import check_model
+    from pytest_cnnbudget.run.shards import Shard, shard_dict
     from pytest_cnnbudget.run.wire import decode, encode
     from pytest_cnnbudget.snapshot.compare import compare_with_base
 
@@ -373,7 +374,11 @@ def rendering(rounds: str) -> None:
         comparisons = compare_with_base([result], base, [name])
         out["comment"] = comment_markdown([result], comparisons, "the baseline base.json", group)
         times["comment"], t = clock() - t, clock()
-        out["json"] = run_report([result], ())
+        # With the shard data every report carries for `cnnbudget merge`.
+        shard = Shard(
+            (), {name: result}, {name: tuple(failed[name])}, frozenset(), frozenset(), group
+        )
+        out["json"] = run_report([result], (), (), shard_dict(shard))
         times["json"], t = clock() - t, clock()
         out["dump"] = json.dumps(out["json"], indent=2, sort_keys=True)  # as write_json does
         times["dump"], t = clock() - t, clock()

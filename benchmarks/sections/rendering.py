@@ -16,7 +16,7 @@ PARTS = {
     "annotation": ("GitHub: annotation", "anchors + annotation_lines"),
     "summary": ("GitHub: job summary", "summary_markdown"),
     "comment": ("pull-request comment", "compare_with_base + comment_markdown"),
-    "json": ("JSON report", "run_report"),
+    "json": ("JSON report", "run_report, with its shard data"),
     "dump": ("JSON report, its text", "json.dumps (as write_json)"),
     "wire": ("pytest-xdist transport", "wire.encode + wire.decode"),
 }
