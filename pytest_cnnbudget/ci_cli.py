@@ -72,6 +72,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=OUT,
         help=f"where the outputs go (default: {OUT}, which ignores itself in git)",
     )
+    ci.add_argument(
+        "--pytest-args",
+        dest="pytest_args_text",
+        metavar="TEXT",
+        default="",
+        help="more pytest arguments as one string, split as a shell splits it: "
+        "'-n auto -k \"vision or text\"' (what a CI's input holds)",
+    )
     ci.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
 
 
@@ -80,26 +88,20 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     post, body_file = _comment_mode(args.comment)
     if args.no_base and args.base:
         raise CommandLineError("--base and --no-base: give one")
+    given = [*_split(args.pytest_args_text), *_remainder(args.pytest_args)]
     workdir = Path.cwd()
     repo = top_level(workdir)
     out = Path(args.out)
     _prepare(workdir / out)
-    baselines: list[Path] = []
-    named: list[str] = []
-    if not args.no_base:
-        found = find_base(args.base, environ)
-        if found is None:
-            raise CommandLineError(
-                "no base to compare with: this is not a pull_request event (GITHUB_EVENT_PATH) "
-                "nor a GitLab merge request pipeline; give --base REF (the branch the change "
-                "goes into), or --no-base to compare with the committed snapshots only"
-            )
-        base = resolve(found, repo, args.remote)
-        print(f"cnnbudget ci: comparing with {base.describe()}, from {found.source}")
-        baselines = _base_snapshots(base, repo, workdir, out)
-        named = ["--cnn-budget-baseline-name", base.describe()]
+    against: list[str] = []
+    if args.no_base:
+        print("cnnbudget ci: no base (--no-base): comparing with the committed snapshots")
+    else:
+        base = _base(args, environ, repo)
+        against = [f"--cnn-budget-baseline={p}" for p in _base_snapshots(base, repo, workdir, out)]
+        against += ["--cnn-budget-baseline-name", base.describe()]
         (workdir / out / BASE_NAME).write_text(base.describe() + "\n", encoding="utf-8")
-    command = _gate_command(out, baselines, [*named, *_pytest_args(args.pytest_args)])
+    command = [*_gate_command(out), *against, *_pytest_args(given)]
     print(f"cnnbudget ci: {shlex.join(['python', *command[1:]])}", flush=True)
     status = subprocess.call(command, cwd=workdir)
     if status == NO_TESTS:
@@ -115,6 +117,20 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if post and comment.is_file():
         _post(comment, args.pr, environ)
     return status
+
+
+def _base(args: argparse.Namespace, environ: Mapping[str, str], repo: Path) -> Base:
+    """The base commit, found and fetched; CommandLineError naming what to give."""
+    found = find_base(args.base, environ)
+    if found is None:
+        raise CommandLineError(
+            "no base to compare with: this is not a pull_request event (GITHUB_EVENT_PATH) "
+            "nor a GitLab merge request pipeline; give --base REF (the branch the change "
+            "goes into), or --no-base to compare with the committed snapshots only"
+        )
+    base = resolve(found, repo, args.remote)
+    print(f"cnnbudget ci: comparing with {base.describe()}, from {found.source}")
+    return base
 
 
 def _comment_mode(mode: str) -> tuple[bool, str | None]:
@@ -177,20 +193,31 @@ def _base_snapshots(base: Base, repo: Path, workdir: Path, out: Path) -> list[Pa
     return written
 
 
-def _pytest_args(given: Sequence[str]) -> list[str]:
-    """pytest's arguments: what came after `--`, with `-m cnn_budget` unless they select."""
-    args = list(given[1:] if given[:1] == ["--"] else given)
+def _split(text: str) -> list[str]:
+    """--pytest-args, split as a shell splits words."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:  # an unclosed quote
+        raise CommandLineError(f"--pytest-args {text!r}: {e}") from e
+
+
+def _remainder(given: Sequence[str]) -> list[str]:
+    """What came after `--`."""
+    return list(given[1:] if given[:1] == ["--"] else given)
+
+
+def _pytest_args(args: Sequence[str]) -> list[str]:
+    """pytest's arguments, with `-m cnn_budget` unless they select by marker themselves."""
     selects = any(a == "-m" or a.startswith(("-m", "--markexpr")) for a in args)
-    return args if selects else ["-m", "cnn_budget", *args]
+    return list(args) if selects else ["-m", "cnn_budget", *args]
 
 
-def _gate_command(out: Path, baselines: Sequence[Path], args: Sequence[str]) -> list[str]:
+def _gate_command(out: Path) -> list[str]:
+    """pytest with the gate and its outputs in `out`."""
     # With `=`: pytest takes a path given as an argument of its own for its rootdir.
     command = [sys.executable, "-m", "pytest", "--cnn-budget"]
     command += [f"--cnn-budget-json={out / REPORT}", f"--cnn-budget-summary={out / SUMMARY}"]
-    command += [f"--cnn-budget-comment={out / COMMENT}"]
-    command += [f"--cnn-budget-baseline={path}" for path in baselines]
-    return [*command, *args]
+    return [*command, f"--cnn-budget-comment={out / COMMENT}"]
 
 
 def _post(comment: Path, number: int | None, environ: Mapping[str, str]) -> None:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CommandLineError, os_error_text
 from .report.comment import says_no_change
+
+# A commit's full hash: SHA-1, or SHA-256 in a repository that uses it.
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 if TYPE_CHECKING:  # imported where used: urllib and ssl cost `cnnbudget summary` 50 ms
     from .run.github_api import Posted, PullRequest
@@ -62,15 +66,28 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise CommandLineError(f"cannot read BODY_FILE {args.body!r}: {os_error_text(e)}") from e
     except UnicodeDecodeError as e:
         raise CommandLineError(f"BODY_FILE {args.body!r} is not UTF-8 text") from e
-    from .run.github_api import check_head, post_comment
+    from .run.github_api import head_of, post_comment
 
     if not body.strip():
         # --cnn-budget-comment-if-changed leaves the file empty when nothing changed.
         print(f"{args.body}: empty, nothing to post")
         return 0
+    if args.head_sha is not None and not _SHA.fullmatch(args.head_sha):
+        raise CommandLineError(
+            f"--head-sha {args.head_sha!r} is not a commit's full hash (in a workflow_run "
+            "workflow: ${{ github.event.workflow_run.head_sha }})"
+        )
     where = pull_request(args.pr, args.repo, environ)
-    if args.head_sha:
-        check_head(where, args.head_sha)
+    if args.head_sha is not None:
+        head = head_of(where)
+        if head.lower() != args.head_sha.lower():
+            # A newer push (its own run comments), or a number that names another pull
+            # request: either way this body is not that pull request's.
+            print(
+                f"not posted: pull request #{where.number}'s head is {head}, not "
+                f"{args.head_sha}, the commit this body was computed for"
+            )
+            return 0
     # A "no change" body updates the comment an earlier push made, and makes none.
     print(posted_text(post_comment(body, where, create=not says_no_change(body)), where))
     return 0

@@ -260,9 +260,10 @@ def test_a_base_branch_by_name_is_fetched_into_the_shallow_checkout(
 ) -> None:
     _, api = github
     workspace = checkout(origin, "unaccepted", tmp_path / "ws")
-    done = ci(workspace, api, "--base", "wider", "--", "-q")
+    done = ci(workspace, api, "--base", "origin/wider", "--pytest-args", '-q -k "cnn or x"')
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "comparing with wider (" in done.stdout
+    assert "comparing with origin/wider (" in done.stdout
+    assert "-m cnn_budget -q -k 'cnn or x'" in done.stdout  # one -k, its words kept together
     body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
     assert "1,226" in body
     assert "2,442" in body
@@ -280,6 +281,10 @@ def test_mistakes_name_what_to_fix(
     unknown = ci(workspace, api, "--base", "no-such-branch")
     assert unknown.returncode == 2
     assert "could not be fetched" in unknown.stderr
+    assert "a commit's full hash" in unknown.stderr
+    quote = ci(workspace, api, "--pytest-args", '-k "open', base=origin.main)
+    assert quote.returncode == 2
+    assert "--pytest-args '-k \"open': No closing quotation" in quote.stderr
     assert "Traceback" not in unknown.stderr
     mode = ci(workspace, api, "--comment", "sticky", base=origin.main)
     assert mode.returncode == 2
@@ -372,7 +377,7 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     assert paths.returncode == 0, paths.stderr
     assert (workspace / ".cnn-budget" / "pr-number").read_text(encoding="utf-8") == "7\n"
     gate = action_step("Check the models' budgets")
-    common = {"COMMENT": "auto", "BASE": "", "PYTEST_ARGS": "-q -p no:cacheprovider"}
+    common = {"COMMENT": "auto", "BASE": "", "PYTEST_ARGS": '-q -p no:cacheprovider -k "cnn"'}
     fork = run_step(gate, workspace, api, GITHUB_TOKEN=READ_ONLY, SAME_REPOSITORY="false", **common)
     assert fork.returncode == 0, fork.stdout + fork.stderr
     assert state.requests == []  # a fork's run posts nothing
@@ -382,7 +387,12 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     state.heads[7] = git(workspace, "rev-parse", "HEAD")
     artifact = {"REPORTS": str(workspace / ".cnn-budget"), "GITHUB_TOKEN": TOKEN}
     stranger = run_step(post, tmp_path, api, HEAD_SHA="f" * 40, **artifact)
-    assert stranger.returncode == 1
+    assert stranger.returncode == 0, stranger.stdout + stranger.stderr
+    assert "not posted: pull request #7's head is" in stranger.stdout
+    assert state.comments[7] == []
+    # Outside a workflow_run workflow the head commit is empty: refused, not trusted.
+    unchecked = run_step(post, tmp_path, api, HEAD_SHA="", **artifact)
+    assert unchecked.returncode != 0
     assert state.comments[7] == []
     posted = run_step(post, tmp_path, api, HEAD_SHA=state.heads[7], **artifact)
     assert posted.returncode == 0, posted.stdout + posted.stderr
@@ -418,7 +428,7 @@ def test_the_actions_gate_step_on_a_push_checks_the_snapshot_and_writes_the_tren
         SAME_REPOSITORY="false",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "comparing with" not in done.stdout  # --no-base: the committed snapshot
+    assert "no base (--no-base): comparing with the committed snapshots" in done.stdout
     entries = json.loads((workspace / trend).read_text(encoding="utf-8"))
     assert {"name": "cnn: trainable parameters", "unit": "parameters", "value": PARAMS[16]} in [
         {k: e[k] for k in ("name", "unit", "value")} for e in entries
@@ -470,3 +480,42 @@ def test_the_actions_merge_step_joins_shards_and_comments_once(
     )
     assert empty.returncode == 1
     assert "no report.json under" in empty.stdout
+
+
+BLOCKED = (
+    "import sys\n"
+    "sys.modules['torch'] = sys.modules['pytest'] = None  # import torch: ImportError\n"
+    "from pytest_cnnbudget.cli import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
+
+
+def test_merge_and_comment_post_run_without_torch_or_pytest(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    # What the action's merge and post modes install: the package alone, --no-deps.
+    state, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    done = ci(workspace, api, base=origin.main)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = workspace / ".cnn-budget"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    environ.update(GITHUB_API_URL=api, GITHUB_REPOSITORY="octo/models", GITHUB_TOKEN=TOKEN)
+    for args in (
+        [
+            *("merge", str(out / "report.json"), "--comment", str(tmp_path / "merged.md")),
+            *("--baseline", str(out / "base" / "cnnbudget.snapshot.json")),
+        ],
+        ["comment", "post", str(tmp_path / "merged.md"), "--pr", "7"],
+    ):
+        run = subprocess.run(
+            [sys.executable, "-c", BLOCKED, *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+    [comment] = state.comments[7]
+    assert "1,226" in comment["body"]

@@ -256,7 +256,7 @@ def test_a_grown_model_is_the_one_row_with_its_layer_diff(expected: Expected) ->
     # Only the model that changed; tiny, the same as in the base, is not listed.
     [row] = model_rows(text)
     assert row[:7] == [
-        "🔺",
+        "🔺 ❌",  # ❌: failing, as its figures are not in the committed snapshot
         "cifar",
         thousands(nets.CIFAR_PARAMS),
         thousands(head),
@@ -284,7 +284,7 @@ def test_an_added_and_a_removed_model(expected: Expected) -> None:
     # The models that ran, in name order, then the base's models no longer configured; cifar,
     # the same as in the base, is not listed.
     assert [r[:6] for r in rows] == [
-        ["🆕", "fresh", "-", "72", "-", "-"],
+        ["🆕 ❌", "fresh", "-", "72", "-", "-"],  # no entry yet: failing
         ["🗑", "retired", "20", "-", "-", "-"],  # Linear(4, 4)
     ]
     assert rows[0][6:] == ["1k trainable", "`7.2% ▊·········`"]
@@ -727,7 +727,7 @@ def llama_delta() -> int:
 def test_layer_diffs_of_a_repeated_block_model(group: bool) -> None:
     text = llama_case().comment(group=group)
     [row] = model_rows(text)
-    assert row[:2] == ["🔺", "llama"]
+    assert row[:2] == ["🔺 ❌", "llama"]
     [block] = details(text)
     names = [r[0] for r in block.rows]
     # Every row's delta, grouped or not, adds up to the model's.

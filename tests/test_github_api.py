@@ -183,11 +183,26 @@ def test_a_number_from_an_artifact_is_posted_to_only_when_its_head_is_the_runs_c
 ) -> None:
     state, base = github
     state.heads[7] = "a" * 40
-    wrong = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "b" * 40)
-    assert wrong.returncode == 1
-    assert f"pull request #7's head is {'a' * 40}, not {'b' * 40}" in wrong.stderr
+    other = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "b" * 40)
+    # Not an error: a newer push makes the same answer, and its own run comments.
+    assert other.returncode == 0, other.stderr
+    assert other.stdout == (
+        f"not posted: pull request #7's head is {'a' * 40}, not {'b' * 40}, the commit this "
+        "body was computed for\n"
+    )
     assert [m for m, _ in state.requests] == ["GET"]
     assert state.comments[7] == []
     right = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "A" * 40)
     assert right.returncode == 0, right.stderr
     assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\nbody"]
+
+
+@pytest.mark.parametrize("sha", ["", "   ", "abc1234", "g" * 40])
+def test_a_head_sha_that_is_not_a_full_hash_is_refused_before_any_request(
+    github: tuple[Repository, str], tmp_path: Path, sha: str
+) -> None:
+    state, base = github
+    done = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", sha)
+    assert done.returncode == 2
+    assert "is not a commit's full hash" in done.stderr
+    assert state.requests == []

@@ -64,6 +64,8 @@ def _icon(row: _Row) -> str:
     icon = _ICONS[row.comparison.change]
     if row.breached:
         return f"{icon} ⛔".strip()
+    if result is not None and result.outcome is Outcome.FAILED and _unaccepted(row):
+        return f"{icon} ❌".strip()  # the footer says why: not in the committed snapshot
     return icon or "⚠️"  # unchanged against the base, but failing against the snapshot
 
 

@@ -117,7 +117,9 @@ def resolve(found: BaseRef, repo: Path, remote: str = "origin") -> Base:
         if commit is not None:
             return Base(found, commit)
     tried = []
-    for ref in dict.fromkeys(r for r in (found.ref, found.branch) if r):
+    # `origin/main` names a branch of the remote: what is fetched is `main`.
+    fetched = found.ref.removeprefix(f"{remote}/")
+    for ref in dict.fromkeys(r for r in (fetched, found.branch) if r):
         done = git(repo, "fetch", "--no-tags", "--depth=1", remote, ref, check=False)
         if done.returncode == 0:
             commit = _commit(repo, "FETCH_HEAD")
@@ -127,7 +129,8 @@ def resolve(found: BaseRef, repo: Path, remote: str = "origin") -> Base:
         tried.append(f"git fetch {remote} {ref}: {clip(said[-1] if said else 'failed')}")
     raise CommandLineError(
         f"base {found.ref!r} (from {found.source}) is not in this checkout and could not be "
-        f"fetched ({'; '.join(tried)}): give --base a branch or commit the remote has"
+        f"fetched ({'; '.join(tried)}): give --base a branch the remote has, or a commit's "
+        "full hash (a remote fetches no abbreviated one)"
     )
 
 

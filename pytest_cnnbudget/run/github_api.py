@@ -4,7 +4,7 @@ The comment is the one whose body carries the comment's marker (report/comment.p
 looked for among the pull request's comments, page by page as the `Link` header leads, and
 updated in place (PATCH); without one, a comment is created (POST). The endpoints:
 
-    GET   {api}/repos/{owner}/{repo}/pulls/{pr}   (only to check the head commit, `check_head`)
+    GET   {api}/repos/{owner}/{repo}/pulls/{pr}   (the head commit, `head_of`)
     GET   {api}/repos/{owner}/{repo}/issues/{pr}/comments?per_page=100
     PATCH {api}/repos/{owner}/{repo}/issues/comments/{id}
     POST  {api}/repos/{owner}/{repo}/issues/{pr}/comments
@@ -110,22 +110,18 @@ def post_comment(
     return Posted("created", str(comment.get("html_url", "")))
 
 
-def check_head(where: PullRequest, sha: str) -> None:
-    """Refuse to go on unless the pull request's head is the commit `sha`: a number read from
-    a fork's artifact is the fork's to choose, the run's commit is not."""
-    data, _ = _send(
-        where,
-        urllib.request.Request(
-            f"{where.base}/pulls/{where.number}", headers=_headers(where), method="GET"
-        ),
+def head_of(where: PullRequest) -> str:
+    """The commit at the head of the pull request: what a body computed by a fork's run must
+    have been computed for (a number read from its artifact is the fork's to choose)."""
+    request = urllib.request.Request(
+        f"{where.base}/pulls/{where.number}", headers=_headers(where), method="GET"
     )
+    data, _ = _send(where, request)
     head = data.get("head") if isinstance(data, dict) else None
-    actual = head.get("sha") if isinstance(head, dict) else None
-    if not isinstance(actual, str) or actual.lower() != sha.lower():
-        raise GitHubApiError(
-            f"pull request #{where.number}'s head is {clip(str(actual))}, not {clip(sha)}: "
-            "the number does not belong to the run that computed this body; not posted"
-        )
+    sha = head.get("sha") if isinstance(head, dict) else None
+    if not isinstance(sha, str) or not sha:
+        raise GitHubApiError(f"GET pull request #{where.number}: no head commit in the answer")
+    return sha
 
 
 def _find(where: PullRequest, marker: str) -> int | None:
