@@ -52,6 +52,13 @@ def add_parser(commands: Any) -> None:
         "artifact cannot point the comment at another pull request)",
     )
     post.add_argument(
+        "--head-repo",
+        metavar="OWNER/NAME",
+        help="with --head-sha: and only if the pull request comes from this repository "
+        "(github.event.workflow_run.head_repository.full_name: two pull requests can share a "
+        "commit, not a head repository and commit)",
+    )
+    post.add_argument(
         "--repo",
         metavar="OWNER/NAME",
         help="the repository (default: GITHUB_REPOSITORY)",
@@ -72,25 +79,39 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # --cnn-budget-comment-if-changed leaves the file empty when nothing changed.
         print(f"{args.body}: empty, nothing to post")
         return 0
-    if args.head_sha is not None and not _SHA.fullmatch(args.head_sha):
-        raise CommandLineError(
-            f"--head-sha {args.head_sha!r} is not a commit's full hash (in a workflow_run "
-            "workflow: ${{ github.event.workflow_run.head_sha }})"
-        )
+    _check_head_options(args.head_sha, args.head_repo)
     where = pull_request(args.pr, args.repo, environ)
     if args.head_sha is not None:
         head = head_of(where)
-        if head.lower() != args.head_sha.lower():
+        wanted = (args.head_sha.lower(), args.head_repo.lower())
+        if (head.sha.lower(), head.repository.lower()) != wanted:
             # A newer push (its own run comments), or a number that names another pull
             # request: either way this body is not that pull request's.
             print(
-                f"not posted: pull request #{where.number}'s head is {head}, not "
-                f"{args.head_sha}, the commit this body was computed for"
+                f"not posted: pull request #{where.number}'s head is {head.sha} of "
+                f"{head.repository}, not {args.head_sha} of {args.head_repo}, which this body "
+                "was computed for"
             )
             return 0
     # A "no change" body updates the comment an earlier push made, and makes none.
     print(posted_text(post_comment(body, where, create=not says_no_change(body)), where))
     return 0
+
+
+def _check_head_options(sha: str | None, repository: str | None) -> None:
+    """--head-sha and --head-repo go together, each a value that can name a head."""
+    if (sha is None) != (repository is None):
+        raise CommandLineError("--head-sha and --head-repo go together: give both, or neither")
+    if sha is not None and not _SHA.fullmatch(sha):
+        raise CommandLineError(
+            f"--head-sha {sha!r} is not a commit's full hash (in a workflow_run workflow: "
+            "${{ github.event.workflow_run.head_sha }})"
+        )
+    if repository is not None and "/" not in repository.strip("/"):
+        raise CommandLineError(
+            f"--head-repo {repository!r} is not owner/name (in a workflow_run workflow: "
+            "${{ github.event.workflow_run.head_repository.full_name }})"
+        )
 
 
 def pull_request(number: int | None, repo: str | None, environ: Mapping[str, str]) -> PullRequest:

@@ -24,6 +24,7 @@ class Repository:
 
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: {7: []})
     heads: dict[int, str] = field(default_factory=dict)  # a pull request's head commit
+    head_repos: dict[int, str] = field(default_factory=dict)  # and its repository
     requests: list[tuple[str, str]] = field(default_factory=list)
     next_id: int = 100
     # How it answers besides: the Link header's spelling, where its next page points, a
@@ -86,7 +87,9 @@ def handler(state: Repository, base: str) -> type[BaseHTTPRequestHandler]:
                 if pulled not in state.comments:
                     self.reply(404, {"message": "Not Found"})
                     return
-                self.reply(200, {"number": pulled, "head": {"sha": state.heads.get(pulled)}})
+                repo = {"full_name": state.head_repos.get(pulled, "octo/models")}
+                head = {"sha": state.heads.get(pulled), "repo": repo}
+                self.reply(200, {"number": pulled, "head": head})
                 return
             number = int(parts.path.split("/")[-2])
             if number not in state.comments:

@@ -384,8 +384,12 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     assert "1,226" in (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
     # The workflow_run workflow: the artifact's body, posted for the run's own commit only.
     post = action_step("Post the comment a fork's run computed")
-    state.heads[7] = git(workspace, "rev-parse", "HEAD")
-    artifact = {"REPORTS": str(workspace / ".cnn-budget"), "GITHUB_TOKEN": TOKEN}
+    state.heads[7], state.head_repos[7] = git(workspace, "rev-parse", "HEAD"), "fork/models"
+    artifact = {
+        "REPORTS": str(workspace / ".cnn-budget"),
+        "GITHUB_TOKEN": TOKEN,
+        "HEAD_REPO": "fork/models",
+    }
     stranger = run_step(post, tmp_path, api, HEAD_SHA="f" * 40, **artifact)
     assert stranger.returncode == 0, stranger.stdout + stranger.stderr
     assert "not posted: pull request #7's head is" in stranger.stdout
@@ -393,6 +397,13 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     # Outside a workflow_run workflow the head commit is empty: refused, not trusted.
     unchecked = run_step(post, tmp_path, api, HEAD_SHA="", **artifact)
     assert unchecked.returncode != 0
+    assert "mode: post runs in a workflow_run workflow" in unchecked.stdout
+    # Another fork's run at the same commit: not this pull request's body.
+    spoof = run_step(
+        post, tmp_path, api, HEAD_SHA=state.heads[7], **{**artifact, "HEAD_REPO": "evil/models"}
+    )
+    assert spoof.returncode == 0, spoof.stdout + spoof.stderr
+    assert "not posted" in spoof.stdout
     assert state.comments[7] == []
     posted = run_step(post, tmp_path, api, HEAD_SHA=state.heads[7], **artifact)
     assert posted.returncode == 0, posted.stdout + posted.stderr

@@ -178,31 +178,54 @@ def test_a_body_that_holds_the_marker_further_down_is_still_found_again(
     assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\n{body}"]
 
 
-def test_a_number_from_an_artifact_is_posted_to_only_when_its_head_is_the_runs_commit(
+def test_a_number_from_an_artifact_is_posted_to_only_when_its_head_is_the_runs(
     github: tuple[Repository, str], tmp_path: Path
 ) -> None:
     state, base = github
-    state.heads[7] = "a" * 40
-    other = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "b" * 40)
-    # Not an error: a newer push makes the same answer, and its own run comments.
-    assert other.returncode == 0, other.stderr
-    assert other.stdout == (
-        f"not posted: pull request #7's head is {'a' * 40}, not {'b' * 40}, the commit this "
-        "body was computed for\n"
+    state.heads[7], state.head_repos[7] = "a" * 40, "victim/models"
+    body = f"{MARKER}\nbody"
+    # A newer push: not an error, its own run comments.
+    moved = post(
+        tmp_path, base, body, "--pr", "7", "--head-sha", "b" * 40, "--head-repo", "victim/models"
     )
-    assert [m for m, _ in state.requests] == ["GET"]
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout == (
+        f"not posted: pull request #7's head is {'a' * 40} of victim/models, not {'b' * 40} of "
+        "victim/models, which this body was computed for\n"
+    )
+    # Another pull request at the same commit (its head pushed to a fork of the attacker's):
+    # the commit matches, the repository does not.
+    spoof = post(
+        tmp_path, base, body, "--pr", "7", "--head-sha", "a" * 40, "--head-repo", "evil/models"
+    )
+    assert spoof.returncode == 0, spoof.stderr
+    assert spoof.stdout.startswith("not posted:")
+    assert [m for m, _ in state.requests] == ["GET", "GET"]
     assert state.comments[7] == []
-    right = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", "A" * 40)
+    right = post(
+        tmp_path, base, body, "--pr", "7", "--head-sha", "A" * 40, "--head-repo", "Victim/Models"
+    )
     assert right.returncode == 0, right.stderr
-    assert [c["body"] for c in state.comments[7]] == [f"{MARKER}\nbody"]
+    assert [c["body"] for c in state.comments[7]] == [body]
 
 
-@pytest.mark.parametrize("sha", ["", "   ", "abc1234", "g" * 40])
-def test_a_head_sha_that_is_not_a_full_hash_is_refused_before_any_request(
-    github: tuple[Repository, str], tmp_path: Path, sha: str
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--head-sha", "", "--head-repo", "o/n"], "is not a commit's full hash"),
+        (["--head-sha", "   ", "--head-repo", "o/n"], "is not a commit's full hash"),
+        (["--head-sha", "abc1234", "--head-repo", "o/n"], "is not a commit's full hash"),
+        (["--head-sha", "g" * 40, "--head-repo", "o/n"], "is not a commit's full hash"),
+        (["--head-sha", "a" * 40, "--head-repo", ""], "is not owner/name"),
+        (["--head-sha", "a" * 40], "go together"),
+        (["--head-repo", "o/n"], "go together"),
+    ],
+)
+def test_a_head_that_cannot_name_one_is_refused_before_any_request(
+    github: tuple[Repository, str], tmp_path: Path, options: list[str], says: str
 ) -> None:
     state, base = github
-    done = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", "--head-sha", sha)
+    done = post(tmp_path, base, f"{MARKER}\nbody", "--pr", "7", *options)
     assert done.returncode == 2
-    assert "is not a commit's full hash" in done.stderr
+    assert says in done.stderr
     assert state.requests == []

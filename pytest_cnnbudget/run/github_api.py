@@ -110,18 +110,30 @@ def post_comment(
     return Posted("created", str(comment.get("html_url", "")))
 
 
-def head_of(where: PullRequest) -> str:
-    """The commit at the head of the pull request: what a body computed by a fork's run must
-    have been computed for (a number read from its artifact is the fork's to choose)."""
+@dataclass(frozen=True)
+class Head:
+    """A pull request's head: its commit and the repository it comes from (a fork's)."""
+
+    sha: str
+    repository: str  # owner/name
+
+
+def head_of(where: PullRequest) -> Head:
+    """The pull request's head: what a body computed by a fork's run must have been computed
+    for (a number read from its artifact is the fork's to choose)."""
     request = urllib.request.Request(
         f"{where.base}/pulls/{where.number}", headers=_headers(where), method="GET"
     )
     data, _ = _send(where, request)
     head = data.get("head") if isinstance(data, dict) else None
-    sha = head.get("sha") if isinstance(head, dict) else None
+    head = head if isinstance(head, dict) else {}
+    repo = head.get("repo")
+    name = repo.get("full_name") if isinstance(repo, dict) else None
+    sha = head.get("sha")
     if not isinstance(sha, str) or not sha:
         raise GitHubApiError(f"GET pull request #{where.number}: no head commit in the answer")
-    return sha
+    # A deleted fork has no repository: it matches no run's.
+    return Head(sha, name if isinstance(name, str) else "(deleted)")
 
 
 def _find(where: PullRequest, marker: str) -> int | None:
