@@ -11,26 +11,32 @@ The repository need not be installable: the gate imports the models from the che
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import comment_cli
-from .config.settings import read_settings
-from .constants import DEFAULT_SNAPSHOT
 from .errors import CnnBudgetError, CommandLineError, os_error_text
-from .report.comment import says_no_change
+from .report.comment import incomplete_markdown, says_no_change
 from .report.github import workflow_command
-from .run.gitbase import Base, file_at, find_base, git, resolve, top_level
+from .run.gitbase import (
+    Base,
+    find_base,
+    merge_parent,
+    pull_request_number,
+    resolve,
+    top_level,
+)
 from .run.outputs import write_text
 
 OUT = ".cnn-budget"  # the outputs' folder, ignored by git through its own .gitignore
 REPORT, SUMMARY, COMMENT = "report.json", "summary.md", "comment.md"
-BASE_NAME = "base-name.txt"  # how the comment named the base, for a merge of shards
+PR_NUMBER = "pr-number"
 NO_TESTS = 5  # pytest's exit status when it collected nothing
+_IGNORE = "# written by cnnbudget ci: its outputs, not the repository's\n*\n"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,29 +99,41 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     repo = top_level(workdir)
     out = Path(args.out)
     _prepare(workdir / out)
+    number = pull_request_number(environ)
+    if number is not None:
+        # For a workflow_run workflow posting a fork's comment: which pull request it is.
+        (workdir / out / PR_NUMBER).write_text(f"{number}\n", encoding="utf-8")
     against: list[str] = []
     if args.no_base:
         print("cnnbudget ci: no base (--no-base): comparing with the committed snapshots")
     else:
+        # The gate reads the snapshot of each config it loads as the base commit held it.
         base = _base(args, environ, repo)
-        against = [f"--cnn-budget-baseline={p}" for p in _base_snapshots(base, repo, workdir, out)]
+        against = [f"--cnn-budget-base-rev={base.commit}"]
         against += ["--cnn-budget-baseline-name", base.describe()]
-        (workdir / out / BASE_NAME).write_text(base.describe() + "\n", encoding="utf-8")
     command = [*_gate_command(out), *against, *_pytest_args(given)]
     print(f"cnnbudget ci: {shlex.join(['python', *command[1:]])}", flush=True)
-    status = subprocess.call(command, cwd=workdir)
+    # The token posts the comment; the models' code, run by pytest, has no use for it.
+    gate_env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
+    status = subprocess.call(command, cwd=workdir, env=gate_env)
+    comment = workdir / out / COMMENT
+    if status not in (0, 1):
+        # Whatever the gate wrote (a run that collected nothing says "no change") is no
+        # verdict: the comment says the run did not complete.
+        write_text(comment, incomplete_markdown(status))
     if status == NO_TESTS:
         print(
             "cnnbudget ci: no budget check ran: configure models under [tool.cnnbudget.models] "
             "in pyproject.toml, or check what the pytest arguments select",
             file=sys.stderr,
         )
-    comment = workdir / out / COMMENT
     if body_file is not None and comment.is_file():
         write_text(Path(body_file), comment.read_text(encoding="utf-8"))
         print(f"cnnbudget ci: the comment body is in {body_file}")
     if post and comment.is_file():
-        _post(comment, args.pr, environ)
+        # A run that selected nothing makes no new comment; any other that did not complete
+        # says so, where an earlier push's comment would otherwise stand.
+        _post(comment, args.pr, environ, None if status in (0, 1) else status != NO_TESTS)
     return status
 
 
@@ -128,8 +146,10 @@ def _base(args: argparse.Namespace, environ: Mapping[str, str], repo: Path) -> B
             "nor a GitLab merge request pipeline; give --base REF (the branch the change "
             "goes into), or --no-base to compare with the committed snapshots only"
         )
-    base = resolve(found, repo, args.remote)
-    print(f"cnnbudget ci: comparing with {base.describe()}, from {found.source}")
+    base = resolve(merge_parent(found, repo, environ), repo, args.remote)
+    print(f"cnnbudget ci: comparing with {base.describe()}, from {base.found.source}")
+    if base.note:
+        print(f"cnnbudget ci: {base.note}")
     return base
 
 
@@ -145,52 +165,21 @@ def _comment_mode(mode: str) -> tuple[bool, str | None]:
 def _prepare(out: Path) -> None:
     """The outputs' folder, ignored by git, without a previous run's outputs (a comment left from
     it must never be posted as this run's)."""
+    ignore = out / ".gitignore"
     try:
+        ours = ignore.is_file() and ignore.read_text("utf-8").startswith(_IGNORE.splitlines()[0])
+        if out.is_dir() and any(out.iterdir()) and not ours:
+            raise CommandLineError(
+                f"--out {str(out)!r} holds files cnnbudget ci did not write: give a new or "
+                "empty folder (it ignores everything in it in git)"
+            )
         out.mkdir(parents=True, exist_ok=True)
-        ignore = out / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# written by cnnbudget ci\n*\n", encoding="utf-8")
-        for name in (REPORT, SUMMARY, COMMENT, BASE_NAME):
+        if not ours:
+            ignore.write_text(_IGNORE, encoding="utf-8")
+        for name in (REPORT, SUMMARY, COMMENT, PR_NUMBER):
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "base", ignore_errors=True)  # another base's snapshots
     except OSError as e:
         raise CommandLineError(f"--out {str(out)!r}: {os_error_text(e)}") from e
-
-
-def snapshot_files(workdir: Path, repo: Path) -> list[Path]:
-    """The snapshot files of the configs git tracks in `workdir` and below, and the default
-    one (fixture checks without a config), each once."""
-    listed = git(workdir, "ls-files", "-z", "--", "pyproject.toml", "**/pyproject.toml").stdout
-    found: list[Path] = []
-    for name in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
-        try:
-            settings = read_settings(workdir / name)
-        except CnnBudgetError:
-            continue  # the gate itself says what is wrong with it
-        if settings is not None and settings.snapshot is not None:
-            found.append(settings.snapshot.resolve())
-    if not found:
-        found.append((workdir / DEFAULT_SNAPSHOT).resolve())
-    return [p for p in dict.fromkeys(found) if p.is_relative_to(repo.resolve())]
-
-
-def _base_snapshots(base: Base, repo: Path, workdir: Path, out: Path) -> list[Path]:
-    """Each snapshot file as the base held it, written under `out`/base/; an empty file where
-    the base had none (its models are then new). The paths as pytest takes them."""
-    written = []
-    for snapshot in snapshot_files(workdir, repo):
-        inside = snapshot.relative_to(repo.resolve()).as_posix()
-        data = file_at(base, repo, inside)
-        target = out / "base" / inside
-        if data is None:
-            print(f"cnnbudget ci: the base has no {inside}: its models count as new")
-        try:
-            (workdir / target).parent.mkdir(parents=True, exist_ok=True)
-            (workdir / target).write_bytes(data or b"")
-        except OSError as e:
-            raise CommandLineError(f"cannot write {target}: {os_error_text(e)}") from e
-        written.append(target)
-    return written
 
 
 def _split(text: str) -> list[str]:
@@ -220,14 +209,18 @@ def _gate_command(out: Path) -> list[str]:
     return [*command, f"--cnn-budget-comment={out / COMMENT}"]
 
 
-def _post(comment: Path, number: int | None, environ: Mapping[str, str]) -> None:
-    """Post the body; a refusal is said, and leaves the exit status to the gate."""
+def _post(
+    comment: Path, number: int | None, environ: Mapping[str, str], create: bool | None
+) -> None:
+    """Post the body, creating a comment if `create` (None: unless it says "no change"); a
+    refusal is said, and leaves the exit status to the gate."""
     from .run.github_api import post_comment
 
     body = comment.read_text(encoding="utf-8")
     try:
         where = comment_cli.pull_request(number, None, environ)
-        posted = post_comment(body, where, create=not says_no_change(body))
+        make = not says_no_change(body) if create is None else create
+        posted = post_comment(body, where, create=make)
     except CnnBudgetError as e:
         said = f"the comment was not posted: {e}"
         print(f"cnnbudget ci: {said}", file=sys.stderr)

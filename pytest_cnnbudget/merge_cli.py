@@ -78,6 +78,10 @@ def run_merge(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     ]
     merged = merge_shards(shards)
     baseline = _baseline(args.baseline or [])
+    if baseline is None and merged.baseline is not None:
+        # What the shards compared with (cnnbudget ci's base), named as they named it.
+        baseline = merged.baseline
+        args.baseline_name = args.baseline_name or merged.against
     report = merged.report()
     errors = write_merged(args, merged, report, baseline)
     for line in verdict_lines(merged, len(args.reports)):
@@ -101,7 +105,7 @@ def read_report(name: str) -> Any:
         raise CommandLineError(f"{printable(name)} is not JSON ({e}): not a JSON report") from e
 
 
-def _baseline(paths: Sequence[str]) -> dict[str, SnapshotEntry] | None:
+def _baseline(paths: Sequence[str]) -> Mapping[str, SnapshotEntry] | None:
     """The base branch's snapshots, read as --cnn-budget-baseline reads them; None: none given."""
     if not paths:
         return None
@@ -136,9 +140,8 @@ def write_merged(
             errors.append(f"could not write {option} {printable(path)}: {outputs.failure_text(e)}")
 
     def summary() -> str:
-        return summary_markdown(
-            results, merged.failures, compared() if baseline is not None else None
-        )
+        base = compared() if baseline is not None else None
+        return summary_markdown(results, merged.failures, base, merged.all_problems())
 
     def comment() -> str:
         against = merged.snapshots()
@@ -150,10 +153,11 @@ def write_merged(
             against,
             merged.group,
             if_changed=args.comment_if_changed,
+            problems=merged.all_problems(),
         )
 
     output("--json", args.json, lambda path: outputs.write_json(path, report))
-    if results:  # as the plugin, which writes no job summary for a run that checked nothing
+    if results or merged.all_problems():  # as the plugin: no summary for a run of nothing
         output("--summary", args.summary, lambda path: outputs.write_text(path, summary()))
     output("--comment", args.comment, lambda path: outputs.write_text(path, comment()))
     return errors

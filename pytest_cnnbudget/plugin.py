@@ -84,6 +84,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(may be repeated, one per package's snapshot)",
     )
     group.addoption(
+        "--cnn-budget-base-rev",
+        metavar="REV",
+        help="compare every model with the snapshots as commit REV held them, read with git: "
+        "each snapshot file of the configs the run loads (what cnnbudget ci passes; instead "
+        "of --cnn-budget-baseline)",
+    )
+    group.addoption(
         "--cnn-budget-baseline-name",
         metavar="TEXT",
         help="how the comment names the baseline, e.g. 'main (3f2a9c1)' (default: its paths)",

@@ -35,6 +35,7 @@ from .run.finish import (
     RunEnd,
     annotation_commands,
     end_run,
+    read_base,
     summary_lines,
     withheld,
     write_outputs,
@@ -326,18 +327,21 @@ class ReportingSession(BudgetSession):
         # other files.
         rootdir = self.options.rootdir
         collected = Collected(self.tests)
-        self.ended = end_run(self.configs, results, rootdir, self.options.update, collected)
+        ended = end_run(self.configs, results, rootdir, self.options.update, collected)
+        base = read_base(self.options, self.configs, self.baseline)
+        self.ended = replace(ended, notes=(*ended.notes, *base.notes))
         # From here on, the results as the snapshots now hold them.
         results = list(self.ended.results)
         self.output_errors = [
             *self.ended.errors,
+            *base.errors,
             *write_outputs(
                 self.options,
                 self.configs,
                 results,
                 self.ended,
                 self.failed,
-                self.baseline,
+                base.baseline,
                 self.streams,
                 self.problems,
             ),

@@ -21,6 +21,7 @@ from github_server import READ_ONLY, TOKEN, Repository, serving
 from schemas import problems
 
 from pytest_cnnbudget.report.comment import MARKER
+from pytest_cnnbudget.run.gitbase import BaseRef, find_base
 
 CNN = """\
 import torch.nn as nn
@@ -179,7 +180,6 @@ def test_the_first_run_creates_the_comment_the_next_update_it_and_a_failure_says
     assert report["models"]["cnn"]["measurement"]["totals"]["params"] == PARAMS[32]
     assert (out / "comment.md").read_text(encoding="utf-8") == body
     assert "cnn" in (out / "summary.md").read_text(encoding="utf-8")
-    assert (out / "base" / "cnnbudget.snapshot.json").stat().st_size > 0
     assert git(workspace, "status", "--porcelain") == ""
     step_summary = (tmp_path / "step_summary.md").read_text(encoding="utf-8")
     assert step_summary == (out / "summary.md").read_text(encoding="utf-8")
@@ -250,7 +250,8 @@ def test_a_base_without_the_snapshot_makes_every_model_new(
     workspace = checkout(origin, "wider", tmp_path / "ws")
     done = ci(workspace, api, "--base", origin.before_snapshot)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "the base has no cnnbudget.snapshot.json: its models count as new" in done.stdout
+    said = f"the base {origin.before_snapshot[:12]} has no cnnbudget.snapshot.json"
+    assert f"{said}: its models count as new" in done.stdout
     body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
     assert "🆕" in body
 
@@ -373,14 +374,16 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     workspace = checkout(origin, "wider", tmp_path / "ws")
     event = {"pull_request": {"number": 7, "base": {"sha": origin.main, "ref": "main"}}}
     (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
-    paths = run_step(_paths_step(), workspace, api, PR="7")
+    paths = run_step(_paths_step(), workspace, api)
     assert paths.returncode == 0, paths.stderr
-    assert (workspace / ".cnn-budget" / "pr-number").read_text(encoding="utf-8") == "7\n"
+    assert f"report={workspace}/.cnn-budget/report.json" in (tmp_path / "output.txt").read_text()
     gate = action_step("Check the models' budgets")
     common = {"COMMENT": "auto", "BASE": "", "PYTEST_ARGS": '-q -p no:cacheprovider -k "cnn"'}
     fork = run_step(gate, workspace, api, GITHUB_TOKEN=READ_ONLY, SAME_REPOSITORY="false", **common)
     assert fork.returncode == 0, fork.stdout + fork.stderr
     assert state.requests == []  # a fork's run posts nothing
+    # For the workflow_run workflow: which pull request the artifact's body is for.
+    assert (workspace / ".cnn-budget" / "pr-number").read_text(encoding="utf-8") == "7\n"
     assert "1,226" in (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
     # The workflow_run workflow: the artifact's body, posted for the run's own commit only.
     post = action_step("Post the comment a fork's run computed")
@@ -513,10 +516,8 @@ def test_merge_and_comment_post_run_without_torch_or_pytest(
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     environ.update(GITHUB_API_URL=api, GITHUB_REPOSITORY="octo/models", GITHUB_TOKEN=TOKEN)
     for args in (
-        [
-            *("merge", str(out / "report.json"), "--comment", str(tmp_path / "merged.md")),
-            *("--baseline", str(out / "base" / "cnnbudget.snapshot.json")),
-        ],
+        # The base the shard compared with is in its report.
+        ["merge", str(out / "report.json"), "--comment", str(tmp_path / "merged.md")],
         ["comment", "post", str(tmp_path / "merged.md"), "--pr", "7"],
     ):
         run = subprocess.run(
@@ -530,3 +531,135 @@ def test_merge_and_comment_post_run_without_torch_or_pytest(
         assert run.returncode == 0, run.stdout + run.stderr
     [comment] = state.comments[7]
     assert "1,226" in comment["body"]
+
+
+def test_a_monorepo_package_run_compares_only_what_it_loaded_and_hides_the_token(
+    tmp_path: Path, github: tuple[Repository, str]
+) -> None:
+    _, api = github
+    repo = tmp_path / "mono"
+    for package, width in (("vision", 16), ("text", 32)):
+        folder = repo / "pkgs" / package
+        folder.mkdir(parents=True)
+        (folder / f"{package}_net.py").write_text(CNN.format(width=width), encoding="utf-8")
+        config = PYPROJECT.replace("cnn]", f"{package}]").replace("models.cnn:", f"{package}_net:")
+        (folder / "pyproject.toml").write_text(config, encoding="utf-8")
+    git(repo, "init", "-q", "-b", "main")
+    gate_update(repo)
+    assert (repo / "pkgs" / "text" / "cnnbudget.snapshot.json").is_file()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "two packages")
+    # What the models' code sees: a conftest.py of the checkout writes the token it was given.
+    (repo / "pkgs" / "vision" / "conftest.py").write_text(
+        "import os, pathlib\n"
+        "pathlib.Path('seen-token').write_text(os.environ.get('GITHUB_TOKEN', 'none'))\n",
+        encoding="utf-8",
+    )
+    done = ci(repo, api, "--base", "HEAD", "--", "pkgs/vision")
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = (repo / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
+    # The text package's snapshot is not read: its model is not "removed".
+    assert body.startswith(f"{MARKER}\n✅ **cnn-budget**: no change"), body
+    assert "(1 model checked)" in body
+    assert (repo / "seen-token").read_text(encoding="utf-8") == "none"
+
+
+def test_a_run_that_does_not_complete_says_so_where_the_last_comment_stood(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    state, api = github
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+    state.add(7, f"{MARKER}\n### cnn-budget: 1 of 1 model changed, 1 over budget")
+    (workspace / "test_broken.py").write_text("def broken(:\n", encoding="utf-8")
+    args = ("--comment", "post", "--", "test_broken.py", "pyproject.toml")
+    done = ci(workspace, api, *args, base=origin.main)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [comment] = state.comments[7]
+    assert comment["body"].startswith(f"{MARKER}\n⚠️ **cnn-budget** did not check the models")
+    assert "interrupted (a collection error" in comment["body"]
+    # A run that selects nothing makes no comment where there is none.
+    state.comments[7].clear()
+    (workspace / "test_broken.py").unlink()
+    nothing = ci(workspace, api, "--comment", "post", "--", "-k", "nothing", base=origin.main)
+    assert nothing.returncode == 5
+    assert state.comments[7] == []
+
+
+def test_the_base_rev_option_is_checked_before_any_model_is_built(
+    origin: Origin, tmp_path: Path
+) -> None:
+    workspace = checkout(origin, "wider", tmp_path / "ws")
+
+    def gate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "--cnn-budget", "-p", "no:cacheprovider", *args],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    unknown = gate("--cnn-budget-base-rev", "no-such-branch")
+    assert unknown.returncode == 4
+    assert "--cnn-budget-base-rev: 'no-such-branch' is not a commit this checkout holds" in (
+        unknown.stderr
+    )
+    both = gate("--cnn-budget-base-rev", "HEAD", "--cnn-budget-baseline=x.json")
+    assert both.returncode == 4
+    assert "--cnn-budget-base-rev and --cnn-budget-baseline: give one" in both.stderr
+    # An output folder that holds someone else's files is not taken over.
+    (workspace / "reports").mkdir()
+    (workspace / "reports" / "notes.md").write_text("mine", encoding="utf-8")
+    taken = ci(workspace, "http://127.0.0.1:9", "--no-base", "--out", "reports")
+    assert taken.returncode == 2
+    assert "holds files cnnbudget ci did not write" in taken.stderr
+    assert (workspace / "reports" / "notes.md").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_merge_commit_is_compared_with_its_first_parent_not_a_stale_event_base(
+    origin: Origin, tmp_path: Path
+) -> None:
+    # GitHub's refs/pull/N/merge: the base branch as it is now, merged with the pull request.
+    workspace = tmp_path / "ws"
+    git(tmp_path, "clone", "-q", "--branch", "main", origin.url, "ws")
+    git(workspace, "fetch", "-q", "origin", "wider")
+    git(workspace, "merge", "-q", "--no-ff", "-m", "Merge wider into main", "FETCH_HEAD")
+    merge = git(workspace, "rev-parse", "HEAD")
+    event = {"pull_request": {"number": 7, "base": {"sha": origin.before_snapshot, "ref": "main"}}}
+    (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
+    environ.update(GITHUB_EVENT_PATH=str(tmp_path / "event.json"), GITHUB_SHA=merge)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "ci"],
+        cwd=workspace,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Not the event's base (older, without the snapshot): the merge's first parent.
+    assert f"comparing with main ({origin.main[:12]}), from the pull request's merge commit" in (
+        done.stdout
+    )
+    body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
+    assert "+608" in body
+
+
+def test_gitlab_pipelines_name_their_base() -> None:
+    request = {
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": "1" * 40,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": "2" * 40,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+    }
+    detached = find_base(None, {**request, "CI_MERGE_REQUEST_EVENT_TYPE": "detached"})
+    merged = find_base(None, {**request, "CI_MERGE_REQUEST_EVENT_TYPE": "merged_result"})
+    assert detached is not None
+    assert merged is not None
+    assert (detached.ref, detached.branch) == ("1" * 40, "main")
+    # A merged-results pipeline merged the target branch as it is now: its tip is the base.
+    assert (merged.ref, merged.branch) == ("2" * 40, "main")
+    assert find_base(None, {}) is None
+    assert find_base("develop", request) == BaseRef("develop", "--base")

@@ -122,11 +122,14 @@ RUNS: dict[str, tuple[list[str], dict[str, str]]] = {
         {"GITHUB_STEP_SUMMARY": "full-summary.md"},
     ),
     "plain": (["--cnn-budget-comment", "plain.md"], {"GITHUB_STEP_SUMMARY": "plain-summary.md"}),
-    # Two shards, and three (the last shared).
-    "a": (["-k", "cifar or tiny"], {}),
-    "b": (["-k", "grow or test_fix"], {}),
-    "c": (["-k", "cifar"], {}),
-    "d": (["-k", "tiny"], {}),
+    # Two shards, and three (the last shared), against the baseline as cnnbudget ci runs them.
+    "a": (["-k", "cifar or tiny", "--cnn-budget-baseline", "base.json"], {}),
+    "b": (["-k", "grow or test_fix", "--cnn-budget-baseline", "base.json"], {}),
+    "c": (["-k", "cifar", "--cnn-budget-baseline", "base.json"], {}),
+    "d": (["-k", "tiny", "--cnn-budget-baseline", "base.json"], {}),
+    # Two shards against the snapshots only.
+    "a0": (["-k", "cifar or tiny"], {}),
+    "b0": (["-k", "grow or test_fix"], {}),
     # tiny in a job whose environment builds it wider.
     "wide": (["-k", "tiny"], {"TINY_WIDTH": "9"}),
 }
@@ -222,11 +225,11 @@ def failed_lines(report: dict[str, Any], *names: str) -> list[str]:
 @pytest.mark.parametrize(
     ("shards", "baseline", "unsharded"),
     [
-        (["a", "b"], True, "full"),
+        (["a", "b"], False, "full"),
         (["c", "d", "b"], True, "full"),
-        (["b", "d", "c"], False, "plain"),
+        (["b0", "a0"], False, "plain"),
     ],
-    ids=["two shards", "three shards", "three shards, no baseline"],
+    ids=["two shards, their baseline", "three shards, --baseline", "two shards, no baseline"],
 )
 def test_the_merge_writes_what_one_run_writes(
     project: Project, shards: list[str], baseline: bool, unsharded: str
@@ -290,8 +293,16 @@ def test_what_the_unsharded_run_wrote_has_what_a_merge_must_rebuild(project: Pro
 def test_a_model_no_shard_checked_fails_the_merge_and_a_later_merge_with_it_passes_over(
     project: Project,
 ) -> None:
-    done = merge(project, "a.json", "--json", "missing.json")
+    outputs = ("--summary", "missing-summary.md", "--comment", "missing.md")
+    done = merge(project, "a.json", "--json", "missing.json", *outputs)
     assert done.returncode == 1, done.stderr
+    # Said where the reviewer reads, never as "no change".
+    comment = project.bytes("missing.md").decode()
+    assert "1 problem" in comment.splitlines()[1]
+    assert "- ⚠️ not checked by any shard: grow" in comment
+    summary = project.bytes("missing-summary.md").decode()
+    assert summary.splitlines()[0].endswith(", 1 problem")
+    assert "- ⚠️ not checked by any shard: grow" in summary
     assert done.stdout.splitlines()[-2:] == [
         "PROBLEM not checked by any shard: grow",
         "cnnbudget merge: 1 of 2 models failed, 1 problem (1 report)",
@@ -302,7 +313,7 @@ def test_a_model_no_shard_checked_fails_the_merge_and_a_later_merge_with_it_pass
     # Merged again with the shard that checked it: the problem goes, as the run is whole.
     again = merge(project, "missing.json", "b.json", "--json", "again.json")
     assert again.returncode == 1, again.stderr
-    assert project.json("again.json") == project.json("plain.json")
+    assert project.json("again.json") == project.json("full.json")
 
 
 def test_the_merge_exits_0_only_when_every_configured_model_passed(project: Project) -> None:
@@ -649,3 +660,11 @@ def test_rows_are_read_from_the_measurement_and_a_formulas_own_count_survives() 
         match=r"r\.json: its shard data cannot be read: .* rows in the measurement",
     ):
         read_shard(data, "r.json")
+
+
+def test_shards_compared_with_different_bases_are_refused(project: Project) -> None:
+    done = merge(project, "a.json", "b0.json")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "cnnbudget: error: a.json and b0.json were compared with different bases"
+    )

@@ -48,6 +48,7 @@ def options(**given: object) -> Namespace:
         "cnn_budget_benchmark_json": None,
         "cnn_budget_summary": None,
         "cnn_budget_baseline_name": None,
+        "cnn_budget_base_rev": None,
         "cnn_budget_comment": None,
         "cnn_budget_comment_if_changed": False,
         "cnn_budget_plot": None,

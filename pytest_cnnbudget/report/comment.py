@@ -160,6 +160,7 @@ def comment_markdown(
     group: bool = True,
     limit: int = COMMENT_LIMIT,
     if_changed: bool = False,
+    problems: Sequence[str] = (),
 ) -> str:
     """The comment body: MARKER, a heading, the table of models that need a look, their layer
     diffs folded away, and the command that accepts intended changes; when nothing changed, a
@@ -168,6 +169,10 @@ def comment_markdown(
     rows = _rows(results, comparisons)
     checked = len(results)
     models = f"{checked} model{'s' if checked != 1 else ''}"
+    said = [f"- ⚠️ {markdown_escape(p, cell=False)}" for p in problems]
+    if not rows and said:  # the run is not whole: never a "no change" body
+        heading = f"### cnn-budget: {models} checked, {_count_of(len(said), 'problem')}"
+        return "\n".join([MARKER, heading, "", *said]) + "\n"
     if not rows:
         if if_changed:
             return ""
@@ -175,10 +180,12 @@ def comment_markdown(
             f"{NO_CHANGE}parameter counts against "
             f"{markdown_escape(against, cell=False)} ({models} checked)\n"
         )
+    problem_count = f", {_count_of(len(said), 'problem')}" if said else ""
     head = [
         MARKER,
-        f"### cnn-budget: {_headline(rows, models)}",
+        f"### cnn-budget: {_headline(rows, models)}{problem_count}",
         "",
+        *([*said, ""] if said else []),
         f"Compared with {markdown_escape(against)}. Base and head count every parameter, "
         "frozen ones included; `used` is the share of each model's tightest budget.",
         "",
@@ -341,3 +348,26 @@ def says_no_change(body: str) -> bool:
     """Whether a comment body is the one-line "no change" one (or empty): worth updating a
     comment an earlier push made with, not worth a new comment."""
     return not body.strip() or body.startswith(NO_CHANGE)
+
+
+def _count_of(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+# What each of pytest's exit statuses besides 0 and 1 means for a gate run.
+_INCOMPLETE = {
+    2: "interrupted (a collection error, or Ctrl-C)",
+    3: "an internal error",
+    4: "a usage error (its options or configuration)",
+    5: "no budget check was selected",
+}
+
+
+def incomplete_markdown(status: int) -> str:
+    """The comment body of a gate run that did not complete (pytest exited with `status`, not
+    0 or 1): what an earlier push's comment is updated to, so that it says nothing stale."""
+    why = _INCOMPLETE.get(status, f"exit status {status}")
+    return (
+        f"{MARKER}\n⚠️ **cnn-budget** did not check the models: pytest ended with {why} "
+        f"(exit status {status}); the job's log says why.\n"
+    )

@@ -352,9 +352,12 @@ def summary_markdown(
     results: Sequence[ModelResult],
     failed: Failures,
     base: Sequence[BaseComparison] | None = None,
+    problems: Sequence[str] = (),
 ) -> str:
     """The job summary: a table of every model and, per failure, its tables in <details>;
-    with `base` (the comparison with a base branch's snapshot), a column of that change."""
+    with `base` (the comparison with a base branch's snapshot), a column of that change;
+    `problems`, what failed the run before a model could be checked (a model no shard
+    checked), listed first."""
     # Failures first: they are what the reader came for, and what truncation must keep.
     ordered = sorted(results, key=lambda r: (not r.failed, r.name))
     failing = [r for r in ordered if r.failed]
@@ -362,6 +365,9 @@ def summary_markdown(
     if not failing:
         every = f"all {len(ordered)} models" if len(ordered) != 1 else "the 1 model"
         head = f"## cnn-budget: {every} within budget"
+    if problems:
+        listed = "\n".join(f"- ⚠️ {markdown_escape(p, cell=False)}" for p in problems)
+        head = f"{head}, {len(problems)} problem{'s' if len(problems) != 1 else ''}\n\n{listed}"
     # MACs only when some model was given an input_shape: an empty column is noise.
     compute = any(r.count is not None and r.count.macs is not None for r in ordered)
     memory = any(r.count is not None and r.count.memory is not None for r in ordered)

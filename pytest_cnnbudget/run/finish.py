@@ -9,6 +9,7 @@ Each rule is written once here: `kept_entries` (what is not stale though no tabl
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from ..snapshot.merge import Merge, merge_snapshot
 from ..snapshot.store import locked, write_snapshot
 from . import outputs
 from .collected import NOTHING_COLLECTED, Collected, kept_entries
+from .gitbase import commit_of, snapshots_at
 from .shards import shard_data
 from .start import RunOptions
 
@@ -170,6 +172,38 @@ def compare_run(
     return compare_with_base(results, base, configured)
 
 
+_FULL_HASH = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class BaseRead:
+    """The baseline a run compares with, and what reading it had to say."""
+
+    baseline: Mapping[str, SnapshotEntry] | None
+    notes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def read_base(
+    options: RunOptions, configs: Configs, baseline: Mapping[str, SnapshotEntry] | None
+) -> BaseRead:
+    """The baseline: --cnn-budget-baseline's files as read at the start, or, with
+    --cnn-budget-base-rev, the snapshot file of every config the run loaded as that commit
+    held it (known only now: a package's config is found by collection)."""
+    rev = options.base_rev
+    if rev is None:
+        return BaseRead(baseline)
+    files = [f.settings.snapshot for f in configs if f.settings.snapshot is not None]
+    try:
+        entries, missing = snapshots_at(commit_of(rev, options.rootdir), files)
+    except CnnBudgetError as e:
+        error = f"the base's snapshots (--cnn-budget-base-rev {rev}) could not be read: {e}"
+        return BaseRead(None, errors=(error,))
+    shown = rev[:12] if _FULL_HASH.fullmatch(rev) else rev
+    notes = tuple(f"the base {shown} has no {path}: its models count as new" for path in missing)
+    return BaseRead(entries, notes=notes)
+
+
 def summary_lines(
     run_end: RunEnd, results: Sequence[ModelResult], rootdir: Path, verbose: bool, group: bool
 ) -> list[str]:
@@ -227,7 +261,8 @@ def write_outputs(
 
     if options.json:
         path = options.path(options.json)
-        shard = partial(shard_data, configs, results, failed, options, run_end.collected)
+        based = (baseline, _against(options, configs, True)) if baseline is not None else None
+        shard = partial(shard_data, configs, results, failed, options, run_end.collected, based)
         output(
             f"the JSON report (--cnn-budget-json {path})",
             lambda: outputs.write_json(
@@ -244,7 +279,7 @@ def write_outputs(
         base = comparisons if baseline is not None else None
         _summaries(
             options,
-            lambda: summary_markdown(results, failed, base() if base else None),
+            lambda: summary_markdown(results, failed, base() if base else None, problems),
             output,
             streams,
         )
@@ -259,6 +294,7 @@ def write_outputs(
                 against,
                 options.group,
                 if_changed=options.comment_if_changed,
+                problems=problems,
             )
             outputs.write_text(comment, body, streams)
 

@@ -1,5 +1,6 @@
 """The base a pull request is compared with, read with git: which commit it is (the CI's event,
-or a ref given), fetched when the checkout is shallow, and the snapshot files it held.
+or a ref given), fetched when the checkout is shallow, and the snapshot files it held
+(`snapshots_at`, for --cnn-budget-base-rev: the files of the configs the run loaded).
 
 `actions/checkout` leaves a clone of depth 1, which holds the pull request's merge commit and
 nothing else; the base commit is then fetched alone, at depth 1, through the remote the checkout
@@ -11,14 +12,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CommandLineError
+from ..results import SnapshotEntry
+from ..snapshot.format import parse_snapshot
 from ..units import clip
 
 TIMEOUT = 300.0  # seconds for one git command: a fetch over a slow link, never forever
+_EVENT = "the pull_request event"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Base:
 
     found: BaseRef
     commit: str
+    note: str | None = None  # how it differs from what was asked
 
     def describe(self) -> str:
         branch = self.found.branch or self.found.ref
@@ -53,11 +58,49 @@ def find_base(given: str | None, environ: Mapping[str, str]) -> BaseRef | None:
         base = _event_base(path)
         if base is not None:
             return base
+    branch = environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None
+    target = environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_SHA")
+    if target and environ.get("CI_MERGE_REQUEST_EVENT_TYPE") == "merged_result":
+        # A merged-results pipeline checks out the merge with the target branch as it is now.
+        source = "GitLab's merged results (CI_MERGE_REQUEST_TARGET_BRANCH_SHA)"
+        return BaseRef(target, source, branch)
     sha = environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
     if sha:
-        branch = environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or None
         return BaseRef(sha, "GitLab's merge request (CI_MERGE_REQUEST_DIFF_BASE_SHA)", branch)
     return None
+
+
+def merge_parent(found: BaseRef, repo: Path, environ: Mapping[str, str]) -> BaseRef:
+    """The base a GitHub pull_request run compares with: the first parent of the merge commit
+    it checked out (GITHUB_SHA). The event's base commit can be older: GitHub makes the merge
+    commit again when the base branch moves, and the changes merged there since are not the
+    pull request's. Any other checkout keeps `found`."""
+    if found.source != _EVENT or not environ.get("GITHUB_SHA"):
+        return found
+    head = git(repo, "rev-parse", "HEAD", check=False).stdout.decode().strip()
+    if head != environ["GITHUB_SHA"]:
+        return found
+    # The commit object names its parents even in a clone of depth 1.
+    lines = git(repo, "cat-file", "-p", head).stdout.decode("utf-8", "replace").splitlines()
+    parents = [line.split()[1] for line in lines if line.startswith("parent ")]
+    if len(parents) != 2:
+        return found
+    return BaseRef(parents[0], "the pull request's merge commit (its first parent)", found.branch)
+
+
+def pull_request_number(environ: Mapping[str, str]) -> int | None:
+    """The number of the pull request a GitHub `pull_request` run is for; None for any other
+    run (a push, GitLab)."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return None
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # find_base says what is wrong with the file
+    request = event.get("pull_request") if isinstance(event, dict) else None
+    number = request.get("number") if isinstance(request, dict) else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def _event_base(path: str) -> BaseRef | None:
@@ -72,7 +115,7 @@ def _event_base(path: str) -> BaseRef | None:
     sha, branch = base.get("sha"), base.get("ref")
     if not isinstance(sha, str) or not sha:
         raise CommandLineError(f"GITHUB_EVENT_PATH {path!r}: pull_request.base has no sha")
-    return BaseRef(sha, "the pull_request event", branch if isinstance(branch, str) else None)
+    return BaseRef(sha, _EVENT, branch if isinstance(branch, str) else None)
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -96,8 +139,10 @@ def top_level(folder: Path) -> Path:
     """The root of the git work tree `folder` is in."""
     done = git(folder, "rev-parse", "--show-toplevel", check=False)
     if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise CommandLineError(
-            f"{folder} is not inside a git work tree: run cnnbudget ci in a checkout of the "
+            f"{folder} is not inside a git work tree git can use (git: "
+            f"{clip(said[0] if said else 'failed')}): run cnnbudget ci in a checkout of the "
             "repository (actions/checkout)"
         )
     return Path(done.stdout.decode("utf-8", "surrogateescape").strip())
@@ -124,7 +169,8 @@ def resolve(found: BaseRef, repo: Path, remote: str = "origin") -> Base:
         if done.returncode == 0:
             commit = _commit(repo, "FETCH_HEAD")
             if commit is not None:
-                return Base(found, commit)
+                moved = f"{found.ref} could not be fetched: the tip of {ref} instead"
+                return Base(found, commit, moved if ref != fetched else None)
         said = done.stderr.decode("utf-8", "replace").strip().splitlines()
         tried.append(f"git fetch {remote} {ref}: {clip(said[-1] if said else 'failed')}")
     raise CommandLineError(
@@ -134,10 +180,43 @@ def resolve(found: BaseRef, repo: Path, remote: str = "origin") -> Base:
     )
 
 
-def file_at(base: Base, repo: Path, path: str) -> bytes | None:
-    """The file at `path` (relative to the work tree's root) as the base commit held it; None
-    where it held none."""
-    done = git(repo, "cat-file", "-e", f"{base.commit}:{path}", check=False)
+def file_at(commit: str, repo: Path, path: str) -> bytes | None:
+    """The file at `path` (relative to the work tree's root) as `commit` held it; None where it
+    held none."""
+    done = git(repo, "cat-file", "-e", f"{commit}:{path}", check=False)
     if done.returncode != 0:
         return None
-    return git(repo, "show", f"{base.commit}:{path}").stdout
+    return git(repo, "show", f"{commit}:{path}").stdout
+
+
+def commit_of(rev: str, folder: Path) -> str:
+    """The commit `rev` names in the repository `folder` is in, which must hold it."""
+    repo = top_level(folder)
+    commit = _commit(repo, rev) if not rev.startswith("-") else None
+    if commit is None:
+        raise CommandLineError(
+            f"{rev!r} is not a commit this checkout holds: fetch it first (git fetch --depth=1 "
+            f"origin {rev}), or let cnnbudget ci find and fetch the base"
+        )
+    return commit
+
+
+def snapshots_at(
+    commit: str, snapshots: Iterable[Path]
+) -> tuple[dict[str, SnapshotEntry], list[str]]:
+    """Every entry of the snapshot files as `commit` held them, and the files it did not hold
+    (their models are new to it), each named relative to its work tree's root."""
+    entries: dict[str, SnapshotEntry] = {}
+    missing: list[str] = []
+    for snapshot in snapshots:
+        repo = top_level(snapshot.parent)
+        inside = snapshot.resolve().relative_to(repo.resolve()).as_posix()
+        data = file_at(commit, repo, inside)
+        if data is None or not data.strip():
+            missing.append(inside)
+            continue
+        try:
+            entries.update(parse_snapshot(data.decode("utf-8"), Path(f"{commit[:12]}:{inside}")))
+        except UnicodeDecodeError as e:
+            raise CommandLineError(f"{commit[:12]}:{inside} is not UTF-8 text") from e
+    return entries, missing

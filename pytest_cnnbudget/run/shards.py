@@ -66,6 +66,10 @@ class Shard:
     group: bool  # tables group repeated blocks (no --cnn-budget-no-group)
     stale: tuple[str, ...] = ()  # the report's `stale`
     problems: tuple[str, ...] = ()  # the report's `problems`, less NOT_CHECKED's
+    # The base branch's snapshots the run compared with (--cnn-budget-baseline or -base-rev),
+    # and how its comment named them; None: none.
+    baseline: Mapping[str, SnapshotEntry] | None = None
+    against: str | None = None
 
     def unchecked(self) -> list[str]:
         """The configured models no shard checked, sorted."""
@@ -112,9 +116,10 @@ def shard_data(
     failed: Failures,
     options: RunOptions,
     collected: Collected,
+    baseline: tuple[Mapping[str, SnapshotEntry], str] | None = None,
 ) -> dict[str, Any]:
     """A gate run's JSON report's `shard` (`write_outputs`)."""
-    return shard_dict(run_shard(configs, results, failed, options, collected))
+    return shard_dict(run_shard(configs, results, failed, options, collected, baseline))
 
 
 def run_shard(
@@ -123,14 +128,16 @@ def run_shard(
     failed: Failures,
     options: RunOptions,
     collected: Collected,
+    baseline: tuple[Mapping[str, SnapshotEntry], str] | None = None,
 ) -> Shard:
     """A gate run's shard data, at its end: `results` settled, `failed` each failure rendered,
-    `collected` what pytest collected."""
+    `collected` what pytest collected, `baseline` what it compared with and how it named it."""
     rootdir = options.rootdir
     names = {r.name for r in results}
-    # The snapshots' fixture entries, not a baseline's: what a shard writes must not depend on
-    # --cnn-budget-baseline, which the merge may be given instead.
-    fixtures = sorted({n for f in configs for n in f.stored if "::" in n})
+    base = baseline[0] if baseline is not None else {}
+    fixtures = sorted(
+        {n for f in configs for n in f.stored if "::" in n} | {n for n in base if "::" in n}
+    )
     folders = (rootdir, *(f.path.parent for f in configs))
     kept = set(kept_entries(fixtures, folders, collected))
     return Shard(
@@ -140,6 +147,8 @@ def run_shard(
         kept=frozenset(kept),
         gone=frozenset(n for n in fixtures if n not in kept),
         group=options.group,
+        baseline=baseline[0] if baseline is not None else None,
+        against=baseline[1] if baseline is not None else None,
     )
 
 
@@ -181,6 +190,12 @@ def shard_dict(shard: Shard) -> dict[str, Any]:
         "results": {n: _result_dict(r) for n, r in shard.results.items()},
         "failures": {n: list(lines) for n, lines in shard.failures.items()},
         "fixtures": {"kept": sorted(shard.kept), "gone": sorted(shard.gone)},
+        "baseline": None
+        if shard.baseline is None
+        else {
+            "name": shard.against,
+            "entries": {n: entry_to_json(e) for n, e in shard.baseline.items()},
+        },
     }
 
 
@@ -261,11 +276,23 @@ def _decoded(report: dict[str, Any], data: dict[str, Any]) -> Shard:
         gone=frozenset(map(str, fixtures["gone"])),
         group=bool(data["group"]),
         stale=tuple(map(str, report["stale"])),
+        **_baseline_of(data.get("baseline")),
     )
     # A merged report says which models no shard checked; merged again, that is decided anew.
     missing = not_checked(shard.unchecked())
     problems = tuple(str(p) for p in report.get("problems", ()) if p != missing)
     return replace(shard, problems=problems)
+
+
+def _baseline_of(data: Any) -> dict[str, Any]:
+    """A shard's baseline and its name, as `Shard` fields."""
+    if data is None:
+        return {}
+    entries = {
+        str(n): entry_from_json(e, f"the baseline's entry {n!r}")
+        for n, e in _items(data["entries"])
+    }
+    return {"baseline": entries, "against": str(data["name"])}
 
 
 def _items(data: Any) -> Iterable[tuple[Any, Any]]:
@@ -379,6 +406,12 @@ def merge_shards(shards: Sequence[tuple[str, Shard]]) -> Shard:
                     f"{printable(name)}: checked by both {results[name][1]} and {where}, with "
                     "different results; merge the reports of one commit's shards"
                 )
+    for where, other in shards[1:]:
+        if (other.baseline, other.against) != (shard.baseline, shard.against):
+            raise CommandLineError(
+                f"{first} and {where} were compared with different bases ({shard.against} and "
+                f"{other.against}); merge the reports of one workflow run's shards"
+            )
     checked = set(results)
     gone = frozenset().union(*(s.gone for _, s in shards))
     return Shard(
@@ -390,6 +423,8 @@ def merge_shards(shards: Sequence[tuple[str, Shard]]) -> Shard:
         group=shard.group,
         stale=tuple(sorted({n for _, s in shards for n in s.stale} - checked)),
         problems=tuple(dict.fromkeys(p for _, s in shards for p in s.problems)),
+        baseline=shard.baseline,
+        against=shard.against,
     )
 
 

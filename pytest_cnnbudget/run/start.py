@@ -14,9 +14,10 @@ from typing import Any
 from ..config.files import Configs
 from ..config.settings import find_config, load_settings
 from ..constants import DEFAULT_SNAPSHOT
-from ..errors import ConfigError
+from ..errors import CnnBudgetError, ConfigError
 from ..results import SnapshotEntry
 from ..snapshot.store import read_baseline
+from .gitbase import commit_of
 from .outputs import Streams, output_problems
 
 
@@ -29,6 +30,7 @@ class RunOptions:
     configs: tuple[str, ...] = ()  # --cnn-budget-config, as given
     baselines: tuple[str, ...] = ()  # --cnn-budget-baseline, as given
     baseline_name: str | None = None  # --cnn-budget-baseline-name: the base as comments say it
+    base_rev: str | None = None  # --cnn-budget-base-rev: the base's snapshots, read with git
     update: bool = False
     json: str | None = None
     benchmark_json: str | None = None  # --cnn-budget-benchmark-json
@@ -56,6 +58,7 @@ class RunOptions:
             configs=tuple(option.cnn_budget_config or ()),
             baselines=tuple(option.cnn_budget_baseline or ()),
             baseline_name=option.cnn_budget_baseline_name,
+            base_rev=option.cnn_budget_base_rev,
             update=option.cnn_budget_update,
             json=option.cnn_budget_json,
             benchmark_json=option.cnn_budget_benchmark_json,
@@ -107,6 +110,8 @@ def start(options: RunOptions) -> Started:
         configs.load(root)  # without [tool.cnnbudget], packages below may have theirs
     if not explicit and not configs and (options.rootdir / DEFAULT_SNAPSHOT).is_file():
         configs.default(options.rootdir)  # fixture checks' entries, for their stale ones
+    if options.base_rev is not None:
+        _check_base_rev(options)
     baseline: dict[str, SnapshotEntry] | None = None
     if options.baselines:
         baseline = {}
@@ -135,6 +140,17 @@ def start(options: RunOptions) -> Started:
     for file in configs:
         _on_path(file.path.parent)
     return Started(configs, explicit, baseline, streams)
+
+
+def _check_base_rev(options: RunOptions) -> None:
+    """--cnn-budget-base-rev names a commit the checkout holds, and comes alone: its snapshots
+    are read at the end of the run, when every config is known, and not a moment sooner."""
+    if options.baselines:
+        raise ConfigError("--cnn-budget-base-rev and --cnn-budget-baseline: give one")
+    try:
+        commit_of(options.base_rev or "", options.rootdir)
+    except CnnBudgetError as e:
+        raise ConfigError(f"--cnn-budget-base-rev: {e}") from e
 
 
 def _on_path(folder: Path) -> None:
