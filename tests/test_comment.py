@@ -26,6 +26,8 @@ from pytest_cnnbudget.report.comment import (
     _Body,
     _Pieces,
     comment_markdown,
+    incomplete_markdown,
+    says_no_change,
 )
 from pytest_cnnbudget.report.tables import LINE_BREAKS
 from pytest_cnnbudget.results import ModelResult, Outcome, SnapshotEntry, SnapshotStatus
@@ -779,3 +781,27 @@ def test_the_heading_does_not_count_a_model_not_checked_as_changed() -> None:
     # Nothing changed: no "N of M changed" at all.
     assert heading(text) == "### cnn-budget: 2 models checked, 1 not checked"
     assert CHANGED.match(heading(text)) is None
+
+
+def test_problems_are_listed_and_never_read_as_no_change() -> None:
+    case = case_unchanged()
+    quiet = case.comment()
+    assert says_no_change(quiet)
+    problem = "not checked by any shard: big"
+    troubled = comment_markdown(case.results, case.comparisons, AGAINST, problems=[problem])
+    assert troubled == (f"{MARKER}\n### cnn-budget: 2 models checked, 1 problem\n\n- ⚠️ {problem}\n")
+    assert not says_no_change(troubled)
+    # With rows, the problems come before the table.
+    grown = case_grown()
+    text = comment_markdown(grown.results, grown.comparisons, AGAINST, problems=[problem])
+    lines = text.splitlines()
+    assert lines[1].endswith(", 1 problem")
+    assert lines[3] == f"- ⚠️ {problem}"
+
+
+def test_a_run_that_did_not_complete_says_so_and_is_no_change_body() -> None:
+    body = incomplete_markdown(2)
+    assert body.startswith(f"{MARKER}\n⚠️ **cnn-budget** did not check the models")
+    assert "a collection error" in body
+    assert not says_no_change(body)
+    assert "exit status 7" in incomplete_markdown(7)

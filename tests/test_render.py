@@ -440,6 +440,15 @@ def test_summary_markdown_when_every_model_passes() -> None:
     assert markdown.splitlines()[0] == "## cnn-budget: all 2 models within budget"
     assert "<details>" not in markdown
     assert "Accept" not in markdown
+    alone = summary_markdown(results[:1], failures(results[:1], *NAMES))
+    assert alone.splitlines()[0] == "## cnn-budget: the 1 model within budget"
+    # What failed the run before any model could be checked is listed first.
+    troubled = summary_markdown(results, {}, problems=["not checked by any shard: big"])
+    assert troubled.splitlines()[:3] == [
+        "## cnn-budget: all 2 models within budget, 1 problem",
+        "",
+        "- ⚠️ not checked by any shard: big",
+    ]
 
 
 def test_summary_markdown_keeps_user_text_inert() -> None:
