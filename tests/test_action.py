@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +142,26 @@ def test_the_gitlab_job_runs_cnnbudget_ci_and_keeps_its_outputs() -> None:
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
     assert ".cnn-budget/" in spec["artifacts"]["paths"]
     assert spec["artifacts"]["when"] == "always"
+
+
+def shellcheck(script: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    # How the runner runs a composite step's bash: `bash --noprofile --norc -eo pipefail`.
+    return subprocess.run(
+        [tool, "--shell=bash", "--severity=warning", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_actions_bash_steps_pass_shellcheck() -> None:
+    steps = [s for s in action()["runs"]["steps"] if "run" in s]
+    assert len(steps) >= 4
+    for step in steps:
+        checked = shellcheck(step["run"])
+        assert checked.returncode == 0, f"{step.get('name')}: {checked.stdout}"
+    # It finds what it should: an unquoted variable split into words.
+    assert shellcheck("rm $FILES\n").returncode != 0
