@@ -25,6 +25,7 @@ from .report.github import workflow_command
 from .run.gitbase import (
     Base,
     find_base,
+    head_commit,
     merge_parent,
     pull_request_number,
     resolve,
@@ -110,7 +111,9 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # The gate reads the snapshot of each config it loads as the base commit held it.
         base = _base(args, environ, repo)
         against = [f"--cnn-budget-base-rev={base.commit}"]
-        against += ["--cnn-budget-baseline-name", base.describe()]
+        # Named with both ends, so that a comment updated on every push can be dated.
+        named = f"{base.describe()}, at head {head_commit(repo, environ)[:12]}"
+        against += ["--cnn-budget-baseline-name", named]
     command = [*_gate_command(out), *against, *_pytest_args(given)]
     print(f"cnnbudget ci: {shlex.join(['python', *command[1:]])}", flush=True)
     # The token posts the comment; the models' code, run by pytest, has no use for it.

@@ -178,7 +178,8 @@ def test_the_first_run_creates_the_comment_the_next_update_it_and_a_failure_says
     assert body.startswith(MARKER)
     for figure in ("618", "1,226", "+608"):
         assert figure in body, body
-    assert f"Compared with main ({origin.main[:12]})." in body
+    head = git(workspace, "rev-parse", "HEAD")[:12]
+    assert f"Compared with main ({origin.main[:12]}), at head {head}." in body
     # The outputs are in one folder that git ignores: the workspace stays clean.
     out = workspace / ".cnn-budget"
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -484,7 +485,7 @@ def test_the_actions_merge_step_joins_shards_and_comments_once(
     assert list(report["models"]) == ["cnn", "head"]
     assert report["passed"] is True
     [comment] = state.comments[7]
-    assert f"Compared with main ({origin.main[:12]})." in comment["body"]
+    assert f"Compared with main ({origin.main[:12]}), at head " in comment["body"]
     assert "1,226" in comment["body"]
     summary = (tmp_path / "step_summary.md").read_text(encoding="utf-8")
     assert summary == (merger / ".cnn-budget" / "summary.md").read_text(encoding="utf-8")

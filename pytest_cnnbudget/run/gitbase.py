@@ -103,6 +103,19 @@ def pull_request_number(environ: Mapping[str, str]) -> int | None:
     return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
+def head_commit(repo: Path, environ: Mapping[str, str]) -> str:
+    """The commit the figures are of: the pull request's head (the event's), else HEAD."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+        sha = event["pull_request"]["head"]["sha"]
+    except (OSError, ValueError, KeyError, TypeError):
+        sha = None
+    if isinstance(sha, str) and sha:
+        return sha
+    return git(repo, "rev-parse", "HEAD").stdout.decode().strip()
+
+
 def _event_base(path: str) -> BaseRef | None:
     try:
         event = json.loads(Path(path).read_text(encoding="utf-8"))
