@@ -11,7 +11,6 @@ The repository need not be installable: the gate imports the models from the che
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -117,7 +116,7 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     command = [*_gate_command(out), *against, *_pytest_args(given)]
     print(f"cnnbudget ci: {shlex.join(['python', *command[1:]])}", flush=True)
     # The token posts the comment; the models' code, run by pytest, has no use for it.
-    gate_env = {k: v for k, v in os.environ.items() if k != "GITHUB_TOKEN"}
+    gate_env = {k: v for k, v in environ.items() if k != "GITHUB_TOKEN"}
     status = subprocess.call(command, cwd=workdir, env=gate_env)
     comment = workdir / out / COMMENT
     if status not in (0, 1):
