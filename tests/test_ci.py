@@ -671,3 +671,39 @@ def test_gitlab_pipelines_name_their_base() -> None:
     assert (merged.ref, merged.branch) == ("2" * 40, "main")
     assert find_base(None, {}) is None
     assert find_base("develop", request) == BaseRef("develop", "--base")
+
+
+def test_a_snapshot_outside_the_repository_is_said_not_a_crash(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "models" / "cnn.py").write_text(CNN.format(width=16), encoding="utf-8")
+    config = PYPROJECT.replace(
+        "[tool.cnnbudget.models.cnn]",
+        "[tool.cnnbudget]\nsnapshot = '../outside.json'\n\n[tool.cnnbudget.models.cnn]",
+    )
+    (repo / "pyproject.toml").write_text(config, encoding="utf-8")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "models")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--cnn-budget",
+            "-p",
+            "no:cacheprovider",
+            "--cnn-budget-base-rev",
+            "HEAD",
+            "--cnn-budget-comment",
+            "c.md",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "the base's snapshots (--cnn-budget-base-rev HEAD) could not be read" in done.stdout
+    assert "is outside the git work tree" in done.stdout

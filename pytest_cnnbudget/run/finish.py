@@ -30,7 +30,7 @@ from ..snapshot.merge import Merge, merge_snapshot
 from ..snapshot.store import locked, write_snapshot
 from . import outputs
 from .collected import NOTHING_COLLECTED, Collected, kept_entries
-from .gitbase import commit_of, snapshots_at
+from .gitbase import commit_of, snapshots_at, top_level
 from .shards import shard_data
 from .start import RunOptions
 
@@ -195,7 +195,8 @@ def read_base(
         return BaseRead(baseline)
     files = [f.settings.snapshot for f in configs if f.settings.snapshot is not None]
     try:
-        entries, missing = snapshots_at(commit_of(rev, options.rootdir), files)
+        repo = top_level(options.rootdir)
+        entries, missing = snapshots_at(commit_of(rev, options.rootdir), repo, files)
     except CnnBudgetError as e:
         error = f"the base's snapshots (--cnn-budget-base-rev {rev}) could not be read: {e}"
         return BaseRead(None, errors=(error,))

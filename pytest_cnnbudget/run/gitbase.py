@@ -215,15 +215,17 @@ def commit_of(rev: str, folder: Path) -> str:
 
 
 def snapshots_at(
-    commit: str, snapshots: Iterable[Path]
+    commit: str, repo: Path, snapshots: Iterable[Path]
 ) -> tuple[dict[str, SnapshotEntry], list[str]]:
-    """Every entry of the snapshot files as `commit` held them, and the files it did not hold
-    (their models are new to it), each named relative to its work tree's root."""
+    """Every entry of the snapshot files as `commit` of the work tree `repo` held them, and the
+    files it did not hold (their models are new to it), each named relative to `repo`."""
     entries: dict[str, SnapshotEntry] = {}
     missing: list[str] = []
+    root = repo.resolve()
     for snapshot in snapshots:
-        repo = top_level(snapshot.parent)
-        inside = snapshot.resolve().relative_to(repo.resolve()).as_posix()
+        if not snapshot.resolve().is_relative_to(root):
+            raise CommandLineError(f"{snapshot} is outside the git work tree {repo}")
+        inside = snapshot.resolve().relative_to(root).as_posix()
         data = file_at(commit, repo, inside)
         if data is None or not data.strip():
             missing.append(inside)
