@@ -26,7 +26,8 @@ from .report.comment import comment_markdown
 from .report.github import summary_markdown
 from .results import Outcome, SnapshotEntry
 from .run import outputs
-from .run.shards import Shard, merge_shards, read_shard
+from .run.shard_merge import merge_shards
+from .run.shards import Shard, read_shard
 from .snapshot.store import read_baseline
 
 

@@ -570,6 +570,30 @@ def test_a_monorepo_package_run_compares_only_what_it_loaded_and_hides_the_token
     assert body.startswith(f"{MARKER}\n✅ **cnn-budget**: no change"), body
     assert "(1 model checked)" in body
     assert (repo / "seen-token").read_text(encoding="utf-8") == "none"
+    # One job per package: each read its own configs' base snapshots; the merge joins them.
+    shutil.copy(repo / ".cnn-budget" / "report.json", tmp_path / "vision.json")
+    other = ci(repo, api, "--base", "HEAD", "--", "pkgs/text")
+    assert other.returncode == 0, other.stdout + other.stderr
+    merged = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_cnnbudget",
+            "merge",
+            str(tmp_path / "vision.json"),
+            str(repo / ".cnn-budget" / "report.json"),
+            "--comment",
+            str(tmp_path / "both.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    both = (tmp_path / "both.md").read_text(encoding="utf-8")
+    assert "no change" in both
+    assert "(2 models checked)" in both
 
 
 def test_a_run_that_does_not_complete_says_so_where_the_last_comment_stood(

@@ -36,10 +36,10 @@ from pytest_cnnbudget.results import (
 )
 from pytest_cnnbudget.run.collected import Collected
 from pytest_cnnbudget.run.gate import check_model
+from pytest_cnnbudget.run.shard_merge import merge_shards
 from pytest_cnnbudget.run.shards import (
     Shard,
     ShardConfig,
-    merge_shards,
     not_checked,
     read_shard,
     run_shard,

@@ -11,8 +11,10 @@ Each shard knows part of the run. What none knows alone is decided as one run wo
   one shard deselected, it keeps; the shard that ran it checked it);
 - fixture entries (names with `::`) whose test is gone: gone when a shard that collected the
   test's module found it gone, as one run's whole collection would have. A shard asks about its
-  snapshots' entries alone, so that what it writes does not depend on a baseline; a fixture
-  entry that only the merge's baseline holds is taken as gone (removed in the comparison).
+  snapshots' entries and its baseline's; a fixture entry that only a baseline given to the
+  merge holds is taken as gone (removed in the comparison);
+- the baseline: the entries every shard read of the one base (a job per package reads its own
+  configs' snapshots), joined.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..errors import CommandLineError, exception_text
 from ..jsontext import echoed
 from ..names import printable
 from ..report.cells import Failures
-from ..report.json import REPORT_SCHEMA, model_dict, run_report
+from ..report.json import REPORT_SCHEMA, run_report
 from ..results import ModelResult, SnapshotEntry
 from ..snapshot.compare import BaseComparison, compare_with_base
 from ..snapshot.format import entry_from_json, entry_to_json
@@ -45,7 +47,7 @@ NOT_CHECKED = "not checked by any shard: "
 class ShardConfig:
     """A config file as a shard saw it: the key, the contents' digest, its models, its snapshot."""
 
-    path: str  # relative to the rootdir (POSIX), alike in every job's checkout
+    path: str  # relative to where pytest started (POSIX), alike in every job of a workflow
     digest: str | None  # "sha256:<hex>" of its bytes; None where there is no file (default)
     models: tuple[str, ...]
     snapshot: str  # as messages name it (Settings.snapshot_name)
@@ -141,7 +143,7 @@ def run_shard(
     folders = (rootdir, *(f.path.parent for f in configs))
     kept = set(kept_entries(fixtures, folders, collected))
     return Shard(
-        configs=tuple(_config(f, rootdir, names) for f in configs),
+        configs=tuple(_config(f, rootdir, options.started, names) for f in configs),
         results={r.name: r for r in results},
         failures={r.name: tuple(failed[r.name]) for r in results if r.failed and r.name in failed},
         kept=frozenset(kept),
@@ -152,11 +154,14 @@ def run_shard(
     )
 
 
-def _config(file: ConfigFile, rootdir: Path, checked: set[str]) -> ShardConfig:
+def _config(file: ConfigFile, rootdir: Path, started: Path, checked: set[str]) -> ShardConfig:
     path = file.path
     configured = set(file.configured())
+    # Keyed relative to where the job started pytest, which every job of one workflow shares:
+    # pytest's rootdir is each package's own folder when a job is given that folder alone.
+    inside = next((f for f in (started.resolve(), rootdir) if path.is_relative_to(f)), None)
     return ShardConfig(
-        path=path.relative_to(rootdir).as_posix() if path.is_relative_to(rootdir) else str(path),
+        path=path.relative_to(inside).as_posix() if inside is not None else str(path),
         digest=_digest(path),
         models=tuple(file.configured()),
         snapshot=file.settings.snapshot_name(rootdir),
@@ -371,79 +376,3 @@ def _config_of(data: dict[str, Any], results: Mapping[str, ModelResult]) -> Shar
 def not_checked(names: Sequence[str]) -> str | None:
     """The problem of configured models no shard checked; None when every one was."""
     return NOT_CHECKED + ", ".join(printable(n) for n in names) if names else None
-
-
-# -- the join ------------------------------------------------------------------------------
-
-
-def merge_shards(shards: Sequence[tuple[str, Shard]]) -> Shard:
-    """The shards (each named by its file) joined into what one run would have reported;
-    CommandLineError where they cannot be: run with other configs or options, started from
-    other snapshots, or one model's results differ."""
-    if not shards:
-        raise CommandLineError("no reports to merge")
-    first, shard = shards[0]
-    configs = {c.path: (c, first) for c in shard.configs}
-    results = {n: (r, first) for n, r in shard.results.items()}
-    failures = dict(shard.failures)
-    for where, other in shards[1:]:
-        if other.group != shard.group:
-            raise CommandLineError(
-                f"{first} and {where} were run one with --cnn-budget-no-group, one without: "
-                "their tables differ"
-            )
-        for config in other.configs:
-            known = configs.get(config.path)
-            joined = config if known is None else _same_config(known, config, where)
-            configs[config.path] = (joined, where if known is None else known[1])
-        for name, result in other.results.items():
-            if name not in results:
-                results[name] = (result, where)
-                if name in other.failures:
-                    failures[name] = other.failures[name]
-            elif model_dict(result) != model_dict(results[name][0]):
-                raise CommandLineError(
-                    f"{printable(name)}: checked by both {results[name][1]} and {where}, with "
-                    "different results; merge the reports of one commit's shards"
-                )
-    for where, other in shards[1:]:
-        if (other.baseline, other.against) != (shard.baseline, shard.against):
-            raise CommandLineError(
-                f"{first} and {where} were compared with different bases ({shard.against} and "
-                f"{other.against}); merge the reports of one workflow run's shards"
-            )
-    checked = set(results)
-    gone = frozenset().union(*(s.gone for _, s in shards))
-    return Shard(
-        configs=tuple(c for c, _ in configs.values()),
-        results={n: r for n, (r, _) in results.items()},
-        failures=failures,
-        kept=frozenset().union(*(s.kept for _, s in shards)) - gone,
-        gone=gone,
-        group=shard.group,
-        stale=tuple(sorted({n for _, s in shards for n in s.stale} - checked)),
-        problems=tuple(dict.fromkeys(p for _, s in shards for p in s.problems)),
-        baseline=shard.baseline,
-        against=shard.against,
-    )
-
-
-def _same_config(known: tuple[ShardConfig, str], config: ShardConfig, where: str) -> ShardConfig:
-    """One config file as two shards saw it, their stored entries joined; CommandLineError
-    where it is not the same file or they started from different snapshots."""
-    mine, first = known
-    if (mine.digest, mine.models, mine.snapshot) != (config.digest, config.models, config.snapshot):
-        how = f"{mine.digest} and {config.digest}" if mine.digest != config.digest else "its models"
-        raise CommandLineError(
-            f"{first} and {where} were run with different configs: {printable(config.path)} "
-            f"differs ({how}); merge the reports of one commit's shards"
-        )
-    stored = dict(mine.stored)
-    for name, entry in config.stored.items():
-        if stored.setdefault(name, entry) != entry:
-            raise CommandLineError(
-                f"{first} and {where} started from different snapshots: the entry of "
-                f"{printable(name)} in {printable(config.snapshot)} differs; merge the reports "
-                "of one commit's shards"
-            )
-    return replace(mine, stored=stored)
