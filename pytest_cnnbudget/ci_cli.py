@@ -36,6 +36,7 @@ OUT = ".cnn-budget"  # the outputs' folder, ignored by git through its own .giti
 REPORT, SUMMARY, COMMENT = "report.json", "summary.md", "comment.md"
 PR_NUMBER = "pr-number"
 NO_TESTS = 5  # pytest's exit status when it collected nothing
+USAGE_ERROR = 2  # what cnnbudget ci exits with when it cannot start the gate
 _IGNORE = "# written by cnnbudget ci: its outputs, not the repository's\n*\n"
 
 
@@ -103,12 +104,27 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if number is not None:
         # For a workflow_run workflow posting a fork's comment: which pull request it is.
         (workdir / out / PR_NUMBER).write_text(f"{number}\n", encoding="utf-8")
+    comment = workdir / out / COMMENT
+
+    def deliver(create: bool | None) -> None:
+        if body_file is not None and comment.is_file():
+            write_text(Path(body_file), comment.read_text(encoding="utf-8"))
+            print(f"cnnbudget ci: the comment body is in {body_file}")
+        if post and comment.is_file():
+            _post(comment, args.pr, environ, create)
+
     against: list[str] = []
     if args.no_base:
         print("cnnbudget ci: no base (--no-base): comparing with the committed snapshots")
     else:
+        try:
+            base = _base(args, environ, repo)
+        except CnnBudgetError as e:
+            # Where an earlier push's comment stands, it must not stand for this run.
+            write_text(comment, incomplete_markdown(USAGE_ERROR, reason=str(e)))
+            deliver(False)
+            raise
         # The gate reads the snapshot of each config it loads as the base commit held it.
-        base = _base(args, environ, repo)
         against = [f"--cnn-budget-base-rev={base.commit}"]
         # Named with both ends, so that a comment updated on every push can be dated.
         named = f"{base.describe()}, at head {head_commit(repo, environ)[:12]}"
@@ -118,7 +134,6 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # The token posts the comment; the models' code, run by pytest, has no use for it.
     gate_env = {k: v for k, v in environ.items() if k != "GITHUB_TOKEN"}
     status = subprocess.call(command, cwd=workdir, env=gate_env)
-    comment = workdir / out / COMMENT
     if status not in (0, 1):
         # Whatever the gate wrote (a run that collected nothing says "no change") is no
         # verdict: the comment says the run did not complete.
@@ -129,13 +144,8 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "in pyproject.toml, or check what the pytest arguments select",
             file=sys.stderr,
         )
-    if body_file is not None and comment.is_file():
-        write_text(Path(body_file), comment.read_text(encoding="utf-8"))
-        print(f"cnnbudget ci: the comment body is in {body_file}")
-    if post and comment.is_file():
-        # A run that selected nothing makes no new comment; any other that did not complete
-        # says so, where an earlier push's comment would otherwise stand.
-        _post(comment, args.pr, environ, None if status in (0, 1) else status != NO_TESTS)
+    # A body that says nothing changed, or nothing was checked, makes no new comment.
+    deliver(None if status in (0, 1, NO_TESTS) else True)
     return status
 
 

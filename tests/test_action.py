@@ -85,7 +85,7 @@ def test_the_action_is_composite_installs_in_one_resolve_and_expands_nothing_in_
         line.strip() for line in install["run"].splitlines() if "--extra-index-url" in line
     ]
     assert gate_install == [
-        'python -m pip install --extra-index-url "$INDEX_URL" "$ACTION_PATH" "$TORCH" $PACKAGES'
+        'python -I -m pip install --extra-index-url "$INDEX_URL" "$ACTION_PATH" "$TORCH" $PACKAGES'
     ]
     assert install["env"]["ACTION_PATH"] == "${{ github.action_path }}"
     assert declared["inputs"]["index-url"]["default"] == "https://download.pytorch.org/whl/cpu"

@@ -609,6 +609,13 @@ def test_a_run_that_does_not_complete_says_so_where_the_last_comment_stood(
     [comment] = state.comments[7]
     assert comment["body"].startswith(f"{MARKER}\n⚠️ **cnn-budget** did not check the models")
     assert "interrupted (a collection error" in comment["body"]
+    # A run that cannot start (its base is nowhere): said where the comment stood.
+    lost = ci(workspace, api, "--comment", "post", "--base", "no-such-branch")
+    assert lost.returncode == 2
+    [comment] = state.comments[7]
+    assert (
+        "did not check the models: it could not start: base 'no-such-branch'" in (comment["body"])
+    )
     # A run that selects nothing makes no comment where there is none.
     state.comments[7].clear()
     (workspace / "test_broken.py").unlink()
@@ -678,6 +685,24 @@ def test_a_merge_commit_is_compared_with_its_first_parent_not_a_stale_event_base
     )
     body = (workspace / ".cnn-budget" / "comment.md").read_text(encoding="utf-8")
     assert "+608" in body
+    # Not the merge of this pull request's head, or not a pull_request run: the event's base.
+    for other in (
+        {"GITHUB_EVENT_NAME": "pull_request_target"},
+        {"GITHUB_EVENT_PATH": str(tmp_path / "other.json")},
+    ):
+        head = {"sha": "f" * 40}
+        pull = {**event["pull_request"], "head": head}
+        (tmp_path / "other.json").write_text(json.dumps({"pull_request": pull}), "utf-8")
+        kept = subprocess.run(
+            [sys.executable, "-m", "pytest_cnnbudget", "ci"],
+            cwd=workspace,
+            env={**environ, **other},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert f"({origin.before_snapshot[:12]}), from the pull_request event" in kept.stdout
 
 
 def test_gitlab_pipelines_name_their_base() -> None:
@@ -729,5 +754,7 @@ def test_a_snapshot_outside_the_repository_is_said_not_a_crash(tmp_path: Path) -
         check=False,
     )
     assert "Traceback" not in done.stdout + done.stderr
-    assert "the base's snapshots (--cnn-budget-base-rev HEAD) could not be read" in done.stdout
+    # A note, not an output error: the other snapshot files would still count.
     assert "is outside the git work tree" in done.stdout
+    assert "its models count as new" in done.stdout
+    assert "outputs not written" not in done.stdout

@@ -805,3 +805,7 @@ def test_a_run_that_did_not_complete_says_so_and_is_no_change_body() -> None:
     assert "a collection error" in body
     assert not says_no_change(body)
     assert "exit status 7" in incomplete_markdown(7)
+    assert "stopped by signal 9" in incomplete_markdown(-9)
+    assert "it could not start: no base" in incomplete_markdown(2, reason="no base")
+    # Selecting nothing is as quiet as no change: it makes no new comment.
+    assert says_no_change(incomplete_markdown(5))

@@ -347,27 +347,33 @@ def _rows_note(left: int) -> str:
 def says_no_change(body: str) -> bool:
     """Whether a comment body is the one-line "no change" one (or empty): worth updating a
     comment an earlier push made with, not worth a new comment."""
-    return not body.strip() or body.startswith(NO_CHANGE)
+    return not body.strip() or body.startswith((NO_CHANGE, NOTHING_CHECKED))
 
 
 def _count_of(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-# What each of pytest's exit statuses besides 0 and 1 means for a gate run.
+# What each of pytest's exit statuses besides 0, 1 and 5 means for a gate run.
 _INCOMPLETE = {
     2: "interrupted (a collection error, or Ctrl-C)",
     3: "an internal error",
     4: "a usage error (its options or configuration)",
-    5: "no budget check was selected",
 }
+# The body of a run that selected no model: as quiet as "no change".
+NOTHING_CHECKED = f"{MARKER}\nℹ️ **cnn-budget**: no model was checked "
 
 
-def incomplete_markdown(status: int) -> str:
-    """The comment body of a gate run that did not complete (pytest exited with `status`, not
-    0 or 1): what an earlier push's comment is updated to, so that it says nothing stale."""
-    why = _INCOMPLETE.get(status, f"exit status {status}")
-    return (
-        f"{MARKER}\n⚠️ **cnn-budget** did not check the models: pytest ended with {why} "
-        f"(exit status {status}); the job's log says why.\n"
-    )
+def incomplete_markdown(status: int, reason: str | None = None) -> str:
+    """The comment body of a gate run that did not complete: pytest exited with `status` (not
+    0 or 1; negative: killed by that signal), or `reason` kept it from starting. What an earlier
+    push's comment is updated to, so that it says nothing stale."""
+    if reason is not None:
+        why = f"it could not start: {markdown_escape(reason, cell=False)}"
+    elif status == 5:
+        return f"{NOTHING_CHECKED}(pytest selected none).\n"
+    elif status < 0:
+        why = f"pytest was stopped by signal {-status}"
+    else:
+        why = f"pytest ended with {_INCOMPLETE.get(status, 'an error')} (exit status {status})"
+    return f"{MARKER}\n⚠️ **cnn-budget** did not check the models: {why}; the job's log says more.\n"

@@ -364,7 +364,11 @@ def summary_markdown(
     head = f"## cnn-budget: {len(failing)} of {len(ordered)} models need attention"
     if not failing:
         every = f"all {len(ordered)} models" if len(ordered) != 1 else "the 1 model"
-        head = f"## cnn-budget: {every} within budget"
+        head = (
+            f"## cnn-budget: {every} within budget"
+            if ordered
+            else "## cnn-budget: no model checked"
+        )
     if problems:
         listed = "\n".join(f"- ⚠️ {markdown_escape(p, cell=False)}" for p in problems)
         head = f"{head}, {len(problems)} problem{'s' if len(problems) != 1 else ''}\n\n{listed}"

@@ -9,7 +9,6 @@ Each rule is written once here: `kept_entries` (what is not stale though no tabl
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -172,9 +171,6 @@ def compare_run(
     return compare_with_base(results, base, configured)
 
 
-_FULL_HASH = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-
-
 @dataclass(frozen=True)
 class BaseRead:
     """The baseline a run compares with, and what reading it had to say."""
@@ -200,8 +196,7 @@ def read_base(
     except CnnBudgetError as e:
         error = f"the base's snapshots (--cnn-budget-base-rev {rev}) could not be read: {e}"
         return BaseRead(None, errors=(error,))
-    shown = rev[:12] if _FULL_HASH.fullmatch(rev) else rev
-    notes = tuple(f"the base {shown} has no {path}: its models count as new" for path in missing)
+    notes = tuple(f"{why}: its models count as new" for why in missing)
     return BaseRead(entries, notes=notes)
 
 

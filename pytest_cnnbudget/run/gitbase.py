@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CommandLineError
+from ..errors import CnnBudgetError, CommandLineError, exception_text
 from ..results import SnapshotEntry
 from ..snapshot.format import parse_snapshot
 from ..units import clip
@@ -77,14 +77,17 @@ def merge_parent(found: BaseRef, repo: Path, environ: Mapping[str, str]) -> Base
     pull request's. Any other checkout keeps `found`."""
     if found.source != _EVENT or not environ.get("GITHUB_SHA"):
         return found
+    if environ.get("GITHUB_EVENT_NAME", "pull_request") != "pull_request":
+        return found  # pull_request_target checks out the base branch itself
     head = git(repo, "rev-parse", "HEAD", check=False).stdout.decode().strip()
     if head != environ["GITHUB_SHA"]:
         return found
     # The commit object names its parents even in a clone of depth 1.
     lines = git(repo, "cat-file", "-p", head).stdout.decode("utf-8", "replace").splitlines()
     parents = [line.split()[1] for line in lines if line.startswith("parent ")]
-    if len(parents) != 2:
-        return found
+    pulled = _event_head(environ)
+    if len(parents) != 2 or (pulled is not None and parents[1] != pulled):
+        return found  # not the merge of this pull request's head
     return BaseRef(parents[0], "the pull request's merge commit (its first parent)", found.branch)
 
 
@@ -104,16 +107,21 @@ def pull_request_number(environ: Mapping[str, str]) -> int | None:
 
 
 def head_commit(repo: Path, environ: Mapping[str, str]) -> str:
-    """The commit the figures are of: the pull request's head (the event's), else HEAD."""
+    """The commit the figures are of: the pull request's head (GitHub's event, GitLab's source
+    branch), else HEAD."""
+    head = _event_head(environ) or environ.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA")
+    return head or git(repo, "rev-parse", "HEAD").stdout.decode().strip()
+
+
+def _event_head(environ: Mapping[str, str]) -> str | None:
+    """The pull request's head commit, from a GitHub event file that has one."""
     path = environ.get("GITHUB_EVENT_PATH")
     try:
         event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
         sha = event["pull_request"]["head"]["sha"]
     except (OSError, ValueError, KeyError, TypeError):
-        sha = None
-    if isinstance(sha, str) and sha:
-        return sha
-    return git(repo, "rev-parse", "HEAD").stdout.decode().strip()
+        return None
+    return sha if isinstance(sha, str) and sha else None
 
 
 def _event_base(path: str) -> BaseRef | None:
@@ -185,7 +193,8 @@ def resolve(found: BaseRef, repo: Path, remote: str = "origin") -> Base:
                 moved = f"{found.ref} could not be fetched: the tip of {ref} instead"
                 return Base(found, commit, moved if ref != fetched else None)
         said = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        tried.append(f"git fetch {remote} {ref}: {clip(said[-1] if said else 'failed')}")
+        fatal = next((line for line in said if line.startswith("fatal:")), None)
+        tried.append(f"git fetch {remote} {ref}: {clip(fatal or (said[0] if said else 'failed'))}")
     raise CommandLineError(
         f"base {found.ref!r} (from {found.source}) is not in this checkout and could not be "
         f"fetched ({'; '.join(tried)}): give --base a branch the remote has, or a commit's "
@@ -217,21 +226,23 @@ def commit_of(rev: str, folder: Path) -> str:
 def snapshots_at(
     commit: str, repo: Path, snapshots: Iterable[Path]
 ) -> tuple[dict[str, SnapshotEntry], list[str]]:
-    """Every entry of the snapshot files as `commit` of the work tree `repo` held them, and the
-    files it did not hold (their models are new to it), each named relative to `repo`."""
+    """Every entry of the snapshot files as `commit` of the work tree `repo` held them, and why
+    each file that gave none did not (the base lacks it, it is outside the work tree, it
+    cannot be read): their models are new to the base, and the other files still count."""
     entries: dict[str, SnapshotEntry] = {}
     missing: list[str] = []
     root = repo.resolve()
     for snapshot in snapshots:
         if not snapshot.resolve().is_relative_to(root):
-            raise CommandLineError(f"{snapshot} is outside the git work tree {repo}")
+            missing.append(f"{snapshot} is outside the git work tree {repo}")
+            continue
         inside = snapshot.resolve().relative_to(root).as_posix()
         data = file_at(commit, repo, inside)
         if data is None or not data.strip():
-            missing.append(inside)
+            missing.append(f"the base {commit[:12]} has no {inside}")
             continue
         try:
             entries.update(parse_snapshot(data.decode("utf-8"), Path(f"{commit[:12]}:{inside}")))
-        except UnicodeDecodeError as e:
-            raise CommandLineError(f"{commit[:12]}:{inside} is not UTF-8 text") from e
+        except (UnicodeDecodeError, CnnBudgetError) as e:
+            missing.append(f"the base's {inside} cannot be read ({clip(exception_text(e))})")
     return entries, missing
