@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CommandLineError, os_error_text
 from .report.comment import says_no_change
+from .report.github import workflow_command
 
 # A commit's full hash: SHA-1, or SHA-256 in a repository that uses it.
 _SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -87,11 +88,14 @@ def run_comment(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if (head.sha.lower(), head.repository.lower()) != wanted:
             # A newer push (its own run comments), or a number that names another pull
             # request: either way this body is not that pull request's.
-            print(
+            said = (
                 f"not posted: pull request #{where.number}'s head is {head.sha} of "
                 f"{head.repository}, not {args.head_sha} of {args.head_repo}, which this body "
                 "was computed for"
             )
+            print(said)
+            if environ.get("GITHUB_ACTIONS") == "true":  # seen beside a green step
+                print(workflow_command("warning", said, title="cnn-budget comment"))
             return 0
     # A "no change" body updates the comment an earlier push made, and makes none.
     print(posted_text(post_comment(body, where, create=not says_no_change(body)), where))

@@ -204,7 +204,7 @@ def test_the_first_run_creates_the_comment_the_next_update_it_and_a_failure_says
     [comment] = state.comments[7]
     for figure in ("2,442", "+1,824"):
         assert figure in comment["body"], comment["body"]
-    assert "1 not in the snapshot" in comment["body"]
+    assert "1 not accepted" in comment["body"]
     assert "the check fails" in comment["body"]
     assert "pytest --cnn-budget-update" in comment["body"]
     assert [m for m, _ in state.requests].count("POST") == 1
@@ -415,6 +415,7 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     )
     assert spoof.returncode == 0, spoof.stdout + spoof.stderr
     assert "not posted" in spoof.stdout
+    assert "::warning title=cnn-budget comment::not posted" in spoof.stdout  # beside a green step
     assert state.comments[7] == []
     posted = run_step(post, tmp_path, api, HEAD_SHA=state.heads[7], **artifact)
     assert posted.returncode == 0, posted.stdout + posted.stderr

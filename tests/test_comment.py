@@ -253,7 +253,7 @@ def test_a_grown_model_is_the_one_row_with_its_layer_diff(expected: Expected) ->
     delta = head - nets.CIFAR_PARAMS
     relative = f"{delta / nets.CIFAR_PARAMS * 100:+.1f}%"
     # The change is not in the committed snapshot (the case's check failed): said first.
-    assert heading(text) == "### cnn-budget: 1 of 2 models changed, 1 not in the snapshot"
+    assert heading(text) == "### cnn-budget: 1 of 2 models changed, 1 not accepted"
     assert "❌ The committed snapshot does not hold these figures: the check fails." in text
     # Only the model that changed; tiny, the same as in the base, is not listed.
     [row] = model_rows(text)
@@ -335,7 +335,7 @@ def test_a_comment_cut_at_the_size_limit_says_what_it_left_out(
     expected(name, text)
     assert len(text.encode("utf-8")) <= limit
     assert text.startswith(MARKER + "\n")
-    assert heading(text) == "### cnn-budget: 40 of 40 models changed, 40 not in the snapshot"
+    assert heading(text) == "### cnn-budget: 40 of 40 models changed, 40 not accepted"
     rows = model_rows(text)
     # The rows kept are the first ones, in order; the footer stays.
     assert [r[1] for r in rows] == [f"cifar_{i:02d}" for i in range(len(rows))]
@@ -374,7 +374,7 @@ def test_the_comment_fits_githubs_limit(models: int) -> None:
     assert size > COMMENT_LIMIT - 2000
     assert text.startswith(MARKER + "\n")
     assert heading(text) == (
-        f"### cnn-budget: {models} of {models} models changed, {models} not in the snapshot"
+        f"### cnn-budget: {models} of {models} models changed, {models} not accepted"
     )
     rows = model_rows(text)
     ordered = sorted(names)

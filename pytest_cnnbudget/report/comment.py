@@ -226,7 +226,7 @@ def _headline(rows: Sequence[_Row], models: str) -> str:
     if breached:
         parts.append(f"{breached} over budget")
     if unaccepted:
-        parts.append(f"{unaccepted} not in the snapshot")
+        parts.append(f"{unaccepted} not accepted")  # the snapshot lacks its figures
     if errors:
         parts.append(f"{errors} not checked")
     return ", ".join(parts)

@@ -361,7 +361,9 @@ def summary_markdown(
     # Failures first: they are what the reader came for, and what truncation must keep.
     ordered = sorted(results, key=lambda r: (not r.failed, r.name))
     failing = [r for r in ordered if r.failed]
-    head = f"## cnn-budget: {len(failing)} of {len(ordered)} models need attention"
+    one = len(ordered) == 1
+    head = f"## cnn-budget: {len(failing)} of {len(ordered)} model{'' if one else 's'} "
+    head += "needs attention" if one else "need attention"
     if not failing:
         every = f"all {len(ordered)} models" if len(ordered) != 1 else "the 1 model"
         head = (
@@ -385,7 +387,7 @@ def summary_markdown(
             Column("Δ vs base", lambda r: base_delta(compared.get(r.name)), right=True),
             columns[-1],
         ]
-    rows = render(columns, ordered, Style.MARKDOWN)
+    rows = render(columns, ordered, Style.MARKDOWN) if ordered else []
     details = []
     for r in failing:
         body = markdown_code_block("\n".join(failed[r.name]))
