@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from project import NETS_SOURCE, toml_text
 from schemas import problems
 
@@ -169,8 +170,21 @@ def edited_snapshot(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("sharded")
+def project(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Project:
+    """The project, built once per session: under xdist the workers share it (its ten pytest
+    runs are the slowest part of this file), each test writing files of its own names."""
+    if worker_id == "master":
+        return built(tmp_path_factory.mktemp("sharded"))
+    root = tmp_path_factory.getbasetemp().parent / "sharded"  # this session's, every worker's
+    with FileLock(f"{root}.lock"):
+        if not (root / "built").is_file():
+            root.mkdir(exist_ok=True)
+            built(root)
+            (root / "built").touch()
+    return Project(root / "project")
+
+
+def built(root: Path) -> Project:
     folder = root / "project"
     folder.mkdir()
     (folder / "nets.py").write_text(NETS_SOURCE, encoding="utf-8")
