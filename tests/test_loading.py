@@ -534,3 +534,50 @@ def test_the_fallback_leaves_lazy_modules_on_meta_for_the_forward_pass(
     assert {t.device.type for t in tensors} == {"meta"}
     count = measure(model, parse_input_shape([2, 5]))
     assert (count.total, count.buffers) == (5 * 8 + 8 + 2 * 8, 8 + 8 + 1)
+
+
+@pytest.mark.parametrize(
+    ("target", "meant", "said"),
+    [
+        # The module's last part, the package, the attribute, a dotted attribute.
+        ("typomodels.net:TinyCnn", "typomodels.nets:TinyCnn", "typomodels.nets"),
+        ("typomodel.nets:TinyCnn", "typomodels.nets:TinyCnn", "typomodels.nets"),
+        ("typomodels.nets:TinyCNN", "typomodels.nets:TinyCnn", "typomodels.nets:TinyCnn"),
+        (
+            "typomodels.nets:zoo.tiny_cn",
+            "typomodels.nets:zoo.tiny_cnn",
+            "typomodels.nets:zoo.tiny_cnn",
+        ),
+    ],
+)
+def test_a_target_typo_gets_a_did_you_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, meant: str, said: str
+) -> None:
+    package = tmp_path / "typomodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "nets.py").write_text(
+        "import types\nfrom torch import nn\n\n"
+        "class TinyCnn(nn.Linear):\n    def __init__(self):\n        super().__init__(2, 2)\n\n"
+        "zoo = types.SimpleNamespace(tiny_cnn=TinyCnn)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n.startswith("typomodel")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ModelBuildError) as raised:
+        build_model(target)
+    assert str(raised.value).endswith(f" (did you mean {said!r}?)"), str(raised.value)
+    assert sum(p.params for p in count_parameters(build_model(meant)).layers) == 6
+
+
+def test_a_missing_dependency_gets_no_did_you_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The target's module exists; what it imports does not: no guess at a name.
+    (tmp_path / "needs_dep.py").write_text("import torchvisionn\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelBuildError) as raised:
+        build_model("needs_dep:Net")
+    assert "No module named 'torchvisionn'" in str(raised.value)
+    assert "did you mean" not in str(raised.value)

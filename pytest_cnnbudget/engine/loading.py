@@ -6,9 +6,11 @@ model counts in a few hundred megabytes.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.abc
 import importlib.machinery
+import pkgutil
 import re
 import sys
 import traceback
@@ -83,23 +85,51 @@ def resolve_target(target: str, key: str = "target", *, dotted: bool = False) ->
         obj: Any = importlib.import_module(module_name)
     except Exception as e:
         raise _cannot_import(module_name, key, target, e) from e
+    done: list[str] = []
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as e:
+            close = difflib.get_close_matches(part, [n for n in dir(obj) if n[:1] != "_"], n=1)
+            meant = f"{module_name}:{'.'.join([*done, *close])}" if close else None
             raise ModelBuildError(
                 f"module {module_name!r} has no attribute {attr_path!r} ({key} {target!r})"
+                + (f" (did you mean {meant!r}?)" if meant else "")
             ) from e
+        done.append(part)
     if not callable(obj):
         raise ModelBuildError(f"{key} {target!r} is a {type(obj).__name__}, not a class or factory")
     return obj  # type: ignore[no-any-return]
 
 
 def _cannot_import(module_name: str, key: str, target: str, error: Exception) -> ModelBuildError:
+    close = _close_module(module_name, error)
     return ModelBuildError(
         f"cannot import module {module_name!r} for {key} {target!r}: "
-        f"{clip_lines(exception_text(error))}"
+        f"{clip_lines(exception_text(error))}" + (f" (did you mean {close!r}?)" if close else "")
     )
+
+
+def _close_module(module_name: str, error: Exception) -> str | None:
+    """A module of a name close to the target's, when the target's own module (or a package
+    above it) is what could not be found: a typo, not a missing dependency."""
+    missing = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+    if not missing or not (module_name == missing or module_name.startswith(missing + ".")):
+        return None
+    parent, _, leaf = missing.rpartition(".")
+    try:
+        where = getattr(importlib.import_module(parent), "__path__", None) if parent else None
+    except Exception:
+        return None
+    if parent and where is None:
+        return None
+    names = [m.name for m in pkgutil.iter_modules(where)]
+    # Stricter than difflib's 0.6: every module on sys.path is a candidate.
+    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.8)
+    if not close:
+        return None
+    found = f"{parent}.{close[0]}" if parent else close[0]
+    return found + module_name[len(missing) :]
 
 
 def _module_prefix(target: str, key: str) -> tuple[str, str]:
