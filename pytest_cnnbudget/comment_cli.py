@@ -11,7 +11,6 @@ GITHUB_TOKEN, GITHUB_API_URL); the pull request from `--pr`, else the event file
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CommandLineError, os_error_text
 from .report.comment import says_no_change
 from .report.github import workflow_command
+from .run.gitbase import pull_request_number
 
 # A commit's full hash: SHA-1, or SHA-256 in a repository that uses it.
 _SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -148,13 +148,9 @@ def event_number(environ: Mapping[str, str]) -> int:
         raise CommandLineError(
             "no pull request: give --pr N (no GITHUB_EVENT_PATH to read it from)"
         )
-    try:
-        event = json.loads(Path(path).read_text(encoding="utf-8"))
-        number = event["pull_request"]["number"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    number = pull_request_number(environ)
+    if number is None:
         raise CommandLineError(
             f"no pull request in GITHUB_EVENT_PATH {path!r} (not a pull_request event): give --pr N"
-        ) from e
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise CommandLineError(f"GITHUB_EVENT_PATH {path!r} names pull request {number!r}")
+        )
     return number

@@ -68,15 +68,20 @@ def git(folder: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def run(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A real subprocess, its output captured; the timeout only turns a hang into a failure."""
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
 def gate_update(folder: Path) -> None:
     """What the author runs to accept a change: pytest --cnn-budget-update."""
-    done = subprocess.run(
+    done = run(
         [sys.executable, "-m", "pytest", "--cnn-budget-update", "-m", "cnn_budget", "-q"],
         cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -153,15 +158,7 @@ def ci(
         GITHUB_TOKEN=token,
         GITHUB_API_URL=api,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_cnnbudget", "ci", *args],
-        cwd=workspace,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run([sys.executable, "-m", "pytest_cnnbudget", "ci", *args], cwd=workspace, env=environ)
 
 
 def test_the_first_run_creates_the_comment_the_next_update_it_and_a_failure_says_so(
@@ -317,14 +314,10 @@ def test_a_gitlab_merge_request_pipeline_finds_its_base_and_keeps_the_summary(
         CI_MERGE_REQUEST_DIFF_BASE_SHA=origin.main,
         CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main",
     )
-    done = subprocess.run(
+    done = run(
         [sys.executable, "-m", "pytest_cnnbudget", "ci", "--comment", "file=note.md"],
         cwd=workspace,
         env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"comparing with main ({origin.main[:12]}), from GitLab's merge request" in done.stdout
@@ -336,10 +329,10 @@ def test_a_gitlab_merge_request_pipeline_finds_its_base_and_keeps_the_summary(
     assert "2,442" in note
 
 
-def action_step(name: str) -> dict[str, Any]:
-    """One step of the composite action, as action.yml has it."""
+def action_step(name: str, key: str = "name") -> dict[str, Any]:
+    """One step of the composite action, as action.yml has it, by its name (or its id)."""
     action = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
-    step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get("name") == name)
+    step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get(key) == name)
     return step
 
 
@@ -364,14 +357,10 @@ def run_step(
     environ.update(env)
     script = workspace.parent / "step.sh"
     script.write_text(step["run"], encoding="utf-8")
-    return subprocess.run(
+    return run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
         cwd=workspace,
         env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
 
 
@@ -382,7 +371,7 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     workspace = checkout(origin, "wider", tmp_path / "ws")
     event = {"pull_request": {"number": 7, "base": {"sha": origin.main, "ref": "main"}}}
     (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
-    paths = run_step(_paths_step(), workspace, api)
+    paths = run_step(action_step("paths", key="id"), workspace, api)
     assert paths.returncode == 0, paths.stderr
     assert f"report={workspace}/.cnn-budget/report.json" in (tmp_path / "output.txt").read_text()
     gate = action_step("Check the models' budgets")
@@ -426,12 +415,6 @@ def test_the_actions_own_steps_gate_comment_and_post_a_forks_body(
     assert own.returncode == 0, own.stdout + own.stderr
     assert "updated the comment on octo/models#7" in own.stdout
     assert [c["id"] for c in state.comments[7]] == [comment["id"]]
-
-
-def _paths_step() -> dict[str, Any]:
-    action = yaml.safe_load((Path(__file__).parent.parent / "action.yml").read_text("utf-8"))
-    step: dict[str, Any] = next(s for s in action["runs"]["steps"] if s.get("id") == "paths")
-    return step
 
 
 def test_the_actions_gate_step_on_a_push_checks_the_snapshot_and_writes_the_trend(
@@ -529,15 +512,8 @@ def test_merge_and_comment_post_run_without_torch_or_pytest(
         ["merge", str(out / "report.json"), "--comment", str(tmp_path / "merged.md")],
         ["comment", "post", str(tmp_path / "merged.md"), "--pr", "7"],
     ):
-        run = subprocess.run(
-            [sys.executable, "-c", BLOCKED, *args],
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert run.returncode == 0, run.stdout + run.stderr
+        done = run([sys.executable, "-c", BLOCKED, *args], env=environ)
+        assert done.returncode == 0, done.stdout + done.stderr
     [comment] = state.comments[7]
     assert "1,226" in comment["body"]
 
@@ -631,13 +607,9 @@ def test_the_base_rev_option_is_checked_before_any_model_is_built(
     workspace = checkout(origin, "wider", tmp_path / "ws")
 
     def gate(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        return run(
             [sys.executable, "-m", "pytest", "--cnn-budget", "-p", "no:cacheprovider", *args],
             cwd=workspace,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
         )
 
     unknown = gate("--cnn-budget-base-rev", "no-such-branch")
@@ -670,15 +642,7 @@ def test_a_merge_commit_is_compared_with_its_first_parent_not_a_stale_event_base
     (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_"))}
     environ.update(GITHUB_EVENT_PATH=str(tmp_path / "event.json"), GITHUB_SHA=merge)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_cnnbudget", "ci"],
-        cwd=workspace,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run([sys.executable, "-m", "pytest_cnnbudget", "ci"], cwd=workspace, env=environ)
     assert done.returncode == 0, done.stdout + done.stderr
     # Not the event's base (older, without the snapshot): the merge's first parent.
     assert f"comparing with main ({origin.main[:12]}), from the pull request's merge commit" in (

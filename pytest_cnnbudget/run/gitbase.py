@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import CnnBudgetError, CommandLineError, exception_text
 from ..results import SnapshotEntry
@@ -94,16 +95,20 @@ def merge_parent(found: BaseRef, repo: Path, environ: Mapping[str, str]) -> Base
 def pull_request_number(environ: Mapping[str, str]) -> int | None:
     """The number of the pull request a GitHub `pull_request` run is for; None for any other
     run (a push, GitLab)."""
-    path = environ.get("GITHUB_EVENT_PATH")
-    if not path:
-        return None
-    try:
-        event = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # find_base says what is wrong with the file
-    request = event.get("pull_request") if isinstance(event, dict) else None
-    number = request.get("number") if isinstance(request, dict) else None
+    number = _pull_request(environ).get("number")
     return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def _pull_request(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The event file's `pull_request`; {} without one (find_base says what is wrong with a
+    file it cannot read)."""
+    path = environ.get("GITHUB_EVENT_PATH")
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    request = event.get("pull_request") if isinstance(event, dict) else None
+    return request if isinstance(request, dict) else {}
 
 
 def head_commit(repo: Path, environ: Mapping[str, str]) -> str:
@@ -115,12 +120,8 @@ def head_commit(repo: Path, environ: Mapping[str, str]) -> str:
 
 def _event_head(environ: Mapping[str, str]) -> str | None:
     """The pull request's head commit, from a GitHub event file that has one."""
-    path = environ.get("GITHUB_EVENT_PATH")
-    try:
-        event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-        sha = event["pull_request"]["head"]["sha"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    head = _pull_request(environ).get("head")
+    sha = head.get("sha") if isinstance(head, dict) else None
     return sha if isinstance(sha, str) and sha else None
 
 
