@@ -98,7 +98,9 @@ class BudgetSession:
         if lines is None:
             file = self.configs.file_of(result.name)
             names = file.shown_names(self.options.rootdir)
-            lines = self.failed[result.name] = failure_lines(result, *names, self.options.group)
+            lines = self.failed[result.name] = failure_lines(
+                result, *names, self.options.group, self.options.ci
+            )
         return lines
 
     def failure_text(self, result: ModelResult) -> str:

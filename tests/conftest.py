@@ -45,6 +45,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(folder)
 
 
+# Set by CI services (the machine running this suite may be one): each changes what the gate
+# prints (annotations, the committed-snapshot wording), so a test that wants them sets them.
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE")
+
+
+@pytest.fixture(autouse=True)
+def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def expected(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     """Compare text with the stored file `tests/expected/<name>`, or rewrite it on request."""

@@ -239,7 +239,7 @@ def test_no_entry_fails_with_the_command_that_records_it() -> None:
     )
     assert printed(result) == [
         "cifar: no snapshot entry in cnnbudget.snapshot.json",
-        "Record it with: pytest --cnn-budget-update",
+        "Record it with: pytest --cnn-budget-update, then commit cnnbudget.snapshot.json",
     ]
 
 

@@ -73,6 +73,43 @@ def project_line(project: Project, file: str, fragment: str) -> int:
     return 1 + next(i for i, line in enumerate(lines) if fragment in line)
 
 
+def test_a_model_missing_from_the_committed_snapshot_says_to_commit_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The author ran the update and left the file out of the commit: CI says so, and points at
+    the model's table, not at a line of code that has nothing to do with it."""
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
+    project.accept()
+    project.configure(fresh=dict(CIFAR))
+    github_env(monkeypatch, project.path)
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("--cnn-budget")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "fresh: the committed snapshot cnnbudget.snapshot.json has no entry for it",
+            "Run pytest --cnn-budget-update where the model is defined and commit "
+            "cnnbudget.snapshot.json with the change*",
+        ]
+    )
+    [command] = command_lines(result.stdout.str())
+    table = project_line(project, "pyproject.toml", "[tool.cnnbudget.models.fresh]")
+    assert command.startswith(
+        f"::error title=cnn-budget%3A fresh no snapshot entry,file=pyproject.toml,line={table}::"
+        "fresh: the committed snapshot cnnbudget.snapshot.json has no entry for it%0A"
+    )
+    # Outside CI the same run says to record it, and to commit the file.
+    monkeypatch.delenv("CI")
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    local = pytester.runpytest("--cnn-budget")
+    local.stdout.fnmatch_lines(
+        [
+            "fresh: no snapshot entry in cnnbudget.snapshot.json",
+            "Record it with: pytest --cnn-budget-update, then commit cnnbudget.snapshot.json",
+        ]
+    )
+
+
 def test_annotations_point_at_the_changed_layer_or_the_model_table(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

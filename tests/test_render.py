@@ -198,7 +198,15 @@ def test_failure_lines_missing_entry_say_how_to_record_it() -> None:
     assert result.snapshot is SnapshotStatus.MISSING
     assert failure_lines(result, *NAMES) == [
         "cifar: no snapshot entry in cnnbudget.snapshot.json",
-        "Record it with: pytest --cnn-budget-update",
+        "Record it with: pytest --cnn-budget-update, then commit cnnbudget.snapshot.json",
+    ]
+    # In CI the snapshot is the committed one: an update whose file was left out of the
+    # commit fails here, and the message says so.
+    assert failure_lines(result, *NAMES, ci=True) == [
+        "cifar: the committed snapshot cnnbudget.snapshot.json has no entry for it",
+        "Run pytest --cnn-budget-update where the model is defined and commit "
+        "cnnbudget.snapshot.json with the change (a new model, or an update whose file was not "
+        "committed)",
     ]
 
 
@@ -709,6 +717,22 @@ def test_annotation_lines_point_at_the_source_or_else_the_config_line() -> None:
         command("error", ghost, "cnn-budget: ghost could not be built"),
         command("warning", warned, "cnn-budget: warned over budget"),
     ]
+
+
+def test_an_unrecorded_model_is_annotated_at_its_table_not_at_its_code() -> None:
+    workspace = str(NETS_PATH.parent)
+    config = NETS_PATH.parent / CONFIG
+    fresh = check("fresh", "nets:Tiny")
+    over = check("over", "nets:Tiny", budgets={"max_params": 5})
+    assert fresh.snapshot is over.snapshot is SnapshotStatus.MISSING
+    assert fresh.target_source is not None  # the class's line, which has nothing to fix
+    tables = {"fresh": (config, 9), "over": (config, 14)}
+    where = anchors([fresh, over], tables, workspace)
+    assert where["fresh"] == Anchor("pyproject.toml", 9)
+    # Over budget as well: the code is what to look at.
+    assert where["over"] == Anchor("nets.py", nets_line("self.fc = "))
+    # A fixture check has no table: its test stays the anchor.
+    assert anchors([fresh], {}, workspace)["fresh"].path == "nets.py"
 
 
 def test_annotation_titles_name_every_problem() -> None:

@@ -148,6 +148,8 @@ def anchors(
     for result in results:
         line: int | None
         candidates = [s for s in (result.source, result.target_source) if s is not None]
+        if _only_unrecorded(result) and result.name in tables:
+            candidates = []  # nothing in the code is wrong: the table is what lacks an entry
         chosen = next((s for s in candidates if reviewable(s.path, workspace, environments)), None)
         if chosen is not None:
             path, line = chosen.path, chosen.line
@@ -158,6 +160,15 @@ def anchors(
             path, line = (candidates[0].path, candidates[0].line) if candidates else ("", None)
         out[result.name] = Anchor(relative_to_workspace(path, workspace), line)
     return out
+
+
+def _only_unrecorded(result: ModelResult) -> bool:
+    """A model whose one problem is a missing snapshot entry (a model table not yet recorded)."""
+    return (
+        result.snapshot is SnapshotStatus.MISSING
+        and result.outcome is not Outcome.ERROR
+        and not result.exceeded
+    )
 
 
 # An annotation's title for a model that could not be checked, by the step that failed.

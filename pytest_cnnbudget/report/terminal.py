@@ -263,13 +263,12 @@ def _largest_columns(
 _DIFF_COLUMNS = change_columns()
 
 
-def diff_lines(result: ModelResult, snapshot_name: str, group: bool = True) -> list[str]:
+def diff_lines(
+    result: ModelResult, snapshot_name: str, group: bool = True, ci: bool = False
+) -> list[str]:
     """The snapshot diff table: changed, added, removed layers, the totals, then the fix."""
     if result.snapshot is SnapshotStatus.MISSING:
-        return [
-            f"{printable(result.name)}: no snapshot entry in {snapshot_name}",
-            f"Record it with: {UPDATE_COMMAND}",
-        ]
+        return _missing_lines(result, snapshot_name, ci)
     diff = result.diff
     if diff is None or result.snapshot is not SnapshotStatus.CHANGED:
         return []
@@ -285,6 +284,22 @@ def diff_lines(result: ModelResult, snapshot_name: str, group: bool = True) -> l
     return lines
 
 
+def _missing_lines(result: ModelResult, snapshot_name: str, ci: bool) -> list[str]:
+    name = printable(result.name)
+    if not ci:
+        return [
+            f"{name}: no snapshot entry in {snapshot_name}",
+            f"Record it with: {UPDATE_COMMAND}, then commit {snapshot_name}",
+        ]
+    # In CI the snapshot is the one committed: the usual cause is an update run where the model
+    # changed whose file never made it into the commit.
+    return [
+        f"{name}: the committed snapshot {snapshot_name} has no entry for it",
+        f"Run {UPDATE_COMMAND} where the model is defined and commit {snapshot_name} "
+        "with the change (a new model, or an update whose file was not committed)",
+    ]
+
+
 def _accept_hint(result: ModelResult) -> str:
     if result.exceeded and result.level == "error":
         # The update refuses models over budget, so the order matters.
@@ -296,12 +311,17 @@ def _accept_hint(result: ModelResult) -> str:
 
 
 def failure_lines(
-    result: ModelResult, config_name: str, snapshot_name: str, group: bool = True
+    result: ModelResult,
+    config_name: str,
+    snapshot_name: str,
+    group: bool = True,
+    ci: bool = False,
 ) -> list[str]:
     """Everything a reviewer needs about one failing model, traceback-free; a model whose
-    failure cannot be rendered (a bug this model triggers) still fails with a short cause."""
+    failure cannot be rendered (a bug this model triggers) still fails with a short cause.
+    `ci`: the run is a CI job's, where the snapshot is the one committed."""
     try:
-        return _failure_lines(result, config_name, snapshot_name, group)
+        return _failure_lines(result, config_name, snapshot_name, group, ci)
     except Exception as e:
         return [
             f"{printable(result.name)}: failed, and its tables could not be rendered: "
@@ -311,14 +331,14 @@ def failure_lines(
 
 
 def _failure_lines(
-    result: ModelResult, config_name: str, snapshot_name: str, group: bool
+    result: ModelResult, config_name: str, snapshot_name: str, group: bool, ci: bool
 ) -> list[str]:
     if result.outcome is Outcome.ERROR:
         what = STAGES.get(result.error_stage, "could not build")
         heading = f"{printable(result.name)}: {what} {printable(result.target)}"
         return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name, group)
-    diff = diff_lines(result, snapshot_name, group)
+    diff = diff_lines(result, snapshot_name, group, ci)
     # Last: the first line is the one a short summary quotes.
     return [*budget, *([""] if budget and diff else []), *diff, *note_lines(result)]
 

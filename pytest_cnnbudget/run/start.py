@@ -21,6 +21,15 @@ from .gitbase import commit_of
 from .outputs import Streams, output_problems
 
 
+def in_ci(environ: Mapping[str, str]) -> bool:
+    """Whether this runs in a CI job: `CI` set as GitHub Actions, GitLab CI and most others
+    set it (`CI=false` and `CI=0` say not), or GitHub's and GitLab's own variables."""
+    flag = environ.get("CI", "").strip().lower()
+    if flag and flag not in ("0", "false", "no"):
+        return True
+    return environ.get("GITHUB_ACTIONS") == "true" or environ.get("GITLAB_CI") == "true"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What a gate run was asked to do, whoever asked (pytest's options, a command's flags)."""
@@ -44,6 +53,7 @@ class RunOptions:
     timeout: float | None = None  # --cnn-budget-timeout
     depth: int | None = None  # --cnn-budget-depth
     group: bool = True
+    ci: bool = False  # in a CI job: a missing snapshot entry is one that was not committed
 
     @classmethod
     def from_options(
@@ -72,6 +82,7 @@ class RunOptions:
             timeout=option.cnn_budget_timeout,
             depth=option.cnn_budget_depth,
             group=not option.cnn_budget_no_group,
+            ci=in_ci(environ),
         )
 
     def path(self, option: str) -> Path:
