@@ -581,3 +581,53 @@ def test_a_missing_dependency_gets_no_did_you_mean(
         build_model("needs_dep:Net")
     assert "No module named 'torchvisionn'" in str(raised.value)
     assert "did you mean" not in str(raised.value)
+
+
+class Needs(nn.Module):
+    def __init__(  # type: ignore[no-untyped-def]
+        self, num_classes: int, in_channels, *, depth: int, width: int = 8, **options: object
+    ) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * width * depth, num_classes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "hint"),
+    [
+        (
+            {"depth": 2},
+            "Needs needs num_classes (int) and in_channels: add them to the model's kwargs: "
+            "kwargs = { depth = 2, num_classes = …, in_channels = … }",
+        ),
+        (
+            {"num_classes": 10, "in_channels": 3, "width": 4},
+            "Needs needs depth (int): add it to the model's kwargs: "
+            "kwargs = { num_classes = 10, in_channels = 3, width = 4, depth = … }",
+        ),
+        # Positional arguments (`_args_`) count; a value TOML cannot show briefly is elided.
+        (
+            {"_args_": [10], "depth": 1, "note": "x" * 80},
+            "Needs needs in_channels: add it to the model's kwargs: "
+            "kwargs = { …, in_channels = … }",
+        ),
+    ],
+)
+def test_a_constructor_missing_arguments_gets_the_kwargs_line_to_add(
+    kwargs: dict[str, Any], hint: str
+) -> None:
+    with pytest.raises(ModelBuildError) as raised:
+        build_model(Needs, kwargs)
+    message = str(raised.value)
+    assert message.splitlines()[0] == f"hint: {hint}", message
+    assert "missing" in message.splitlines()[1]  # then Python's own words
+
+
+def test_a_missing_argument_inside_the_constructor_gets_no_kwargs_hint() -> None:
+    def factory(width: int = 4) -> nn.Module:
+        # The factory's own call lacks depth, not the config.
+        return Needs(10, 3, width=width)  # type: ignore[call-arg]
+
+    with pytest.raises(ModelBuildError) as raised:
+        build_model(factory, {"width": 2})
+    assert "hint:" not in str(raised.value)
+    assert "missing 1 required keyword-only argument: 'depth'" in str(raised.value)

@@ -236,13 +236,13 @@ def test_a_value_read_from_what_the_model_computed_fails_with_its_first_cause_an
     with pytest.raises(ModelBuildError) as info:
         build_model(f"{MODULE}:ReadsOutput")
     assert str(info.value).splitlines() == [
+        'hint: set device = "cpu" for this model: its constructor needs values that tensors on '
+        "meta do not have (a cpu build allocates its weights: 80 B were made before it failed)",
         f"building {MODULE}:ReadsOutput() on meta raised RuntimeError: "
         "Tensor.item() cannot be called on meta tensors",
         f"  at {MODULE}.py:{line('.max().item()')} in __init__: "
         "scale = self.fc(torch.ones(1, 4)).abs().max().item()",
         "built again with real arithmetic and its weights on meta, it failed there too",
-        'hint: set device = "cpu" for this model: its constructor needs values that tensors on '
-        "meta do not have (a cpu build allocates its weights: 80 B were made before it failed)",
     ]
     # And so it does.
     scale = build_model(f"{MODULE}:ReadsOutput", device="cpu").get_buffer("scale")
@@ -253,7 +253,8 @@ def test_a_value_read_from_what_the_model_computed_fails_with_its_first_cause_an
 def test_the_first_cause_comes_before_what_the_fallback_ran_into() -> None:
     with pytest.raises(ModelBuildError) as info:
         build_model(f"{MODULE}:WritesReal")
-    lines = str(info.value).splitlines()
+    hint, *lines = str(info.value).splitlines()
+    assert hint.startswith('hint: set device = "cpu" for this model')
     assert lines[:2] == [
         f"building {MODULE}:WritesReal() on meta raised RuntimeError: "
         "Tensor.item() cannot be called on meta tensors",
@@ -267,7 +268,6 @@ def test_the_first_cause_comes_before_what_the_fallback_ran_into() -> None:
         lines[3]
         == f"  at {MODULE}.py:{line('out.copy_(')} in __init__: out.copy_(self.fc(torch.ones(1, 4)))"
     )
-    assert lines[4].startswith('hint: set device = "cpu" for this model')
 
 
 @pytest.mark.usefixtures("probes")
@@ -309,13 +309,14 @@ def test_an_operation_meeting_meta_and_real_tensors_runs_on_meta() -> None:
 def test_the_line_shown_is_the_users_also_through_the_standard_library_or_a_kwargs_object() -> None:
     with pytest.raises(ModelBuildError) as info:
         build_model(f"{MODULE}:Averages")
-    assert str(info.value).splitlines()[1] == (
+    assert str(info.value).splitlines()[2] == (
         f"  at {MODULE}.py:{line('statistics.fmean(')} in __init__: "
         "self.mean = statistics.fmean(self.fc(torch.ones(1, 4))[0].tolist())"
     )
     with pytest.raises(ModelBuildError) as info:
         build_model(f"{MODULE}:wrap", {"backbone": {"_target_": f"{MODULE}.ReadsOutput"}})
-    first, where = str(info.value).splitlines()[:2]
+    hint, first, where = str(info.value).splitlines()[:3]
+    assert hint.startswith('hint: set device = "cpu"')
     assert first == (
         f"building {MODULE}:wrap(backbone={{'_target_': '{MODULE}.ReadsOutput'}}) on meta raised "
         f"building kwargs.backbone ({MODULE}.ReadsOutput) raised RuntimeError: "
@@ -393,15 +394,15 @@ def test_the_gate_checks_a_probing_model_on_meta_and_says_why_another_needs_cpu(
     assert probe["totals"]["params"] == 8 * 3 * 9 + 2 * 8 + 8 * 4 + 4  # 268, as on cpu
     assert probe["compute"]["macs"] > 0
     failure = failure_section(result.outlines, "reads")
-    assert failure[:4] == [
-        f"reads: could not build {MODULE}:ReadsOutput",
+    assert failure[0] == f"reads: could not build {MODULE}:ReadsOutput"
+    assert failure[1].startswith('  hint: set device = "cpu" for this model')
+    assert failure[2:5] == [
         f"  building {MODULE}:ReadsOutput() on meta raised RuntimeError: "
         "Tensor.item() cannot be called on meta tensors",
         f"    at {MODULE}.py:{line('.max().item()')} in __init__: "
         "scale = self.fc(torch.ones(1, 4)).abs().max().item()",
         "  built again with real arithmetic and its weights on meta, it failed there too",
     ]
-    assert failure[4].startswith('  hint: set device = "cpu" for this model')
     assert not any("Traceback" in text for text in failure)
     error = report["reads"]["error"].splitlines()
     assert [f"  {text}" for text in error[:4]] == failure[1:5]

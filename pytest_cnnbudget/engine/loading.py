@@ -26,6 +26,7 @@ from ..config.instantiate import instantiate
 from ..errors import ModelBuildError, exception_text
 from ..frames import user_frames_of
 from ..units import brief, clip, clip_lines, human_bytes, listing
+from .hints import build_hint, chain, message, missing_arguments_hint
 from .meta import (
     MetaMeetsReal,
     Registered,
@@ -33,6 +34,7 @@ from .meta import (
     imports_off_meta,
     registered_on_meta,
 )
+from .network import fail_fast_offline
 from .quantized import contains_quantized
 
 
@@ -174,12 +176,14 @@ def build_model(
     if device not in ("meta", "cpu"):
         raise ModelBuildError(f"device must be 'meta' or 'cpu', not {device!r}")
     try:
-        model = _call(factory, kwargs) if device == "cpu" else _build_on_meta(factory, kwargs)
+        with fail_fast_offline():
+            model = _call(factory, kwargs) if device == "cpu" else _build_on_meta(factory, kwargs)
     except Exception as e:
         # When both builds failed, the first cause is the one to point at (its line is what
         # annotations and "raised at" show); the message has both.
         cause = e.first if isinstance(e, _FallbackFailed) else e
-        raise ModelBuildError(_failure(f"{name}({_kwargs_text(kwargs)})", e)) from cause
+        hint = missing_arguments_hint(factory, kwargs, e)
+        raise ModelBuildError(_failure(f"{name}({_kwargs_text(kwargs)})", e, hint)) from cause
     if not isinstance(model, nn.Module):
         raise ModelBuildError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -225,10 +229,11 @@ def _build_on_meta(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> An
                 raise _FallbackFailed(e, again, registered) from again
 
 
-def _failure(call: str, error: Exception) -> str:
-    """What a failed build says: its error, the first cause when the fallback failed too (the
-    fallback's own error is often a consequence of running differently), and a hint."""
-    hint = build_hint(error)
+def _failure(call: str, error: Exception, hint: str | None = None) -> str:
+    """What a failed build says: a hint first, where one fits (what to do, before the
+    library's own words), then its error, and the first cause when the fallback failed too
+    (the fallback's own error is often a consequence of running differently)."""
+    hint = hint or build_hint(error)
     if isinstance(error, ModelBuildError):
         # An object in kwargs that failed is named by its key path and target already.
         what = str(error)
@@ -249,7 +254,7 @@ def _failure(call: str, error: Exception) -> str:
             )
     else:
         what = f"building {call} raised {clip_lines(exception_text(error))}"
-    return what + (f"\nhint: {hint}" if hint else "")
+    return (f"hint: {hint}\n" if hint else "") + what
 
 
 def _said(error: BaseException, until: BaseException | None = None) -> str:
@@ -266,7 +271,7 @@ def _where(error: BaseException, until: BaseException | None = None) -> str:
     """`\n  at path/to/file.py:12 in bias_init: <its line>`: the innermost frame of the user's
     code (an installed library's included) in the traceback of the deepest exception `error`
     chains (up to `until`) that has one; empty when there is none."""
-    for e in reversed(list(_chain(error, until))):
+    for e in reversed(list(chain(error, until))):
         frames = user_frames_of(e)
         if frames:
             frame = frames[-1]
@@ -330,15 +335,14 @@ def _on_stack(error: BaseException, module: re.Pattern[str]) -> bool:
     or called what did."""
     return any(
         module.search(str(frame.f_globals.get("__name__", "")))
-        for e in _chain(error)
+        for e in chain(error)
         for frame, _ in traceback.walk_tb(e.__traceback__)
     )
 
 
 def _quantizing(error: BaseException) -> bool:
     """Whether quantization code, or a quantized kernel, is what failed."""
-    chain = _chain(error)
-    return any(_QUANTIZED_MESSAGE.search(_message(e)) for e in chain) or _on_stack(
+    return any(_QUANTIZED_MESSAGE.search(message(e)) for e in chain(error)) or _on_stack(
         error, _QUANTIZATION_MODULE
     )
 
@@ -346,15 +350,6 @@ def _quantizing(error: BaseException) -> bool:
 def _converting(error: BaseException) -> bool:
     """Whether converting a float model to a quantized one (or calibrating it) failed."""
     return _on_stack(error, _CONVERSION_MODULE)
-
-
-def _chain(error: BaseException, until: BaseException | None = None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and current is not until and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 # What a meta tensor makes fail that a real one would not: reading values back (`.item()`,
@@ -373,38 +368,8 @@ def meta_caused(error: BaseException, until: BaseException | None = None) -> boo
     the chain (up to `until`, which it was raised while handling) reads as a meta tensor's
     doing (one that wraps it, such as a library's own OSError around the cause, does not hide
     it); warnings turned into errors never do."""
-    chain = list(_chain(error, until))
-    if any(isinstance(e, Warning) for e in chain):
+    errors = list(chain(error, until))
+    if any(isinstance(e, Warning) for e in errors):
         return False
     meta_kinds = RuntimeError | NotImplementedError | TypeError | ValueError
-    return any(isinstance(e, meta_kinds) and _META_CAUSED.search(_message(e)) for e in chain)
-
-
-def _message(error: BaseException) -> str:
-    try:
-        return str(error)
-    except Exception:
-        return ""
-
-
-_NETWORK = re.compile(
-    r"download|HF_HUB_OFFLINE|offline mode|couldn't connect|Max retries|"
-    r"Name or service not known|name resolution|Network is unreachable|getaddrinfo",
-    re.IGNORECASE,
-)
-_GPU = re.compile(r"\bcuda\b|nvidia|\bgpu\b|compiled with CUDA", re.IGNORECASE)
-
-
-def build_hint(error: BaseException) -> str | None:
-    """A one-line hint for the failures a gate sees most: weights to download, a GPU."""
-    for e in _chain(error):
-        text = _message(e)
-        # The GPU first: a CUDA build's "Found no NVIDIA driver" links to a driver download.
-        if _GPU.search(text):
-            return "the constructor needs a GPU; guard it or build on meta"
-        if isinstance(e, ConnectionError | TimeoutError) or _NETWORK.search(text):
-            return (
-                "counting needs no weights: set pretrained = false (or the library's "
-                "equivalent) in kwargs"
-            )
-    return None
+    return any(isinstance(e, meta_kinds) and _META_CAUSED.search(message(e)) for e in errors)

@@ -270,6 +270,11 @@ def replay(captured: Captured, clean: Callable[[str], str]) -> None:
     if captured.stderr:
         sys.stderr.write(captured.stderr)
     for data in captured.records:
+        # A library that logs through a handler of its own onto stderr (huggingface_hub's)
+        # would otherwise show each line twice: in captured stderr and in captured log.
+        text = data.get("msg")
+        if isinstance(text, str) and text and text in captured.stderr:
+            continue
         record = logging.makeLogRecord(data)
         logging.getLogger(record.name).handle(record)
     for w in captured.warnings:
