@@ -1,4 +1,4 @@
-"""The budget registry: every kind read by config, checks, renderers and the README alike."""
+"""The budget registry: every kind read by config, checks, renderers and the docs alike."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pytest_cnnbudget.report.terminal import failure_lines
 from pytest_cnnbudget.results import MemoryOptions, Outcome
 from pytest_cnnbudget.run.gate import check_model
 
-README = Path(__file__).parent.parent / "README.md"
+BUDGETS_PAGE = Path(__file__).parent.parent / "docs" / "budgets.md"
 CONFIG = Path("pyproject.toml")
 
 
@@ -138,10 +138,10 @@ def test_every_budget_key_is_accepted_alone_and_a_model_needs_one() -> None:
         settings_of()
 
 
-def test_readme_lists_every_budget_key_from_the_registry() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_docs_list_every_budget_key_from_the_registry() -> None:
+    text = BUDGETS_PAGE.read_text(encoding="utf-8")
     table = "\n".join(docs_table())
-    assert table in text, "README's budget table is stale; paste docs_table() into it"
+    assert table in text, "docs/budgets.md's budget table is stale; paste docs_table() into it"
 
 
 def test_buffer_budget_end_to_end(pytester: pytest.Pytester) -> None:

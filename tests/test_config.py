@@ -512,7 +512,7 @@ def test_an_empty_model_name(tmp_path: Path) -> None:
 def test_a_name_a_reader_could_not_tell_from_another_is_refused(
     tmp_path: Path, name: str, problem: str
 ) -> None:
-    # README: a model key is one line of printable characters. Format characters (U+202E
+    # docs/configuration.md: a model key is one line of printable characters. Format characters (U+202E
     # shows what follows reversed on GitHub), invisible and non-ASCII spaces are not, and `::`
     # is what a fixture check's node id holds.
     path = write(tmp_path, toml_text({name: {"target": "nets:Tiny", "max_params": 1}}))

@@ -254,7 +254,7 @@ def test_saved_activations_of_a_convnet_equal_a_real_step(autocast: str | None) 
         full = traced(meta(SmallConvNet), 8, 3, 32, 32)
         assert memory.activations < full.activations  # bf16 copies saved, not float32
     # The peak leaves out the im2col buffers cpu's small convolutions allocate for themselves
-    # (README's Memory says so): only the saved tensors are compared here.
+    # (docs/budgets.md, Memory, says so): only the saved tensors are compared here.
 
 
 @pytest.mark.parametrize("autocast", [None, "bf16", "fp16"])

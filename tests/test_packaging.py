@@ -114,15 +114,14 @@ def test_check_torch_refuses_what_is_not_a_2_x_release(argument: str) -> None:
     assert "usage: scripts/check-torch 2.MINOR.PATCH" in result.stderr
 
 
-def test_the_torch_range_is_the_one_readme_shows_checked() -> None:
+def test_the_torch_range_is_the_one_the_docs_show_checked() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     (torch_requirement,) = [d for d in project["dependencies"] if d.startswith("torch")]
     lowest = re.fullmatch(r"torch>=(\d+)\.(\d+),<3", torch_requirement)
     assert lowest is not None, torch_requirement
     bound = (int(lowest.group(1)), int(lowest.group(2)))
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert f"(`{torch_requirement}`)" in readme
-    section = readme.split("### Which torch", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "compatibility.md").read_text(encoding="utf-8")
+    assert f"(`{torch_requirement}`)" in section
     lines = [line for line in section.splitlines() if re.match(r"\| \d", line)]
     row = re.compile(r"\| (\d+)\.(\d+)\.\d+[^|]*\| [^|]* \| 3\.\d+ \| ([^|]+) \|")
     rows = [row.fullmatch(line) for line in lines]

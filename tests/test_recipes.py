@@ -1,10 +1,10 @@
-"""README's recipes, run against the real libraries they configure.
+"""The documentation's recipes, run against the real libraries they configure.
 
-Every ```toml block under `## Recipes` in README.md goes, as it is written, into one throwaway
+Every ```toml block of docs/recipes.md (its `# Recipes` section) goes, as it is written, into one throwaway
 project's pyproject.toml, and one `pytest --cnn-budget` session checks them all on meta (one
 subprocess, so transformers, timm, torchvision, diffusers and ultralytics are imported once).
 Every model must pass, and its counts must equal those of a real cpu build made here with the
-library's own API from the same table's numbers: a recipe pasted from the README is right by
+library's own API from the same table's numbers: a recipe pasted from the page is right by
 construction.
 """
 
@@ -28,7 +28,7 @@ else:
 if TYPE_CHECKING:
     from torch import nn
 
-README = Path(__file__).parent.parent / "README.md"
+PAGE = Path(__file__).parent.parent / "docs" / "recipes.md"
 SECTION = "Recipes"
 # Each of these has a recipe of its own, and its model a real build below.
 LIBRARIES = ("transformers", "peft", "timm", "torchvision", "diffusers", "ultralytics")
@@ -51,13 +51,16 @@ _HEADING = re.compile(r"^ {0,3}(?P<level>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]
 
 
 def section(markdown: str, title: str) -> tuple[str, list[Block]]:
-    """The text of the `## title` section and its fenced code blocks.
+    """The text of the section headed `title` (at any level) and its fenced code blocks.
 
-    Fences are read as CommonMark reads them: a `## ` line inside a code block is code, and a
-    fence closes only on a line of the same character, at least as many of them, and nothing else.
+    The section ends at the next heading of its level or above, so a page's `# title` holds its
+    `## ` subsections. Fences are read as CommonMark reads them: a `# ` line inside a code block
+    is code, and a fence closes only on a line of the same character, at least as many of them,
+    and nothing else.
     """
     lines = markdown.splitlines()
     start: int | None = None
+    level = 0
     end = len(lines)
     blocks: list[Block] = []
     fence: str | None = None
@@ -77,19 +80,18 @@ def section(markdown: str, title: str) -> tuple[str, list[Block]]:
             fence, language, body, opened = match["fence"], match["info"], [], number
             continue
         heading = _HEADING.match(line)
-        if heading and len(heading["level"]) <= 2:
-            if start is not None:
-                end = number - 1
-                break
-            if len(heading["level"]) == 2 and heading["text"] == title:
-                start = number
-    assert start is not None, f"README.md has no '## {title}' section"
+        if heading and start is not None and len(heading["level"]) <= level:
+            end = number - 1
+            break
+        if heading and start is None and heading["text"] == title:
+            start, level = number, len(heading["level"])
+    assert start is not None, f"{PAGE.name} has no '{title}' heading"
     return "\n".join(lines[start:end]), blocks
 
 
 def recipe_blocks() -> tuple[str, list[Block]]:
-    """README's recipes section and its TOML blocks."""
-    text, blocks = section(README.read_text(encoding="utf-8"), SECTION)
+    """The recipes page's section and its TOML blocks."""
+    text, blocks = section(PAGE.read_text(encoding="utf-8"), SECTION)
     return text, [b for b in blocks if b.language == "toml"]
 
 
@@ -98,7 +100,7 @@ def models_of(block: Block) -> dict[str, dict[str, Any]]:
     data = tomllib.loads(block.text)
     models: dict[str, dict[str, Any]] = data["tool"]["cnnbudget"]["models"]
     assert data == {"tool": {"cnnbudget": {"models": models}}}, (
-        f"README.md:{block.line}: a recipe holds [tool.cnnbudget.models.<name>] tables only"
+        f"docs/recipes.md:{block.line}: a recipe holds [tool.cnnbudget.models.<name>] tables only"
     )
     return models
 
@@ -111,7 +113,7 @@ REAL_BUILDS: dict[str, tuple[str, Build]] = {}
 
 
 def real_build(model: str, target: str) -> Callable[[Build], Build]:
-    """Register the real build of README's model `model`, whose table has this `target`."""
+    """Register the real build of the recipes' model `model`, whose table has this `target`."""
 
     def register(build: Build) -> Build:
         REAL_BUILDS[model] = (target, build)
@@ -211,13 +213,13 @@ def counts(model: nn.Module) -> dict[str, int]:
 def test_every_library_has_a_recipe_and_every_recipe_a_real_build() -> None:
     _, blocks = recipe_blocks()
     assert len(blocks) >= len(LIBRARIES), (
-        f"README.md's '## {SECTION}' has {len(blocks)} TOML blocks, fewer than the "
+        f"docs/recipes.md's '# {SECTION}' has {len(blocks)} TOML blocks, fewer than the "
         f"{len(LIBRARIES)} libraries it covers: {', '.join(LIBRARIES)}"
     )
     models: dict[str, dict[str, Any]] = {}
     for block in blocks:
         tables = models_of(block)
-        assert not tables.keys() & models.keys(), f"README.md:{block.line}: a model key twice"
+        assert not tables.keys() & models.keys(), f"docs/recipes.md:{block.line}: a model key twice"
         models.update(tables)
     packages = {table["target"].partition(":")[0].partition(".")[0] for table in models.values()}
     assert set(LIBRARIES) <= packages
@@ -278,7 +280,7 @@ def test_every_recipe_passes_and_counts_what_a_real_build_counts(
         for totals in [report[name]["measurement"]["totals"]]
     }
     assert gate == real
-    # PEFT's own count of what trains agrees, and the README says what both count.
+    # PEFT's own count of what trains agrees, and the recipes page says what both count.
     lora: Any = built["llama_lora"]
     trainable, total = lora.get_nb_trainable_parameters()
     assert (trainable, total) == (gate["llama_lora"]["trainable"], gate["llama_lora"]["total"])

@@ -13,13 +13,14 @@ class CifarNet(nn.Module):
     64·8·8 = 4,096 features.
     """
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, hidden: int = 128) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)  # 3·3·3·32 + 32 = 896
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)  # 3·3·32·64 + 64 = 18,496
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(64 * 8 * 8, 128)  # 4,096·128 + 128 = 524,416
-        self.fc2 = nn.Linear(128, num_classes)  # 128·10 + 10 = 1,290
+        # At hidden = 128: 896 + 18,496 + 524,416 + 1,290 = 545,098 parameters.
+        self.fc1 = nn.Linear(64 * 8 * 8, hidden)  # 4,096·128 + 128 = 524,416
+        self.fc2 = nn.Linear(hidden, num_classes)  # 128·10 + 10 = 1,290
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(torch.relu(self.conv1(x)))

@@ -45,7 +45,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], bool]] = {
 
 # Without torch.overrides.redispatch_function (absent in 2.6 and 2.8, there in 2.13), the
 # attention inside nn.MultiheadAttention's Python forward is traced on meta's math path: torch
-# 2.6 traced 1,239,404,864 saved bytes for ViT-B/16 against a real 945,285,440 (README, Memory).
+# 2.6 traced 1,239,404,864 saved bytes for ViT-B/16 against a real 945,285,440 (docs/compatibility.md).
 NESTED_ATTENTION = pytest.mark.xfail(
     not hasattr(torch.overrides, "redispatch_function"),
     reason="this torch cannot re-enter nn.MultiheadAttention's attention call",

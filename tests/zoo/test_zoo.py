@@ -333,7 +333,7 @@ def test_flops_are_ultralytics_get_flops_less_batchnorm_and_equal_on_the_fused_m
 def test_the_yolo_wrapper_counts_the_model_of_its_task(
     count_checked: CountChecked,
 ) -> None:
-    """README: `ultralytics:YOLO` with a yaml counts what the task's class does."""
+    """docs/recipes.md: `ultralytics:YOLO` with a yaml counts what the task's class does."""
     wrapper = count_checked(build_model("ultralytics:YOLO", {"model": "yolo11n.yaml"}))
     kwargs = {"cfg": "yolo11n.yaml", "verbose": False}
     real = count_checked(build_model("ultralytics.nn.tasks:DetectionModel", kwargs, device="cpu"))

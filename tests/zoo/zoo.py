@@ -469,7 +469,7 @@ def ultralytics_task(key: str) -> str:
 
 
 def ultralytics_fused(task_class: str, cfg: str) -> nn.Module:
-    """A model of ultralytics.nn.tasks, fused as deployed: the factory README suggests."""
+    """A model of ultralytics.nn.tasks, fused as deployed: the factory docs/budgets.md suggests."""
     from ultralytics.nn import tasks
 
     model: nn.Module = getattr(tasks, task_class)(cfg, verbose=False).fuse(verbose=False)
