@@ -42,6 +42,7 @@ from .jsontext import DuplicateKeyError, echoed, json_text, loads
 from .names import printable
 from .report.json import summary_dict
 from .report.plot import save_plot
+from .report.suggest import memory_budget_lines
 from .report.tables import Style
 from .report.terminal import layer_report
 from .report.views import trainable_only
@@ -419,7 +420,13 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
             return json_text(document)
         return text
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
-    return "\n".join(layer_report(count, style, group=not args.no_group))
+    lines = layer_report(count, style, group=not args.no_group)
+    budgets = memory_budget_lines(count, model.name)
+    if budgets and style is Style.TEXT:
+        lines += ["", *budgets]
+    elif budgets:
+        lines += ["", budgets[0], "", "```toml", *budgets[1:], "```"]
+    return "\n".join(lines)
 
 
 def _plot(args: argparse.Namespace, model: _Model) -> list[Path]:

@@ -210,6 +210,17 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def short_bytes(n: float) -> str:
+    """`52000000` → `52.0 MB`, `36693416` → `36.7 MB`, `108.9e9` → `109 GB`: three significant
+    digits, decimal units, as a table cell or a budget shows memory."""
+    for threshold, suffix in ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB")):
+        if abs(n) >= threshold:
+            value = n / threshold
+            digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+            return f"{value:.{digits}f} {suffix}"
+    return f"{n:.0f} B"
+
+
 def thousands(n: int) -> str:
     """`545098` → `545,098`."""
     return f"{n:,}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import nets
@@ -14,8 +15,9 @@ from pytest_cnnbudget.config.budgets import (
     KINDS,
     BudgetKind,
     Unit,
-    budget_text,
     check_budgets,
+    figure_text,
+    limit_text,
 )
 from pytest_cnnbudget.config.settings import parse_settings
 from pytest_cnnbudget.config.spec import ModelSpec, Order
@@ -24,7 +26,7 @@ from pytest_cnnbudget.errors import ConfigError
 from pytest_cnnbudget.inputs import parse_input_shape
 from pytest_cnnbudget.report.cells import docs_table
 from pytest_cnnbudget.report.terminal import failure_lines
-from pytest_cnnbudget.results import MemoryOptions, Outcome
+from pytest_cnnbudget.results import Memory, MemoryOptions, Outcome
 from pytest_cnnbudget.run.gate import check_model
 
 BUDGETS_PAGE = Path(__file__).parent.parent / "docs" / "budgets.md"
@@ -113,11 +115,20 @@ def test_checks_follow_the_registry_and_skip_figures_not_measured() -> None:
 def test_one_line_summaries_say_what_a_budget_counts() -> None:
     with torch.device("meta"):
         count = measure(nets.Normed())
-    texts = {c.key: budget_text(c) for c in check_budgets(dict.fromkeys(KINDS, 10**9), count)}
-    assert texts["max_params"] == "1,000,000,000"
-    assert texts["max_buffers"] == "1,000,000,000 buffers"
-    assert texts["max_buffer_bytes"] == "1,000,000,000 buffer bytes"
-    assert budget_text(None) == "-"
+    checks = {c.key: c for c in check_budgets(dict.fromkeys(KINDS, 52_000_000), count)}
+    texts = {key: limit_text(c) for key, c in checks.items()}
+    assert texts["max_params"] == "52,000,000"
+    assert limit_text(checks["max_params"], human=True) == "52M"
+    # Bytes read as memory everywhere, never `52.00 MB bytes`.
+    assert texts["max_buffer_bytes"] == texts["max_param_bytes"] == "52.0 MB"
+    assert figure_text(checks["max_buffer_bytes"]).endswith(" of buffers")
+    assert figure_text(checks["max_buffers"]).endswith(" buffers")
+    assert limit_text(None) == "-"
+    memory = check_budgets(
+        {"max_train_memory": 40_000_000},
+        replace(count, memory=Memory(0, 0, 0, 0, peak_train=36_693_416, peak_inference=0)),
+    )
+    assert [figure_text(c) for c in memory] == ["36.7 MB peak in training"]
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,8 @@ def test_cifar_table() -> None:
         "conv2  Conv2d  3×3×32/1×64 + 64   18,496      19,392   3.4%\n"
         "fc1    Linear  4096×128 + 128    524,416     543,808  96.2%\n"
         "fc2    Linear  128×10 + 10         1,290     545,098   0.2%\n"
+        # The formula's notation, said where it is first printed: `/1` divides by the groups.
+        "conv formula k×k×C_in/G×C_out + C_out: kernel, input channels / groups, output, bias\n"
         "total 545,098 · trainable 545,098 · frozen 0 · buffers 0"
     )
 

@@ -21,7 +21,9 @@ from pytest_cnnbudget.engine.measurement import measure
 from pytest_cnnbudget.engine.memory import measure_memory
 from pytest_cnnbudget.errors import ConfigError, MemoryTraceError
 from pytest_cnnbudget.inputs import InputSpec, parse_input_shape
+from pytest_cnnbudget.report.suggest import rounded_up
 from pytest_cnnbudget.results import Memory, MemoryOptions
+from pytest_cnnbudget.units import parse_bytes
 
 F32 = 4  # bytes of a float32
 
@@ -489,10 +491,11 @@ def test_an_over_budget_step_shows_the_breakdown_and_the_modules_saving_most(
             "  blocks.{0..2}.1 ×3 * ReLU * 393.22 kB * 75.0%",
             "  blocks.0.0 * Linear * 131.07 kB * 25.0%",
             "  ×N: N layers alike but for their block index*",
-            "largest layers:",
-            "*Shrink the model, or raise max_train_memory under [[]tool.cnnbudget.models.mlp[]]*",
+            "Shrink the model, or raise max_train_memory under [[]tool.cnnbudget.models.mlp[]]*",
         ]
     )
+    # Parameters are not where a step's bytes are: no table of the largest layers by them.
+    assert "largest layers:" not in result.stdout.str()
 
 
 @pytest.mark.slow
@@ -635,3 +638,56 @@ def test_the_cli_prints_the_breakdown_and_its_json(memory_project: pytest.Pytest
     result = memory_project.run(*argv, "--input-shape", "1,512", "--optimizer", "lion")
     assert result.ret == 2
     result.stderr.fnmatch_lines(["*--optimizer: unknown optimizer 'lion'*"])
+
+
+def test_the_summarys_budget_lines_pasted_into_the_table_pass_and_say_their_headroom(
+    memory_project: pytest.Pytester,
+) -> None:
+    """`cnnbudget summary NAME --memory` ends with the lines to paste: the peaks and 15%."""
+    project = Project(memory_project, top={"snapshot": False}, mlp=_mlp(max_params="10M"))
+    argv = [sys.executable, "-m", "pytest_cnnbudget", "summary", "mlp", "--memory"]
+    result = memory_project.run(*argv)
+    assert result.ret == 0, result.stderr.str()
+    *_, heading, train, inference = result.outlines
+    assert heading == (
+        "Budgets to paste into [tool.cnnbudget.models.mlp] (the peaks + 15%, rounded up):"
+    )
+    # The figures printed above them, 15% up and rounded up to two significant digits.
+    peaks = {
+        line.split()[0]: int(line.split()[1].replace(",", ""))
+        for line in result.outlines
+        if line.strip().startswith(("peak_train", "peak_inference"))
+    }
+    for line, peak in ((train, peaks["peak_train"]), (inference, peaks["peak_inference"])):
+        value = line.partition(" = ")[2]
+        written = parse_bytes(value.strip('"'))
+        assert peak * 1.15 <= written <= peak * 1.15 * 1.1, (line, peak)
+    budgets = {
+        "max_train_memory": train.partition(" = ")[2].strip('"'),
+        "max_inference_memory": inference.partition(" = ")[2].strip('"'),
+    }
+    project.set("mlp", **budgets)
+    memory_project.runpytest("--cnn-budget").assert_outcomes(passed=1)
+    # Eight times the batch: the weights dominate this MLP's peaks, but not by that much.
+    project.set("mlp", input_shape=[512, 512])
+    memory_project.runpytest("--cnn-budget").assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize(
+    ("bytes_", "written"),
+    [
+        (76_195_706, "77MB"),
+        (25_197_825, "26MB"),
+        (2_880_000, "2.9MB"),
+        (1_000_000, "1.0MB"),
+        (125_300_000_000, "130GB"),
+        (990, "990B"),
+        (999, "1000B"),
+        (1_001, "1.1kB"),
+    ],
+)
+def test_a_suggested_budget_is_rounded_up_to_two_significant_digits(
+    bytes_: int, written: str
+) -> None:
+    assert rounded_up(bytes_) == written
+    assert parse_bytes(written) >= bytes_

@@ -38,14 +38,11 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://weights.invalid/resnet18.pth",  # a name that never resolves (RFC 2606)
-        f"http://127.0.0.1:{closed_port()}/resnet18.pth",  # a connection refused
-    ],
-)
-def test_a_failed_connection_stops_the_build_at_the_first_try(url: str) -> None:
+@pytest.mark.parametrize("failure", ["lookup", "refused"])
+def test_a_failed_connection_stops_the_build_at_the_first_try(failure: str) -> None:
+    # A name that never resolves (RFC 2606), or a port nothing listens on.
+    host = "weights.invalid" if failure == "lookup" else f"127.0.0.1:{closed_port()}"
+    url = f"http://{host}/resnet18.pth"
     attempts: list[str] = []
 
     def pretrained(width: int = 4) -> nn.Module:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..results import BudgetCheck, ParameterCount
-from ..units import human_bytes, parse_bytes, parse_count, short_count, thousands
+from ..units import parse_bytes, parse_count, short_bytes, short_count, thousands
 
 
 class Unit(str, Enum):
@@ -91,7 +91,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         "max_param_bytes",
         "parameter bytes",
         Unit.BYTES,
-        "bytes",
+        "of parameters",
         lambda m: m.param_bytes,
         "bytes of the parameters at their dtypes",
     ),
@@ -107,7 +107,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         "max_buffer_bytes",
         "buffer bytes",
         Unit.BYTES,
-        "buffer bytes",
+        "of buffers",
         lambda m: m.buffer_bytes,
         "bytes of the buffers at their dtypes",
     ),
@@ -115,7 +115,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         "max_train_memory",
         "training step memory (peak)",
         Unit.BYTES,
-        "bytes peak in training",
+        "peak in training",
         lambda m: m.memory.peak_train if m.memory is not None else None,
         "peak bytes of one training step at input_shape: weights, gradients, optimizer state, "
         "activations, traced on meta",
@@ -126,7 +126,7 @@ BUDGETS: tuple[BudgetKind, ...] = (
         "max_inference_memory",
         "inference memory (peak)",
         Unit.BYTES,
-        "bytes peak in inference",
+        "peak in inference",
         lambda m: m.memory.peak_inference if m.memory is not None else None,
         "peak bytes of one forward pass under no_grad at input_shape, weights included",
         needs_input_shape=True,
@@ -152,22 +152,13 @@ def check_budgets(limits: Mapping[str, int], count: ParameterCount) -> tuple[Bud
     return tuple(checks)
 
 
-def budget_text(check: BudgetCheck | None) -> str:
-    """`600,000`, or `1,200,000 total` for a budget that is not on trainable parameters."""
-    if check is None:
-        return "-"
-    suffix = KINDS[check.key].suffix if check.key in KINDS else check.key
-    return f"{thousands(check.limit)} {suffix}" if suffix else thousands(check.limit)
-
-
 def amount(check: BudgetCheck, value: int, human: bool = False) -> str:
-    """`value` in its budget's unit: `1,070,794`, or with `human` `1.07M` (`47.70 MB`)."""
-    if not human:
-        return thousands(value)
+    """`value` in its budget's unit: `1,070,794`, or with `human` `1.07M`; bytes always as
+    memory is read, `47.7 MB` (a byte count to the unit says nothing a reviewer uses)."""
     kind = KINDS.get(check.key)
-    return (
-        human_bytes(value) if kind is not None and kind.unit is Unit.BYTES else short_count(value)
-    )
+    if kind is not None and kind.unit is Unit.BYTES:
+        return short_bytes(value)
+    return short_count(value) if human else thousands(value)
 
 
 def noun(check: BudgetCheck) -> str:
@@ -177,7 +168,8 @@ def noun(check: BudgetCheck) -> str:
 
 
 def figure_text(check: BudgetCheck | None, human: bool = False) -> str:
-    """What a budget compares, as measured and named: `1,070,794 trainable`, `11.7M total`."""
+    """What a budget compares, as measured and named: `1,070,794 trainable`, `11.7M total`,
+    `36.7 MB peak in training`."""
     if check is None:
         return "-"
     return f"{amount(check, check.actual, human)} {noun(check)}"

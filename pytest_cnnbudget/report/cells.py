@@ -4,7 +4,8 @@ pull-request comment build their tables from these, so a model reads alike in al
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..config.budgets import BUDGETS, Unit, figure_text, limit_text
 from ..inputs import format_shape
@@ -72,6 +73,19 @@ def layer_columns(
 def _saved_cell(row: LayerRow) -> str:
     """Bytes a row's modules saved for backward: `-` for none, so the ones that did stand out."""
     return human_bytes(row.activations) if row.activations else "-"
+
+
+# How to read a convolution's formula, said under a table that shows one: `/1` puzzles a
+# reader who has not met grouped convolutions.
+FORMULA_NOTE = (
+    "conv formula k×k×C_in/G×C_out + C_out: kernel, input channels / groups, output, bias"
+)
+_CONVOLUTION = re.compile(r"\d×\d+/\d+×\d")
+
+
+def formula_notes(formulas: Iterable[str]) -> list[str]:
+    """[FORMULA_NOTE] when one of `formulas` is a convolution's, else nothing."""
+    return [FORMULA_NOTE] if any(_CONVOLUTION.search(f) for f in formulas) else []
 
 
 GROUPED_NOTE = (

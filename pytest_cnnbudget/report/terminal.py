@@ -13,8 +13,8 @@ from ..errors import exception_text
 from ..inputs import format_shape
 from ..names import printable
 from ..results import (
+    BudgetCheck,
     LayerRow,
-    Memory,
     ModelResult,
     Outcome,
     ParameterCount,
@@ -24,87 +24,25 @@ from ..snapshot.merge import Merge
 from ..units import human_bytes, human_count, percent, signed, thousands
 from .cells import (
     CHANGED_NOTE,
+    FORMULA_NOTE,
     GROUPED_NOTE,
     STAGES,
     Failures,
     change_columns,
     change_totals,
     error_cause,
+    formula_notes,
     layer_columns,
     model_columns,
     row_name,
     shown_changes,
-    type_cell,
     used_text,
 )
+from .memory import memory_breakdown, saving_lines
 from .tables import Column, Style, indent, markdown_escape, render
-from .views import largest, layer_rows, saving_most
+from .views import largest, layer_rows
 
 LARGEST_LAYERS = 5
-
-
-_OPTIMIZER_NAMES = {
-    "adamw": "AdamW",
-    "adam": "Adam",
-    "sgd": "SGD",
-    "sgd_momentum": "SGD with momentum",
-    "none": "no optimizer",
-}
-
-
-def memory_setup(memory: Memory) -> str:
-    """`AdamW, float32, train mode`: how the training step was traced."""
-    options = memory.options
-    return ", ".join(
-        [
-            _OPTIMIZER_NAMES.get(options.optimizer, options.optimizer),
-            f"autocast {options.autocast}" if options.autocast else "no autocast",
-            "train mode" if options.train_mode else "eval mode",
-        ]
-    )
-
-
-def memory_breakdown(memory: Memory, at: str | None = None) -> list[str]:
-    """The training step's bytes by what holds them, and both peaks, one figure a line."""
-    parts = [
-        ("weights", memory.weights, "parameters and buffers"),
-        ("gradients", memory.gradients, "of the trainable parameters"),
-        ("optimizer", memory.optimizer, "its state after a step"),
-        ("activations", memory.activations, "saved for backward"),
-        ("peak_train", memory.peak_train, "most bytes live in one training step"),
-        ("peak_inference", memory.peak_inference, "most bytes live in one forward, no_grad"),
-    ]
-    where = f" at {at}" if at else ""
-    lines = [f"memory{where} ({memory_setup(memory)}):"]
-    lines += [
-        f"  {label:<14}  {thousands(n):>17}  {human_bytes(n):>10}  {why}" for label, n, why in parts
-    ]
-    return lines
-
-
-SAVING_MOST = 3
-
-
-def saving_lines(count: ParameterCount, group: bool = True) -> list[str]:
-    """The modules that save the most activations for backward, grouped as the layer tables."""
-    memory = count.memory
-    rows = saving_most(count, SAVING_MOST, group)
-    if memory is None or not rows:
-        return []
-    columns: list[Column[LayerRow]] = [
-        Column("layer", lambda r: row_name(r.name, r.repeat)),
-        Column("type", type_cell),
-        Column("saved", lambda r: human_bytes(r.activations or 0), right=True),
-        Column(
-            "share",
-            lambda r: percent((r.activations or 0) / memory.activations),
-            right=True,
-        ),
-    ]
-    lines = ["modules saving the most activations:", *indent(render(columns, rows))]
-    if any(r.repeat > 1 for r in rows):
-        lines.append(f"  {GROUPED_NOTE}")
-    return lines
 
 
 def layer_table(count: ParameterCount, style: Style = Style.TEXT, group: bool = True) -> list[str]:
@@ -112,11 +50,11 @@ def layer_table(count: ParameterCount, style: Style = Style.TEXT, group: bool = 
     that says how to read a group when there is one."""
     rows = layer_rows(count.layers, group)
     lines = render(layer_columns(count, rows), rows, style)
-    if any(r.repeat > 1 for r in rows):
-        # In Markdown, a paragraph of its own in italics below the table.
-        lines += (
-            [GROUPED_NOTE] if style is Style.TEXT else ["", f"_{markdown_escape(GROUPED_NOTE)}_"]
-        )
+    notes = [GROUPED_NOTE] if any(r.repeat > 1 for r in rows) else []
+    notes += formula_notes(r.formula for r in rows)
+    # In Markdown, a paragraph of its own in italics below the table.
+    for note in notes:
+        lines += [note] if style is Style.TEXT else ["", f"_{markdown_escape(note)}_"]
     return lines
 
 
@@ -222,14 +160,10 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
         lines += saving_lines(count, group)
     if lines and count is not None:
         keys = [c.key for c in result.exceeded]
-        # When only trainable parameters broke the budget, frozen layers, however large, are not
-        # where to look.
-        trainable = ranks_trainable(result.exceeded) and count.frozen > 0
-        lines.append("largest trainable layers:" if trainable else "largest layers:")
-        rows = largest(count, LARGEST_LAYERS, trainable=trainable, group=group)
-        lines += indent(render(_largest_columns(count, rows, trainable), rows))
-        if any(r.repeat > 1 for r in rows):
-            lines.append(f"  {GROUPED_NOTE}")
+        # A memory budget alone: the breakdown and the modules saving the most say where the
+        # bytes are; the largest layers by parameters would not.
+        if any(key not in MEMORY_KEYS for key in keys):
+            lines += _largest_lines(result.exceeded, count, group)
         where = (
             "in its cnn_budget() call"
             if is_fixture_name(result.name)
@@ -237,6 +171,20 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
         )
         lines.append(f"Shrink the model, or raise {', '.join(keys)} {where}.")
     return lines
+
+
+def _largest_lines(
+    exceeded: tuple[BudgetCheck, ...], count: ParameterCount, group: bool
+) -> list[str]:
+    # When only trainable parameters broke the budget, frozen layers, however large, are not
+    # where to look.
+    trainable = ranks_trainable(exceeded) and count.frozen > 0
+    lines = ["largest trainable layers:" if trainable else "largest layers:"]
+    rows = largest(count, LARGEST_LAYERS, trainable=trainable, group=group)
+    lines += indent(render(_largest_columns(count, rows, trainable), rows))
+    if any(r.repeat > 1 for r in rows):
+        lines.append(f"  {GROUPED_NOTE}")
+    return lines + indent(formula_notes(r.formula for r in rows))
 
 
 def _memory_over(result: ModelResult) -> bool:
@@ -280,6 +228,7 @@ def diff_lines(
         lines += indent(render(_DIFF_COLUMNS, changes))
         if any(c.repeat > 1 for c in changes):
             lines.append(f"  {CHANGED_NOTE}")
+        lines += indent(formula_notes(c.formula for c in changes if c.after is not None))
     lines += [f"  {change_totals(diff)}", _accept_hint(result)]
     return lines
 
@@ -339,6 +288,8 @@ def _failure_lines(
         return [heading, *indent((result.error or "").splitlines())]
     budget = budget_lines(result, config_name, group)
     diff = diff_lines(result, snapshot_name, group, ci)
+    if any(FORMULA_NOTE in line for line in budget):  # said once, under the first table
+        diff = [line for line in diff if FORMULA_NOTE not in line]
     # Last: the first line is the one a short summary quotes.
     return [*budget, *([""] if budget and diff else []), *diff, *note_lines(result)]
 
