@@ -41,7 +41,7 @@ from .inputs import InputSpec, parse_input_shape
 from .jsontext import DuplicateKeyError, echoed, json_text, loads
 from .names import printable
 from .report.json import summary_dict
-from .report.plot import save_plot
+from .report.plot import require_matplotlib, save_plot
 from .report.suggest import memory_budget_lines
 from .report.tables import Style
 from .report.terminal import layer_report
@@ -211,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
             return ci_cli.run_ci(args, os.environ)
         if args.command == "merge":
             return merge_cli.run_merge(args, os.environ)
+        if args.command == "plot":
+            require_matplotlib()  # before the model is built, which may take a while
         model = _model(args)
         with _importable(model.config):
             if args.command == "summary":

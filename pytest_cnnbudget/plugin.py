@@ -175,6 +175,7 @@ class _PlainRun:
     """A run without --cnn-budget: adds nothing but two notes, once each, when they apply."""
 
     def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.hint = _selects_budget_items(config.option.markexpr or "")
         self.unchecked = 0  # tests whose cnn_budget() checks skipped the snapshot
 
@@ -191,18 +192,46 @@ class _PlainRun:
         if getattr(report, keys.UNCHECKED_ATTR, False):
             self.unchecked += 1
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int
+    ) -> None:
         if self.hint:
             terminalreporter.write_line(
                 "cnn-budget: the budget checks of [tool.cnnbudget] are collected only with "
                 "--cnn-budget: run pytest --cnn-budget -m cnn_budget"
             )
+        elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            # A project whose only checks are its models: "no tests ran" alone says nothing.
+            line = _configured_models_line(self.config)
+            if line:
+                terminalreporter.write_line(line)
         if self.unchecked:
             tests = "test" if self.unchecked == 1 else "tests"
             terminalreporter.write_line(
                 f"cnn-budget: {self.unchecked} {tests} checked budgets with cnn_budget() "
                 "but not the snapshot; run with --cnn-budget to compare it"
             )
+
+
+def _configured_models_line(config: pytest.Config) -> str | None:
+    """What a run that found nothing to run says when the project configures models."""
+    path = config.inipath if config.inipath and config.inipath.name == "pyproject.toml" else None
+    path = path or config.rootpath / "pyproject.toml"
+    try:
+        # Here, not at the top: read only by a run that found no test at all.
+        from .config.settings import read_settings
+
+        settings = read_settings(path)
+    except Exception:  # no file, or a config with mistakes (--cnn-budget lists them): no line
+        return None
+    n = len(settings.models) if settings is not None else 0
+    if not n:
+        return None
+    return (
+        f"cnn-budget: {n} model{'s' if n != 1 else ''} configured in {path.name} "
+        "are checked with pytest --cnn-budget; to check them on every run, add "
+        'addopts = ["--cnn-budget"] under [tool.pytest.ini_options]'
+    )
 
 
 def _selects_budget_items(expression: str) -> bool:

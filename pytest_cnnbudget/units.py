@@ -76,6 +76,15 @@ SHOWN_LINES = 50
 QUOTED_LINES = 20
 
 
+def middle_cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, `…` in its middle where it is cut: both ends of a
+    path or a node id say which it is (`tests/te…::test_finetuned_cifar`)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 5  # the end says more: a test's name, a file's
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
 def clip(text: str, limit: int = SHOWN_CHARS) -> str:
     """`text` as an error text shows one item: at most `limit` characters, `…` where it is cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -247,7 +247,7 @@ def test_every_problem_is_reported_at_once_naming_file_table_and_key(
         pytest.param(
             "[tool.other]\nx = 1\n",
             "no [tool.cnnbudget] table; add one with at least one [tool.cnnbudget.models.<name>] "
-            "entry (see the README), or point --cnn-budget-config at the file that has it",
+            "entry (see docs/configuration.md), or point --cnn-budget-config at the file that has it",
             id="no-table",
         ),
         pytest.param(

@@ -599,3 +599,30 @@ def test_missing_matplotlib_is_a_clear_error() -> None:
     assert run.stdout == (
         'charts need matplotlib; install it with: pip install "pytest-cnnbudget[plot]"\n'
     )
+
+
+def test_the_plot_command_without_matplotlib_fails_before_building_the_model(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slow_models.py").write_text(
+        "from pathlib import Path\nfrom torch import nn\n\n"
+        "def big():\n    Path('built').write_text('yes')\n    return nn.Linear(2, 2)\n",
+        encoding="utf-8",
+    )
+    script = (
+        "import sys\nsys.modules['matplotlib'] = None\n"
+        "from pytest_cnnbudget.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, "plot", "slow_models:big"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert run.stderr == (
+        "cnnbudget: error: charts need matplotlib; install it with: pip install "
+        '"pytest-cnnbudget[plot]"\n'
+    )
+    assert not (tmp_path / "built").exists()

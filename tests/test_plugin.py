@@ -94,6 +94,36 @@ def test_selecting_the_budget_marker_without_the_flag_says_how_to_run_them(
     assert hint not in pytester.runpytest_subprocess("-m", "slow or fast").outlines
 
 
+def test_plain_pytest_in_a_project_of_models_alone_says_how_to_check_them(
+    pytester: pytest.Pytester,
+) -> None:
+    """The project's only checks are its models: `pytest` alone ran nothing, and says why."""
+    Project(pytester, cifar=CIFAR, tiny=TINY)
+    line = (
+        "cnn-budget: 2 models configured in pyproject.toml are checked with pytest "
+        '--cnn-budget; to check them on every run, add addopts = ["--cnn-budget"] under '
+        "[tool.pytest.ini_options]"
+    )
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert plain.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert [text for text in plain.outlines if text.startswith("cnn-budget")] == [line]
+    # Where tests ran, or no model is configured, nothing is added.
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    ran = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    ran.assert_outcomes(passed=1)
+    assert "cnn-budget" not in ran.stdout.str()
+    (pytester.path / "test_plain.py").unlink()
+    pytester.makepyprojecttoml("[tool.cnnbudget]\nsnapshot = false\n")
+    assert "cnn-budget" not in pytester.runpytest_subprocess().stdout.str()
+    # Following the line's advice makes the checks the default.
+    Project(pytester, cifar=CIFAR, tiny=TINY)
+    text = (pytester.path / "pyproject.toml").read_text(encoding="utf-8")
+    (pytester.path / "pyproject.toml").write_text(
+        text + '\n[tool.pytest.ini_options]\naddopts = ["--cnn-budget"]\n', encoding="utf-8"
+    )
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(failed=2)
+
+
 CYCLIC = """
 import weakref
 
@@ -331,7 +361,7 @@ def test_a_broken_model_fails_its_own_item_only(pytester: pytest.Pytester) -> No
     )
     result.stdout.fnmatch_lines(
         [
-            "broken*-*-*-*-*ERROR: could not build (ValueError: constructor exploded*",
+            "broken*-*-*-*-*ERROR: could not build (ValueError: construct*",
             "cifar*545,098*added*ok",
         ]
     )

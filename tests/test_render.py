@@ -273,6 +273,27 @@ def test_overview_lines_one_row_per_model_then_stale_entries(expected: Expected)
     assert verbose == [*lines[:-1], *tables]
 
 
+def test_the_summary_stays_within_a_hundred_columns_whatever_the_names() -> None:
+    node = "tests/integration/vision/test_backbones.py::TestResNets::test_" + "wide_" * 25 + "r50"
+    fits = check("cifar", budgets={"max_params": 600_000}, snapshot=False)
+    long = replace(fits, name=node)
+    broken = check("ghost", "nowhere_" + "x" * 80 + ":Net")
+    lines = overview_lines([fits, long, broken], stale=[])
+    assert max(map(len, lines)) <= 100, "\n".join(lines)
+    [row] = [line for line in lines if line.startswith("tests/")]
+    shown = row.split("  ")[0]
+    # Both ends kept: the file it is in and the test's own name.
+    assert shown.startswith("tests/integ")
+    assert shown.endswith("wide_r50")
+    assert "…" in shown
+    # The status keeps what happened; its cause is in the failure itself.
+    assert next(line for line in lines if line.startswith("ghost")).endswith(
+        "  ERROR: could not build"
+    )
+    # Short names are left alone.
+    assert overview_lines([fits], stale=[])[2].startswith("cifar  ")
+
+
 def test_overview_lines_past_fifty_models_list_the_failures_and_count_the_rest() -> None:
     # Tiny has 72 parameters: over a budget of 50, within one of 1,000.
     results = [

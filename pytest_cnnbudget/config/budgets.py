@@ -1,8 +1,8 @@
 """Every budget kind, declared once: the config key, what it measures, how it reads and prints.
 
 Config validation, the checks, the terminal and GitHub renderers, the JSON report and the
-README's table of budget keys all read `BUDGETS`. Adding a kind is one entry here, plus the
-figure it reads if the measurement does not have it yet.
+table of budget keys in docs/budgets.md all read `BUDGETS`. Adding a kind is one entry here,
+plus the figure it reads if the measurement does not have it yet.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class BudgetKind:
     # for max_total_params; "" for max_params, which is that column.
     suffix: str
     measure: Callable[[ParameterCount], int | None]  # None: not measured (no input_shape)
-    description: str  # for the README's table of keys
+    description: str  # for the table of keys in docs/budgets.md
     needs_input_shape: bool = False
     # Whether the "largest layers" of a failure rank trainable parameters (a frozen backbone is
     # not where to look when only the trainable ones broke the budget).

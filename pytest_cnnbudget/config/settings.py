@@ -105,7 +105,7 @@ def load_settings(path: Path) -> Settings:
     if settings is None:
         raise ConfigError(
             f"{printable(str(path))}: no [tool.cnnbudget] table; add one with at least one "
-            "[tool.cnnbudget.models.<name>] entry (see the README), or point "
+            "[tool.cnnbudget.models.<name>] entry (see docs/configuration.md), or point "
             "--cnn-budget-config at the file that has it"
         )
     return settings

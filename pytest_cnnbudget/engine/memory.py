@@ -15,8 +15,8 @@ What makes the figures match a real run rather than meta's own shortcuts:
   every step of a training run but the first, whose peak is lower (optimizer.py).
 
 Left out, because no tensor owns them: workspaces kernels allocate for themselves (cpu
-convolutions, cuBLAS), allocator rounding and the CUDA context. README's "Memory" says by how
-much a real run differs.
+convolutions, cuBLAS), allocator rounding and the CUDA context. docs/budgets.md's "Memory"
+says by how much a real run differs.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _check_torch() -> None:
     if probe.untyped_storage() is not probe.untyped_storage():
         raise MemoryTraceError(
             f"memory budgets need a newer torch than {torch.__version__}: its storages keep no "
-            "single Python object, which tracing their lifetimes needs (README, Which torch, "
+            "single Python object, which tracing their lifetimes needs (docs/compatibility.md, "
             "gives the supported releases)"
         )
 

@@ -41,7 +41,7 @@ def make_optimizer(
     """The optimizer the step runs, over the trainable parameters; None for "none" or when
     nothing is trainable. One that cannot be made from `optimizer_kwargs` (a key it does not
     take, a value it refuses) is a MemoryTraceError naming the key or the optimizer: a failure
-    of the memory trace, as the README's memory section has it, not of the model's build."""
+    of the memory trace, as docs/budgets.md's Memory has it, not of the model's build."""
     name = options.optimizer
     if name == "none" or not params:
         return None

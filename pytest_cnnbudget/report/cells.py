@@ -184,7 +184,7 @@ _WRITTEN = {
 
 
 def docs_table() -> list[str]:
-    """The README's table of budget keys, as Markdown lines."""
+    """The table of budget keys in docs/budgets.md, as Markdown lines."""
     rows = [
         [
             kind.key,

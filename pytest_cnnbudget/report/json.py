@@ -7,7 +7,7 @@ line prints. Shapes are lists of integers, every count and byte figure an intege
 values echoed (`optimizer_kwargs`, the command line's `kwargs`) go through `jsontext.echoed`, so
 that an `inf` is the text "inf" and every document is strict JSON. Each document names its
 structure in `schema`; the JSON Schema files in `pytest_cnnbudget/schemas/` describe them
-(README's "JSON outputs"):
+(docs/json.md):
 
 ```text
 model   {"schema": "pytest-cnnbudget/model/2", "model", "target", "outcome", "level",

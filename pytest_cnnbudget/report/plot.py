@@ -64,6 +64,11 @@ class _Bar:
         return REST_FROZEN_COLOR if self.rest else FROZEN_COLOR
 
 
+def require_matplotlib() -> None:
+    """PlotUnavailableError now, before a model is built, when charts cannot be drawn."""
+    _figure_class()
+
+
 def _figure_class() -> type[Figure]:
     try:
         # matplotlib is optional (the `plot` extra): imported where a chart is drawn.

@@ -21,7 +21,7 @@ from ..results import (
     SnapshotStatus,
 )
 from ..snapshot.merge import Merge
-from ..units import human_bytes, human_count, percent, signed, thousands
+from ..units import clip, human_bytes, human_count, middle_cut, percent, signed, thousands
 from .cells import (
     CHANGED_NOTE,
     FORMULA_NOTE,
@@ -39,7 +39,7 @@ from .cells import (
     used_text,
 )
 from .memory import memory_breakdown, saving_lines
-from .tables import Column, Style, indent, markdown_escape, render
+from .tables import Column, Style, grid, indent, markdown_escape, render
 from .views import largest, layer_rows
 
 LARGEST_LAYERS = 5
@@ -317,6 +317,37 @@ OVERVIEW_COLUMNS: list[Column[ModelResult]] = [
 ]
 
 
+SUMMARY_WIDTH = 100  # columns of the run's summary table, whatever its names
+
+
+def _overview_table(results: Sequence[ModelResult]) -> list[str]:
+    """The summary's table, at most SUMMARY_WIDTH wide: a long name (a fixture check's node
+    id) is shortened in the middle, where a path and a test name keep their ends; a long
+    status (an error's cause) is cut at its end."""
+    columns = OVERVIEW_COLUMNS
+    cells = [[printable(c.cell(r)) for c in columns] for r in results]
+    widths = [max(len(c.header), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    excess = sum(widths) + 2 * (len(columns) - 1) - SUMMARY_WIDTH
+    # The status first: its first words say what happened, the cause is in the failure.
+    for i, shorten, narrowest in ((len(columns) - 1, _short_status, 24), (0, middle_cut, 20)):
+        if excess <= 0:
+            break
+        room = max(narrowest, widths[i] - excess)
+        for row in cells:
+            row[i] = shorten(row[i], room)
+        excess -= widths[i] - max(room, len(columns[i].header))
+    return grid([c.header for c in columns], cells, [c.right for c in columns])
+
+
+def _short_status(status: str, limit: int) -> str:
+    """`ERROR: could not build (cause)` in `limit` characters: the cause cut, or left out."""
+    if len(status) <= limit:
+        return status
+    what, _, cause = status.partition(" (")
+    room = limit - len(what) - 3
+    return f"{what} ({clip(cause.removesuffix(')'), room)})" if room >= 8 else clip(what, limit)
+
+
 def overview_lines(
     results: Sequence[ModelResult],
     stale: Sequence[str],
@@ -333,7 +364,7 @@ def overview_lines(
         # Past a screenful, only what needs attention is listed, so failures are not buried.
         shown = [r for r in ordered if r.failed][:max_rows]
         hidden = len(ordered) - len(shown)
-    lines = render(OVERVIEW_COLUMNS, shown) if shown else []
+    lines = _overview_table(shown) if shown else []
     if hidden:
         passed = sum(1 for r in ordered if not r.failed)
         lines.append(f"… and {hidden} more ({passed} passed in all); -v lists every model")
