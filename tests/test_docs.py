@@ -51,6 +51,23 @@ def test_the_site_builds_strictly_and_its_nav_holds_every_page(tmp_path: Path) -
         assert (site / page.removesuffix(".md").replace("index", "") / "index.html").is_file()
 
 
+def test_zensical_builds_the_same_site_strictly(tmp_path: Path) -> None:
+    """Material's successor reads mkdocs.yml too: the site stays plain enough for both."""
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    build = subprocess.run(
+        [str(Path(sys.executable).parent / "zensical"), "build", "--strict"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    for page in (p.stem for p in DOCS.glob("*.md") if p.stem != "index"):
+        assert (tmp_path / "site" / page / "index.html").is_file(), page
+
+
 def test_the_readme_is_short() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines"
