@@ -42,7 +42,7 @@ from .jsontext import DuplicateKeyError, echoed, json_text, loads
 from .names import printable
 from .report.json import summary_dict
 from .report.plot import require_matplotlib, save_plot
-from .report.suggest import memory_budget_lines
+from .report.suggest import memory_budget_lines, shape_toml
 from .report.tables import Style
 from .report.terminal import layer_report
 from .report.views import trainable_only
@@ -423,7 +423,7 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
         return text
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
     lines = layer_report(count, style, group=not args.no_group)
-    budgets = memory_budget_lines(count, model.name)
+    budgets = memory_budget_lines(count, model.name, shape_toml(args.input_shape))
     if budgets and style is Style.TEXT:
         lines += ["", *budgets]
     elif budgets:

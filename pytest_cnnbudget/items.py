@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
+from _pytest._code.code import ReprFileLocation
+from _pytest._code.code import TerminalRepr as TerminalReprBase
+from _pytest._io import TerminalWriter
 
 from . import keys
 from .config.files import ConfigFile, duplicate_message
@@ -180,3 +183,32 @@ def raise_outcome(raised: Raised | None) -> NoReturn:
     except TypeError:
         skip = pytest.skip.Exception(message)
     raise skip
+
+
+class ShortSummary:
+    """A failing budget item's report is its tables: pytest's short test summary quotes only
+    their first line. In CI pytest quotes a failure's message whole, which printed every table
+    a second time at the end of the log."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        text = report.longrepr
+        # A budget item's call report carries its result (True, or a dict for the xdist
+        # controller); a test calling the fixture carries a list, and pytest's own report.
+        payload = getattr(report, keys.REPORT_ATTR, None)
+        ours = payload is not None and not isinstance(payload, list)
+        if ours and report.failed and isinstance(text, str):
+            report.longrepr = _Tables(text, report.location)
+
+
+class _Tables(TerminalReprBase):
+    """A failure's text, printed as it is, whose crash message is its first line."""
+
+    def __init__(self, text: str, location: tuple[str, int | None, str]) -> None:
+        self.text = text
+        line = location[1] + 1 if location[1] is not None else 0
+        self.reprcrash = ReprFileLocation(location[0], line, text.split("\n", 1)[0])
+
+    def toterminal(self, tw: TerminalWriter) -> None:
+        for line in self.text.split("\n"):
+            tw.line(line)

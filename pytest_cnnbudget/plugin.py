@@ -169,6 +169,9 @@ def pytest_configure(config: pytest.Config) -> None:
     session = session_class(config).start(config)
     config.stash[keys.SESSION] = session
     config.pluginmanager.register(session, "cnnbudget-session")
+    from .items import ShortSummary  # the session imported it
+
+    config.pluginmanager.register(ShortSummary(), "cnnbudget-short-summary")
 
 
 class _PlainRun:
@@ -229,9 +232,22 @@ def _configured_models_line(config: pytest.Config) -> str | None:
         return None
     return (
         f"cnn-budget: {n} model{'s' if n != 1 else ''} configured in {path.name} "
-        "are checked with pytest --cnn-budget; to check them on every run, add "
-        'addopts = ["--cnn-budget"] under [tool.pytest.ini_options]'
+        f"are checked with pytest --cnn-budget; to check them on every run, {_addopts(config)}"
     )
+
+
+# Where each file pytest reads its options from keeps them (pytest's own precedence picks one).
+_INI_SECTIONS = {"pytest.ini": "[pytest]", "tox.ini": "[pytest]", "setup.cfg": "[tool:pytest]"}
+
+
+def _addopts(config: pytest.Config) -> str:
+    """How to make --cnn-budget the default, in the file pytest read its options from."""
+    ini = config.inipath
+    if config.getini("addopts"):
+        return f"add --cnn-budget to addopts in {ini.name if ini else 'your pytest options'}"
+    if ini is not None and ini.name in _INI_SECTIONS:
+        return f"add addopts = --cnn-budget under {_INI_SECTIONS[ini.name]} in {ini.name}"
+    return 'add addopts = ["--cnn-budget"] under [tool.pytest.ini_options]'
 
 
 def _selects_budget_items(expression: str) -> bool:

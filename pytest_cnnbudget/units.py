@@ -222,12 +222,19 @@ def human_bytes(n: float) -> str:
 def short_bytes(n: float) -> str:
     """`52000000` → `52.0 MB`, `36693416` → `36.7 MB`, `108.9e9` → `109 GB`: three significant
     digits, decimal units, as a table cell or a budget shows memory."""
-    for threshold, suffix in ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB")):
-        if abs(n) >= threshold:
+    units = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"), (1, "B"))
+    for i, (threshold, suffix) in enumerate(units):
+        if abs(n) >= threshold or threshold == 1:
             value = n / threshold
-            digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
-            return f"{value:.{digits}f} {suffix}"
-    return f"{n:.0f} B"
+            # Three significant digits, counted after rounding: 9,999,999 is 10.0 MB.
+            for digits in (2, 1, 0) if threshold > 1 else (0,):
+                text = f"{value:.{digits}f}"
+                if abs(float(text)) < 10 ** (3 - digits):
+                    break
+            if i and abs(float(text)) >= 1000:  # 999,500 B rounds to 1.00 MB, not 1000 kB
+                return short_bytes(units[i - 1][0] * (1 if n >= 0 else -1))
+            return f"{text} {suffix}"
+    raise AssertionError("unreachable")
 
 
 def thousands(n: int) -> str:

@@ -87,7 +87,8 @@ def test_a_model_missing_from_the_committed_snapshot_says_to_commit_it(
     result.assert_outcomes(failed=1, passed=2)
     result.stdout.fnmatch_lines(
         [
-            "fresh: the committed snapshot cnnbudget.snapshot.json has no entry for it",
+            "fresh: no entry in the committed snapshot cnnbudget.snapshot.json (or the file is not "
+            "committed)",
             "Run pytest --cnn-budget-update where the model is defined and commit "
             "cnnbudget.snapshot.json with the change*",
         ]
@@ -96,7 +97,7 @@ def test_a_model_missing_from_the_committed_snapshot_says_to_commit_it(
     table = project_line(project, "pyproject.toml", "[tool.cnnbudget.models.fresh]")
     assert command.startswith(
         f"::error title=cnn-budget%3A fresh no snapshot entry,file=pyproject.toml,line={table}::"
-        "fresh: the committed snapshot cnnbudget.snapshot.json has no entry for it%0A"
+        "fresh: no entry in the committed snapshot cnnbudget.snapshot.json (or the file is not committed)%0A"
     )
     # Outside CI the same run says to record it, and to commit the file.
     monkeypatch.delenv("CI")
@@ -108,6 +109,29 @@ def test_a_model_missing_from_the_committed_snapshot_says_to_commit_it(
             "Record it with: pytest --cnn-budget-update, then commit cnnbudget.snapshot.json",
         ]
     )
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_in_ci_the_short_summary_quotes_a_failures_first_line_only(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    """In CI pytest quotes a failure's message whole in its short summary: every table of a
+    budget failure was printed a second time at the end of the log."""
+    project = Project(pytester, cifar=CIFAR, tiny=TINY)
+    project.accept()
+    project.set("cifar", kwargs={"hidden": 256})
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("--cnn-budget", "-p", "no:cacheprovider", *workers)
+    result.assert_outcomes(failed=1, passed=1)
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+    assert lines[start + 1 : -1] == [
+        "FAILED pyproject.toml::cnn_budget[cifar] - cifar: trainable parameters over budget by "
+        "470,794 (+78.5%)"
+    ]
+    # The failure itself still has every table.
+    assert any(line.startswith("largest layers:") for line in lines[:start])
+    assert "and commit cnnbudget.snapshot.json (ran it already?" in result.stdout.str()
 
 
 def test_annotations_point_at_the_changed_layer_or_the_model_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import subprocess
@@ -604,11 +605,17 @@ class Needs(nn.Module):
             "Needs needs depth (int): add it to the model's kwargs: "
             "kwargs = { num_classes = 10, in_channels = 3, width = 4, depth = … }",
         ),
-        # Positional arguments (`_args_`) count; a value TOML cannot show briefly is elided.
+        # Positional arguments (`_args_`) count, and stay in the line.
         (
-            {"_args_": [10], "depth": 1, "note": "x" * 80},
+            {"_args_": [10], "depth": 1, "scale": float("inf")},
             "Needs needs in_channels: add it to the model's kwargs: "
-            "kwargs = { …, in_channels = … }",
+            "kwargs = { _args_ = [10], depth = 1, scale = inf, in_channels = … }",
+        ),
+        # A value TOML cannot show briefly is elided; a key TOML must quote is quoted.
+        (
+            {"depth": 1, "note": "x" * 80, "my.key": 2},
+            "Needs needs num_classes (int) and in_channels: add them to the model's kwargs: "
+            "kwargs = { …, num_classes = …, in_channels = … }",
         ),
     ],
 )
@@ -631,3 +638,23 @@ def test_a_missing_argument_inside_the_constructor_gets_no_kwargs_hint() -> None
         build_model(factory, {"width": 2})
     assert "hint:" not in str(raised.value)
     assert "missing 1 required keyword-only argument: 'depth'" in str(raised.value)
+
+
+def test_the_missing_arguments_hint_names_a_partials_function_and_skips_positional_only() -> None:
+    def net(width: int, depth: int) -> nn.Module:
+        return nn.Linear(width, depth)
+
+    with pytest.raises(ModelBuildError) as raised:
+        build_model(functools.partial(net, depth=2))
+    assert str(raised.value).startswith(
+        "hint: test_the_missing_arguments_hint_names_a_partials_function_and_skips_positional_"
+        "only.<locals>.net needs width (int): add it to the model's kwargs: "
+        "kwargs = { width = … }"
+    )
+
+    def positional(width: int, /) -> nn.Module:
+        return nn.Linear(width, 2)
+
+    with pytest.raises(ModelBuildError) as raised:
+        build_model(positional)
+    assert "hint:" not in str(raised.value)  # a keyword line would not work

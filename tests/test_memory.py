@@ -682,7 +682,8 @@ def test_the_summarys_budget_lines_pasted_into_the_table_pass_and_say_their_head
         (1_000_000, "1.0MB"),
         (125_300_000_000, "130GB"),
         (990, "990B"),
-        (999, "1000B"),
+        (999, "1.0kB"),
+        (0, "1B"),
         (1_001, "1.1kB"),
     ],
 )

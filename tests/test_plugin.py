@@ -122,6 +122,14 @@ def test_plain_pytest_in_a_project_of_models_alone_says_how_to_check_them(
         text + '\n[tool.pytest.ini_options]\naddopts = ["--cnn-budget"]\n', encoding="utf-8"
     )
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(failed=2)
+    # Options in pytest.ini win over pyproject.toml's: the advice names that file, and an
+    # addopts already there is added to, not written twice.
+    pytester.makefile(".ini", pytest="[pytest]\naddopts = -ra\n")
+    advice = pytester.runpytest_subprocess("-p", "no:cacheprovider").outlines[-2]
+    assert advice.endswith("to check them on every run, add --cnn-budget to addopts in pytest.ini")
+    pytester.makefile(".ini", pytest="[pytest]\n")
+    advice = pytester.runpytest_subprocess("-p", "no:cacheprovider").outlines[-2]
+    assert advice.endswith("add addopts = --cnn-budget under [pytest] in pytest.ini")
 
 
 CYCLIC = """

@@ -84,7 +84,7 @@ from pytest_cnnbudget.run import wire
 from pytest_cnnbudget.run.gate import check_model
 from pytest_cnnbudget.snapshot.compare import compare_with_base
 from pytest_cnnbudget.snapshot.merge import merge_snapshot
-from pytest_cnnbudget.units import short_count
+from pytest_cnnbudget.units import short_bytes, short_count
 
 Expected = Callable[[str, str], None]
 
@@ -203,7 +203,8 @@ def test_failure_lines_missing_entry_say_how_to_record_it() -> None:
     # In CI the snapshot is the committed one: an update whose file was left out of the
     # commit fails here, and the message says so.
     assert failure_lines(result, *NAMES, ci=True) == [
-        "cifar: the committed snapshot cnnbudget.snapshot.json has no entry for it",
+        "cifar: no entry in the committed snapshot cnnbudget.snapshot.json (or the file is not "
+        "committed)",
         "Run pytest --cnn-budget-update where the model is defined and commit "
         "cnnbudget.snapshot.json with the change (a new model, or an update whose file was not "
         "committed)",
@@ -486,9 +487,7 @@ def test_summary_markdown_keeps_user_text_inert() -> None:
     broken = check("x<script>|y", "nowhere:Net")
     broken = replace(broken, error="boom\n```\n</details>\n<script>alert(1)</script>")
     markdown = summary_markdown([broken], failures([broken], *NAMES))
-    assert (
-        "<summary>x&lt;script&gt;|y: cnn-budget: x&lt;script&gt;|y could not be built" in markdown
-    )
+    assert "<summary>x&lt;script&gt;|y: could not be built" in markdown
     # The text as it was, inside a fence one backtick longer than any run in it.
     assert "\n````text\n" in markdown
     assert "  ```\n  </details>\n  <script>alert(1)</script>\n````\n" in markdown
@@ -1318,3 +1317,32 @@ def test_text_with_real_characters_is_left_as_it_is_by_unescaping() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout.split()) == (0, ["'t\\xebst'", "'t\\xebst'"]), done.stderr
+
+
+def test_a_changed_model_in_ci_is_told_to_commit_the_snapshot_too() -> None:
+    result = check(kwargs={"hidden": 64}, budgets={"max_params": 600_000}, stored=accepted())
+    assert failure_lines(result, *NAMES)[-1] == (
+        "If this change is intended, accept it with: pytest --cnn-budget-update"
+    )
+    assert failure_lines(result, *NAMES, ci=True)[-1] == (
+        "If this change is intended, accept it with: pytest --cnn-budget-update and commit "
+        "cnnbudget.snapshot.json (ran it already? the file is not in this commit)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bytes_", "shown"),
+    [
+        (999, "999 B"),
+        (999_500, "1.00 MB"),
+        (2_180_392, "2.18 MB"),
+        (9_999_999, "10.0 MB"),
+        (36_693_416, "36.7 MB"),
+        (52_000_000, "52.0 MB"),
+        (99_960_000, "100 MB"),
+        (999_500_000, "1.00 GB"),
+        (108_900_000_000, "109 GB"),
+    ],
+)
+def test_memory_cells_show_three_significant_digits(bytes_: int, shown: str) -> None:
+    assert short_bytes(bytes_) == shown

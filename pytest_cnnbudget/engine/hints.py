@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -68,13 +69,14 @@ def missing_arguments_hint(
     # The TypeError must be about these: a call inside the constructor may lack its own.
     if not missing or not any(f"'{p.name}'" in message(error) for p in missing):
         return None
+    if any(p.kind is p.POSITIONAL_ONLY for p in missing):
+        return None  # given only by position (`_args_`), which a keyword line cannot show
     names = [p.name + _annotation(p) for p in missing]
     needs = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    given = {k: v for k, v in kwargs.items() if k != "_args_"}
-    shown = [f"{k} = {_toml(v)}" for k, v in given.items()]
-    start = ", ".join(shown) + ", " if all(_toml(v) != "…" for v in given.values()) else "…, "
-    added = ", ".join(f"{p.name} = …" for p in missing)
-    line = "kwargs = { " + (start if given else "") + added + " }"
+    shown = [f"{_toml_key(k)} = {_toml(v)}" for k, v in kwargs.items()]
+    start = ", ".join(shown) + ", " if "…" not in "".join(shown) else "…, "
+    added = ", ".join(f"{_toml_key(p.name)} = …" for p in missing)
+    line = "kwargs = { " + (start if kwargs else "") + added + " }"
     them = "it" if len(missing) == 1 else "them"
     return f"{_name(factory)} needs {needs}: add {them} to the model's kwargs: {line}"
 
@@ -106,13 +108,24 @@ def _annotation(parameter: inspect.Parameter) -> str:
 
 
 def _toml(value: Any) -> str:
-    """A kwargs value as TOML writes it, for the scalars a config holds; "…" for the rest."""
+    """A kwargs value as TOML writes it, for the scalars a config holds and lists of them;
+    "…" for the rest."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
     if isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 60):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple) and len(value) <= 8:
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     return "…"
 
 
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
 def _name(factory: Callable[..., Any]) -> str:
-    return str(getattr(factory, "__qualname__", None) or type(factory).__name__)
+    inner = getattr(factory, "func", None)  # functools.partial: the function it calls
+    named = inner if callable(inner) else factory
+    return str(getattr(named, "__qualname__", None) or type(named).__name__)

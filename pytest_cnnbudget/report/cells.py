@@ -143,7 +143,9 @@ STAGES = {
 
 def error_cause(result: ModelResult, width: int = 60) -> str:
     """The first line of why a model could not be checked, cut to `width` characters."""
-    first = next(iter((result.error or "").splitlines()), "").strip()
+    # The hint leads the failure itself; here, the exception says what happened.
+    lines = [line for line in (result.error or "").splitlines() if not line.startswith("hint: ")]
+    first = next(iter(lines), "").strip()
     # `building pkg:Model(…) raised TypeError: …`: the exception is the part worth the room.
     first = first.rpartition(" raised ")[2] or first
     return first if len(first) <= width else first[: width - 1] + "…"

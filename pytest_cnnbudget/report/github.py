@@ -402,7 +402,7 @@ def summary_markdown(
     details = []
     for r in failing:
         body = markdown_code_block("\n".join(failed[r.name]))
-        summary = markdown_escape(f"{r.name}: {_title(r)}", cell=False)
+        summary = markdown_escape(f"{r.name}: {_problems(r)}", cell=False)
         details.append(f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>")
     footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failing else ""
     # The blank line ends the HTML block that <details> opened: without it the footer would be

@@ -16,24 +16,41 @@ _UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"), (1, "B"))
 
 def rounded_up(n: float) -> str:
     """`n` bytes rounded up to two significant digits, as a budget is written: `77MB`."""
-    for size, suffix in _UNITS:
+    n = max(n, 1)  # a budget is at least a byte
+    for i, (size, suffix) in enumerate(_UNITS):
         if n >= size or size == 1:
             value = n / size
             step = 10 ** (math.floor(math.log10(value)) - 1) if value >= 1 else 1
+            step = max(step, 1) if size == 1 else step  # whole bytes
             up = math.ceil(value / step - 1e-9) * step
+            if up >= 1000 and i:  # 999 B rounds up to 1.0kB, not 1000B
+                return rounded_up(_UNITS[i - 1][0])
             text = f"{up:.{max(0, -round(math.log10(step)))}f}"
             return f"{text}{suffix}"
     raise AssertionError("unreachable")
 
 
-def memory_budget_lines(count: ParameterCount, name: str | None) -> list[str]:
+def shape_toml(text: str | None) -> str | None:
+    """--input-shape `64,3,32,32` as a table writes it, `[64, 3, 32, 32]`; None when it was not
+    given (a configured model's table has its own) or is not one plain shape."""
+    parts = (text or "").replace(" ", "").split(",")
+    return f"[{', '.join(parts)}]" if text and all(p.isdigit() for p in parts) else None
+
+
+def memory_budget_lines(
+    count: ParameterCount, name: str | None, input_shape: str | None = None
+) -> list[str]:
     """`max_train_memory = "77MB"` and `max_inference_memory = …`, with HEADROOM over the
-    traced peaks, and where they go; nothing when memory was not traced."""
+    traced peaks, and where they go (with `input_shape`, the TOML of the shape they were
+    measured at, which a memory budget needs beside it); nothing when memory was not traced."""
     memory = count.memory
     if memory is None:
         return []
     table = model_table(name) if name else "the model's table"
     lines = [f"Budgets to paste into {table} (the peaks + {HEADROOM:.0%}, rounded up):"]
+    if input_shape is not None:
+        # The peaks are the batch's: a memory budget needs the shape it was measured at.
+        lines.append(f"input_shape = {input_shape}")
     for key, peak in (
         ("max_train_memory", memory.peak_train),
         ("max_inference_memory", memory.peak_inference),

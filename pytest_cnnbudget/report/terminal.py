@@ -229,7 +229,7 @@ def diff_lines(
         if any(c.repeat > 1 for c in changes):
             lines.append(f"  {CHANGED_NOTE}")
         lines += indent(formula_notes(c.formula for c in changes if c.after is not None))
-    lines += [f"  {change_totals(diff)}", _accept_hint(result)]
+    lines += [f"  {change_totals(diff)}", _accept_hint(result, snapshot_name, ci)]
     return lines
 
 
@@ -243,20 +243,23 @@ def _missing_lines(result: ModelResult, snapshot_name: str, ci: bool) -> list[st
     # In CI the snapshot is the one committed: the usual cause is an update run where the model
     # changed whose file never made it into the commit.
     return [
-        f"{name}: the committed snapshot {snapshot_name} has no entry for it",
+        f"{name}: no entry in the committed snapshot {snapshot_name} "
+        "(or the file is not committed)",
         f"Run {UPDATE_COMMAND} where the model is defined and commit {snapshot_name} "
         "with the change (a new model, or an update whose file was not committed)",
     ]
 
 
-def _accept_hint(result: ModelResult) -> str:
+def _accept_hint(result: ModelResult, snapshot_name: str, ci: bool) -> str:
+    # In CI the snapshot is the committed one: an author who ran the update and left the file
+    # out of the commit reads here why it still fails.
+    commit = f" and commit {snapshot_name} (ran it already? the file is not in this commit)"
+    accept = UPDATE_COMMAND + (commit if ci else "")
     if result.exceeded and result.level == "error":
         # The update refuses models over budget, so the order matters.
         keys = ", ".join(c.key for c in result.exceeded)
-        return (
-            f"If this change is intended, raise {keys} first, then accept it with: {UPDATE_COMMAND}"
-        )
-    return f"If this change is intended, accept it with: {UPDATE_COMMAND}"
+        return f"If this change is intended, raise {keys} first, then accept it with: {accept}"
+    return f"If this change is intended, accept it with: {accept}"
 
 
 def failure_lines(
@@ -345,7 +348,8 @@ def _short_status(status: str, limit: int) -> str:
         return status
     what, _, cause = status.partition(" (")
     room = limit - len(what) - 3
-    return f"{what} ({clip(cause.removesuffix(')'), room)})" if room >= 8 else clip(what, limit)
+    # What happened is never cut (`ERROR: could not trace the memory of`); its cause may be.
+    return f"{what} ({clip(cause.removesuffix(')'), room)})" if room >= 8 else what
 
 
 def overview_lines(

@@ -262,6 +262,15 @@ def _defuse_source(filename: str, lineno: int, clean: Callable[[str], str]) -> N
         linecache.cache[filename] = (None, None, lines, filename)  # type: ignore[assignment]
 
 
+def _prints(line: str, message: str) -> bool:
+    """Whether a line of stderr is a handler's print of a log message: the message itself, or
+    a long enough one after a prefix (`WARNING:hub:`, `[12:00:01] `)."""
+    if line == message:
+        return True
+    cut = len(line) - len(message)
+    return len(message) >= 16 and cut > 0 and line.endswith(message) and line[cut - 1] in ": ]|"
+
+
 def replay(captured: Captured, clean: Callable[[str], str]) -> None:
     """Print, log and warn what a check did, here, where pytest captures it; `clean` is applied
     to warning texts (pytest prints them in its own summary)."""
@@ -269,12 +278,19 @@ def replay(captured: Captured, clean: Callable[[str], str]) -> None:
         sys.stdout.write(captured.stdout)
     if captured.stderr:
         sys.stderr.write(captured.stderr)
+    printed = captured.stderr.splitlines()
     for data in captured.records:
         # A library that logs through a handler of its own onto stderr (huggingface_hub's)
-        # would otherwise show each line twice: in captured stderr and in captured log.
+        # would otherwise show each line twice: in captured stderr and in captured log. A
+        # record is left out when a line of stderr is its message (after the handler's
+        # prefix), each line standing for one record.
         text = data.get("msg")
-        if isinstance(text, str) and text and text in captured.stderr:
-            continue
+        if isinstance(text, str) and text.strip():
+            first = text.splitlines()[0]
+            match = next((i for i, line in enumerate(printed) if _prints(line, first)), None)
+            if match is not None:
+                del printed[match]
+                continue
         record = logging.makeLogRecord(data)
         logging.getLogger(record.name).handle(record)
     for w in captured.warnings:
