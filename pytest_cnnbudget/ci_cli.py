@@ -11,6 +11,7 @@ The repository need not be installable: the gate imports the models from the che
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -29,8 +30,10 @@ from .run.gitbase import (
     pull_request_number,
     resolve,
     top_level,
+    uncommitted,
 )
 from .run.outputs import write_text
+from .run.shards import read_shard
 
 OUT = ".cnn-budget"  # the outputs' folder, ignored by git through its own .gitignore
 REPORT, SUMMARY, COMMENT = "report.json", "summary.md", "comment.md"
@@ -144,9 +147,29 @@ def run_ci(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "in pyproject.toml, or check what the pytest arguments select",
             file=sys.stderr,
         )
+    if status in (0, 1):
+        _warn_uncommitted(repo, workdir, workdir / out / REPORT, environ)
     # A body that says nothing changed, or nothing was checked, makes no new comment.
     deliver(None if status in (0, 1, NO_TESTS) else True)
     return status
+
+
+def _warn_uncommitted(repo: Path, workdir: Path, report: Path, environ: Mapping[str, str]) -> None:
+    """Say so when a snapshot this run read is not the committed one: run where it was updated
+    and not yet committed, the run passes, and the pull request's run will not."""
+    try:
+        configs = read_shard(json.loads(report.read_text(encoding="utf-8")), str(report)).configs
+    except (OSError, ValueError, CnnBudgetError):
+        return  # no report to read: the gate said why
+    for path in uncommitted(repo, [workdir / c.snapshot for c in configs]):
+        shown = path.relative_to(workdir) if path.is_relative_to(workdir) else path
+        message = (
+            f"{shown} is not as committed: this run read it from the work tree, a pull "
+            "request's run reads the committed one; commit it with the change"
+        )
+        print(f"cnnbudget ci: {message}", file=sys.stderr)
+        if environ.get("GITHUB_ACTIONS") == "true":
+            print(workflow_command("warning", message, title="cnn-budget"))
 
 
 def _base(args: argparse.Namespace, environ: Mapping[str, str], repo: Path) -> Base:

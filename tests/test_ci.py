@@ -261,6 +261,32 @@ def test_a_base_without_the_snapshot_makes_every_model_new(
     assert "🆕" in body
 
 
+def test_an_updated_snapshot_left_out_of_the_commit_is_said_where_it_still_passes(
+    origin: Origin, github: tuple[Repository, str], tmp_path: Path
+) -> None:
+    """The author accepted the change with the update and committed the model alone: the run
+    in their work tree reads the updated file and passes, the pull request's would fail."""
+    _, api = github
+    workspace = checkout(origin, "unaccepted", tmp_path / "ws")
+    failing = ci(workspace, api, "--base", "origin/main", "--comment", "none")
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "and commit cnnbudget.snapshot.json (ran it already?" in failing.stdout
+    assert "is not as committed" not in failing.stderr
+    gate_update(workspace)
+    passing = ci(workspace, api, "--base", "origin/main", "--comment", "none")
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    said = (
+        "cnnbudget.snapshot.json is not as committed: this run read it from the work tree, a "
+        "pull request's run reads the committed one; commit it with the change"
+    )
+    assert f"cnnbudget ci: {said}" in passing.stderr
+    assert f"::warning title=cnn-budget::{said}" in passing.stdout
+    git(workspace, "commit", "-qam", "accepted, this time with the snapshot")
+    committed = ci(workspace, api, "--base", "origin/main", "--comment", "none")
+    assert committed.returncode == 0, committed.stdout + committed.stderr
+    assert "not as committed" not in committed.stderr + committed.stdout
+
+
 def test_a_base_branch_by_name_is_fetched_into_the_shallow_checkout(
     origin: Origin, github: tuple[Repository, str], tmp_path: Path
 ) -> None:

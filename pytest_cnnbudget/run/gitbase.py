@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,3 +247,21 @@ def snapshots_at(
         except (UnicodeDecodeError, CnnBudgetError) as e:
             missing.append(f"the base's {inside} cannot be read ({clip(exception_text(e))})")
     return entries, missing
+
+
+def uncommitted(repo: Path, paths: Sequence[Path]) -> list[Path]:
+    """Those of `paths` whose contents in the work tree are not the committed ones (changed,
+    or never added); none where git cannot tell."""
+    if not paths:
+        return []
+    done = git(
+        repo, "status", "--porcelain", "--untracked-files=all", "--", *map(str, paths), check=False
+    )
+    if done.returncode != 0:
+        return []
+    changed = {
+        (repo / line[3:].strip('"')).resolve()
+        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines()
+        if len(line) > 3
+    }
+    return [p for p in paths if p.resolve() in changed]
