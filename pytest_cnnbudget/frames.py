@@ -32,3 +32,22 @@ def user_frames_of(error: BaseException) -> list[traceback.FrameSummary]:
     """The frames of the user's code in `error`'s own traceback, outermost first, each with
     its source line."""
     return [f for f in traceback.extract_tb(error.__traceback__) if is_user_file(f.filename)]
+
+
+def is_installed(path: str) -> bool:
+    """Whether `path` is an installed library's (site-packages), not the project's own code."""
+    parts = Path(path).parts
+    return path.startswith(_INSTALLED) or "site-packages" in parts or "dist-packages" in parts
+
+
+def shown_frames(
+    frames: list[traceback.FrameSummary], n: int = 4
+) -> list[traceback.FrameSummary | None]:
+    """The innermost `n` of `frames`; when those are all an installed library's, the project's
+    own innermost frame first (the line that called the library), then None where frames are
+    left out: a failure deep in a library still says which line of the project led there."""
+    inner = frames[-n:]
+    own = [f for f in frames if not is_installed(f.filename)]
+    if not own or any(not is_installed(f.filename) for f in inner):
+        return list(inner)
+    return [own[-1], None, *frames[-(n - 1) :]]

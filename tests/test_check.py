@@ -529,3 +529,29 @@ def test_wrong_fc_width_names_the_layer_and_the_arithmetic() -> None:
         ]
     )
     assert result.source == nets_line("self.fc1(x)")  # the forward line that called it
+
+
+def test_a_failure_deep_in_a_library_still_shows_the_projects_line_that_called_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = tmp_path / "lib" / "site-packages"
+    installed.mkdir(parents=True)
+    (installed / "deeplib.py").write_text(
+        "def a():\n    return b()\n\ndef b():\n    return c()\n\ndef c():\n    return d()\n\n"
+        "def d():\n    return e()\n\ndef e():\n    raise OSError('no route to the hub')\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "own_models.py").write_text(
+        "import deeplib\n\ndef net():\n    return deeplib.a()\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = check_model(Order(ModelSpec("net", "own_models:net", budgets={"max_params": 10})))
+    assert result.error is not None
+    frames = result.error.split("raised at (innermost last):\n", 1)[1].splitlines()
+    assert frames[0].endswith('own_models.py", line 4, in net')  # the project's own line
+    # Then the library's innermost frames, the rest left out.
+    gap = frames.index("  …")
+    assert not any("deeplib.py" in line for line in frames[:gap])
+    assert frames[-2].endswith('deeplib.py", line 14, in e')
+    assert sum("deeplib.py" in line for line in frames) == 3

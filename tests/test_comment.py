@@ -38,8 +38,8 @@ Expected = Callable[[str, str], None]
 AGAINST = "the baseline base.json"
 FOOTER = f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot."
 BREACH = (
-    "⛔ Over budget: shrink the model, or raise its budget in the project's config (the update "
-    "refuses a model over budget)."
+    "⛔ Over budget: shrink the model, or raise the budget keys its row names in the project's "
+    "config (the update refuses a model over budget)."
 )
 HEADER = ["", "model", "base", "head", "Δ", "Δ%", "budget", "used"]
 # Every <details> block as the comment writes one: its summary on the opening line, then a
@@ -302,7 +302,8 @@ def test_a_budget_breach_with_no_change_is_still_listed(expected: Expected) -> N
     assert "1 over budget" in heading(text)
     [row] = model_rows(text)
     cifar = thousands(nets.CIFAR_PARAMS)
-    assert row[:7] == ["⛔", "cifar", cifar, cifar, "0", "0%", "500k trainable"]
+    # The budget it breaks, by its key: a second one would be named beside it.
+    assert row[:7] == ["⛔", "cifar", cifar, cifar, "0", "0%", "max_params 500k"]
     assert row[7].startswith(f"`{nets.CIFAR_PARAMS / 500_000:.1%} ██████████▶")
     assert details(text) == []  # nothing to diff
     # Nothing to accept: the update refuses a model over budget, so the way out is the budget.
@@ -809,3 +810,12 @@ def test_a_run_that_did_not_complete_says_so_and_is_no_change_body() -> None:
     assert "it could not start: no base" in incomplete_markdown(2, reason="no base")
     # Selecting nothing is as quiet as no change: it makes no new comment.
     assert says_no_change(incomplete_markdown(5))
+
+
+def test_every_budget_a_model_breaks_is_named_in_its_row() -> None:
+    """Over its parameters and its bytes: the row names both, not only the tightest."""
+    cifar = check(budgets={"max_params": 500_000, "max_param_bytes": 2_000_000}, stored=original())
+    assert [c.key for c in cifar.exceeded] == ["max_params", "max_param_bytes"]
+    text = Case((cifar, unchanged_tiny()), {"cifar": original(), "tiny": tiny()}).comment()
+    [row] = model_rows(text)
+    assert row[6] == "max_params 500k, max_param_bytes 2.00 MB"

@@ -552,8 +552,10 @@ def test_a_bigger_batch_changes_the_snapshot_totals(memory_project: pytest.Pytes
     result.stdout.fnmatch_lines(
         [
             # The batch is live through the step: the peak of training grows by its 131,072.
-            "*MACs 50,659,328 → 101,318,656 (+50,659,328) · activations 524,288 → 1,048,576 "
-            "(+524,288) · peak_train 14,919,840 → 15,050,912 (+131,072) · peak_inference "
+            # A line for each group of figures: compute, what the step holds, its peaks.
+            "  MACs 50,659,328 → 101,318,656 (+50,659,328)",
+            "  activations 524,288 → 1,048,576 (+524,288)",
+            "  peak_train 14,919,840 → 15,050,912 (+131,072) · peak_inference "
             "3,696,680 → 4,220,968 (+524,288)",
             "*--cnn-budget-update*",
         ]

@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from ..config.budgets import BUDGETS, Unit, figure_text, limit_text
 from ..inputs import format_shape
 from ..names import printable
-from ..results import LayerChange, LayerRow, ModelResult, ParameterCount, SnapshotDiff
+from ..results import (
+    LayerChange,
+    LayerRow,
+    ModelResult,
+    ParameterCount,
+    SnapshotDiff,
+    TotalChange,
+)
 from ..units import human_bytes, percent, short_count, signed, thousands
 from .tables import Column, Style, grid
 from .views import folded_changes, layer_changes, repeat_name
@@ -122,12 +129,30 @@ def shown_changes(
     return layer_changes(folded_changes(diff.layers, depth, types), group)
 
 
-def change_totals(diff: SnapshotDiff) -> str:
-    """`total 545,098 → 1,070,794 (+525,696) · trainable …`: the model's figures that moved."""
-    return " · ".join(
-        f"{t.label} {thousands(t.before)} → {thousands(t.after)} ({signed(t.after - t.before)})"
-        for t in diff.totals
-    )
+# The figures a diff's totals lines group: parameters, compute, what a training step holds,
+# its peaks. One line each: at LLM scale all of them on one line ran to 480 characters.
+_TOTAL_GROUPS = (
+    ("total", "trainable", "frozen", "buffers"),
+    ("MACs",),
+    ("weights", "gradients", "optimizer", "activations"),
+    ("peak_train", "peak_inference"),
+)
+
+
+def change_totals(diff: SnapshotDiff) -> list[str]:
+    """`total 545,098 → 1,070,794 (+525,696) · trainable …`: the model's figures that moved,
+    a line for each group of them (parameters, compute, memory, peaks)."""
+
+    def said(t: TotalChange) -> str:
+        return (
+            f"{t.label} {thousands(t.before)} → {thousands(t.after)} ({signed(t.after - t.before)})"
+        )
+
+    grouped = {label: i for i, group in enumerate(_TOTAL_GROUPS) for label in group}
+    lines: dict[int, list[str]] = {}
+    for t in diff.totals:
+        lines.setdefault(grouped.get(t.label, len(_TOTAL_GROUPS)), []).append(said(t))
+    return [" · ".join(lines[i]) for i in sorted(lines)]
 
 
 # The heading of a model that could not be checked, by the step that failed (ModelResult).

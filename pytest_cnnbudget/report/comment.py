@@ -88,7 +88,11 @@ def _delta(row: _Row, icon: bool = False) -> str:
 
 
 def _budget(row: _Row) -> str:
-    budget = row.result.primary_budget if row.result is not None else None
+    """The budget `used` compares with; every one a model breaks, each named by its key."""
+    result = row.result
+    if result is not None and result.exceeded:
+        return ", ".join(f"{c.key} {limit_text(c, human=True)}" for c in result.exceeded)
+    budget = result.primary_budget if result is not None else None
     return f"{limit_text(budget, human=True)} {noun(budget)}" if budget is not None else "-"
 
 
@@ -143,7 +147,8 @@ def _details(row: _Row, result: ModelResult, diff: SnapshotDiff, group: bool) ->
     )
     table = render(change_columns("base", "head"), changes, Style.MARKDOWN) if changes else []
     notes = [f"_{markdown_escape(CHANGED_NOTE)}_"] if any(c.repeat > 1 for c in changes) else []
-    totals = markdown_escape(change_totals(diff))
+    # A line break in Markdown: two spaces before it.
+    totals = "  \n".join(markdown_escape(line) for line in change_totals(diff))
     body = "\n".join([*table, "", *notes, *([""] if notes else []), totals])
     # Blank lines around the body: Markdown inside an HTML block is read only after one.
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
@@ -237,8 +242,8 @@ def _footer(rows: Sequence[_Row]) -> list[str]:
     footer = []
     if any(r.breached for r in rows):
         footer.append(
-            "⛔ Over budget: shrink the model, or raise its budget in the project's config (the "
-            "update refuses a model over budget)."
+            "⛔ Over budget: shrink the model, or raise the budget keys its row names in the "
+            "project's config (the update refuses a model over budget)."
         )
     unaccepted = [r for r in rows if _unaccepted(r)]
     if any(r.result is not None and r.result.outcome is Outcome.FAILED for r in unaccepted):

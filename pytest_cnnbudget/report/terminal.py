@@ -229,7 +229,7 @@ def diff_lines(
         if any(c.repeat > 1 for c in changes):
             lines.append(f"  {CHANGED_NOTE}")
         lines += indent(formula_notes(c.formula for c in changes if c.after is not None))
-    lines += [f"  {change_totals(diff)}", _accept_hint(result, snapshot_name, ci)]
+    lines += [*indent(change_totals(diff)), _accept_hint(result, snapshot_name, ci)]
     return lines
 
 

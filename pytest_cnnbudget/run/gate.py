@@ -22,6 +22,7 @@ from ..errors import (
     ProfileError,
     exception_text,
 )
+from ..frames import shown_frames
 from ..results import (
     ModelResult,
     Outcome,
@@ -50,7 +51,11 @@ def describe_build_error(error: BaseException) -> str:
     frames = user_frames(error)
     if frames:
         lines.append("raised at (innermost last):")
-        lines += [line.rstrip("\n") for line in traceback.format_list(frames[-4:])]
+        for frame in shown_frames(frames):
+            if frame is None:
+                lines.append("  …")
+            else:
+                lines += [line.rstrip("\n") for line in traceback.format_list([frame])]
     return "\n".join(lines)
 
 
