@@ -338,10 +338,13 @@ def test_update_lines_say_what_the_merge_wrote() -> None:
         "cnnbudget.snapshot.json: added fresh",
         "cnnbudget.snapshot.json: updated tuned (totals)",
         "cnnbudget.snapshot.json: removed stale gone",
+        # CI checks the committed file: an update left out of the commit fails there.
+        "Commit cnnbudget.snapshot.json with the change.",
     ]
     # A partial run cannot tell a stale entry from an unselected model: nothing is removed.
     partial = merge_snapshot(stored, results, [*(r.name for r in results), "unselected"])
-    assert update_lines(results, partial, SNAPSHOT) == update_lines(results, full, SNAPSHOT)[:-1]
+    kept = update_lines(results, full, SNAPSHOT)
+    assert update_lines(results, partial, SNAPSHOT) == [*kept[:-2], kept[-1]]
 
 
 def test_warning_lines_are_the_failures_of_warn_level_models_only() -> None:
@@ -457,7 +460,9 @@ def test_summary_markdown_of_every_status(expected: Expected) -> None:
         "| ok\\|&lt;script&gt;alert(1)&lt;/script&gt;",
     ]
     assert markdown.count("<details>") == 5
-    assert lines[-1] == "Accept intended changes with `pytest --cnn-budget-update`."
+    assert lines[-1] == (
+        "Accept intended changes with `pytest --cnn-budget-update` and commit the snapshot."
+    )
 
 
 def test_summary_markdown_when_every_model_passes() -> None:
@@ -624,7 +629,9 @@ def test_summary_markdown_of_hostile_keys_targets_and_errors() -> None:
         )
         assert body == "\n".join(failures([result], *NAMES)[result.name])
         assert len(fence) > max(map(len, re.findall("`+", body)), default=0)
-    assert lines[-2] == "Accept intended changes with `pytest --cnn-budget-update`."
+    assert lines[-2] == (
+        "Accept intended changes with `pytest --cnn-budget-update` and commit the snapshot."
+    )
     assert lines[-3] == ""  # the footer is Markdown again, not part of the last HTML block
 
 

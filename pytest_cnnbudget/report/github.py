@@ -404,7 +404,11 @@ def summary_markdown(
         body = markdown_code_block("\n".join(failed[r.name]))
         summary = markdown_escape(f"{r.name}: {_problems(r)}", cell=False)
         details.append(f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>")
-    footer = f"Accept intended changes with `{UPDATE_COMMAND}`." if failing else ""
+    footer = (
+        f"Accept intended changes with `{UPDATE_COMMAND}` and commit the snapshot."
+        if failing
+        else ""
+    )
     # The blank line ends the HTML block that <details> opened: without it the footer would be
     # read as raw HTML, its code span shown with the backticks.
     parts = [head, "", *rows, "", *details, "", footer]

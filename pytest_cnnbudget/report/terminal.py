@@ -3,6 +3,7 @@ what these return."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from ..config.budgets import BYTE_KEYS, MEMORY_KEYS, ranks_trainable
@@ -170,6 +171,12 @@ def budget_lines(result: ModelResult, config_name: str, group: bool = True) -> l
             else f"under {model_table(result.name)} in {config_name}"
         )
         lines.append(f"Shrink the model, or raise {', '.join(keys)} {where}.")
+        if not is_fixture_name(result.name) and any(key in MEMORY_KEYS for key in keys):
+            # A figure to raise it to, with its headroom, rather than a guess.
+            lines.append(
+                f"cnnbudget summary {shlex.quote(printable(result.name))} --memory prints "
+                "budget lines to paste."
+            )
     return lines
 
 
@@ -415,6 +422,9 @@ def update_lines(
                 named += f", and {len(changes) - UPDATE_CHANGES} more"
             lines.append(f"{snapshot_name}: updated {printable(name)} ({named or 'totals'})")
     lines += [f"{snapshot_name}: removed stale {printable(name)}" for name in merge.removed]
+    if merge.added or merge.updated or merge.removed:
+        # The check in CI reads the committed file: an update left out of the commit fails there.
+        lines.append(f"Commit {snapshot_name} with the change.")
     return lines
 
 
