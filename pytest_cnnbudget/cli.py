@@ -389,11 +389,17 @@ def _input_spec(text: str | None) -> InputSpec | None:
 def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> ParameterCount:
     """Build and measure the model."""
     # torch: imported once a model is built, so that --help and a usage error stay instant.
+    from .engine.hints import COMMAND_LINE
     from .engine.loading import build_model
     from .engine.measurement import measure
 
     spec = model.input_spec
-    module = build_model(model.target, model.kwargs, device=model.device)
+    # A target given on the command line takes its kwargs from --kwargs: hints say so.
+    token = COMMAND_LINE.set(model.name is None)
+    try:
+        module = build_model(model.target, model.kwargs, device=model.device)
+    finally:
+        COMMAND_LINE.reset(token)
     try:
         return measure(module, spec, depth=depth, memory=model.memory if memory else None)
     except CountError as e:

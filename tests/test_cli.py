@@ -713,3 +713,29 @@ def test_the_command_prints_in_a_c_locale_and_escapes_a_lone_surrogate(project: 
     assert (done.returncode, done.stderr) == (0, b"")
     doc = strict_json(done.stdout.decode("utf-8"))
     assert [layer["name"] for layer in doc["layers"]] == ["s\ud800t"]  # escaped in the text
+
+
+def test_a_target_missing_arguments_is_told_the_kwargs_option_a_configured_one_its_table(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    (project / "needs_args.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Module):\n"
+        "    def __init__(self, num_classes: int, width: int = 4) -> None:\n"
+        "        super().__init__()\n        self.fc = nn.Linear(width, num_classes)\n",
+        encoding="utf-8",
+    )
+    status, _, err = run(capsys, "summary", "needs_args:Net", "--kwargs", '{"width": 8}')
+    assert status == 2
+    assert err.splitlines()[0] == (
+        "cnnbudget: error: hint: Net needs num_classes (int): give it with "
+        """--kwargs '{"width": 8, "num_classes": …}'"""
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.cnnbudget.models.net]\ntarget = "needs_args:Net"\nkwargs = { width = 8 }\n'
+        "max_params = 100\n",
+        encoding="utf-8",
+    )
+    status, _, err = run(capsys, "summary", "net")
+    assert status == 2
+    assert "add it to the model's kwargs: kwargs = { width = 8, num_classes = … }" in err
+    sys.modules.pop("needs_args", None)

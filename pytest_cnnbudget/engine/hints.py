@@ -9,6 +9,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from ..units import clip
@@ -44,6 +45,11 @@ NO_WEIGHTS = (
 )
 
 
+# Set by `cnnbudget summary` and `plot` for a target given on the command line, whose kwargs are
+# `--kwargs '{…}'` rather than a table's `kwargs = { … }`.
+COMMAND_LINE: ContextVar[bool] = ContextVar("COMMAND_LINE", default=False)
+
+
 def build_hint(error: BaseException) -> str | None:
     """A one-line hint for the failures a gate sees most: weights to download, a GPU."""
     for e in chain(error):
@@ -73,11 +79,18 @@ def missing_arguments_hint(
         return None  # given only by position (`_args_`), which a keyword line cannot show
     names = [p.name + _annotation(p) for p in missing]
     needs = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    them = "it" if len(missing) == 1 else "them"
+    if COMMAND_LINE.get():
+        # `cnnbudget summary pkg:Model`: its kwargs are --kwargs, a JSON object.
+        given = {k: v for k, v in kwargs.items() if _toml(v) != "…"}
+        text = json.dumps({**given, **{p.name: 0 for p in missing}}, ensure_ascii=False)
+        for p in missing:
+            text = text.replace(f"{json.dumps(p.name)}: 0", f"{json.dumps(p.name)}: …")
+        return f"{_name(factory)} needs {needs}: give {them} with --kwargs '{text}'"
     shown = [f"{_toml_key(k)} = {_toml(v)}" for k, v in kwargs.items()]
     start = ", ".join(shown) + ", " if "…" not in "".join(shown) else "…, "
     added = ", ".join(f"{_toml_key(p.name)} = …" for p in missing)
     line = "kwargs = { " + (start if kwargs else "") + added + " }"
-    them = "it" if len(missing) == 1 else "them"
     return f"{_name(factory)} needs {needs}: add {them} to the model's kwargs: {line}"
 
 
