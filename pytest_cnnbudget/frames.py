@@ -34,10 +34,13 @@ def user_frames_of(error: BaseException) -> list[traceback.FrameSummary]:
     return [f for f in traceback.extract_tb(error.__traceback__) if is_user_file(f.filename)]
 
 
+# Folders whose files are installed code, whichever interpreter installed them.
+_INSTALLED_PARTS = ("site-packages", "dist-packages")
+
+
 def is_installed(path: str) -> bool:
     """Whether `path` is an installed library's (site-packages), not the project's own code."""
-    parts = Path(path).parts
-    return path.startswith(_INSTALLED) or "site-packages" in parts or "dist-packages" in parts
+    return path.startswith(_INSTALLED) or any(p in _INSTALLED_PARTS for p in Path(path).parts)
 
 
 def shown_frames(

@@ -219,11 +219,14 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
+# Decimal byte units, largest first, as memory figures are shown and budgets suggested.
+BYTE_UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"), (1, "B"))
+
+
 def short_bytes(n: float) -> str:
     """`52000000` → `52.0 MB`, `36693416` → `36.7 MB`, `108.9e9` → `109 GB`: three significant
     digits, decimal units, as a table cell or a budget shows memory."""
-    units = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"), (1, "B"))
-    for i, (threshold, suffix) in enumerate(units):
+    for i, (threshold, suffix) in enumerate(BYTE_UNITS):
         if abs(n) >= threshold or threshold == 1:
             value = n / threshold
             # Three significant digits, counted after rounding: 9,999,999 is 10.0 MB.
@@ -232,7 +235,7 @@ def short_bytes(n: float) -> str:
                 if abs(float(text)) < 10 ** (3 - digits):
                     break
             if i and abs(float(text)) >= 1000:  # 999,500 B rounds to 1.00 MB, not 1000 kB
-                return short_bytes(units[i - 1][0] * (1 if n >= 0 else -1))
+                return short_bytes(BYTE_UNITS[i - 1][0] * (1 if n >= 0 else -1))
             return f"{text} {suffix}"
     raise AssertionError("unreachable")
 

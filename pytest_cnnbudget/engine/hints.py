@@ -82,11 +82,12 @@ def missing_arguments_hint(
     them = "it" if len(missing) == 1 else "them"
     if COMMAND_LINE.get():
         # `cnnbudget summary pkg:Model`: its kwargs are --kwargs, a JSON object.
-        given = {k: v for k, v in kwargs.items() if _toml(v) != "…"}
-        text = json.dumps({**given, **{p.name: 0 for p in missing}}, ensure_ascii=False)
-        for p in missing:
-            text = text.replace(f"{json.dumps(p.name)}: 0", f"{json.dumps(p.name)}: …")
-        return f"{_name(factory)} needs {needs}: give {them} with --kwargs '{text}'"
+        pairs = [
+            f"{json.dumps(k)}: {json.dumps(v, default=str, ensure_ascii=False)}"
+            for k, v in kwargs.items()
+        ]
+        pairs += [f"{json.dumps(p.name)}: …" for p in missing]
+        return f"{_name(factory)} needs {needs}: give {them} with --kwargs '{{{', '.join(pairs)}}}'"
     shown = [f"{_toml_key(k)} = {_toml(v)}" for k, v in kwargs.items()]
     start = ", ".join(shown) + ", " if "…" not in "".join(shown) else "…, "
     added = ", ".join(f"{_toml_key(p.name)} = …" for p in missing)

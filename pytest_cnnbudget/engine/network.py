@@ -70,9 +70,7 @@ def _create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket
         raise _refuse(failed, where)
     try:
         return _real[1](address, *args, **kwargs)  # type: ignore[no-any-return]
-    except Unreachable:
-        raise
-    except OSError as e:
+    except OSError as e:  # an Unreachable from the lookup inside passes through
         if host not in failed:  # a failed lookup is the host's, not this port's
             failed[where] = exception_text(e)
         raise

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..constants import UPDATE_COMMAND
+from ..frames import is_installed
 from ..results import ModelResult, Outcome, SnapshotStatus
 from ..snapshot.compare import BaseComparison, Change
 from ..units import human_bytes, signed, thousands
@@ -114,19 +115,14 @@ def relative_to_workspace(path: str, workspace: str | None) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(workspace)).replace(os.sep, "/")
 
 
-# Folders whose files are installed code, never the lines a pull request changed.
-_INSTALLED_PARTS = ("site-packages", "dist-packages")
-
-
 def reviewable(path: str, workspace: str | None, environments: Sequence[str] = ()) -> bool:
     """Whether GitHub can show an annotation on `path` in a pull request: a file inside the
     workspace (when there is one), outside the interpreter's environments (`environments`,
     e.g. a virtual environment inside the checkout) and outside any site-packages."""
     if path.startswith("<"):  # <string>, <frozen …>: no file at all
         return False
-    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
-    if any(part in _INSTALLED_PARTS for part in parts):
-        return False
+    if is_installed(os.path.normpath(os.path.abspath(path))):
+        return False  # installed code: never the lines a pull request changed
     # An environment that holds the whole workspace (a conda prefix checked out into) says
     # nothing about which of its files are the user's.
     envs = [e for e in environments if e and not (workspace and _inside(workspace, e))]

@@ -7,24 +7,22 @@ import math
 
 from ..config.locations import model_table
 from ..results import ParameterCount
-from ..units import parse_bytes
+from ..units import BYTE_UNITS, parse_bytes
 
 HEADROOM = 0.15  # above today's figure: room for small changes, while a real jump still fails
-
-_UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"), (1, "B"))
 
 
 def rounded_up(n: float) -> str:
     """`n` bytes rounded up to two significant digits, as a budget is written: `77MB`."""
     n = max(n, 1)  # a budget is at least a byte
-    for i, (size, suffix) in enumerate(_UNITS):
+    for i, (size, suffix) in enumerate(BYTE_UNITS):
         if n >= size or size == 1:
             value = n / size
             step = 10 ** (math.floor(math.log10(value)) - 1) if value >= 1 else 1
             step = max(step, 1) if size == 1 else step  # whole bytes
             up = math.ceil(value / step - 1e-9) * step
             if up >= 1000 and i:  # 999 B rounds up to 1.0kB, not 1000B
-                return rounded_up(_UNITS[i - 1][0])
+                return rounded_up(BYTE_UNITS[i - 1][0])
             text = f"{up:.{max(0, -round(math.log10(step)))}f}"
             return f"{text}{suffix}"
     raise AssertionError("unreachable")

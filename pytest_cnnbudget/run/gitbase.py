@@ -254,14 +254,22 @@ def uncommitted(repo: Path, paths: Sequence[Path]) -> list[Path]:
     or never added); none where git cannot tell."""
     if not paths:
         return []
+    # -z: NUL-separated paths relative to the top level, never quoted or escaped.
     done = git(
-        repo, "status", "--porcelain", "--untracked-files=all", "--", *map(str, paths), check=False
+        repo,
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=all",
+        "--",
+        *map(str, paths),
+        check=False,
     )
     if done.returncode != 0:
         return []
     changed = {
-        (repo / line[3:].strip('"')).resolve()
-        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines()
-        if len(line) > 3
+        (repo / entry[3:]).resolve()
+        for entry in done.stdout.decode("utf-8", "surrogateescape").split("\0")
+        if len(entry) > 3
     }
     return [p for p in paths if p.resolve() in changed]
