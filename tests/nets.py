@@ -93,3 +93,36 @@ def exploding(**kwargs: object) -> nn.Module:
 def not_a_module() -> int:
     """A factory that returns something other than a module."""
     return 42
+
+
+class Block(nn.Module):
+    """A pre-norm MLP block with a residual: one of a language model's repeated layers."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.up = nn.Linear(width, 4 * width)
+        self.down = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
+        return out
+
+
+class TokenMlp(nn.Module):
+    """Token ids → embedding → repeated blocks → logits: the shape of a language model that
+    every parallel strategy applies to (tensor parallel splits `embed`, `up`, `down`, `head`)."""
+
+    def __init__(self, vocab: int = 1000, width: int = 128, depth: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.blocks = nn.ModuleList(Block(width) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x)
+        logits: torch.Tensor = self.head(self.norm(x))
+        return logits

@@ -151,7 +151,7 @@ CIFAR = "[tool.cnnbudget.models.cifar]"
 # Every key a model's table may have, in the order messages list them.
 ALLOWED = (
     "target, kwargs, level, device, timeout, depth, input_shape, memory, optimizer, "
-    "optimizer_kwargs, autocast, train_mode, max_params, max_total_params, max_macs, max_flops, "
+    "optimizer_kwargs, autocast, train_mode, parallel, max_params, max_total_params, max_macs, max_flops, "
     "max_param_bytes, max_buffers, max_buffer_bytes, max_train_memory, max_inference_memory"
 )
 

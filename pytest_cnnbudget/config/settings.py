@@ -38,6 +38,7 @@ from .fields import (
 )
 from .instantiate import kwargs_problems
 from .locations import model_lines, model_table
+from .parallel import parse_parallel
 from .spec import Level, ModelSpec, Settings
 
 if sys.version_info >= (3, 11):
@@ -48,7 +49,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 _TOP_KEYS = ("snapshot", "device", "timeout", "depth", "models")
 # How a model's memory is traced (memory.py); a memory budget or `memory = true` asks for it.
-MEMORY_OPTION_KEYS = ("memory", "optimizer", "optimizer_kwargs", "autocast", "train_mode")
+MEMORY_OPTION_KEYS = (
+    "memory",
+    "optimizer",
+    "optimizer_kwargs",
+    "autocast",
+    "train_mode",
+    "parallel",
+)
 _MODEL_KEYS = (
     "target",
     "kwargs",
@@ -263,11 +271,13 @@ def _memory(problems: Problems, where: str, table: Mapping[str, Any]) -> MemoryO
     if asked and "input_shape" not in table:
         problems.add(where, "memory", "needs input_shape: memory depends on the batch")
     kwargs = problems.get(where, table, "optimizer_kwargs", check_kwargs, {})
+    parallel = parse_parallel(problems, where, table["parallel"]) if "parallel" in table else None
     return MemoryOptions(
         optimizer=problems.get(where, table, "optimizer", parse_optimizer, "adamw"),
         optimizer_kwargs=kwargs,
         autocast=problems.get(where, table, "autocast", choice(AUTOCAST)),
         train_mode=problems.get(where, table, "train_mode", parse_boolean, True),
+        parallel=parallel,
     )
 
 

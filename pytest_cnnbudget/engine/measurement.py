@@ -75,9 +75,14 @@ def measure_folded(
         count, types = _with_buffers(count_parameters(module), module, built), _types(module)
     if memory is not None and inputs is not None:
         # After the profile, which materialized any lazy module the step needs built.
-        from .memory import measure_memory
+        if memory.parallel is None:
+            from .memory import measure_memory
 
-        count = replace(count, memory=measure_memory(module, inputs, memory))
+            count = replace(count, memory=measure_memory(module, inputs, memory))
+        else:
+            from .rank_memory import measure_rank_memory
+
+            count = replace(count, memory=measure_rank_memory(module, inputs, memory))
     if measured is None and depth is None and count.memory is None:
         return count, count  # one row per parameter-owning module, as counted: nothing to join
     full = join(count, measured, types)

@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ..constants import ROOT_NAME
 from ..errors import MemoryTraceError
@@ -41,6 +39,7 @@ from ..results import Memory, MemoryOptions
 from .autocast import Policy
 from .counting import as_module
 from .explain import Call, explain_failure
+from .live import Live, distinct_bytes, is_fake, storage_of
 from .meta import meta_meets_real
 from .optimizer import first_line, make_optimizer, optimizer_step, prime
 from .profiler import tensors, token_ids
@@ -60,12 +59,12 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     The model's parameters and buffers stand in as meta tensors of their shapes and dtypes (the
     model itself if it was built on meta), so a model on cpu is neither changed nor copied.
     """
-    _check_torch()
+    check_torch()
     module = as_module(model)
-    view = _MetaView(module)
+    view = MetaView(module)
     dtype = view.floating_dtype()
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
-    weights = _bytes(view.tensors)
+    weights = distinct_bytes(view.tensors)
     trainable = [t for t in view.params if t.requires_grad]
     optimizer = make_optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
@@ -73,10 +72,10 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
         # Outside the trace's own mode, so that a plain attribute's real tensor moved to meta
         # is not counted as an allocation: a real run has it on its device from the start.
         with meta_meets_real(module):
-            peak_inference = _inference(view, inputs, dtype, lower)
+            peak_inference = inference_peak(view, inputs, dtype, lower)
             state = prime(optimizer, trainable)
             module.train(options.train_mode)
-            step = _train_step(view, inputs, dtype, lower, optimizer, state)
+            step = train_step(view, inputs, dtype, lower, optimizer, Live([*view.tensors, *state]))
     finally:
         for m, flag in training.items():
             m.training = flag
@@ -85,7 +84,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     return Memory(
         weights=weights,
         gradients=step.gradients,
-        optimizer=_bytes(state),
+        optimizer=distinct_bytes(state),
         activations=sum(step.saved.values()),
         peak_train=step.peak,
         peak_inference=peak_inference,
@@ -95,7 +94,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
 
 
 @cache
-def _check_torch() -> None:
+def check_torch() -> None:
     """Refuse a torch whose storages get a new Python object on every `untyped_storage()` call:
     the trace keeps weak references to storages to see them freed, which such a torch (2.1)
     does not support (a weak reference to a storage there crashes the process)."""
@@ -111,14 +110,18 @@ def _check_torch() -> None:
 # -- what runs --------------------------------------------------------------------------
 
 
-class _MetaView:
-    """The model's tensors as meta tensors, and a call that runs it on them."""
+class MetaView:
+    """The model's tensors as meta tensors, and a call that runs it on them.
 
-    def __init__(self, module: nn.Module) -> None:
+    `runner` (a wrapper such as DDP's around the module) is what is called, when given; a
+    module whose tensors are fake (a rank's, parallel.py) runs on them as they are."""
+
+    def __init__(self, module: nn.Module, runner: nn.Module | None = None) -> None:
         self.module = module
+        self.runner = runner or module
         self.names = [name or ROOT_NAME for name, _ in module.named_modules()]
         named = [*module.named_parameters(), *module.named_buffers()]
-        self.on_meta = all(t.device.type == "meta" for _, t in named)
+        self.on_meta = runner is not None or all(t.device.type == "meta" for _, t in named)
         if self.on_meta:
             self.stand_ins: dict[str, torch.Tensor] = {}
             self.params: list[torch.Tensor] = list(module.parameters())
@@ -138,30 +141,38 @@ class _MetaView:
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.on_meta:
-            return self.module(*args, **kwargs)
+            return self.runner(*args, **kwargs)
         return functional_call(self.module, self.stand_ins, args, kwargs)
 
 
-def _inputs(inputs: InputSpec, dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args = tuple(torch.empty(s, device="meta", dtype=dtype) for s in inputs.args)
-    kwargs = {n: torch.empty(s, device="meta", dtype=dtype) for n, s in inputs.kwargs}
+def _inputs(
+    inputs: InputSpec, dtype: torch.dtype, device: str = "meta"
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args = tuple(torch.empty(s, device=device, dtype=dtype) for s in inputs.args)
+    kwargs = {n: torch.empty(s, device=device, dtype=dtype) for n, s in inputs.kwargs}
     return args, kwargs
 
 
-def _inference(
-    view: _MetaView, inputs: InputSpec, dtype: torch.dtype, lower: torch.dtype | None
+def inference_peak(
+    view: MetaView,
+    inputs: InputSpec,
+    dtype: torch.dtype,
+    lower: torch.dtype | None,
+    live: Live | None = None,
 ) -> int:
     """The peak of live bytes over one forward in eval mode under no_grad (and autocast)."""
-    view.module.eval()
-    live = _Live(view.tensors)
+    view.runner.eval()
+    live = live or Live(view.tensors)
     recorder = _Recorder(view)
     with live, torch.no_grad(), recorder.hooks(), Policy(lower), warnings.catch_warnings():
         # Reentrant checkpointing warns that nothing requires grad, which under no_grad is
         # the point; a project's -W error must not turn the pass into a failure.
         warnings.filterwarnings("ignore", module="torch.utils.checkpoint")
         try:
-            args, kwargs = _inputs(inputs, dtype)
+            args, kwargs = _inputs(inputs, dtype, live.device)
             output = view(args, kwargs)
+        except MemoryTraceError:
+            raise
         except Exception as e:
             raise recorder.failure("the inference pass", inputs, e) from e
         del output, args, kwargs
@@ -169,27 +180,27 @@ def _inference(
 
 
 @dataclass
-class _Step:
+class Step:
     peak: int
     gradients: int
     saved: dict[str, int]
 
 
-def _train_step(
-    view: _MetaView,
+def train_step(
+    view: MetaView,
     inputs: InputSpec,
     dtype: torch.dtype,
     lower: torch.dtype | None,
     optimizer: torch.optim.Optimizer | None,
-    state: list[torch.Tensor],
-) -> _Step:
-    """Forward, backward and optimizer step, with the live bytes traced throughout."""
-    live = _Live([*view.tensors, *state])
+    live: Live,
+) -> Step:
+    """Forward, backward and optimizer step, with the live bytes traced throughout by `live`
+    (which counts the weights and the optimizer's state from the start)."""
     recorder = _Recorder(view, watch_backward=True)
     saved = _Saved(live.known)
     with live, torch.enable_grad():
         try:
-            args, kwargs = _inputs(inputs, dtype)
+            args, kwargs = _inputs(inputs, dtype, live.device)
             with recorder.hooks(), saved.hooks(recorder), Policy(lower):
                 output = view(args, kwargs)
             loss = _loss(output)
@@ -209,10 +220,10 @@ def _train_step(
                 f"backward on meta tensors failed in {where}, at {op}: {first_line(e)}"
             ) from e
         del loss
-        gradients = _bytes([p.grad for p in view.params if p.grad is not None])
+        gradients = distinct_bytes([p.grad for p in view.params if p.grad is not None])
         if optimizer is not None:
             optimizer_step(optimizer)
-    return _Step(live.peak, gradients, saved.by_module)
+    return Step(live.peak, gradients, saved.by_module)
 
 
 def _loss(output: Any) -> torch.Tensor:
@@ -239,86 +250,7 @@ def _op(error: BaseException) -> str:
     return "an operation with no meta implementation"
 
 
-# -- the tracing --------------------------------------------------------------------------
-
-
-def _storage(t: torch.Tensor) -> Any | None:
-    try:
-        return t.untyped_storage()
-    except Exception:  # sparse and nested tensors have no single storage
-        return None
-
-
-def _bytes(tensors: list[Any]) -> int:
-    """Bytes of the distinct storages of `tensors`: a view or a tied weight counts once."""
-    seen: dict[int, int] = {}
-    for t in tensors:
-        storage = _storage(t)
-        if storage is not None:
-            seen[storage._cdata] = storage.nbytes()
-    return sum(seen.values())
-
-
-_BATCH_NORM = torch.ops.aten.native_batch_norm.default
-
-
-class _Live(TorchDispatchMode):  # type: ignore[no-untyped-call]
-    """Live bytes of meta storages after every operation, and their peak; `start` (the
-    weights, the optimizer's state) is live from the beginning."""
-
-    def __init__(self, start: list[torch.Tensor]) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.sizes: dict[int, int] = {}
-        self.refs: dict[int, weakref.ref[Any]] = {}
-        self.live = 0
-        self.peak = 0
-        self.failing: Any = None
-        for t in start:
-            self.add(t)
-
-    @property
-    def known(self) -> frozenset[int]:
-        """The storages live now, by key."""
-        return frozenset(self.sizes)
-
-    def add(self, t: Any) -> None:
-        """Count `t`'s storage if it is a meta storage not yet counted (or one that grew)."""
-        if not isinstance(t, torch.Tensor) or t.device.type != "meta":
-            return
-        storage = _storage(t)
-        if storage is None:
-            return
-        key, size = storage._cdata, storage.nbytes()
-        old = self.sizes.get(key)
-        if old == size:
-            return
-        if old is None:
-            self.refs[key] = weakref.ref(storage, partial(self._free, key))
-        self.sizes[key] = size
-        self.live += size - (old or 0)  # a storage can grow (resize_, out= arguments)
-        self.peak = max(self.peak, self.live)
-
-    def _free(self, key: int, _ref: object) -> None:
-        self.live -= self.sizes.pop(key, 0)
-        self.refs.pop(key, None)
-
-    def __torch_dispatch__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        self.failing = func  # until it returns: the op an error came from
-        out = func(*args, **(kwargs or {}))
-        self.failing = None
-        if func is _BATCH_NORM and not args[5]:
-            # Not training, the cpu and CUDA kernels return no batch statistics (empty tensors)
-            # but meta's returns them channel-sized, and autograd would save them.
-            out = (out[0], out[1].new_empty(0), out[2].new_empty(0))
-        for t in tree_flatten(out)[0]:  # tree_leaves is newer than torch 2.1
-            self.add(t)
-        return out
+# -- the recording ---------------------------------------------------------------------
 
 
 @dataclass
@@ -326,7 +258,7 @@ class _Recorder:
     """Which of the model's modules is running: saved tensors are put down to it, and a
     failure names it."""
 
-    view: _MetaView
+    view: MetaView
     stack: list[tuple[str, nn.Module]] = field(default_factory=list)
     trail: list[Call] = field(default_factory=list)
     # The module whose outputs' gradients backward reached last: where a backward failure is.
@@ -388,7 +320,7 @@ class _Saved:
     @contextmanager
     def hooks(self, recorder: _Recorder) -> Iterator[None]:
         def pack(t: torch.Tensor) -> torch.Tensor:
-            storage = _storage(t) if t.device.type == "meta" else None
+            storage = storage_of(t) if t.device.type == "meta" or is_fake(t) else None
             if storage is not None:
                 key = storage._cdata
                 prior = self.seen.get(key)

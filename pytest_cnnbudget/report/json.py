@@ -112,6 +112,32 @@ def memory_dict(memory: Memory) -> dict[str, Any]:
             "autocast": options.autocast,
             "train_mode": options.train_mode,
         },
+        **_parallel(memory),
+    }
+
+
+def _parallel(memory: Memory) -> dict[str, Any]:
+    """For a rank's figures: the parallel settings as used, and what its training peak holds."""
+    rank = memory.rank
+    if rank is None:
+        return {}
+    settings = rank.options
+    return {
+        "parallel": {
+            "strategy": settings.strategy,
+            "world_size": settings.world_size,
+            "replicate": settings.replicate,
+            "tensor_parallel": settings.tensor_parallel,
+            "data_parallel": settings.data_parallel,
+            "tp_plan": dict(settings.tp_plan),
+            "reshard_after_forward": settings.reshard_after_forward,
+            "mixed_precision": settings.mixed_precision,
+            "wrap": list(settings.wrap) if settings.wrap is not None else None,
+            "rank": 0,
+            "uneven_parameters": rank.uneven,
+            "peak_train_parts": dict(rank.at_peak),
+            "gathered_peak": rank.gathered_peak,
+        }
     }
 
 

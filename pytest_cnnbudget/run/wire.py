@@ -19,7 +19,9 @@ from ..results import (
     MemoryOptions,
     ModelResult,
     Outcome,
+    ParallelOptions,
     ParameterCount,
+    RankMemory,
     SnapshotDiff,
     SnapshotEntry,
     SnapshotLayer,
@@ -101,11 +103,30 @@ def _pairs(data: list[list[Any]] | None) -> tuple[tuple[str, int], ...] | None:
 def _memory(data: dict[str, Any] | None) -> Memory | None:
     if data is None:
         return None
+    options = dict(data["options"])
+    parallel = _parallel(options.pop("parallel"))
+    rank = data["rank"]
     return Memory(
-        **{k: v for k, v in data.items() if k not in ("options", "saved")},
-        options=MemoryOptions(**data["options"]),
+        **{k: v for k, v in data.items() if k not in ("options", "saved", "rank")},
+        options=MemoryOptions(**options, parallel=parallel),
         saved=_pairs(data["saved"]) or (),
+        rank=RankMemory(
+            options=_parallel(rank["options"]) or parallel,  # type: ignore[arg-type]
+            at_peak=_pairs(rank["at_peak"]) or (),
+            gathered_peak=rank["gathered_peak"],
+            uneven=rank["uneven"],
+        )
+        if rank is not None
+        else None,
     )
+
+
+def _parallel(data: dict[str, Any] | None) -> ParallelOptions | None:
+    if data is None:
+        return None
+    plan = tuple((pattern, style) for pattern, style in data["tp_plan"])
+    wrap = tuple(data["wrap"]) if data["wrap"] is not None else None
+    return ParallelOptions(**{**data, "tp_plan": plan, "wrap": wrap})
 
 
 def _count(data: dict[str, Any]) -> ParameterCount:
