@@ -325,3 +325,22 @@ def test_the_trace_matches_every_real_rank(
         first["gradients"],
         first["optimizer"],
     )
+
+
+def test_a_ranks_breakdown_names_the_run_and_the_parts_of_its_peak() -> None:
+    from pytest_cnnbudget.report.memory import memory_breakdown
+
+    memory = _trace(strategy="fsdp", world_size=3)
+    lines = memory_breakdown(memory, "4×64")
+    assert lines[0].startswith("memory at 4×64 per rank, rank 0 of fsdp 3 (3 ranks); ")
+    assert "parameters shard unevenly, rank 0 holds the most" in lines[0]
+    assert lines[7] == "the training peak of the rank holds:"
+    assert [line.split()[0] for line in lines[8:]] == [
+        "weights",
+        "gradients",
+        "optimizer",
+        "gathered",
+        "communication",
+        "activations",
+    ]
+    assert sum(int(line.split()[1].replace(",", "")) for line in lines[8:]) == memory.peak_train

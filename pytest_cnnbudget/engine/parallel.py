@@ -272,13 +272,3 @@ def uneven(module: nn.Module) -> int:
                 count += 1
                 break
     return count
-
-
-def describe(options: ParallelOptions) -> str:
-    """`fsdp over 8 ranks × tp 8 (64 ranks)`: the settings in a few words, for messages."""
-    parts = [f"{options.strategy} {options.data_parallel:,}"]
-    if options.strategy == "hsdp":
-        parts = [f"hsdp {options.replicate:,} × {options.shard:,}"]
-    if options.tensor_parallel > 1:
-        parts.append(f"tp {options.tensor_parallel:,}")
-    return f"{' × '.join(parts)} ({options.world_size:,} ranks)"

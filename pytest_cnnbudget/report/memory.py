@@ -3,7 +3,7 @@ the modules that save the most for backward."""
 
 from __future__ import annotations
 
-from ..results import LayerRow, Memory, ParameterCount
+from ..results import LayerRow, Memory, ParameterCount, RankMemory
 from ..units import human_bytes, percent, thousands
 from .cells import GROUPED_NOTE, row_name, type_cell
 from .tables import Column, indent, render
@@ -41,11 +41,45 @@ def memory_breakdown(memory: Memory, at: str | None = None) -> list[str]:
         ("peak_inference", memory.peak_inference, "most bytes live in one forward, no_grad"),
     ]
     where = f" at {at}" if at else ""
+    rank = memory.rank
+    if rank is not None:
+        where += f" per rank, {_ranks(rank)}"
     lines = [f"memory{where} ({memory_setup(memory)}):"]
     lines += [
         f"  {label:<14}  {thousands(n):>17}  {human_bytes(n):>10}  {why}" for label, n, why in parts
     ]
+    if rank is not None:
+        lines.append("the training peak of the rank holds:")
+        lines += [
+            f"  {part:<14}  {thousands(n):>17}  {human_bytes(n):>10}  {_PART_NOTES[part]}"
+            for part, n in rank.at_peak
+        ]
     return lines
+
+
+# What each part of a rank's training peak is (results.PEAK_PARTS).
+_PART_NOTES = {
+    "weights": "its shards of the parameters, and the buffers",
+    "gradients": "its gradients (sharded under FSDP)",
+    "optimizer": "its shards of the optimizer's state",
+    "gathered": "parameters FSDP gathered whole for the blocks running",
+    "communication": "buffers of collectives (all-gather, reduce-scatter, DDP buckets)",
+    "activations": "saved for backward, and the running operation's temporaries",
+}
+
+
+def _ranks(rank: RankMemory) -> str:
+    """`rank 0 of fsdp 8 × tp 8 (64 ranks)`, and which rank holds the most when shards differ."""
+    settings = rank.options
+    parts = [f"{settings.strategy} {settings.data_parallel:,}"]
+    if settings.strategy == "hsdp":
+        parts = [f"hsdp {settings.replicate:,} × {settings.shard:,}"]
+    if settings.tensor_parallel > 1:
+        parts.append(f"tp {settings.tensor_parallel:,}")
+    uneven = (
+        f"; {rank.uneven:,} parameters shard unevenly, rank 0 holds the most" if rank.uneven else ""
+    )
+    return f"rank 0 of {' × '.join(parts)} ({settings.world_size:,} ranks){uneven}"
 
 
 SAVING_MOST = 3
