@@ -137,6 +137,7 @@ def _state(optimizer: torch.optim.Optimizer | None) -> list[torch.Tensor]:
 # The collectives as torch.distributed dispatches them (c10d) and as its functional form does
 # (DTensor's redistributions, under _c10d_functional).
 _COLLECTIVES = ("c10d", "_c10d_functional")
+_WAIT = torch.ops._c10d_functional.wait_tensor.default
 
 
 class _RankLive(Live):  # type: ignore[no-untyped-call]
@@ -218,6 +219,11 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        if func is _WAIT:
+            # Eager, waiting on a collective returns the tensor it waited on; fake, a new
+            # one, which would count the collective's output twice while both live. Nothing
+            # is in flight under the fake group: the tensor is the answer.
+            return args[0]
         out = super().__torch_dispatch__(func, types, args, kwargs)
         if func.namespace in _COLLECTIVES:
             self._collective(func, args, out)
