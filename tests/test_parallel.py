@@ -4,12 +4,10 @@ and the trace held to real multi-process runs on the cpu (gloo)."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,32 +31,12 @@ PLAN = (
 IDS = InputSpec(args=((4, 64),))  # as tests/parallel_runs.py trains each rank
 
 
-def _traced(model: torch.nn.Module | None, parallel: dict[str, Any]) -> Memory:
+def _trace(model: torch.nn.Module | None = None, **parallel: Any) -> Memory:
     if model is None:
         with torch.device("meta"):
             model = TokenMlp(1000, 128, 4)
     options = MemoryOptions(parallel=ParallelOptions(**parallel))
     return measure_rank_memory(model, IDS, options)
-
-
-_POOL: list[Any] = []
-
-
-def _trace(model: torch.nn.Module | None = None, **parallel: Any) -> Memory:
-    """The rank's memory, traced in a process of its own: a backward on fake tensors starts
-    autograd's device threads, after which no process forked from this one (the gate's
-    checker, in the tests that run next here) can run backward."""
-    if not _POOL:
-        _POOL.append(multiprocessing.get_context("spawn").Pool(1))
-    memory: Memory = _POOL[0].apply(_traced, (model, parallel))
-    return memory
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_pool() -> Iterator[None]:
-    yield
-    while _POOL:
-        _POOL.pop().terminate()
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -205,6 +183,27 @@ def test_sharding_more_and_resharding_after_forward_lower_the_peak() -> None:
     assert eight.rank is not None
     # Kept gathered after forward: every block's parameters at once, not one or two.
     assert kept.rank.gathered_peak > 2 * eight.rank.gathered_peak
+
+
+def test_a_process_that_traced_a_rank_still_forks_children_that_run_backward() -> None:
+    # A backward on fake tensors starts autograd's device threads for good; the trace runs
+    # in a child of its own so that the gate's checker, forked later, can still train.
+    _trace(TokenMlp(100, 16, 2), strategy="fsdp", world_size=2)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            x = torch.ones(2, requires_grad=True)
+            torch.autograd.backward((x * 2).sum())
+            os.write(write, b"ok")
+        except BaseException as e:
+            os.write(write, str(e).encode()[:200])
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 200)
+    os.waitpid(pid, 0)
+    assert answer == b"ok"
 
 
 def test_the_model_is_left_as_it_was_and_no_process_group_remains() -> None:

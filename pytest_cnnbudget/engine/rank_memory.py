@@ -22,12 +22,15 @@ rounding) is not here; docs/parallel.md gives its usual size.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from ..errors import MemoryTraceError
 from ..results import PEAK_PARTS, Memory, MemoryOptions, RankMemory
+from .apart import apart
 from .counting import as_module
 from .live import Live, distinct_bytes, plain
 from .memory import AUTOCAST, MetaView, check_torch, inference_peak, train_step
@@ -52,12 +55,19 @@ _OTHER = PEAK_PARTS[-1]
 
 def measure_rank_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) -> Memory:
     """Trace one training step and one inference pass of rank 0 of the run `options.parallel`
-    describes, on a fake-tensor copy of `model`, which is left as it was."""
+    describes, on a fake-tensor copy of `model`, which is left as it was; in a forked child
+    (apart.py), which leaves this process as it was too."""
     check_torch()
-    parallel = options.parallel
-    if parallel is None:
+    if options.parallel is None:
         raise ValueError("measure_rank_memory needs MemoryOptions.parallel")
-    module = meta_copy(as_module(model))
+    module = as_module(model)
+    return apart(partial(_measure, module, inputs, options), "the per-rank memory trace")
+
+
+def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Memory:
+    parallel = options.parallel
+    assert parallel is not None
+    module = meta_copy(model)
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     from torch._subclasses.fake_tensor import FakeTensorMode
 
