@@ -4,6 +4,7 @@
                                        [--depth N] [--format table|json|markdown]
                                        [--no-group] [--trainable-only]
                                        [--memory] [--optimizer NAME] [--autocast bf16|fp16]
+                                       [--parallel TABLE]
     python -m pytest_cnnbudget plot pkg.module:Model [--kwargs JSON] [--top N] [--out DIR]
                                     [--no-group] [--trainable-only]
     python -m pytest_cnnbudget summary resnet18_small [--config PATH] [--input-shape …] [--depth N]
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import io
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from . import ci_cli, comment_cli, merge_cli
-from .config.fields import AUTOCAST, check_kwargs, depth_option, parse_optimizer
-from .config.instantiate import kwargs_problems
+from .cli_values import input_spec_option, kwargs_option, parallel_option
+from .config.fields import AUTOCAST, depth_option, parse_optimizer
 from .config.settings import discover_config, load_settings
 from .config.spec import Settings, model_depth
-from .constants import DEVICES, MAX_CONFIG_BYTES
+from .constants import DEVICES
 from .errors import CnnBudgetError, CommandLineError, CountError, GitHubApiError
-from .inputs import InputSpec, parse_input_shape
-from .jsontext import DuplicateKeyError, echoed, json_text, loads
+from .inputs import InputSpec
+from .jsontext import echoed, json_text
 from .names import printable
 from .report.json import summary_dict
 from .report.plot import require_matplotlib, save_plot
@@ -166,6 +166,12 @@ def _summary_options(summary: argparse.ArgumentParser) -> None:
         choices=AUTOCAST,
         help="trace the step under mixed precision (implies --memory)",
     )
+    summary.add_argument(
+        "--parallel",
+        metavar="TABLE",
+        help="trace one rank of a multi-device run, the parallel table inline: "
+        "'{ strategy = \"fsdp\", world_size = 64 }' (implies --memory; docs/parallel.md)",
+    )
 
 
 def _plot_options(plot: argparse.ArgumentParser) -> None:
@@ -259,9 +265,9 @@ def _model(args: argparse.Namespace) -> _Model:
     else:
         model = _Model(
             target=args.target,
-            kwargs=_kwargs(args.kwargs or "{}"),
+            kwargs=kwargs_option(args.kwargs or "{}"),
             device=args.device or "meta",
-            input_spec=_input_spec(args.input_shape),
+            input_spec=input_spec_option(args.input_shape),
             depth=depth,
             stem=args.target.rpartition(":")[2].rpartition(".")[2] or "model",
         )
@@ -273,7 +279,8 @@ def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | 
     --optimizer or --autocast turn measuring on."""
     asked = getattr(args, "memory", False)  # summary has the options, plot does not
     optimizer, autocast = getattr(args, "optimizer", None), getattr(args, "autocast", None)
-    if not (asked or optimizer or autocast):
+    parallel = getattr(args, "parallel", None)
+    if not (asked or optimizer or autocast or parallel):
         return model.memory
     if model.input_spec is None:
         raise CommandLineError("--memory needs --input-shape: memory depends on the batch")
@@ -283,6 +290,8 @@ def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | 
             options = replace(options, optimizer=parse_optimizer(optimizer))
         except ValueError as e:
             raise CommandLineError(f"--optimizer: {e}") from e
+    if parallel is not None:
+        options = replace(options, parallel=parallel_option(parallel))
     return replace(options, autocast=autocast) if autocast else options
 
 
@@ -314,7 +323,9 @@ def _configured(args: argparse.Namespace, depth: int | None) -> _Model:
         target=spec.target,
         kwargs=dict(spec.kwargs),
         device=args.device or spec.device,
-        input_spec=spec.input_shape if args.input_shape is None else _input_spec(args.input_shape),
+        input_spec=spec.input_shape
+        if args.input_shape is None
+        else input_spec_option(args.input_shape),
         depth=model_depth(spec, depth, settings),
         stem=chart_stems([name])[name],
         name=name,
@@ -348,42 +359,6 @@ def _importable(config: Path | None) -> Iterator[None]:
     finally:
         if added:
             sys.path.remove(str(folder))
-
-
-def _kwargs(text: str) -> dict[str, Any]:
-    if len(text) > MAX_CONFIG_BYTES:
-        raise CommandLineError(
-            f"--kwargs is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
-        )
-    try:
-        value = loads(text)
-    except DuplicateKeyError as e:
-        raise CommandLineError(f"--kwargs: {e}; a JSON reader would keep only one") from None
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise CommandLineError(f"--kwargs is not valid JSON ({e}): {brief(text)}") from e
-    if not isinstance(value, dict):
-        raise CommandLineError(
-            f"--kwargs must be a JSON object like '{{\"num_classes\": 10}}', not {brief(text)}"
-        )
-    try:
-        kwargs = check_kwargs(value)
-    except ValueError as e:
-        raise CommandLineError(f"--kwargs: {e}") from e
-    problems = kwargs_problems(kwargs)
-    if problems:
-        raise CommandLineError(
-            "--kwargs: " + listing([f"{at}: {why}" for at, why in problems], "; ")
-        )
-    return kwargs
-
-
-def _input_spec(text: str | None) -> InputSpec | None:
-    if text is None:
-        return None
-    try:
-        return parse_input_shape(text)
-    except ValueError as e:
-        raise CommandLineError(f"--input-shape {text!r}: {e}") from e
 
 
 def _measure(model: _Model, depth: int | None = None, memory: bool = False) -> ParameterCount:

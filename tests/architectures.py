@@ -838,7 +838,8 @@ class Attention(nn.Module):
         q: torch.Tensor = self.wq(x)
         k: torch.Tensor = self.wk(x)
         v: torch.Tensor = self.wv(x)
-        q, k, v = (y.view(b, t, self.n_heads, self.head_dim).transpose(1, 2) for y in (q, k, v))
+        # -1, not n_heads: under tensor parallel a rank holds n_heads / degree of the heads.
+        q, k, v = (y.view(b, t, -1, self.head_dim).transpose(1, 2) for y in (q, k, v))
         # Rotary angles are recomputed per call rather than cached in a buffer, so the module
         # holds nothing but parameters and builds on the meta device without special cases.
         inv_freq = self.rope_theta ** (

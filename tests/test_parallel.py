@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from nets import TokenMlp
+from schemas import problems
 
 from pytest_cnnbudget.config.settings import load_settings
 from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
@@ -340,3 +341,50 @@ def test_a_ranks_breakdown_names_the_run_and_the_parts_of_its_peak() -> None:
         "activations",
     ]
     assert sum(int(line.split()[1].replace(",", "")) for line in lines[8:]) == memory.peak_train
+
+
+def _summary(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "summary", "nets:TokenMlp", *args],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_command_line_traces_a_rank_from_the_table_inline() -> None:
+    table = '{ strategy = "fsdp", world_size = 3 }'
+    done = _summary("--input-shape", "4,64", "--format", "json", "--parallel", table)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert problems(document, "summary") == []
+    memory = document["memory"]
+    traced = _trace(strategy="fsdp", world_size=3)
+    assert memory["peak_train"] == traced.peak_train
+    parallel = memory["parallel"]
+    assert (parallel["strategy"], parallel["world_size"], parallel["data_parallel"]) == (
+        "fsdp",
+        3,
+        3,
+    )
+    assert sum(parallel["peak_train_parts"].values()) == memory["peak_train"]
+    assert traced.rank is not None
+    assert parallel["uneven_parameters"] == traced.rank.uneven
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            '{ strategy = "fsdp", world_size = 9, tensor_parallel = 2 }',
+            "  --parallel world_size: 9 is not divisible by tensor_parallel 2",
+        ),
+        ("fsdp", "--parallel is not a TOML inline table"),
+    ],
+)
+def test_a_bad_parallel_option_is_a_usage_error(table: str, message: str) -> None:
+    done = _summary("--input-shape", "4,64", "--parallel", table)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

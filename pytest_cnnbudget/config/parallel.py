@@ -37,15 +37,17 @@ MAX_PATTERNS = 256
 _PATTERN = re.compile(r"[A-Za-z0-9_.*]{1,200}")
 
 
-def parse_parallel(problems: Problems, where: str, value: Any) -> ParallelOptions | None:
-    """`value` (the table) checked: None, with every problem noted under `where`, when it is
-    not a valid one."""
+def parse_parallel(
+    problems: Problems, where: str, value: Any, prefix: str = "parallel."
+) -> ParallelOptions | None:
+    """`value` (the table) checked: None, with every problem noted under `where` (each key
+    after `prefix`), when it is not a valid one."""
     if not isinstance(value, Mapping):
         problems.add(where, "parallel", f"expected a table, got {type(value).__name__}")
         return None
     before = len(problems.messages) + problems.more
     for key, message in unknown_keys(value, KEYS):
-        problems.add(where, f"parallel.{key}", message)
+        problems.add(where, f"{prefix}{key}", message)
 
     def get(key: str, convert: Any, default: Any = None) -> Any:
         if key not in value:
@@ -53,15 +55,15 @@ def parse_parallel(problems: Problems, where: str, value: Any) -> ParallelOption
         try:
             return convert(value[key])
         except (TypeError, ValueError) as e:
-            problems.add(where, f"parallel.{key}", str(e))
+            problems.add(where, f"{prefix}{key}", str(e))
             return default
 
     strategy = get("strategy", _choice(STRATEGIES))
     if "strategy" not in value:
-        problems.add(where, "parallel.strategy", f"missing; give one of {listing(STRATEGIES)}")
+        problems.add(where, f"{prefix}strategy", f"missing; give one of {listing(STRATEGIES)}")
     world = get("world_size", _count)
     if "world_size" not in value:
-        problems.add(where, "parallel.world_size", "missing; give the number of ranks in all")
+        problems.add(where, f"{prefix}world_size", "missing; give the number of ranks in all")
     replicate = get("replicate", _count, 1)
     tp = get("tensor_parallel", _count, 1)
     plan = get("tp_plan", _plan, ())
@@ -76,7 +78,7 @@ def parse_parallel(problems: Problems, where: str, value: Any) -> ParallelOption
         wrap=get("wrap", _patterns),
     )
     for key, message in _consistency(options, value):
-        problems.add(where, f"parallel.{key}", message)
+        problems.add(where, f"{prefix}{key}", message)
     return options if len(problems.messages) + problems.more == before else None
 
 
