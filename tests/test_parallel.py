@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 import torch
+
+# Loaded before any pytester test: pytester drops the modules a test imported when it ends, and
+# torch's operators cannot be registered twice in one process (or its forks).
+import torch.distributed.fsdp
+import torch.distributed.tensor.parallel
+import torch.testing._internal.distributed.fake_pg
 from nets import TokenMlp
+from project import preload_torch
 from schemas import problems
 
 from pytest_cnnbudget.config.settings import load_settings
@@ -23,6 +30,7 @@ from pytest_cnnbudget.inputs import InputSpec
 from pytest_cnnbudget.results import Memory, MemoryOptions, ParallelOptions
 
 HERE = Path(__file__).parent
+preload_torch()  # a meta build imports torch._dynamo: before any pytester test, not in one
 PLAN = (
     ("embed", "vocab"),
     ("blocks.*.up", "colwise"),
@@ -388,3 +396,84 @@ def test_a_bad_parallel_option_is_a_usage_error(table: str, message: str) -> Non
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_strategy_this_torch_lacks_is_named_with_its_key() -> None:
+    # torch.distributed.fsdp made unimportable, as in a torch before FSDP2.
+    block = "import sys; sys.modules['torch.distributed.fsdp'] = None; "
+    run = "from pytest_cnnbudget.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            block + run,
+            "summary",
+            "nets:TokenMlp",
+            "--input-shape",
+            "4,64",
+            "--parallel",
+            '{ strategy = "fsdp", world_size = 8 }',
+        ],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "parallel.strategy: 'fsdp' needs FSDP2's fully_shard (torch.distributed.fsdp, torch "
+        "2.6 or newer), which this torch" in done.stderr
+    )
+
+
+FIXTURE_TEST = """
+import torch
+from nets import TokenMlp
+
+
+def test_rank(cnn_budget):
+    with torch.device("meta"):
+        model = TokenMlp(1000, 128, 4)
+    cnn_budget(
+        model,
+        input_shape=(4, 64),
+        max_train_memory="{budget}",
+        parallel={{"strategy": "fsdp", "world_size": 3}},
+    )
+"""
+
+
+@pytest.mark.parametrize("budget", ["100MB", "1MB"])
+def test_the_fixture_checks_a_rank_and_the_gate_trains_after_it(
+    pytester: pytest.Pytester, budget: str
+) -> None:
+    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_rank=FIXTURE_TEST.format(budget=budget))
+    (pytester.path / "pyproject.toml").write_text(
+        "[tool.cnnbudget]\nsnapshot = false\n"
+        "[tool.cnnbudget.models.single]\n"
+        'target = "nets:TokenMlp"\ninput_shape = [4, 64]\nmax_train_memory = "100MB"\n'
+    )
+    out = pytester.path / "out.json"
+    # The fixture's test first: the gate's checker forks after the rank was traced.
+    result = pytester.runpytest_subprocess(
+        "--cnn-budget", "--cnn-budget-json", str(out), "test_rank.py", "pyproject.toml"
+    )
+    traced = _trace(strategy="fsdp", world_size=3)
+    if budget == "1MB":
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*over budget*",
+                "memory at 4×64 per rank, rank 0 of fsdp 3 (3 ranks); * parameters shard "
+                "unevenly, rank 0 holds the most (AdamW, no autocast, train mode):",
+                "the training peak of the rank holds:",
+            ]
+        )
+        return
+    result.assert_outcomes(passed=2)
+    models = json.loads(out.read_text())["models"]
+    rank = models["test_rank.py::test_rank"]["measurement"]["memory"]
+    assert rank["peak_train"] == traced.peak_train
+    assert rank["parallel"]["world_size"] == 3
+    assert "parallel" not in models["single"]["measurement"]["memory"]

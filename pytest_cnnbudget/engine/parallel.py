@@ -15,6 +15,7 @@ first ranks one more row, so rank 0 holds at least as much as any other.
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,39 @@ def fake_world(world_size: int) -> Iterator[None]:
             yield
         finally:
             dist.destroy_process_group()
+
+
+# What each part of a run needs from torch.distributed, and the release that brought it.
+_NEEDS = {
+    "fsdp": ("torch.distributed.fsdp", "fully_shard", "FSDP2's fully_shard", "2.6"),
+    "hsdp": ("torch.distributed.fsdp", "fully_shard", "FSDP2's fully_shard", "2.6"),
+    "tp": (
+        "torch.distributed.tensor.parallel",
+        "parallelize_module",
+        "tensor parallel's parallelize_module",
+        "2.5",
+    ),
+    "mesh": ("torch.distributed.device_mesh", "init_device_mesh", "DeviceMesh", "2.4"),
+}
+
+
+def check_available(options: ParallelOptions) -> None:
+    """MemoryTraceError, naming the key, when the installed torch lacks what the run uses."""
+    wanted = [("strategy", "mesh"), ("strategy", options.strategy)]
+    if options.tensor_parallel > 1:
+        wanted.append(("tensor_parallel", "tp"))
+    for key, part in wanted:
+        if part not in _NEEDS:
+            continue
+        module, name, what, release = _NEEDS[part]
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            value = options.strategy if key == "strategy" else options.tensor_parallel
+            raise MemoryTraceError(
+                f"parallel.{key}: {value!r} needs {what} ({module}, torch {release} or newer), "
+                f"which this torch ({torch.__version__}) lacks"
+            ) from e
 
 
 def device_mesh(options: ParallelOptions) -> DeviceMesh:

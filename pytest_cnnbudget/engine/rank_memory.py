@@ -38,6 +38,7 @@ from .optimizer import first_line, make_optimizer
 from .parallel import (
     apply_fully_shard,
     apply_tensor_parallel,
+    check_available,
     data_parallel,
     device_mesh,
     fake_world,
@@ -71,6 +72,7 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    check_available(parallel)  # here, in the child: the caller imports none of it
     with fake_world(parallel.world_size), warnings.catch_warnings():
         # The wrappers' advice (FSDP2 on a root returning a view) is about training the
         # model, not its memory; a project's -W error must not make it a failure here.
