@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -477,3 +479,14 @@ def test_the_fixture_checks_a_rank_and_the_gate_trains_after_it(
     assert rank["peak_train"] == traced.peak_train
     assert rank["parallel"]["world_size"] == 3
     assert "parallel" not in models["single"]["measurement"]["memory"]
+
+
+def test_the_docs_sample_is_what_the_command_prints() -> None:
+    page = (HERE.parent / "docs" / "parallel.md").read_text(encoding="utf-8")
+    command = re.search(r"\$ cnnbudget summary (nets:TokenMlp .*)\n", page)
+    assert command is not None
+    done = _summary(*shlex.split(command.group(1))[1:])
+    assert done.returncode == 0, done.stderr
+    shown = page.split(command.group(0), 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0]
+    printed = done.stdout.split("\nmemory at ", 1)[1]
+    assert printed.startswith(shown.removeprefix("memory at ")), (shown, printed)
