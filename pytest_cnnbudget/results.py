@@ -136,6 +136,11 @@ PEAK_PARTS = (
 )
 
 
+# A rank's peak parts as the snapshot stores them, beside the six figures: a change in what
+# the peak holds (more gathered, a bigger bucket) shows as its own line in a diff.
+RANK_FIGURES = tuple(f"rank_peak_{part}" for part in PEAK_PARTS)
+
+
 @dataclass(frozen=True)
 class RankMemory:
     """Where a rank's training peak goes: `at_peak` pairs each of PEAK_PARTS with its bytes,
@@ -184,8 +189,14 @@ class Memory:
     rank: RankMemory | None = None
 
     def figures(self) -> dict[str, int]:
-        """The six figures by name, as JSON and the snapshot store them."""
+        """The six figures by name, as JSON stores them."""
         return {name: getattr(self, name) for name in MEMORY_FIGURES}
+
+    def stored_figures(self) -> dict[str, int]:
+        """The figures the snapshot stores: the six, and a rank's peak parts."""
+        parts = dict(self.rank.at_peak) if self.rank is not None else {}
+        stored = {f"rank_peak_{part}": n for part, n in parts.items()}
+        return {**self.figures(), **stored}
 
 
 @dataclass(frozen=True)
@@ -294,7 +305,9 @@ class SnapshotEntry:
             macs=count.macs,
             flops=count.flops,
             input_shape=count.input_shape,
-            memory=tuple(count.memory.figures().items()) if count.memory is not None else None,
+            memory=(
+                tuple(count.memory.stored_figures().items()) if count.memory is not None else None
+            ),
         )
 
 

@@ -29,7 +29,7 @@ from pytest_cnnbudget.config.settings import load_settings
 from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
 from pytest_cnnbudget.errors import ConfigError, MemoryTraceError
 from pytest_cnnbudget.inputs import InputSpec
-from pytest_cnnbudget.results import Memory, MemoryOptions, ParallelOptions
+from pytest_cnnbudget.results import PEAK_PARTS, Memory, MemoryOptions, ParallelOptions
 
 HERE = Path(__file__).parent
 preload_torch()  # a meta build imports torch._dynamo: before any pytester test, not in one
@@ -490,3 +490,49 @@ def test_the_docs_sample_is_what_the_command_prints() -> None:
     shown = page.split(command.group(0), 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0]
     printed = done.stdout.split("\nmemory at ", 1)[1]
     assert printed.startswith(shown.removeprefix("memory at ")), (shown, printed)
+
+
+def test_the_gate_traces_ranks_in_its_checker_again_and_again(pytester: pytest.Pytester) -> None:
+    # The checker sets torch to one thread; a trace's child forked from it once raced its
+    # autograd threads to remake the thread pool and died about one time in two.
+    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+    tables = "".join(
+        f"[tool.cnnbudget.models.rank{n}]\n"
+        'target = "nets:TokenMlp"\nkwargs = { vocab = 100, width = 16, depth = 2 }\n'
+        'input_shape = [2, 8]\nmax_train_memory = "1GB"\n'
+        f'parallel = {{ strategy = "fsdp", world_size = {n} }}\n'
+        for n in range(2, 8)
+    )
+    (pytester.path / "pyproject.toml").write_text("[tool.cnnbudget]\nsnapshot = false\n" + tables)
+    result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
+    result.assert_outcomes(passed=6)
+
+
+def test_the_snapshot_keeps_what_a_ranks_peak_holds_and_a_diff_shows_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+
+    def configure(world: int) -> None:
+        (pytester.path / "pyproject.toml").write_text(
+            '[tool.cnnbudget]\nsnapshot = "cnnbudget.snapshot.json"\n'
+            "[tool.cnnbudget.models.lm]\n"
+            'target = "nets:TokenMlp"\ninput_shape = [4, 64]\nmax_train_memory = "1GB"\n'
+            f'parallel = {{ strategy = "fsdp", world_size = {world} }}\n'
+        )
+
+    configure(8)
+    pytester.runpytest_subprocess("--cnn-budget-update", "pyproject.toml").assert_outcomes(passed=1)
+    stored = json.loads((pytester.path / "cnnbudget.snapshot.json").read_text())
+    assert problems(stored, "snapshot") == []
+    memory = stored["models"]["lm"]["memory"]
+    parts = {k: v for k, v in memory.items() if k.startswith("rank_peak_")}
+    assert sorted(parts) == sorted(f"rank_peak_{p}" for p in PEAK_PARTS)
+    assert sum(parts.values()) == memory["peak_train"]
+    configure(4)
+    result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*weights 392,564 → 785,128 (+392,564)*", "*rank_peak_weights 392,564 → 785,128*"]
+    )
+    result.stdout.fnmatch_lines(["lm *MB peak in training per rank*"])

@@ -68,6 +68,12 @@ def measure_rank_memory(model: ModelLike, inputs: InputSpec, options: MemoryOpti
 def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Memory:
     parallel = options.parallel
     assert parallel is not None
+    # A forked child remakes torch's thread pool on first use. Where the parent set a number of
+    # threads (the gate's checker sets 1), each of the autograd device threads a backward on
+    # fake tensors starts sets it again, all at once, and they race to remake the pool (one
+    # finds none: "Invalid thread pool!"). Remade here first, on this one thread; torch's own
+    # function, which the checker replaces for models' calls.
+    torch._C.set_num_threads(torch.get_num_threads())
     module = meta_copy(model)
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
     from torch._subclasses.fake_tensor import FakeTensorMode

@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..config.budgets import BUDGETS, Unit, figure_text, limit_text
+from ..config.budgets import BUDGETS, MEMORY_KEYS, Unit, figure_text, limit_text
 from ..inputs import format_shape
 from ..names import printable
 from ..results import (
+    RANK_FIGURES,
     LayerChange,
     LayerRow,
     ModelResult,
@@ -136,6 +137,7 @@ _TOTAL_GROUPS = (
     ("MACs",),
     ("weights", "gradients", "optimizer", "activations"),
     ("peak_train", "peak_inference"),
+    RANK_FIGURES,
 )
 
 
@@ -181,7 +183,16 @@ def measured_text(result: ModelResult, human: bool = False) -> str:
     if result.primary_budget is None and result.count is not None:
         count = short_count(result.count.trainable) if human else thousands(result.count.trainable)
         return f"{count} trainable"
-    return figure_text(result.primary_budget, human)
+    return figure_text(result.primary_budget, human) + per_rank(result)
+
+
+def per_rank(result: ModelResult) -> str:
+    """` per rank` after a memory figure that is one rank's; nothing for any other."""
+    budget, count = result.primary_budget, result.count
+    memory = count.memory if count is not None else None
+    if budget is None or memory is None or memory.rank is None or budget.key not in MEMORY_KEYS:
+        return ""
+    return " per rank"
 
 
 def used_text(result: ModelResult) -> str:

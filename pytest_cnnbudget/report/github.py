@@ -337,7 +337,8 @@ def _peaks(result: ModelResult) -> str:
     memory = result.count.memory if result.count is not None else None
     if memory is None:
         return "-"
-    return f"{human_bytes(memory.peak_train)} / {human_bytes(memory.peak_inference)}"
+    peaks = f"{human_bytes(memory.peak_train)} / {human_bytes(memory.peak_inference)}"
+    return f"{peaks} per rank" if memory.rank is not None else peaks
 
 
 PEAKS = "peak memory (train / inference)"

@@ -76,7 +76,8 @@ def totals_line(count: ParameterCount, compute: bool = True) -> str:
         )
     if compute and count.memory is not None:
         line += (
-            f" · peak memory: training {human_bytes(count.memory.peak_train)}, "
+            f" · peak memory{' per rank' if count.memory.rank else ''}: "
+            f"training {human_bytes(count.memory.peak_train)}, "
             f"inference {human_bytes(count.memory.peak_inference)}"
         )
     return line

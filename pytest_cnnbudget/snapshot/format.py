@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 from ..constants import UPDATE_COMMAND
 from ..errors import SnapshotError
 from ..jsontext import DuplicateKeyError, json_text, loads
-from ..results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
+from ..results import MEMORY_FIGURES, RANK_FIGURES, SnapshotEntry, SnapshotLayer
 
 VERSION = 1
 
@@ -110,10 +110,11 @@ def _memory(data: dict[str, Any], where: str) -> tuple[tuple[str, int], ...]:
     at = f"{where}.memory"
     if not isinstance(figures, dict):
         raise SnapshotError(f"{at} is not an object")
-    unknown = sorted(set(figures) - set(MEMORY_FIGURES))
+    known = (*MEMORY_FIGURES, *RANK_FIGURES)
+    unknown = sorted(set(figures) - set(known))
     if unknown:
         raise SnapshotError(f"{at} has an unknown figure {unknown[0]!r}")
-    return tuple((key, _count(figures, key, at)) for key in MEMORY_FIGURES if key in figures)
+    return tuple((key, _count(figures, key, at)) for key in known if key in figures)
 
 
 class _Huge:
