@@ -536,3 +536,13 @@ def test_the_snapshot_keeps_what_a_ranks_peak_holds_and_a_diff_shows_it(
         ["*weights 392,564 → 785,128 (+392,564)*", "*rank_peak_weights 392,564 → 785,128*"]
     )
     result.stdout.fnmatch_lines(["lm *MB peak in training per rank*"])
+    # The job summary and the pull-request comment say per rank too.
+    summary, comment = pytester.path / "summary.md", pytester.path / "comment.md"
+    pytester.runpytest_subprocess(
+        "--cnn-budget",
+        f"--cnn-budget-summary={summary}",
+        f"--cnn-budget-comment={comment}",
+        "pyproject.toml",
+    )
+    assert " per rank" in summary.read_text()
+    assert "1.00 GB peak in training per rank" in comment.read_text()

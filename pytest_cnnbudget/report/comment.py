@@ -23,6 +23,7 @@ from .cells import (
     change_columns,
     change_totals,
     error_cause,
+    per_rank,
     shown_changes,
     used_text,
 )
@@ -93,7 +94,9 @@ def _budget(row: _Row) -> str:
     if result is not None and result.exceeded:
         return ", ".join(f"{c.key} {limit_text(c, human=True)}" for c in result.exceeded)
     budget = result.primary_budget if result is not None else None
-    return f"{limit_text(budget, human=True)} {noun(budget)}" if budget is not None else "-"
+    if budget is None or result is None:
+        return "-"
+    return f"{limit_text(budget, human=True)} {noun(budget)}{per_rank(result)}"
 
 
 def _used(row: _Row) -> str:
