@@ -41,7 +41,8 @@ from nets import TokenMlp  # type: ignore[import-not-found,unused-ignore]  # noq
 
 from pytest_cnnbudget.engine.rank_memory import measure_rank_memory  # noqa: E402
 from pytest_cnnbudget.inputs import InputSpec  # noqa: E402
-from pytest_cnnbudget.results import MemoryOptions, ParallelOptions  # noqa: E402
+from pytest_cnnbudget.ranks import ParallelOptions  # noqa: E402
+from pytest_cnnbudget.results import MemoryOptions  # noqa: E402
 
 VOCAB, WIDTH, DEPTH, BATCH = 32000, 1024, 8, (4, 512)
 PLAN = (

@@ -16,7 +16,7 @@ from .constants import MAX_CONFIG_BYTES
 from .errors import CommandLineError
 from .inputs import InputSpec, parse_input_shape
 from .jsontext import DuplicateKeyError, loads
-from .results import ParallelOptions
+from .ranks import ParallelOptions
 from .units import brief, listing
 
 if sys.version_info >= (3, 11):

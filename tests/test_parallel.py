@@ -29,7 +29,8 @@ from pytest_cnnbudget.config.settings import load_settings
 from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
 from pytest_cnnbudget.errors import ConfigError, MemoryTraceError
 from pytest_cnnbudget.inputs import InputSpec
-from pytest_cnnbudget.results import PEAK_PARTS, Memory, MemoryOptions, ParallelOptions
+from pytest_cnnbudget.ranks import PEAK_PARTS, ParallelOptions
+from pytest_cnnbudget.results import Memory, MemoryOptions
 
 HERE = Path(__file__).parent
 preload_torch()  # a meta build imports torch._dynamo: before any pytester test, not in one

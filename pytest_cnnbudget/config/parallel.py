@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..results import ParallelOptions
+from ..ranks import ParallelOptions
 from ..units import brief, listing
 from .fields import Problems, unknown_keys
 

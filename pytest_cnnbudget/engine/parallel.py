@@ -30,7 +30,7 @@ from ..errors import MemoryTraceError
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
 
-    from ..results import ParallelOptions
+    from ..ranks import ParallelOptions
 
 # One fake world at a time in a process: a process group is process-wide state.
 _WORLD = threading.Lock()

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from ..errors import MemoryTraceError
-from ..results import PEAK_PARTS, Memory, MemoryOptions, RankMemory
+from ..ranks import PEAK_PARTS, RankMemory
+from ..results import Memory, MemoryOptions
 from .apart import apart
 from .counting import as_module
 from .live import Live, distinct_bytes, plain

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from ..config.budgets import BUDGETS, MEMORY_KEYS, Unit, figure_text, limit_text
 from ..inputs import format_shape
 from ..names import printable
+from ..ranks import RANK_FIGURES
 from ..results import (
-    RANK_FIGURES,
     LayerChange,
     LayerRow,
     ModelResult,

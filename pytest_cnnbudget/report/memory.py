@@ -3,7 +3,8 @@ the modules that save the most for backward."""
 
 from __future__ import annotations
 
-from ..results import LayerRow, Memory, ParameterCount, RankMemory
+from ..ranks import RankMemory
+from ..results import LayerRow, Memory, ParameterCount
 from ..units import human_bytes, percent, thousands
 from .cells import GROUPED_NOTE, row_name, type_cell
 from .tables import Column, indent, render

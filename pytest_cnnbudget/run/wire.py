@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..inputs import InputSpec
+from ..ranks import ParallelOptions, RankMemory
 from ..results import (
     BudgetCheck,
     Compute,
@@ -19,9 +20,7 @@ from ..results import (
     MemoryOptions,
     ModelResult,
     Outcome,
-    ParallelOptions,
     ParameterCount,
-    RankMemory,
     SnapshotDiff,
     SnapshotEntry,
     SnapshotLayer,

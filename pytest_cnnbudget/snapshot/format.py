@@ -17,7 +17,8 @@ from typing import Any, TypeGuard
 from ..constants import UPDATE_COMMAND
 from ..errors import SnapshotError
 from ..jsontext import DuplicateKeyError, json_text, loads
-from ..results import MEMORY_FIGURES, RANK_FIGURES, SnapshotEntry, SnapshotLayer
+from ..ranks import RANK_FIGURES
+from ..results import MEMORY_FIGURES, SnapshotEntry, SnapshotLayer
 
 VERSION = 1
 
