@@ -4,8 +4,8 @@ step as `torch.cuda.max_memory_allocated()` reports it.
     python benchmarks/gpu_ranks.py                 # every GPU of the machine, each strategy
     python benchmarks/gpu_ranks.py --world 2
 
-Each strategy is set up as `tests/parallel_runs.py` sets it up on the cpu (the same model,
-`tests/nets.py`'s TokenMlp, and the same torch calls), on `cuda:RANK` with the nccl backend;
+Each strategy is set up by `tests/parallel_runs.py`'s `setup`, as on the cpu (the same model,
+`tests/nets.py`'s TokenMlp, larger, and the same torch calls), on `cuda:RANK` with nccl;
 the second step's peak is measured after `torch.cuda.reset_peak_memory_stats()`. What the
 caching allocator hands out is counted (its rounding included); the CUDA context and NCCL's
 own buffers are not, as the trace does not count them either (docs/parallel.md says how large
@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 for folder in (str(REPO / "tests"), str(REPO)):
@@ -38,6 +37,7 @@ for folder in (str(REPO / "tests"), str(REPO)):
 
 # When mypy checks tests/ and benchmarks/ together it finds the modules; alone it does not.
 from nets import TokenMlp  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+from parallel_runs import setup  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 
 from pytest_cnnbudget.engine.rank_memory import measure_rank_memory  # noqa: E402
 from pytest_cnnbudget.inputs import InputSpec  # noqa: E402
@@ -61,46 +61,9 @@ RUNS: list[dict[str, Any]] = [
 TOO_FEW = "fewer than two CUDA devices: no rank to shard over, nothing measured"
 
 
-def _setup(run: dict[str, Any], world: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    from torch.distributed.tensor import Replicate
-    from torch.distributed.tensor.parallel import (
-        ColwiseParallel,
-        RowwiseParallel,
-        parallelize_module,
-    )
-
-    torch.manual_seed(0)
-    model = TokenMlp(VOCAB, WIDTH, DEPTH).to(device)
-    tp = run.get("tensor_parallel", 1)
-    mesh = init_device_mesh("cuda", (world // tp, tp), mesh_dim_names=("dp", "tp"))
-    if tp > 1:
-        plan: dict[str, Any] = {
-            "embed": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
-            "head": ColwiseParallel(output_layouts=Replicate()),
-        }
-        for i in range(DEPTH):
-            plan[f"blocks.{i}.up"] = ColwiseParallel()
-            plan[f"blocks.{i}.down"] = RowwiseParallel()
-        parallelize_module(model, mesh["tp"], plan)
-    if run["strategy"] == "ddp":
-        return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
-    if world // tp > 1:
-        kwargs: dict[str, Any] = {
-            "mesh": mesh["dp"],
-            "reshard_after_forward": run.get("reshard_after_forward", True),
-        }
-        if run.get("mixed_precision") == "bf16":
-            kwargs["mp_policy"] = MixedPrecisionPolicy(torch.bfloat16, torch.float32)
-        for block in model.blocks:
-            fully_shard(block, **kwargs)
-        fully_shard(model, **kwargs)
-    return model, model
-
-
 def _train(run: dict[str, Any], world: int, device: torch.device) -> int:
-    model, runner = _setup(run, world, device)
+    torch.manual_seed(0)
+    model, runner = setup(TokenMlp(VOCAB, WIDTH, DEPTH).to(device), run, world, "cuda")
     optimizer = torch.optim.AdamW(model.parameters())
     ids = torch.randint(0, VOCAB, BATCH, device=device)
     for step in range(2):
@@ -123,9 +86,14 @@ def _rank(rank: int, world: int, out: str) -> None:
     device = torch.device("cuda", rank)
     torch.cuda.set_device(device)
     dist.init_process_group("nccl", rank=rank, world_size=world, device_id=device)
-    peaks = [_train(run, world, device) for run in RUNS]
+    peaks = [_train(run, world, device) for run in _runs(world)]
     Path(f"{out}.{rank}.json").write_text(json.dumps(peaks))
     dist.destroy_process_group()
+
+
+def _runs(world: int) -> list[dict[str, Any]]:
+    """The runs `world` ranks can make: a tensor-parallel degree must divide it."""
+    return [run for run in RUNS if not world % run.get("tensor_parallel", 1)]
 
 
 def traced(run: dict[str, Any], world: int) -> int:
@@ -156,11 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = str(Path(folder, "peaks"))
         mp.spawn(_rank, args=(world, out), nprocs=world)  # type: ignore[attr-defined,no-untyped-call]
         real = [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(world)]
-    print(f"| run ({world} GPUs, {torch.cuda.get_device_name(0)}) | traced | CUDA rank 0 | Δ |")
+    name = torch.cuda.get_device_name(0)
+    print(f"| run ({world} GPUs, {name}) | traced (rank 0) | CUDA, the largest rank | Δ |")
     print("|---|---|---|---|")
-    for i, run in enumerate(RUNS):
-        if world % run.get("tensor_parallel", 1):
-            continue
+    for i, run in enumerate(_runs(world)):
         mine, theirs = traced(run, world), max(r[i] for r in real)
         label = ", ".join(f"{k} {v}" for k, v in run.items())
         print(f"| {label} | {mine:,} | {theirs:,} | {(mine - theirs) / theirs:+.1%} |")

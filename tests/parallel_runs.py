@@ -34,8 +34,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from nets import TokenMlp
 
+from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
+from pytest_cnnbudget.inputs import InputSpec
+from pytest_cnnbudget.ranks import ParallelOptions
+from pytest_cnnbudget.results import Memory, MemoryOptions
+
 VOCAB, WIDTH, DEPTH = 1000, 128, 4
 BATCH = (4, 64)  # token ids per rank
+# The tensor-parallel plan of every run with tensor_parallel, as a `parallel` table gives it.
+PLAN = (
+    ("embed", "vocab"),
+    ("blocks.*.up", "colwise"),
+    ("blocks.*.down", "rowwise"),
+    ("head", "colwise_replicate"),
+)
+
+
+def trace(model: nn.Module | None = None, **parallel: Any) -> Memory:
+    """The per-rank trace of `model` (TokenMlp as the runs build it, by default) at BATCH."""
+    if model is None:
+        with torch.device("meta"):
+            model = TokenMlp(VOCAB, WIDTH, DEPTH)
+    options = MemoryOptions(parallel=ParallelOptions(**parallel))
+    return measure_rank_memory(model, InputSpec(args=(BATCH,)), options)
 
 
 def report_allocations() -> None:
@@ -87,8 +108,11 @@ def _local(tensors: list[Any]) -> int:
     return sum(seen.values())
 
 
-def _setup(run: dict[str, Any], world: int) -> tuple[nn.Module, nn.Module]:
-    """The model and what is called to train it, set up as the run's settings say."""
+def setup(
+    model: TokenMlp, run: dict[str, Any], world: int, device: str = "cpu"
+) -> tuple[nn.Module, nn.Module]:
+    """`model` (a TokenMlp on `device`) set up as the run's settings say, and what is called to
+    train it: torch's own calls, as a user's training script makes them."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import Replicate
@@ -98,26 +122,24 @@ def _setup(run: dict[str, Any], world: int) -> tuple[nn.Module, nn.Module]:
         parallelize_module,
     )
 
-    torch.manual_seed(0)
-    model = TokenMlp(VOCAB, WIDTH, DEPTH)
     strategy, tp = run["strategy"], run.get("tensor_parallel", 1)
     replicate = run.get("replicate", 1)
     if strategy == "hsdp":
         mesh = init_device_mesh(
-            "cpu",
+            device,
             (replicate, world // replicate // tp, tp),
             mesh_dim_names=("rep", "shard", "tp"),
         )
         dp = mesh["rep", "shard"]
     else:
-        mesh = init_device_mesh("cpu", (world // tp, tp), mesh_dim_names=("dp", "tp"))
+        mesh = init_device_mesh(device, (world // tp, tp), mesh_dim_names=("dp", "tp"))
         dp = mesh["dp"]
     if tp > 1:
         plan: dict[str, Any] = {
             "embed": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
             "head": ColwiseParallel(output_layouts=Replicate()),
         }
-        for i in range(DEPTH):
+        for i in range(len(model.blocks)):
             plan[f"blocks.{i}.up"] = ColwiseParallel()
             plan[f"blocks.{i}.down"] = RowwiseParallel()
         parallelize_module(model, mesh["tp"], plan)
@@ -141,7 +163,8 @@ def train(run: dict[str, Any], world: int) -> dict[str, int]:
     model was built (an earlier run's garbage collected first)."""
     gc.collect()
     before = allocator_peak(lambda: None)[1]
-    model, runner = _setup(run, world)
+    torch.manual_seed(0)
+    model, runner = setup(TokenMlp(VOCAB, WIDTH, DEPTH), run, world)
     optimizer = torch.optim.AdamW(model.parameters())
     ids = torch.randint(0, VOCAB, BATCH)
     grads: list[int] = []

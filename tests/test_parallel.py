@@ -1,55 +1,28 @@
-"""Per-rank memory: the `parallel` table checked, one rank traced under a fake process group,
-and the trace held to real multi-process runs on the cpu (gloo)."""
+"""Per-rank memory: the `parallel` table checked key by key, one rank traced under a fake
+process group (its shards, the parts of its peak, its mistakes), and the child process the trace
+runs in. The gate, the command line and the fixture: test_parallel_gate.py; the trace against
+real multi-process runs: reference/test_parallel_real.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shlex
-import socket
-import subprocess
-import sys
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-
-# Loaded before any pytester test: pytester drops the modules a test imported when it ends, and
-# torch's operators cannot be registered twice in one process (or its forks).
-import torch.distributed.fsdp
-import torch.distributed.tensor.parallel
-import torch.testing._internal.distributed.fake_pg
 from nets import TokenMlp
-from project import preload_torch
-from schemas import problems
+from parallel_runs import PLAN
+from parallel_runs import trace as _trace
 
 from pytest_cnnbudget.config.settings import load_settings
-from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
+from pytest_cnnbudget.engine.apart import apart
+from pytest_cnnbudget.engine.parallel import repeated_blocks
 from pytest_cnnbudget.errors import ConfigError, MemoryTraceError
-from pytest_cnnbudget.inputs import InputSpec
-from pytest_cnnbudget.ranks import PEAK_PARTS, ParallelOptions
-from pytest_cnnbudget.results import Memory, MemoryOptions
-
-HERE = Path(__file__).parent
-preload_torch()  # a meta build imports torch._dynamo: before any pytester test, not in one
-PLAN = (
-    ("embed", "vocab"),
-    ("blocks.*.up", "colwise"),
-    ("blocks.*.down", "rowwise"),
-    ("head", "colwise_replicate"),
-)
-IDS = InputSpec(args=((4, 64),))  # as tests/parallel_runs.py trains each rank
-
-
-def _trace(model: torch.nn.Module | None = None, **parallel: Any) -> Memory:
-    if model is None:
-        with torch.device("meta"):
-            model = TokenMlp(1000, 128, 4)
-    options = MemoryOptions(parallel=ParallelOptions(**parallel))
-    return measure_rank_memory(model, IDS, options)
-
+from pytest_cnnbudget.ranks import ParallelOptions
 
 # -- the table ------------------------------------------------------------------------------
 
@@ -250,91 +223,6 @@ def test_a_tp_plan_that_does_not_fit_the_model_says_so(
     assert message in str(info.value)
 
 
-# -- real runs ------------------------------------------------------------------------------
-
-# Each run as tests/parallel_runs.py sets it up, and as the `parallel` table says it.
-RUNS_2: list[dict[str, Any]] = [
-    {"strategy": "fsdp"},
-    {"strategy": "fsdp", "reshard_after_forward": False},
-    {"strategy": "fsdp", "mixed_precision": "bf16"},
-    {"strategy": "ddp"},
-    {"strategy": "fsdp", "tensor_parallel": 2},
-]
-RUNS_4: list[dict[str, Any]] = [
-    {"strategy": "hsdp", "replicate": 2},
-    {"strategy": "fsdp", "tensor_parallel": 2},
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _real(world: int, runs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
-    """Every rank's results of the real runs."""
-    out = folder / f"world{world}"
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    subprocess.run(
-        [sys.executable, str(HERE / "parallel_runs.py"), str(world), str(out), json.dumps(runs)],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    return [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(world)]
-
-
-@pytest.fixture(scope="module")
-def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[dict[str, Any]]]:
-    folder = tmp_path_factory.mktemp("parallel")
-    return {2: _real(2, RUNS_2, folder), 4: _real(4, RUNS_4, folder)}
-
-
-def test_the_allocator_count_sees_a_free_on_another_thread(
-    real_runs: dict[int, list[dict[str, Any]]],
-) -> None:
-    known = real_runs[2][0]["known"]
-    assert known["peak"] - known["start"] == 20_000_000
-    assert known["end"] == known["start"]
-
-
-@pytest.mark.parametrize(
-    ("world", "index"),
-    [(2, i) for i in range(len(RUNS_2))] + [(4, i) for i in range(len(RUNS_4))],
-    ids=lambda v: str(v),
-)
-def test_the_trace_matches_every_real_rank(
-    real_runs: dict[int, list[dict[str, Any]]], world: int, index: int
-) -> None:
-    run = (RUNS_2 if world == 2 else RUNS_4)[index]
-    parallel: dict[str, Any] = {**run, "world_size": world}
-    if run.get("tensor_parallel", 1) > 1:
-        parallel["tp_plan"] = PLAN
-    traced = _trace(**parallel)
-    tolerance = 0.10  # what torch's own FSDP2 memory tests accept
-    for rank in real_runs[world]:
-        real = rank["runs"][index]
-        # Rank 0 is traced: it holds at least what any other rank does.
-        assert (traced.weights, traced.gradients, traced.optimizer) >= (
-            real["weights"],
-            real["gradients"],
-            real["optimizer"],
-        )
-        assert abs(traced.peak_train - real["peak_train"]) <= tolerance * real["peak_train"], (
-            run,
-            traced.peak_train,
-            real["peak_train"],
-        )
-    first = real_runs[world][0]["runs"][index]
-    assert (traced.weights, traced.gradients, traced.optimizer) == (
-        first["weights"],
-        first["gradients"],
-        first["optimizer"],
-    )
-
-
 def test_a_ranks_breakdown_names_the_run_and_the_parts_of_its_peak() -> None:
     from pytest_cnnbudget.report.memory import memory_breakdown
 
@@ -354,196 +242,185 @@ def test_a_ranks_breakdown_names_the_run_and_the_parts_of_its_peak() -> None:
     assert sum(int(line.split()[1].replace(",", "")) for line in lines[8:]) == memory.peak_train
 
 
-def _summary(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_cnnbudget", "summary", "nets:TokenMlp", *args],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.mark.parametrize(
+    ("parallel", "said", "unsaid"),
+    [
+        # A missing world_size is said once, not again as "1 is not divisible by …".
+        (
+            '{ strategy = "fsdp", tensor_parallel = 8, tp_plan = { "x" = "colwise" } }',
+            "parallel.world_size: missing",
+            "is not divisible",
+        ),
+        (
+            '{ strategy = "HSDP", world_size = 8, replicate = 2 }',
+            "parallel.strategy: 'HSDP' is not one of",
+            "applies to hsdp",
+        ),
+        (
+            '{ strategy = "fsdp", world_size = 8, tensor_parallel = 1, tp_plan = { "x" = "colwise" } }',
+            "parallel.tensor_parallel: is 1; a tp_plan needs a degree above 1",
+            "missing",
+        ),
+        (
+            '{ strategy = "fsdp", world_size = 8, tensor_parallel = 2, tp_plan = {} }',
+            "parallel.tp_plan: empty; tensor_parallel 2 needs the modules it splits",
+            "missing",
+        ),
+        (
+            '{ strategy = "fsdp", world_size = 2, tensor_parallel = 2, '
+            'tp_plan = { "x" = "colwise" }, mixed_precision = "bf16" }',
+            "parallel.mixed_precision: applies to FSDP, which a run with tensor_parallel = "
+            "world_size does not use",
+            "ddp",
+        ),
+    ],
+)
+def test_keys_that_read_wrong_together_are_said_once_and_truly(
+    tmp_path: Path, parallel: str, said: str, unsaid: str
+) -> None:
+    text = _problems(tmp_path, parallel)
+    assert said in text
+    assert unsaid not in text.split(said, 1)[1] + text.split(said, 1)[0].split("\n", 1)[-1]
 
 
-def test_the_command_line_traces_a_rank_from_the_table_inline() -> None:
-    table = '{ strategy = "fsdp", world_size = 3 }'
-    done = _summary("--input-shape", "4,64", "--format", "json", "--parallel", table)
-    assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
-    assert problems(document, "summary") == []
-    memory = document["memory"]
-    traced = _trace(strategy="fsdp", world_size=3)
-    assert memory["peak_train"] == traced.peak_train
-    parallel = memory["parallel"]
-    assert (parallel["strategy"], parallel["world_size"], parallel["data_parallel"]) == (
-        "fsdp",
-        3,
-        3,
+def test_tensor_parallel_layers_save_their_activations_as_one_device_does() -> None:
+    one = dict(_trace(strategy="ddp", world_size=2).saved)
+    split = dict(_trace(strategy="fsdp", world_size=2, tensor_parallel=2, tp_plan=PLAN).saved)
+    # A colwise layer saves its whole input on every rank; a rowwise one its half.
+    assert split["blocks.0.up"] == one["blocks.0.up"] > 0
+    assert split["blocks.0.down"] * 2 == one["blocks.0.down"]
+    assert {"embed", "head"} <= split.keys()
+
+
+def test_the_inference_peak_holds_the_weights_not_the_optimizer_or_the_buckets() -> None:
+    with torch.device("meta"):
+        model = TokenMlp(1000, 128, 4)
+    from pytest_cnnbudget.engine.memory import measure_memory
+    from pytest_cnnbudget.inputs import InputSpec
+    from pytest_cnnbudget.results import MemoryOptions
+
+    single = measure_memory(model, InputSpec(args=((4, 64),)), MemoryOptions())
+    # DDP holds the whole model on every rank: serving it is serving one device's.
+    assert _trace(model, strategy="ddp", world_size=4).peak_inference == single.peak_inference
+
+
+def test_the_parts_of_a_peak_are_what_holds_it() -> None:
+    ddp = _trace(strategy="ddp", world_size=2)
+    assert ddp.rank is not None
+    parts = dict(ddp.rank.at_peak)
+    # DDP's buckets hold every gradient again (gradient_as_bucket_view is off by default).
+    assert parts["communication"] == ddp.gradients
+    assert parts["weights"] == ddp.weights
+    fsdp = _trace(strategy="fsdp", world_size=2)
+    assert fsdp.rank is not None
+    with torch.device("meta"):
+        model = TokenMlp(1000, 128, 4)
+    block = sum(p.numel() * 4 for p in model.blocks[0].parameters())
+    root = sum(p.numel() * 4 for p in model.parameters()) - 4 * block
+    # Resharding after forward: the root's parameters, and one block or two (prefetch).
+    assert root + block <= fsdp.rank.gathered_peak <= root + 2 * block
+
+
+def test_the_repeated_blocks_are_the_outermost_and_own_parameters() -> None:
+    nested = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
+        torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
     )
-    assert sum(parallel["peak_train_parts"].values()) == memory["peak_train"]
-    assert traced.rank is not None
-    assert parallel["uneven_parameters"] == traced.rank.uneven
+    assert repeated_blocks(nested) == ["0", "1"]
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(1, 1, 1), torch.nn.MaxPool2d(2)
+    )
+    assert repeated_blocks(cnn) == ["0", "2"]
+    assert repeated_blocks(TokenMlp(10, 4, 3)) == ["blocks.0", "blocks.1", "blocks.2"]
 
 
 @pytest.mark.parametrize(
-    ("table", "message"),
+    ("parallel", "message"),
     [
         (
-            '{ strategy = "fsdp", world_size = 9, tensor_parallel = 2 }',
-            "  --parallel world_size: 9 is not divisible by tensor_parallel 2",
+            {
+                "tensor_parallel": 2,
+                "tp_plan": (("blocks.*.up", "colwise"), ("blocks.0.up", "rowwise")),
+            },
+            "parallel.tp_plan: 'blocks.*.up' and 'blocks.0.up' both match blocks.0.up",
         ),
-        ("fsdp", "--parallel is not a TOML inline table"),
+        (
+            {"tensor_parallel": 2, "tp_plan": (("blocks.*.upp", "colwise"),)},
+            "'blocks.*.upp' matches no module (`*` stands for one whole name part; close: "
+            "blocks.3.up, blocks.2.up, blocks.1.up)",
+        ),
+        ({"wrap": ("layer*",)}, "parallel.wrap: 'layer*' matches no module"),
     ],
 )
-def test_a_bad_parallel_option_is_a_usage_error(table: str, message: str) -> None:
-    done = _summary("--input-shape", "4,64", "--parallel", table)
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-def test_a_strategy_this_torch_lacks_is_named_with_its_key() -> None:
-    # torch.distributed.fsdp made unimportable, as in a torch before FSDP2.
-    block = "import sys; sys.modules['torch.distributed.fsdp'] = None; "
-    run = "from pytest_cnnbudget.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            block + run,
-            "summary",
-            "nets:TokenMlp",
-            "--input-shape",
-            "4,64",
-            "--parallel",
-            '{ strategy = "fsdp", world_size = 8 }',
-        ],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 2, done.stderr
-    assert (
-        "parallel.strategy: 'fsdp' needs FSDP2's fully_shard (torch.distributed.fsdp, torch "
-        "2.6 or newer), which this torch" in done.stderr
-    )
-
-
-FIXTURE_TEST = """
-import torch
-from nets import TokenMlp
-
-
-def test_rank(cnn_budget):
-    with torch.device("meta"):
-        model = TokenMlp(1000, 128, 4)
-    cnn_budget(
-        model,
-        input_shape=(4, 64),
-        max_train_memory="{budget}",
-        parallel={{"strategy": "fsdp", "world_size": 3}},
-    )
-"""
-
-
-@pytest.mark.parametrize("budget", ["100MB", "1MB"])
-def test_the_fixture_checks_a_rank_and_the_gate_trains_after_it(
-    pytester: pytest.Pytester, budget: str
+def test_a_plan_or_wrap_that_misses_says_what_is_close(
+    parallel: dict[str, Any], message: str
 ) -> None:
-    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
-    pytester.makepyfile(test_rank=FIXTURE_TEST.format(budget=budget))
-    (pytester.path / "pyproject.toml").write_text(
-        "[tool.cnnbudget]\nsnapshot = false\n"
-        "[tool.cnnbudget.models.single]\n"
-        'target = "nets:TokenMlp"\ninput_shape = [4, 64]\nmax_train_memory = "100MB"\n'
-    )
-    out = pytester.path / "out.json"
-    # The fixture's test first: the gate's checker forks after the rank was traced.
-    result = pytester.runpytest_subprocess(
-        "--cnn-budget", "--cnn-budget-json", str(out), "test_rank.py", "pyproject.toml"
-    )
-    traced = _trace(strategy="fsdp", world_size=3)
-    if budget == "1MB":
-        result.assert_outcomes(passed=1, failed=1)
-        result.stdout.fnmatch_lines(
-            [
-                "*over budget*",
-                "memory at 4×64 per rank, rank 0 of fsdp 3 (3 ranks); * parameters shard "
-                "unevenly, rank 0 holds the most (AdamW, no autocast, train mode):",
-                "the training peak of the rank holds:",
-            ]
-        )
-        return
-    result.assert_outcomes(passed=2)
-    models = json.loads(out.read_text())["models"]
-    rank = models["test_rank.py::test_rank"]["measurement"]["memory"]
-    assert rank["peak_train"] == traced.peak_train
-    assert rank["parallel"]["world_size"] == 3
-    assert "parallel" not in models["single"]["measurement"]["memory"]
+    with pytest.raises(MemoryTraceError) as info:
+        _trace(strategy="fsdp", world_size=4, **parallel)
+    assert message in str(info.value)
 
 
-def test_the_docs_sample_is_what_the_command_prints() -> None:
-    page = (HERE.parent / "docs" / "parallel.md").read_text(encoding="utf-8")
-    command = re.search(r"\$ cnnbudget summary (nets:TokenMlp .*)\n", page)
-    assert command is not None
-    done = _summary(*shlex.split(command.group(1))[1:])
-    assert done.returncode == 0, done.stderr
-    shown = page.split(command.group(0), 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0]
-    printed = done.stdout.split("\nmemory at ", 1)[1]
-    assert printed.startswith(shown.removeprefix("memory at ")), (shown, printed)
+def test_ddp_refusing_a_frozen_model_is_a_trace_error_naming_the_strategy() -> None:
+    model = TokenMlp(100, 16, 2)
+    model.requires_grad_(False)
+    with pytest.raises(MemoryTraceError, match=r"parallel.strategy: 'ddp' could not wrap"):
+        _trace(model, strategy="ddp", world_size=2)
 
 
-def test_the_gate_traces_ranks_in_its_checker_again_and_again(pytester: pytest.Pytester) -> None:
-    # The checker sets torch to one thread; a trace's child forked from it once raced its
-    # autograd threads to remake the thread pool and died about one time in two.
-    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
-    tables = "".join(
-        f"[tool.cnnbudget.models.rank{n}]\n"
-        'target = "nets:TokenMlp"\nkwargs = { vocab = 100, width = 16, depth = 2 }\n'
-        'input_shape = [2, 8]\nmax_train_memory = "1GB"\n'
-        f'parallel = {{ strategy = "fsdp", world_size = {n} }}\n'
-        for n in range(2, 8)
-    )
-    (pytester.path / "pyproject.toml").write_text("[tool.cnnbudget]\nsnapshot = false\n" + tables)
-    result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
-    result.assert_outcomes(passed=6)
+# -- the child process ----------------------------------------------------------------------
 
 
-def test_the_snapshot_keeps_what_a_ranks_peak_holds_and_a_diff_shows_it(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+class _Picky(Exception):
+    """An exception that pickles but cannot be made again from its args."""
 
-    def configure(world: int) -> None:
-        (pytester.path / "pyproject.toml").write_text(
-            '[tool.cnnbudget]\nsnapshot = "cnnbudget.snapshot.json"\n'
-            "[tool.cnnbudget.models.lm]\n"
-            'target = "nets:TokenMlp"\ninput_shape = [4, 64]\nmax_train_memory = "1GB"\n'
-            f'parallel = {{ strategy = "fsdp", world_size = {world} }}\n'
-        )
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a} {b}")
 
-    configure(8)
-    pytester.runpytest_subprocess("--cnn-budget-update", "pyproject.toml").assert_outcomes(passed=1)
-    stored = json.loads((pytester.path / "cnnbudget.snapshot.json").read_text())
-    assert problems(stored, "snapshot") == []
-    memory = stored["models"]["lm"]["memory"]
-    parts = {k: v for k, v in memory.items() if k.startswith("rank_peak_")}
-    assert sorted(parts) == sorted(f"rank_peak_{p}" for p in PEAK_PARTS)
-    assert sum(parts.values()) == memory["peak_train"]
-    configure(4)
-    result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*weights 392,564 → 785,128 (+392,564)*", "*rank_peak_weights 392,564 → 785,128*"]
-    )
-    result.stdout.fnmatch_lines(["lm *MB peak in training per rank*"])
-    # The job summary and the pull-request comment say per rank too.
-    summary, comment = pytester.path / "summary.md", pytester.path / "comment.md"
-    pytester.runpytest_subprocess(
-        "--cnn-budget",
-        f"--cnn-budget-summary={summary}",
-        f"--cnn-budget-comment={comment}",
-        "pyproject.toml",
-    )
-    assert " per rank" in summary.read_text()
-    assert "1.00 GB peak in training per rank" in comment.read_text()
+
+def _raise_picky() -> None:
+    raise _Picky("no", "room")
+
+
+def test_an_error_that_does_not_unpickle_comes_back_as_its_text() -> None:
+    with pytest.raises(MemoryTraceError, match="_Picky: no room"):
+        apart(_raise_picky, "the call")
+
+
+def test_a_child_that_dies_is_said_to_have_died() -> None:
+    with pytest.raises(
+        MemoryTraceError, match=r"the call: .*ended before answering \(killed by SIGKILL\)"
+    ):
+        apart(lambda: os.kill(os.getpid(), signal.SIGKILL), "the call")
+
+
+def test_a_parent_interrupted_while_waiting_kills_its_child(tmp_path: Path) -> None:
+    started = tmp_path / "pid"
+
+    def hang() -> None:
+        started.write_text(str(os.getpid()))
+        time.sleep(60)
+
+    def interrupt() -> None:
+        while not started.exists():
+            time.sleep(0.05)
+        time.sleep(0.2)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    def stop(signum: int, frame: object) -> None:
+        raise TimeoutError("the check's time ran out")
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        with pytest.raises(TimeoutError):
+            apart(hang, "the call")
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    child = int(started.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # killed and reaped: no such process
+
+
+def test_without_fork_the_call_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "fork")  # as on Windows
+    assert apart(os.getpid, "the call") == os.getpid()

@@ -77,8 +77,11 @@ def parse_parallel(
         mixed_precision=get("mixed_precision", _choice(MIXED_PRECISION)),
         wrap=get("wrap", _patterns),
     )
-    for key, message in _consistency(options, value):
-        problems.add(where, f"{prefix}{key}", message)
+    # What the keys say together is said only of keys that each hold: a world_size of 1 the
+    # user never wrote, or a strategy misspelt, would make the rest read as wrong too.
+    if len(problems.messages) + problems.more == before:
+        for key, message in _consistency(options, value):
+            problems.add(where, f"{prefix}{key}", message)
     return options if len(problems.messages) + problems.more == before else None
 
 
@@ -93,16 +96,27 @@ def _consistency(options: ParallelOptions, given: Mapping[str, Any]) -> list[tup
         out.append(("replicate", "missing; hsdp needs the number of replica groups"))
     if replicate > 1 and options.strategy != "hsdp":
         out.append(("replicate", f"applies to hsdp, not {options.strategy}"))
-    if tp > 1 and "tp_plan" not in given:
-        out.append(("tp_plan", f"missing; tensor_parallel {tp:,} needs the modules it splits"))
+    if tp > 1 and not options.tp_plan:
+        state = "missing" if "tp_plan" not in given else "empty"
+        out.append(("tp_plan", f"{state}; tensor_parallel {tp:,} needs the modules it splits"))
     if options.tp_plan and tp == 1:
-        out.append(("tensor_parallel", "missing; a tp_plan needs a degree above 1"))
+        state = "is 1" if "tensor_parallel" in given else "missing"
+        out.append(("tensor_parallel", f"{state}; a tp_plan needs a degree above 1"))
+    fsdp_keys = [k for k in ("reshard_after_forward", "mixed_precision", "wrap") if k in given]
     if options.strategy == "ddp":
         if tp > 1:
             out.append(("tensor_parallel", "is not traced with ddp; use fsdp or hsdp with it"))
-        for key in ("reshard_after_forward", "mixed_precision", "wrap"):
-            if key in given:
-                out.append((key, "applies to fsdp and hsdp, not ddp (autocast sets ddp's dtype)"))
+        for key in fsdp_keys:
+            out.append((key, "applies to fsdp and hsdp, not ddp (autocast sets ddp's dtype)"))
+    elif options.data_parallel == 1 and not world % tp:
+        for key in fsdp_keys:
+            out.append(
+                (
+                    key,
+                    "applies to FSDP, which a run with tensor_parallel = world_size does not "
+                    "use (no data-parallel ranks to shard over)",
+                )
+            )
     return out
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ..constants import ROOT_NAME
 from ..errors import MemoryTraceError
@@ -39,7 +40,7 @@ from ..results import Memory, MemoryOptions
 from .autocast import Policy
 from .counting import as_module
 from .explain import Call, explain_failure
-from .live import Live, distinct_bytes, is_fake, storage_of
+from .live import Live, distinct_bytes, is_fake, plain, storage_of
 from .meta import meta_meets_real
 from .optimizer import first_line, make_optimizer, optimizer_step, prime
 from .profiler import tensors, token_ids
@@ -320,18 +321,26 @@ class _Saved:
     @contextmanager
     def hooks(self, recorder: _Recorder) -> Iterator[None]:
         def pack(t: torch.Tensor) -> torch.Tensor:
-            storage = storage_of(t) if t.device.type == "meta" or is_fake(t) else None
-            if storage is not None:
-                key = storage._cdata
-                prior = self.seen.get(key)
-                if key not in self.excluded and (prior is None or prior() is None):
-                    self.seen[key] = weakref.ref(storage)
-                    name = recorder.running
-                    self.by_module[name] = self.by_module.get(name, 0) + storage.nbytes()
+            if t.device.type == "meta" or is_fake(t):
+                self._count(storage_of(t), recorder)
+            elif is_traceable_wrapper_subclass(t):  # a DTensor: its local shard is saved
+                for inner in plain(t):
+                    if is_fake(inner) or inner.device.type == "meta":
+                        self._count(storage_of(inner), recorder)
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
             yield
+
+    def _count(self, storage: Any | None, recorder: _Recorder) -> None:
+        if storage is None:
+            return
+        key = storage._cdata
+        prior = self.seen.get(key)
+        if key not in self.excluded and (prior is None or prior() is None):
+            self.seen[key] = weakref.ref(storage)
+            name = recorder.running
+            self.by_module[name] = self.by_module.get(name, 0) + storage.nbytes()
 
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ first ranks one more row, so rank 0 holds at least as much as any other.
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 import re
 import threading
@@ -142,13 +143,30 @@ def apply_tensor_parallel(module: nn.Module, options: ParallelOptions, mesh: Dev
     from torch.distributed.tensor.parallel import parallelize_module
 
     plan: dict[str, Any] = {}
+    matched_by: dict[str, str] = {}
     for pattern, style in options.tp_plan:
-        names = pattern_names(module, pattern)
-        if not names:
-            raise MemoryTraceError(f"parallel.tp_plan: {pattern!r} matches no module")
-        for name in names:
+        for name in matching(module, pattern, "parallel.tp_plan"):
+            if name in matched_by:
+                raise MemoryTraceError(
+                    f"parallel.tp_plan: {matched_by[name]!r} and {pattern!r} both match "
+                    f"{name}; give each module one style"
+                )
+            matched_by[name] = pattern
             plan[name] = _style(name, module.get_submodule(name), style, pattern)
     parallelize_module(module, mesh["tp"], plan)
+
+
+def matching(module: nn.Module, pattern: str, key: str) -> list[str]:
+    """`pattern_names`, or MemoryTraceError naming `key` and the closest module names."""
+    names = pattern_names(module, pattern)
+    if names:
+        return names
+    every = [name for name, _ in module.named_modules() if name]
+    close = difflib.get_close_matches(pattern, every, n=3, cutoff=0.5)
+    hint = f"; close: {', '.join(close)}" if close else ""
+    raise MemoryTraceError(
+        f"{key}: {pattern!r} matches no module (`*` stands for one whole name part{hint})"
+    )
 
 
 def _style(name: str, sub: nn.Module, style: str, pattern: str) -> Any:
@@ -189,14 +207,14 @@ def repeated_blocks(module: nn.Module) -> list[str]:
     more modules of one class with parameters: a transformer's layers, a ResNet's blocks."""
     found: list[str] = []
     for name, sub in module.named_modules():
-        if any(name.startswith(f"{b}.") for b in found) or not isinstance(
-            sub, nn.ModuleList | nn.Sequential
-        ):
+        inside = any(name == b or name.startswith(f"{b}.") for b in found)
+        if inside or not isinstance(sub, nn.ModuleList | nn.Sequential):
             continue
-        kinds = [type(c) for c in sub.children() if any(True for _ in c.parameters())]
+        owning = [(n, c) for n, c in sub.named_children() if any(True for _ in c.parameters())]
+        kinds = [type(c) for _, c in owning]
         if len(kinds) >= 2 and len(set(kinds)) < len(kinds):
             prefix = f"{name}." if name else ""
-            found += [f"{prefix}{child}" for child, _ in sub.named_children()]
+            found += [f"{prefix}{child}" for child, _ in owning]
     return found
 
 
@@ -217,9 +235,7 @@ def apply_fully_shard(module: nn.Module, options: ParallelOptions, mesh: DeviceM
     else:
         names = []
         for pattern in options.wrap:
-            matched = pattern_names(module, pattern)
-            if not matched:
-                raise MemoryTraceError(f"parallel.wrap: {pattern!r} matches no module")
+            matched = matching(module, pattern, "parallel.wrap")
             names += [n for n in matched if n not in names]
     for name in sorted(names, key=lambda n: -n.count(".")):  # innermost first, as FSDP2 wants
         fully_shard(module.get_submodule(name), **kwargs)

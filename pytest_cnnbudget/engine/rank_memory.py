@@ -1,5 +1,5 @@
 """One rank's training step and inference pass, traced on fake tensors → the bytes it needs.
-Pure.
+No collective leaves the process; the trace runs in a forked child (apart.py).
 
 The model is wrapped as rank 0 of the run wraps it (parallel.py) and traced by the same
 machinery as a single device (memory.py): a first step, untraced, makes the optimizer's state,
@@ -22,6 +22,8 @@ rounding) is not here; docs/parallel.md gives its usual size.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import MemoryTraceError
-from ..ranks import PEAK_PARTS, RankMemory
+from ..ranks import PEAK_PARTS, ParallelOptions, RankMemory
 from ..results import Memory, MemoryOptions
 from .apart import apart
 from .counting import as_module
@@ -84,17 +86,14 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
         # The wrappers' advice (FSDP2 on a root returning a view) is about training the
         # model, not its memory; a project's -W error must not make it a failure here.
         warnings.filterwarnings("ignore", module="torch.distributed")
-        try:
+        with _wrapping(parallel):
             mesh = device_mesh(parallel)
             apply_tensor_parallel(module, parallel, mesh)
             apply_fully_shard(module, parallel, mesh)
-        except MemoryTraceError:
-            raise
-        except Exception as e:
-            raise MemoryTraceError(f"parallel: wrapping the model failed: {first_line(e)}") from e
         with FakeTensorMode(allow_non_fake_inputs=True):
-            module.to_empty(device="cpu")
-            runner = data_parallel(module, parallel, mesh)
+            with _wrapping(parallel):
+                module.to_empty(device="cpu")
+                runner = data_parallel(module, parallel, mesh)
             view = MetaView(module, runner)
             dtype = view.floating_dtype()
             weights = distinct_bytes(view.tensors)
@@ -113,8 +112,9 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
                 live.steady(state, gathered_storages(module))
                 step = train_step(view, inputs, dtype, lower, optimizer, live)
                 _zero_grad(trainable)
+                # Serving holds the weights, not the optimizer's state or DDP's buckets.
                 inference = _RankLive(view.tensors)
-                inference.steady(state, gathered_storages(module))
+                inference.steady([], gathered_storages(module))
                 peak_inference = inference_peak(view, inputs, dtype, lower, inference)
             finally:
                 for hook in hooks:
@@ -135,6 +135,20 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
             uneven=uneven(module),
         ),
     )
+
+
+@contextmanager
+def _wrapping(parallel: ParallelOptions) -> Iterator[None]:
+    """A wrapper's failure (torch's DDP refusing a model with nothing to train, a plan torch
+    cannot apply) as a trace error naming the strategy."""
+    try:
+        yield
+    except MemoryTraceError:
+        raise
+    except Exception as e:
+        raise MemoryTraceError(
+            f"parallel.strategy: {parallel.strategy!r} could not wrap the model: {first_line(e)}"
+        ) from e
 
 
 def _zero_grad(params: list[torch.Tensor]) -> None:
@@ -170,6 +184,11 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         self.parts_at_peak: dict[str, int] = {}
         self.gathered: set[int] = set()
         self.gathered_peak = 0
+        # When each live storage was first counted, and how many had been at the last peak:
+        # a storage put down to another part after the peak moves in `parts_at_peak` too.
+        self.born: dict[int, int] = {}
+        self.counted = 0
+        self.counted_at_peak = 0
         self._resize: Any = None
         super().__init__(start)
         for key in self.sizes:
@@ -188,7 +207,7 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
                 self.retag(storage._cdata, "gathered")
         self.peak = self.live
         self.gathered_peak = self.by_part["gathered"]
-        self.parts_at_peak = dict(self.by_part)
+        self.at_peak()
 
     @property
     def known(self) -> frozenset[int]:
@@ -200,6 +219,9 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         old = self.sizes.get(key, 0)
         if key not in self.part:
             self.part[key] = "gathered" if key in self.gathered else _OTHER
+        if key not in self.sizes:
+            self.counted += 1
+            self.born[key] = self.counted
         self.by_part[self.part[key]] += storage.nbytes() - old
         super().add_storage(storage)
         if self.part[key] == "gathered":
@@ -207,9 +229,11 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
 
     def at_peak(self) -> None:
         self.parts_at_peak = dict(self.by_part)
+        self.counted_at_peak = self.counted
 
     def freed(self, key: int, size: int) -> None:
         part = self.part.pop(key, None)
+        self.born.pop(key, None)
         if part is not None:
             self.by_part[part] -= size
 
@@ -221,6 +245,10 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         size = self.sizes[key]
         if old is not None:
             self.by_part[old] -= size
+            if self.born.get(key, self.counted_at_peak + 1) <= self.counted_at_peak:
+                # Live at the peak (nothing freed it since): the peak held it as `part`.
+                self.parts_at_peak[old] -= size
+                self.parts_at_peak[part] = self.parts_at_peak.get(part, 0) + size
         self.by_part[part] += size
         self.part[key] = part
 
@@ -273,8 +301,8 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
                 live.add_storage(storage)
             return result
 
-        torch.UntypedStorage.resize_ = resize_  # type: ignore[method-assign,assignment]
         super().__enter__()  # type: ignore[no-untyped-call]
+        torch.UntypedStorage.resize_ = resize_  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:

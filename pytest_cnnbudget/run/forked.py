@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
 from ..config.locations import model_table
+from ..engine.apart import die_with_parent
 from ..errors import exception_text
 from ..frames import PACKAGE_DIR, is_user_file
 from ..results import ModelResult, SourceLocation
@@ -93,23 +94,6 @@ def _receive(
     return pickle.loads(_read(sock, size, deadline, alive))
 
 
-def _die_with_parent() -> None:
-    """On Linux, be killed when pytest's process dies, even by SIGKILL: a check stuck in a loop
-    would otherwise outlive the run (elsewhere, a closed socket ends the process between
-    checks)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes  # only here, in the checking process, and only on Linux
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(0)
-
-
 def _keep_one_thread(nthreads: int) -> None:
     """torch.set_num_threads in the checking process: see _serve."""
 
@@ -122,7 +106,7 @@ def _serve(sock: socket.socket, dump: IO[bytes], spills: tuple[_Spill, _Spill]) 
 
     # Ctrl-C is pytest's to handle; it ends this process by closing the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     # An OpenMP thread pool that pytest's process used before the fork does not exist here,
     # and waiting on it would hang the first parallel operation. Meta tensors compute nothing;
     # a cpu build only fills weights, serially.

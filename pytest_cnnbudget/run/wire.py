@@ -109,14 +109,19 @@ def _memory(data: dict[str, Any] | None) -> Memory | None:
         **{k: v for k, v in data.items() if k not in ("options", "saved", "rank")},
         options=MemoryOptions(**options, parallel=parallel),
         saved=_pairs(data["saved"]) or (),
-        rank=RankMemory(
-            options=_parallel(rank["options"]) or parallel,  # type: ignore[arg-type]
-            at_peak=_pairs(rank["at_peak"]) or (),
-            gathered_peak=rank["gathered_peak"],
-            uneven=rank["uneven"],
-        )
-        if rank is not None
-        else None,
+        rank=_rank(rank) if rank is not None else None,
+    )
+
+
+def _rank(data: dict[str, Any]) -> RankMemory:
+    options = _parallel(data["options"])
+    if options is None:
+        raise ValueError("a rank's memory came without the settings it was traced with")
+    return RankMemory(
+        options=options,
+        at_peak=_pairs(data["at_peak"]) or (),
+        gathered_peak=data["gathered_peak"],
+        uneven=data["uneven"],
     )
 
 
