@@ -13,6 +13,7 @@ from sections.hardening import bench_hardening
 from sections.memory import bench_memory
 from sections.overhead import bench_overhead
 from sections.packages import bench_packages
+from sections.parallel import bench_parallel
 from sections.peers import bench_peers
 from sections.profile import bench_profile
 from sections.rendering import bench_rendering
@@ -33,4 +34,5 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "packages": bench_packages,
     "memory": bench_memory,
     "comment": bench_comment,
+    "parallel": bench_parallel,
 }

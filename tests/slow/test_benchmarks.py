@@ -25,7 +25,7 @@ def test_a_smoke_run_of_the_sections_writes_each_ones_rows(tmp_path: Path) -> No
     # One run of the sections that fit a smoke run: each section is its own process tree, so
     # one run costs the set-up once and still shows every section working.
     report = tmp_path / "results.md"
-    sections = ("scale", "packages", "timm", "memory", "comment")
+    sections = ("scale", "packages", "timm", "memory", "comment", "parallel")
     done = subprocess.run(
         [
             sys.executable,
@@ -85,6 +85,14 @@ def test_a_smoke_run_of_the_sections_writes_each_ones_rows(tmp_path: Path) -> No
         "PR comment of a 5,000-model baseline, removed: comment_markdown",  # --quick: 5,000
         "PR comment of a 5,000-model baseline, changed: comment_markdown",
     ]
+    assert "## 13. Memory per rank: its cost in the gate, real runs and FSDPMemTracker" in text
+    assert _summary_rows(text, "13") == [
+        "LLaMA shape (2 blocks, dim 256) at 1×128, fsdp 4 × tp 2, max_train_memory: "
+        "pytest --cnn-budget wall",
+        "LLaMA shape (2 blocks, dim 256) at 1×128, fsdp 4 × tp 2, max_train_memory: peak RSS",
+        "trace vs real runs, training peak per rank (TokenMlp, 2 runs)",
+        "FSDPMemTracker vs real runs, training peak of rank 0 (TokenMlp)",
+    ]
 
 
 def test_gpu_memory_script_without_cuda_says_so() -> None:
@@ -102,3 +110,17 @@ def test_gpu_memory_script_without_cuda_says_so() -> None:
     assert done.stdout == (
         "no CUDA device (torch.cuda.is_available() is False): nothing measured\n"
     )
+
+
+def test_gpu_ranks_script_with_fewer_than_two_gpus_says_so() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, str(GPU_MEMORY.with_name("gpu_ranks.py"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("fewer than two CUDA devices: no rank to shard over, nothing measured\n")
