@@ -229,4 +229,9 @@ def test_the_snapshot_keeps_what_a_ranks_peak_holds_and_a_diff_shows_it(
         "pyproject.toml",
     )
     assert " per rank" in summary.read_text()
-    assert "1.00 GB peak in training per rank" in comment.read_text()
+    body = comment.read_text()
+    assert "1.00 GB peak in training per rank" in body
+    # What the rank's peak holds, under the model's diff: the parts as the snapshot has them.
+    line = next(line for line in body.splitlines() if line.startswith("rank 0 of fsdp 4"))
+    assert line.startswith("rank 0 of fsdp 4 (4 ranks): training peak ")
+    assert [part.split()[0] for part in line.split(" = ", 1)[1].split(" · ")] == list(PEAK_PARTS)

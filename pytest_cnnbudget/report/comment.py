@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ..config.budgets import limit_text, noun
+from ..config.budgets import MEMORY_KEYS, limit_text, noun
 from ..constants import UPDATE_COMMAND
 from ..results import ModelResult, Outcome, SnapshotDiff, SnapshotStatus
 from ..snapshot.compare import BaseComparison, Change
@@ -28,6 +28,7 @@ from .cells import (
     used_text,
 )
 from .github import arrow, usage_bar
+from .memory import rank_line
 from .tables import Column, Style, markdown_code, markdown_escape, render
 
 MARKER = "<!-- cnn-budget-comment -->"
@@ -92,7 +93,11 @@ def _budget(row: _Row) -> str:
     """The budget `used` compares with; every one a model breaks, each named by its key."""
     result = row.result
     if result is not None and result.exceeded:
-        return ", ".join(f"{c.key} {limit_text(c, human=True)}" for c in result.exceeded)
+        rank = " per rank" if _per_rank(result) else ""
+        return ", ".join(
+            f"{c.key} {limit_text(c, human=True)}{rank if c.key in MEMORY_KEYS else ''}"
+            for c in result.exceeded
+        )
     budget = result.primary_budget if result is not None else None
     if budget is None or result is None:
         return "-"
@@ -136,8 +141,15 @@ def _rows(results: Sequence[ModelResult], comparisons: Sequence[BaseComparison])
     return rows
 
 
-def _details(row: _Row, result: ModelResult, diff: SnapshotDiff, group: bool) -> str:
-    """A model's per-layer diff against the base (`diff`), grouped, in a collapsed block."""
+def _details(row: _Row, result: ModelResult, diff: SnapshotDiff | None, group: bool) -> str:
+    """A model's per-layer diff against the base (`diff`), grouped, and for a rank's memory
+    what its peak holds, in a collapsed block."""
+    memory = result.count.memory if result.count is not None else None
+    held = rank_line(memory) if memory is not None else None
+    ranked = [markdown_escape(held, cell=False)] if held else []
+    if diff is None:
+        summary = markdown_escape(f"{row.comparison.name}: memory per rank", cell=False)
+        return f"<details><summary>{summary}</summary>\n\n{ranked[0]}\n\n</details>"
     comparison = row.comparison
     changes = shown_changes(result, group, diff)
     layers = sum(c.repeat for c in changes)
@@ -152,9 +164,16 @@ def _details(row: _Row, result: ModelResult, diff: SnapshotDiff, group: bool) ->
     notes = [f"_{markdown_escape(CHANGED_NOTE)}_"] if any(c.repeat > 1 for c in changes) else []
     # A line break in Markdown: two spaces before it.
     totals = "  \n".join(markdown_escape(line) for line in change_totals(diff))
-    body = "\n".join([*table, "", *notes, *([""] if notes else []), totals])
+    body = "\n".join(
+        [*table, "", *notes, *([""] if notes else []), totals, *([""] if ranked else []), *ranked]
+    )
     # Blank lines around the body: Markdown inside an HTML block is read only after one.
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def _per_rank(result: ModelResult) -> bool:
+    memory = result.count.memory if result.count is not None else None
+    return memory is not None and memory.rank is not None
 
 
 def _size(text: str) -> int:
@@ -201,7 +220,7 @@ def comment_markdown(
     diffed = [
         (r, r.result, r.comparison.diff)
         for r in rows
-        if r.result is not None and r.comparison.diff is not None
+        if r.result is not None and (r.comparison.diff is not None or _per_rank(r.result))
     ]
     table = _Pieces(_table_rows(rows), len(rows))
     details = _Pieces(

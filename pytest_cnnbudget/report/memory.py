@@ -69,6 +69,16 @@ _PART_NOTES = {
 }
 
 
+def rank_line(memory: Memory) -> str | None:
+    """`rank 0 of fsdp 4 (4 ranks): training peak 11.13 MB = weights 392.56 kB · …`: what a
+    rank's peak holds, on one line; None for one device's memory."""
+    rank = memory.rank
+    if rank is None:
+        return None
+    parts = " · ".join(f"{part} {human_bytes(n)}" for part, n in rank.at_peak)
+    return f"{_ranks(rank)}: training peak {human_bytes(memory.peak_train)} = {parts}"
+
+
 def _ranks(rank: RankMemory) -> str:
     """`rank 0 of fsdp 8 × tp 8 (64 ranks)`, and which rank holds the most when shards differ."""
     settings = rank.options
