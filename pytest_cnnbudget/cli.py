@@ -404,7 +404,9 @@ def _summary(args: argparse.Namespace, model: _Model) -> str:
         return text
     style = Style.MARKDOWN if args.format == "markdown" else Style.TEXT
     lines = layer_report(count, style, group=not args.no_group)
-    budgets = memory_budget_lines(count, model.name, shape_toml(args.input_shape))
+    budgets = memory_budget_lines(
+        count, model.name, shape_toml(args.input_shape), getattr(args, "parallel", None)
+    )
     if budgets and style is Style.TEXT:
         lines += ["", *budgets]
     elif budgets:

@@ -235,3 +235,20 @@ def test_the_snapshot_keeps_what_a_ranks_peak_holds_and_a_diff_shows_it(
     line = next(line for line in body.splitlines() if line.startswith("rank 0 of fsdp 4"))
     assert line.startswith("rank 0 of fsdp 4 (4 ranks): training peak ")
     assert [part.split()[0] for part in line.split(" = ", 1)[1].split(" · ")] == list(PEAK_PARTS)
+
+
+def test_the_budget_lines_a_rank_suggests_pass_when_pasted(pytester: pytest.Pytester) -> None:
+    table = '{ strategy = "fsdp", world_size = 3 }'
+    done = _summary("--input-shape", "4,64", "--parallel", table)
+    assert done.returncode == 0, done.stderr
+    pasted = done.stdout.split("rounded up):\n", 1)[1].strip().splitlines()
+    assert pasted[1] == f"parallel = {table}"
+    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+    (pytester.path / "pyproject.toml").write_text(
+        '[tool.cnnbudget]\nsnapshot = false\n[tool.cnnbudget.models.lm]\ntarget = "nets:TokenMlp"\n'
+        + "\n".join(pasted)
+        + "\n"
+    )
+    result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["lm *MB peak in * per rank *ok*"])

@@ -36,11 +36,15 @@ def shape_toml(text: str | None) -> str | None:
 
 
 def memory_budget_lines(
-    count: ParameterCount, name: str | None, input_shape: str | None = None
+    count: ParameterCount,
+    name: str | None,
+    input_shape: str | None = None,
+    parallel: str | None = None,
 ) -> list[str]:
     """`max_train_memory = "77MB"` and `max_inference_memory = …`, with HEADROOM over the
     traced peaks, and where they go (with `input_shape`, the TOML of the shape they were
-    measured at, which a memory budget needs beside it); nothing when memory was not traced."""
+    measured at, which a memory budget needs beside it; with `parallel`, the inline table of
+    the run whose rank they are); nothing when memory was not traced."""
     memory = count.memory
     if memory is None:
         return []
@@ -49,6 +53,9 @@ def memory_budget_lines(
     if input_shape is not None:
         # The peaks are the batch's: a memory budget needs the shape it was measured at.
         lines.append(f"input_shape = {input_shape}")
+    if parallel is not None:
+        # One rank's peaks: without the table they would be budgets for one device.
+        lines.append(f"parallel = {parallel.strip()}")
     for key, peak in (
         ("max_train_memory", memory.peak_train),
         ("max_inference_memory", memory.peak_inference),
