@@ -291,7 +291,7 @@ def _memory_options(args: argparse.Namespace, model: _Model) -> MemoryOptions | 
         except ValueError as e:
             raise CommandLineError(f"--optimizer: {e}") from e
     if parallel is not None:
-        options = replace(options, parallel=parallel_option(parallel))
+        options = replace(options, parallel=parallel_option(parallel, options.parallel))
     return replace(options, autocast=autocast) if autocast else options
 
 

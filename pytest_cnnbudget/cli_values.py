@@ -63,8 +63,10 @@ def input_spec_option(text: str | None) -> InputSpec | None:
         raise CommandLineError(f"--input-shape {text!r}: {e}") from e
 
 
-def parallel_option(text: str) -> ParallelOptions:
-    """`--parallel '{ strategy = "fsdp", world_size = 64 }'`: the `parallel` table inline."""
+def parallel_option(text: str, configured: ParallelOptions | None = None) -> ParallelOptions:
+    """`--parallel '{ strategy = "fsdp", world_size = 64 }'`: the `parallel` table inline; over
+    a configured model's own table, its keys replace those the table gives and keep the rest
+    (`--parallel '{ mixed_precision = "bf16" }'` compares one setting)."""
     if len(text) > MAX_CONFIG_BYTES:
         raise CommandLineError(
             f"--parallel is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
@@ -76,8 +78,24 @@ def parallel_option(text: str) -> ParallelOptions:
             f"--parallel is not a TOML inline table ({e}): {brief(text)}; write it as the "
             "model's table would, '{ strategy = \"fsdp\", world_size = 8 }'"
         ) from e
+    if isinstance(value, dict) and configured is not None:
+        value = {**_written(configured), **value}
     problems = Problems(Path("--parallel"))
     options = parse_parallel(problems, "--parallel", value, prefix="")
     if options is None:
         raise CommandLineError("\n".join(["--parallel:", *problems.lines()]))
     return options
+
+
+def _written(options: ParallelOptions) -> dict[str, Any]:
+    """`options` as a table would write them: the keys that differ from their defaults."""
+    table: dict[str, Any] = {"strategy": options.strategy, "world_size": options.world_size}
+    defaults = ParallelOptions(strategy=options.strategy, world_size=options.world_size)
+    for key in ("replicate", "tensor_parallel", "reshard_after_forward", "mixed_precision"):
+        if getattr(options, key) != getattr(defaults, key):
+            table[key] = getattr(options, key)
+    if options.tp_plan:
+        table["tp_plan"] = dict(options.tp_plan)
+    if options.wrap is not None:
+        table["wrap"] = list(options.wrap)
+    return table

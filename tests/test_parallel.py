@@ -347,7 +347,7 @@ def test_the_repeated_blocks_are_the_outermost_and_own_parameters() -> None:
         (
             {"tensor_parallel": 2, "tp_plan": (("blocks.*.upp", "colwise"),)},
             "'blocks.*.upp' matches no module (`*` stands for one whole name part; close: "
-            "blocks.3.up, blocks.2.up, blocks.1.up)",
+            "blocks.*.up, blocks.*, blocks.*.norm)",
         ),
         ({"wrap": ("layer*",)}, "parallel.wrap: 'layer*' matches no module"),
     ],
@@ -424,3 +424,39 @@ def test_a_parent_interrupted_while_waiting_kills_its_child(tmp_path: Path) -> N
 def test_without_fork_the_call_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "fork")  # as on Windows
     assert apart(os.getpid, "the call") == os.getpid()
+
+
+class _HeadCount(torch.nn.Module):
+    """Attention that reshapes by its head count, which a rank under TP holds a share of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = torch.nn.Linear(64, 64)
+        self.o = torch.nn.Linear(64, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        heads = self.q(x).view(b, t, 4, 16)
+        out: torch.Tensor = self.o(heads.reshape(b, t, -1))
+        return out
+
+
+def test_a_reshape_by_head_count_under_tensor_parallel_is_told_the_fix() -> None:
+    model = torch.nn.Sequential(_HeadCount(), _HeadCount())
+    plan = (("*.q", "colwise"), ("*.o", "rowwise"))
+    from pytest_cnnbudget.engine.rank_memory import measure_rank_memory
+    from pytest_cnnbudget.inputs import InputSpec
+    from pytest_cnnbudget.results import MemoryOptions
+
+    options = MemoryOptions(
+        parallel=ParallelOptions("fsdp", world_size=4, tensor_parallel=2, tp_plan=plan)
+    )
+    with pytest.raises(MemoryTraceError) as info:
+        measure_rank_memory(model, InputSpec(args=((2, 8, 64),)), options)
+    text = str(info.value)
+    assert "failed in 0 (FSDP_HeadCount)" in text
+    assert text.endswith(
+        "hint: under tensor_parallel 2 a colwise layer gives each rank 1/2 of its outputs; "
+        "reshape attention by head size, view(b, t, -1, head_dim), not by the model's head "
+        "count (docs/parallel.md)"
+    )

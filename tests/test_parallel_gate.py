@@ -252,3 +252,26 @@ def test_the_budget_lines_a_rank_suggests_pass_when_pasted(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess("--cnn-budget", "pyproject.toml")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["lm *MB peak in * per rank *ok*"])
+
+
+def test_the_command_line_table_replaces_only_the_keys_it_gives(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(nets=(HERE / "nets.py").read_text(encoding="utf-8"))
+    (pytester.path / "pyproject.toml").write_text(
+        '[tool.cnnbudget]\nsnapshot = false\n[tool.cnnbudget.models.lm]\ntarget = "nets:TokenMlp"\n'
+        'input_shape = [4, 64]\nmax_train_memory = "1GB"\n[tool.cnnbudget.models.lm.parallel]\n'
+        'strategy = "fsdp"\nworld_size = 4\ntensor_parallel = 2\n'
+        'tp_plan = { "blocks.*.up" = "colwise", "blocks.*.down" = "rowwise" }\n'
+    )
+    bf16 = ["--parallel", '{ mixed_precision = "bf16" }']
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_cnnbudget", "summary", "lm", "--format", "json", *bf16],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    parallel = json.loads(done.stdout)["memory"]["parallel"]
+    assert parallel["mixed_precision"] == "bf16"
+    assert (parallel["world_size"], parallel["tensor_parallel"]) == (4, 2)
+    assert parallel["tp_plan"] == {"blocks.*.up": "colwise", "blocks.*.down": "rowwise"}

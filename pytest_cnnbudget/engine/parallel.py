@@ -162,11 +162,17 @@ def matching(module: nn.Module, pattern: str, key: str) -> list[str]:
     if names:
         return names
     every = [name for name, _ in module.named_modules() if name]
-    close = difflib.get_close_matches(pattern, every, n=3, cutoff=0.5)
+    # Block indices as `*`, as a plan writes them: `blocks.*.attn.q_proj`, once, not per block.
+    patterns = list(dict.fromkeys(_generalized(name) for name in every))
+    close = difflib.get_close_matches(pattern, patterns, n=3, cutoff=0.5)
     hint = f"; close: {', '.join(close)}" if close else ""
     raise MemoryTraceError(
         f"{key}: {pattern!r} matches no module (`*` stands for one whole name part{hint})"
     )
+
+
+def _generalized(name: str) -> str:
+    return ".".join("*" if part.isdigit() else part for part in name.split("."))
 
 
 def _style(name: str, sub: nn.Module, style: str, pattern: str) -> Any:

@@ -106,7 +106,8 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
             ]
             try:
                 module.train(options.train_mode)
-                train_step(view, inputs, dtype, lower, optimizer, live)  # the first step
+                with _heads_hint(parallel):
+                    train_step(view, inputs, dtype, lower, optimizer, live)  # the first step
                 _zero_grad(trainable)
                 state = _state(optimizer)
                 live.steady(state, gathered_storages(module))
@@ -135,6 +136,26 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
             uneven=uneven(module),
         ),
     )
+
+
+# What a forward that reshapes by the model's head count says when a rank holds fewer heads.
+_RESHAPE = "is invalid for input of size"
+
+
+@contextmanager
+def _heads_hint(parallel: ParallelOptions) -> Iterator[None]:
+    """A reshape that fails under tensor parallel, with what usually causes it."""
+    try:
+        yield
+    except MemoryTraceError as e:
+        if parallel.tensor_parallel == 1 or _RESHAPE not in str(e):
+            raise
+        raise MemoryTraceError(
+            f"{e}\nhint: under tensor_parallel {parallel.tensor_parallel} a colwise layer "
+            f"gives each rank 1/{parallel.tensor_parallel} of its outputs; reshape attention "
+            "by head size, view(b, t, -1, head_dim), not by the model's head count "
+            "(docs/parallel.md)"
+        ) from e
 
 
 @contextmanager

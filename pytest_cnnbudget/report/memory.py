@@ -90,7 +90,12 @@ def _ranks(rank: RankMemory) -> str:
     uneven = (
         f"; {rank.uneven:,} parameters shard unevenly, rank 0 holds the most" if rank.uneven else ""
     )
-    return f"rank 0 of {' × '.join(parts)} ({settings.world_size:,} ranks){uneven}"
+    fsdp = settings.strategy != "ddp" and settings.data_parallel > 1
+    options = [f"{settings.mixed_precision} parameters"] if settings.mixed_precision else []
+    if fsdp and not settings.reshard_after_forward:
+        options.append("kept gathered after forward")
+    said = f", {', '.join(options)}" if options else ""
+    return f"rank 0 of {' × '.join(parts)} ({settings.world_size:,} ranks){said}{uneven}"
 
 
 SAVING_MOST = 3
