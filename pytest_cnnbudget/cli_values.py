@@ -27,10 +27,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 def kwargs_option(text: str) -> dict[str, Any]:
     """`--kwargs '{"num_classes": 10}'`: the constructor's keyword arguments."""
-    if len(text) > MAX_CONFIG_BYTES:
-        raise CommandLineError(
-            f"--kwargs is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
-        )
+    _bounded("--kwargs", text)
     try:
         value = loads(text)
     except DuplicateKeyError as e:
@@ -67,10 +64,7 @@ def parallel_option(text: str, configured: ParallelOptions | None = None) -> Par
     """`--parallel '{ strategy = "fsdp", world_size = 64 }'`: the `parallel` table inline; over
     a configured model's own table, its keys replace those the table gives and keep the rest
     (`--parallel '{ mixed_precision = "bf16" }'` compares one setting)."""
-    if len(text) > MAX_CONFIG_BYTES:
-        raise CommandLineError(
-            f"--parallel is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
-        )
+    _bounded("--parallel", text)
     try:
         value = tomllib.loads(f"parallel = {text}")["parallel"]
     except tomllib.TOMLDecodeError as e:
@@ -99,3 +93,10 @@ def _written(options: ParallelOptions) -> dict[str, Any]:
     if options.wrap is not None:
         table["wrap"] = list(options.wrap)
     return table
+
+
+def _bounded(option: str, text: str) -> None:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise CommandLineError(
+            f"{option} is {len(text):,} characters; at most {MAX_CONFIG_BYTES:,}"
+        )

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ..constants import ROOT_NAME
 from ..errors import MemoryTraceError
+from ..ranks import RankMemory
 from ..results import Memory, MemoryOptions
 from .autocast import Policy
 from .counting import as_module
@@ -65,7 +66,6 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
     view = MetaView(module)
     dtype = view.floating_dtype()
     lower = getattr(torch, AUTOCAST[options.autocast]) if options.autocast else None
-    weights = distinct_bytes(view.tensors)
     trainable = [t for t in view.params if t.requires_grad]
     optimizer = make_optimizer(options, trainable)
     training = {m: m.training for m in module.modules()}
@@ -82,8 +82,20 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
             m.training = flag
         for t in trainable:
             t.grad = None
+    return traced_memory(view, step, state, peak_inference, options)
+
+
+def traced_memory(
+    view: MetaView,
+    step: Step,
+    state: list[torch.Tensor],
+    peak_inference: int,
+    options: MemoryOptions,
+    rank: RankMemory | None = None,
+) -> Memory:
+    """The figures of a traced step and inference pass (`rank`: one rank's parts besides)."""
     return Memory(
-        weights=weights,
+        weights=distinct_bytes(view.tensors),
         gradients=step.gradients,
         optimizer=distinct_bytes(state),
         activations=sum(step.saved.values()),
@@ -91,6 +103,7 @@ def measure_memory(model: ModelLike, inputs: InputSpec, options: MemoryOptions) 
         peak_inference=peak_inference,
         options=options,
         saved=tuple((name, step.saved[name]) for name in view.names if step.saved.get(name)),
+        rank=rank,
     )
 
 

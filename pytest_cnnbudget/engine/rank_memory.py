@@ -35,8 +35,8 @@ from ..ranks import PEAK_PARTS, ParallelOptions, RankMemory
 from ..results import Memory, MemoryOptions
 from .apart import apart
 from .counting import as_module
-from .live import Live, distinct_bytes, plain
-from .memory import AUTOCAST, MetaView, check_torch, inference_peak, train_step
+from .live import Live, plain
+from .memory import AUTOCAST, MetaView, check_torch, inference_peak, traced_memory, train_step
 from .optimizer import first_line, make_optimizer
 from .parallel import (
     apply_fully_shard,
@@ -49,6 +49,7 @@ from .parallel import (
     meta_copy,
     uneven,
 )
+from .profiler import tensors
 
 if TYPE_CHECKING:
     from ..inputs import InputSpec
@@ -96,7 +97,6 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
                 runner = data_parallel(module, parallel, mesh)
             view = MetaView(module, runner)
             dtype = view.floating_dtype()
-            weights = distinct_bytes(view.tensors)
             trainable = [p for p in view.params if p.requires_grad]
             optimizer = make_optimizer(options, trainable)
             live = _RankLive(view.tensors)
@@ -120,15 +120,12 @@ def _measure(model: nn.Module, inputs: InputSpec, options: MemoryOptions) -> Mem
             finally:
                 for hook in hooks:
                     hook.remove()
-    return Memory(
-        weights=weights,
-        gradients=step.gradients,
-        optimizer=distinct_bytes(state),
-        activations=sum(step.saved.values()),
-        peak_train=step.peak,
-        peak_inference=peak_inference,
-        options=options,
-        saved=tuple((name, step.saved[name]) for name in view.names if step.saved.get(name)),
+    return traced_memory(
+        view,
+        step,
+        state,
+        peak_inference,
+        options,
         rank=RankMemory(
             options=parallel,
             at_peak=tuple((part, live.parts_at_peak.get(part, 0)) for part in PEAK_PARTS),
@@ -219,9 +216,7 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         """After the first step: the optimizer's state and FSDP2's gather storages are known,
         and the peak starts again from what is live now."""
         for t in state:
-            for inner in plain(t):
-                self.add(inner)
-                self.retag(inner.untyped_storage()._cdata, "optimizer")
+            self.tag(t, "optimizer")
         for storage in gathered:
             self.gathered.add(storage._cdata)
             if storage._cdata in self.sizes:
@@ -273,12 +268,19 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         self.by_part[part] += size
         self.part[key] = part
 
+    def tag(self, t: torch.Tensor, part: str, keep: tuple[str, ...] = ()) -> None:
+        """Count `t`'s storages (a DTensor's local shard) and put them down to `part`, unless
+        they are already down to one of `keep`."""
+        for inner in plain(t):
+            self.add(inner)
+            key = inner.untyped_storage()._cdata
+            if self.part.get(key) not in keep:
+                self.retag(key, part)
+
     def gradient(self, param: torch.Tensor) -> None:
         """Autograd accumulated `param`'s gradient (a post-accumulate-grad hook)."""
         if param.grad is not None:
-            for inner in plain(param.grad):
-                self.add(inner)
-                self.retag(inner.untyped_storage()._cdata, "gradients")
+            self.tag(param.grad, "gradients")
 
     def __torch_dispatch__(
         self,
@@ -302,13 +304,9 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
         is the rank's gradient shard (FSDP2 hands it to the parameters as their grads)."""
         reduce_scatter = "reduce_scatter" in func.__name__
         for i, arg in enumerate(args):
-            for t in _tensors(arg):
-                for inner in plain(t):
-                    self.add(inner)
-                    key = inner.untyped_storage()._cdata
-                    if self.part.get(key) in ("weights", "optimizer", "gathered", "gradients"):
-                        continue
-                    self.retag(key, "gradients" if reduce_scatter and i == 0 else "communication")
+            part = "gradients" if reduce_scatter and i == 0 else "communication"
+            for t in tensors(arg):
+                self.tag(t, part, keep=("weights", "optimizer", "gathered", "gradients"))
 
     def __enter__(self) -> _RankLive:
         # FSDP2 frees and re-allocates the storages it gathers parameters into by resizing
@@ -329,11 +327,3 @@ class _RankLive(Live):  # type: ignore[no-untyped-call]
     def __exit__(self, *exc: object) -> None:
         torch.UntypedStorage.resize_ = self._resize  # type: ignore[method-assign]
         super().__exit__(*exc)  # type: ignore[no-untyped-call]
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [t for v in value for t in _tensors(v)]
-    return []

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 GPU_MEMORY = RUN.with_name("gpu_memory.py")
 
@@ -95,11 +97,18 @@ def test_a_smoke_run_of_the_sections_writes_each_ones_rows(tmp_path: Path) -> No
     ]
 
 
-def test_gpu_memory_script_without_cuda_says_so() -> None:
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("gpu_memory.py", "no CUDA device (torch.cuda.is_available() is False): nothing measured"),
+        ("gpu_ranks.py", "fewer than two CUDA devices: no rank to shard over, nothing measured"),
+    ],
+)
+def test_a_gpu_script_without_the_gpus_it_needs_says_so(script: str, said: str) -> None:
     # Hiding every device gives the path a machine without one takes, on any machine.
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
     done = subprocess.run(
-        [sys.executable, str(GPU_MEMORY)],
+        [sys.executable, str(GPU_MEMORY.with_name(script))],
         capture_output=True,
         text=True,
         timeout=300,
@@ -107,20 +116,4 @@ def test_gpu_memory_script_without_cuda_says_so() -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == (
-        "no CUDA device (torch.cuda.is_available() is False): nothing measured\n"
-    )
-
-
-def test_gpu_ranks_script_with_fewer_than_two_gpus_says_so() -> None:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [sys.executable, str(GPU_MEMORY.with_name("gpu_ranks.py"))],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == ("fewer than two CUDA devices: no rank to shard over, nothing measured\n")
+    assert done.stdout == f"{said}\n"
